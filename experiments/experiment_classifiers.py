@@ -1,0 +1,34 @@
+"""A two-parameter grid over models, saving the fitted model as a file."""
+
+import joblib
+import pytest
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+MODELS = {
+    "logreg": lambda c: make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=500)),
+    "forest": lambda c: RandomForestClassifier(n_estimators=int(20 * c) + 10, random_state=0),
+}
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("C", [0.1, 1.0])
+def experiment_classifier(mlflow_run, breast_cancer, tmp_path, model, C):
+    X, y = breast_cancer
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0)
+    estimator = MODELS[model](C).fit(X_train, y_train)
+    predicted = estimator.predict(X_test)
+
+    model_file = tmp_path / "model.joblib"
+    joblib.dump(estimator, model_file)
+    mlflow_run.log_artifact(model_file, "model")
+
+    return {
+        "accuracy": accuracy_score(y_test, predicted),
+        "f1": f1_score(y_test, predicted),
+        "auc": roc_auc_score(y_test, estimator.predict_proba(X_test)[:, 1]),
+    }

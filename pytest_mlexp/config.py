@@ -1,0 +1,241 @@
+"""The tracking configuration: one frozen value, resolved once per session.
+
+Precedence, highest first: command-line flags, MLflow's environment
+variables, ini / ``[tool.pytest.ini_options]`` keys, an ``mlexp.yaml`` file,
+built-in defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from .redaction import redact_uri
+
+#: Environment variable that fixes the session id, so that several pytest
+#: invocations (CI shards, reruns) group their runs together.
+SESSION_ID_ENV = "MLEXP_SESSION_ID"
+
+DEFAULT_CONFIG_FILE = "mlexp.yaml"
+DEFAULT_STORE_FILE = "mlflow.db"
+DEFAULT_ARTIFACT_DIR = "mlruns"
+
+#: Keys accepted in ``mlexp.yaml``.
+YAML_KEYS = ("tracking_uri", "experiment", "tags")
+
+_DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+_SERVER_SCHEMES = ("http", "https", "databricks")
+ACCEPTED_URI_FORMS = (
+    "sqlite:///path/to/mlflow.db, http(s)://host:port, "
+    "postgresql://user@host/db, mysql://user@host/db, mssql://user@host/db, databricks"
+)
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Where and how runs are tracked; available as the ``tracking_config`` fixture."""
+
+    tracking_uri: str
+    experiment: str
+    tags: Mapping[str, str]
+    rootdir: Path
+    session_id: str
+    #: Artifact location for experiments the plugin creates (sqlite stores
+    #: only; servers choose their own).
+    artifact_location: str | None = None
+    #: Where each resolved value came from, e.g. ``{"tracking_uri": "--mlexp-tracking-uri"}``.
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def display_uri(self) -> str:
+        """The tracking URI with credentials removed, safe to print or log."""
+        return redact_uri(self.tracking_uri)
+
+    @property
+    def is_server(self) -> bool:
+        return urlsplit(self.tracking_uri).scheme in ("http", "https")
+
+    @property
+    def is_embedded(self) -> bool:
+        return urlsplit(self.tracking_uri).scheme == "sqlite"
+
+
+def from_pytest_config(config: pytest.Config) -> TrackingConfig:
+    """Resolve the tracking configuration from every source, or raise ``UsageError``."""
+    rootdir = Path(config.rootpath)
+    yaml_source, yaml_values = _load_yaml(config, rootdir)
+
+    sources: dict[str, str] = {}
+
+    def pick(key: str, *candidates: tuple[str, str | None]) -> str | None:
+        for source, value in candidates:
+            if value not in (None, ""):
+                sources[key] = source
+                return value
+        return None
+
+    uri = pick(
+        "tracking_uri",
+        ("--mlexp-tracking-uri", config.getoption("mlexp_tracking_uri")),
+        ("MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI")),
+        ("ini mlexp_tracking_uri", _ini_str(config, "mlexp_tracking_uri")),
+        (f"{yaml_source} tracking_uri", _yaml_str(yaml_source, yaml_values, "tracking_uri")),
+    )
+    relative_to = (
+        rootdir if sources.get("tracking_uri", "").startswith(("ini", yaml_source)) else None
+    )
+    if uri is None:
+        uri = f"sqlite:///{rootdir / DEFAULT_STORE_FILE}"
+        sources["tracking_uri"] = "default"
+    else:
+        uri = _check_uri(uri, sources["tracking_uri"], relative_to)
+
+    experiment = pick(
+        "experiment",
+        ("--mlexp-experiment", config.getoption("mlexp_experiment")),
+        ("MLFLOW_EXPERIMENT_NAME", os.environ.get("MLFLOW_EXPERIMENT_NAME")),
+        ("ini mlexp_experiment", _ini_str(config, "mlexp_experiment")),
+        (f"{yaml_source} experiment", _yaml_str(yaml_source, yaml_values, "experiment")),
+    )
+    if experiment is None:
+        experiment = rootdir.name or "Default"
+        sources["experiment"] = "default"
+    experiment = experiment.strip()
+
+    # Tags merge across sources; a higher source wins per key.
+    tags: dict[str, str] = {}
+    tags.update(_yaml_tags(yaml_source, yaml_values))
+    tags.update(parse_tags(config.getini("mlexp_tags"), "ini mlexp_tags"))
+    tags.update(parse_tags(config.getoption("mlexp_tags") or [], "--mlexp-tag"))
+
+    return TrackingConfig(
+        tracking_uri=uri,
+        experiment=experiment,
+        tags=MappingProxyType(tags),
+        rootdir=rootdir,
+        session_id=_session_id(config),
+        artifact_location=_artifact_location(uri),
+        sources=MappingProxyType(sources),
+    )
+
+
+def parse_tags(lines: Iterable[str], source: str) -> dict[str, str]:
+    """Parse ``KEY=VALUE`` strings; raise ``UsageError`` naming the source for a bad one."""
+    tags: dict[str, str] = {}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise pytest.UsageError(
+                f"{source}: malformed tag {line!r}; expected KEY=VALUE, e.g. team=vision"
+            )
+        tags[key.strip()] = value.strip()
+    return tags
+
+
+def _session_id(config: pytest.Config) -> str:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and "mlexp_session_id" in workerinput:
+        return str(workerinput["mlexp_session_id"])
+    from_env = os.environ.get(SESSION_ID_ENV, "").strip()
+    if from_env:
+        return from_env
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+
+def _check_uri(uri: str, source: str, relative_to: Path | None) -> str:
+    uri = uri.strip()
+    scheme = urlsplit(uri).scheme.lower()
+    base_scheme = scheme.split("+", 1)[0]
+    if base_scheme == "file":
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() == "true":
+            return uri
+        raise pytest.UsageError(
+            f"{source}: the file store {redact_uri(uri)!r} is deprecated in MLflow 3 and refused "
+            "unless MLFLOW_ALLOW_FILE_STORE=true; use sqlite:///path/to/mlflow.db instead"
+        )
+    if base_scheme not in _DB_SCHEMES + _SERVER_SCHEMES:
+        shown = f"scheme {scheme!r}" if scheme else "no scheme"
+        raise pytest.UsageError(
+            f"{source}: unsupported tracking URI {redact_uri(uri)!r} ({shown}); "
+            f"accepted forms: {ACCEPTED_URI_FORMS}"
+        )
+    if base_scheme == "sqlite" and relative_to is not None:
+        path = uri.split(":///", 1)[1] if ":///" in uri else ""
+        if path and not path.startswith("/") and path != ":memory:":
+            uri = f"{scheme}:///{relative_to / path}"
+    return uri
+
+
+def _artifact_location(uri: str) -> str | None:
+    """Keep a sqlite store's artifacts beside its database, as MLflow does in the cwd."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.split(":///", 1)[1].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    return (Path(path).resolve().parent / DEFAULT_ARTIFACT_DIR).as_uri()
+
+
+def _ini_str(config: pytest.Config, name: str) -> str | None:
+    value = config.getini(name)
+    return str(value).strip() or None
+
+
+def _load_yaml(config: pytest.Config, rootdir: Path) -> tuple[str, Mapping[str, Any]]:
+    explicit = config.getoption("mlexp_config") or _ini_str(config, "mlexp_config")
+    path = Path(explicit) if explicit else rootdir / DEFAULT_CONFIG_FILE
+    if explicit and not path.is_absolute():
+        path = (Path.cwd() if config.getoption("mlexp_config") else rootdir) / path
+    if not path.exists():
+        if explicit:
+            raise pytest.UsageError(
+                f"--mlexp-config: {path} does not exist; give the path of an mlexp YAML file"
+            )
+        return path.name, {}
+    import yaml
+
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise pytest.UsageError(f"{path}: not valid YAML: {exc}") from None
+    if values is None:
+        return path.name, {}
+    if not isinstance(values, Mapping):
+        raise pytest.UsageError(
+            f"{path}: expected a mapping of settings at the top level, got {type(values).__name__}"
+        )
+    unknown = sorted(str(key) for key in values if key not in YAML_KEYS)
+    if unknown:
+        raise pytest.UsageError(
+            f"{path}: unknown key {unknown[0]!r}; accepted keys: {', '.join(YAML_KEYS)}"
+        )
+    return path.name, values
+
+
+def _yaml_str(source: str, values: Mapping[str, Any], key: str) -> str | None:
+    value = values.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str | int | float):
+        raise pytest.UsageError(f"{source}: {key} must be a string, got {type(value).__name__}")
+    return str(value)
+
+
+def _yaml_tags(source: str, values: Mapping[str, Any]) -> dict[str, str]:
+    tags = values.get("tags")
+    if tags is None:
+        return {}
+    if not isinstance(tags, Mapping):
+        raise pytest.UsageError(
+            f"{source}: tags must be a mapping of KEY: VALUE, got {type(tags).__name__}"
+        )
+    return {str(key): str(value) for key, value in tags.items()}

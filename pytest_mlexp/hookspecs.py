@@ -1,0 +1,72 @@
+"""Hooks that other plugins and ``conftest.py`` files implement to extend pytest-mlexp.
+
+Every hook is called in the process that runs the item (an xdist worker
+under ``-n``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+import pytest
+
+if TYPE_CHECKING:
+    from .tracking import ExperimentRun
+
+hookspec = pluggy.HookspecMarker("pytest")
+
+
+@hookspec
+def pytest_mlexp_run_start(item: pytest.Item, run: ExperimentRun) -> None:
+    """Called once the item's run exists, before its fixtures are set up.
+
+    Add tags or params every run should carry::
+
+        def pytest_mlexp_run_start(item, run):
+            run.set_tag("team", "vision")
+            run.log_param("dataset_version", DATASET_VERSION)
+    """
+
+
+@hookspec
+def pytest_mlexp_run_ending(
+    item: pytest.Item, run: ExperimentRun, status: str, outcome: str
+) -> None:
+    """Called after the item's teardown, just before its run is closed: the last chance to log.
+
+    ``status`` is what the run will be closed with (FINISHED, FAILED or KILLED)::
+
+        def pytest_mlexp_run_ending(item, run, status, outcome):
+            run.log_artifact("logs/train.log")
+    """
+
+
+@hookspec
+def pytest_mlexp_run_finished(
+    item: pytest.Item, run: ExperimentRun, status: str, outcome: str
+) -> None:
+    """Called after the item's run has ended with ``status`` (FINISHED, FAILED or KILLED).
+
+    ``outcome`` is pytest's view: passed, failed, error, skipped, xfailed,
+    xpassed or interrupted. The run is closed: read it back with
+    ``run.client.get_run(run.run_id)``, notify a chat channel, and so on::
+
+        def pytest_mlexp_run_finished(item, run, status, outcome):
+            if status == "FAILED":
+                notify(f"{item.nodeid} failed: see run {run.run_id}")
+    """
+
+
+@hookspec(firstresult=True)
+def pytest_mlexp_returned(item: pytest.Item, run: ExperimentRun, value: Any) -> bool | None:
+    """Log the value an experiment function returned; return True if handled.
+
+    The default implementation logs a mapping's numbers as metrics and its
+    other values as params. ``firstresult``: the first True stops the chain::
+
+        def pytest_mlexp_returned(item, run, value):
+            if isinstance(value, pandas.DataFrame):
+                run.log_text(value.to_csv(), "returned.csv")
+                return True
+    """

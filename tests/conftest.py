@@ -1,0 +1,177 @@
+"""Fixtures for pytest-mlexp's own tests: real MLflow stores, real servers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+#: Environment that would leak the developer's own MLflow setup into tests.
+_LEAKY_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_RUN_ID",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLEXP_SESSION_ID",
+    "PYTEST_ADDOPTS",
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _mlflow_fully_imported(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Use a throwaway store once, before any test, so all of mlflow is imported.
+
+    pytester drops the modules a test imported when the test ends; mlflow and
+    SQLAlchemy modules imported lazily in one test and dropped would break
+    the next test's reads.
+    """
+    root = tmp_path_factory.mktemp("warmup")
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    experiment_id = client.create_experiment("warmup", artifact_location=(root / "a").as_uri())
+    run = client.create_run(experiment_id)
+    client.log_batch(run.info.run_id, metrics=[Metric("m", 1.0, 0, 0)], params=[Param("p", "1")])
+    client.log_text(run.info.run_id, "text", "t.txt")
+    client.set_terminated(run.info.run_id)
+    client.search_runs([experiment_id])
+    client.get_metric_history(run.info.run_id, "m")
+    client.download_artifacts(run.info.run_id, "t.txt", str(root))
+    client.list_artifacts(run.info.run_id)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in _LEAKY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    yield
+    assert mlflow.active_run() is None, "a test left a fluent MLflow run active"
+
+
+@pytest.fixture
+def ourtester(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A pytester whose project has an ini file, so its rootdir is its own folder."""
+    pytester.makeini("[pytest]\n")
+    return pytester
+
+
+def store_uri(path: Path) -> str:
+    """The embedded store pytest-mlexp creates by default in the project at ``path``."""
+    return f"sqlite:///{path / 'mlflow.db'}"
+
+
+@pytest.fixture
+def client(ourtester: pytest.Pytester) -> MlflowClient:
+    """An ``MlflowClient`` on the default embedded store of ``ourtester``'s project."""
+    return MlflowClient(tracking_uri=store_uri(ourtester.path))
+
+
+def runs_of(client, experiment: str) -> list:  # type: ignore[no-untyped-def]
+    """All runs of ``experiment``, sorted by run name, as a user would list them."""
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"experiment {experiment!r} does not exist"
+    runs = client.search_runs([found.experiment_id], max_results=10_000)
+    return sorted(runs, key=lambda run: run.info.run_name)
+
+
+@pytest.fixture
+def read_runs(client):  # type: ignore[no-untyped-def]
+    """``read_runs(experiment)``: the runs of an experiment in ``ourtester``'s store."""
+    return lambda experiment: runs_of(client, experiment)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class MlflowServer:
+    """A real ``mlflow server`` on 127.0.0.1, started and stopped by tests."""
+
+    def __init__(self, root: Path, backend_uri: str | None = None, *extra: str) -> None:
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.backend_uri = backend_uri or f"sqlite:///{root / 'server.db'}"
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = root / "server.log"
+
+    def start(self, timeout: float = 90.0) -> None:
+        mlflow_cli = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or "mlflow"
+        command = [
+            mlflow_cli, "server",
+            "--backend-store-uri", self.backend_uri,
+            "--artifacts-destination", str(self.root / "artifacts"),
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--workers", "1",
+            *self.extra,
+        ]  # fmt: skip
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mlflow server exited: {self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(
+            f"mlflow server did not answer in {timeout}s: {self.log.read_text()[-3000:]}"
+        )
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[type[MlflowServer]]:
+    """Start extra servers (own backend, auth, restarts); all are stopped after the test."""
+    started: list[MlflowServer] = []
+
+    def make(backend_uri: str | None = None, *extra: str) -> MlflowServer:
+        server = MlflowServer(tmp_path / f"server{len(started)}", backend_uri, *extra)
+        server.root.mkdir()
+        started.append(server)
+        return server
+
+    yield make  # type: ignore[misc]
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """One real tracking server for the whole test session."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    server.start()
+    yield server
+    server.stop()
