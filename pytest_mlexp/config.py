@@ -72,44 +72,28 @@ class TrackingConfig:
 def from_pytest_config(config: pytest.Config) -> TrackingConfig:
     """Resolve the tracking configuration from every source, or raise ``UsageError``."""
     rootdir = Path(config.rootpath)
-    yaml_source, yaml_values = _load_yaml(config, rootdir)
-
+    yaml_source, yaml_values = settings_file(config)
     sources: dict[str, str] = {}
 
-    def pick(key: str, *candidates: tuple[str, str | None]) -> str | None:
-        for source, value in candidates:
-            if value not in (None, ""):
-                sources[key] = source
-                return value
-        return None
-
-    uri = pick(
-        "tracking_uri",
-        ("--mlexp-tracking-uri", config.getoption("mlexp_tracking_uri")),
-        ("MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI")),
-        ("ini mlexp_tracking_uri", _ini_str(config, "mlexp_tracking_uri")),
-        (f"{yaml_source} tracking_uri", _yaml_str(yaml_source, yaml_values, "tracking_uri")),
+    found = lookup(
+        config, option="mlexp_tracking_uri", env="MLFLOW_TRACKING_URI", key="tracking_uri"
     )
-    relative_to = (
-        rootdir if sources.get("tracking_uri", "").startswith(("ini", yaml_source)) else None
-    )
-    if uri is None:
+    if found is None:
         uri = f"sqlite:///{rootdir / DEFAULT_STORE_FILE}"
         sources["tracking_uri"] = "default"
     else:
-        uri = _check_uri(uri, sources["tracking_uri"], relative_to)
+        uri, sources["tracking_uri"] = str(found[0]), found[1]
+        from_file = found[1].startswith(("ini", yaml_source))
+        uri = _check_uri(uri, found[1], rootdir if from_file else None)
 
-    experiment = pick(
-        "experiment",
-        ("--mlexp-experiment", config.getoption("mlexp_experiment")),
-        ("MLFLOW_EXPERIMENT_NAME", os.environ.get("MLFLOW_EXPERIMENT_NAME")),
-        ("ini mlexp_experiment", _ini_str(config, "mlexp_experiment")),
-        (f"{yaml_source} experiment", _yaml_str(yaml_source, yaml_values, "experiment")),
+    found = lookup(
+        config, option="mlexp_experiment", env="MLFLOW_EXPERIMENT_NAME", key="experiment"
     )
-    if experiment is None:
+    if found is None:
         experiment = rootdir.name or "Default"
         sources["experiment"] = "default"
-    experiment = experiment.strip()
+    else:
+        experiment, sources["experiment"] = str(found[0]).strip(), found[1]
 
     # Tags merge across sources; a higher source wins per key.
     tags: dict[str, str] = {}
@@ -126,6 +110,46 @@ def from_pytest_config(config: pytest.Config) -> TrackingConfig:
         artifact_location=_artifact_location(uri),
         sources=MappingProxyType(sources),
     )
+
+
+_SETTINGS_FILE_KEY = pytest.StashKey[tuple[str, Mapping[str, Any]]]()
+
+
+def settings_file(config: pytest.Config) -> tuple[str, Mapping[str, Any]]:
+    """The settings file's name and contents (empty if there is none), read once per session."""
+    cached = config.stash.get(_SETTINGS_FILE_KEY, None)
+    if cached is None:
+        cached = config.stash[_SETTINGS_FILE_KEY] = _load_yaml(config, Path(config.rootpath))
+    return cached
+
+
+def lookup(
+    config: pytest.Config,
+    *,
+    option: str,
+    env: str | None = None,
+    key: str | None = None,
+) -> tuple[Any, str] | None:
+    """The first value set for a setting, and where it came from.
+
+    Looks at the command-line option with dest ``option`` (flag
+    ``--option-with-dashes``), the environment variable ``env``, the ini key
+    named like ``option``, then ``key`` in the settings file. Empty values
+    count as unset. Returns ``None`` when no source sets it.
+    """
+    value = config.getoption(option)
+    if value not in (None, "", []):
+        return value, "--" + option.replace("_", "-")
+    if env is not None and os.environ.get(env, "").strip():
+        return os.environ[env].strip(), env
+    ini_value = config.getini(option)
+    if ini_value not in (None, "", []):
+        return (ini_value.strip() if isinstance(ini_value, str) else ini_value), f"ini {option}"
+    if key is not None:
+        source, values = settings_file(config)
+        if values.get(key) is not None:
+            return _yaml_scalar(source, values, key), f"{source} {key}"
+    return None
 
 
 def parse_tags(lines: Iterable[str], source: str) -> dict[str, str]:
@@ -185,13 +209,8 @@ def _artifact_location(uri: str) -> str | None:
     return (Path(path).resolve().parent / DEFAULT_ARTIFACT_DIR).as_uri()
 
 
-def _ini_str(config: pytest.Config, name: str) -> str | None:
-    value = config.getini(name)
-    return str(value).strip() or None
-
-
 def _load_yaml(config: pytest.Config, rootdir: Path) -> tuple[str, Mapping[str, Any]]:
-    explicit = config.getoption("mlexp_config") or _ini_str(config, "mlexp_config")
+    explicit = config.getoption("mlexp_config") or str(config.getini("mlexp_config")).strip()
     path = Path(explicit) if explicit else rootdir / DEFAULT_CONFIG_FILE
     if explicit and not path.is_absolute():
         path = (Path.cwd() if config.getoption("mlexp_config") else rootdir) / path
@@ -221,13 +240,13 @@ def _load_yaml(config: pytest.Config, rootdir: Path) -> tuple[str, Mapping[str, 
     return path.name, values
 
 
-def _yaml_str(source: str, values: Mapping[str, Any], key: str) -> str | None:
-    value = values.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str | int | float):
-        raise pytest.UsageError(f"{source}: {key} must be a string, got {type(value).__name__}")
-    return str(value)
+def _yaml_scalar(source: str, values: Mapping[str, Any], key: str) -> str | int | float | bool:
+    value = values[key]
+    if not isinstance(value, str | int | float | bool):
+        raise pytest.UsageError(
+            f"{source}: {key} must be a single value, got {type(value).__name__}"
+        )
+    return value
 
 
 def _yaml_tags(source: str, values: Mapping[str, Any]) -> dict[str, str]:
