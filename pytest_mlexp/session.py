@@ -267,6 +267,7 @@ class MlexpSession:
             "status": status,
             "outcome": outcome,
             "run_id": run.run_id,
+            "params": dict(run.params),
             "metrics": dict(run.metrics),
             "url": self.tracker.run_url(run),
         }
