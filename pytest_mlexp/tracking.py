@@ -17,8 +17,9 @@ import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.error import URLError
-from urllib.request import urlopen
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlsplit, urlunsplit
+from urllib.request import Request, urlopen
 
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
@@ -358,10 +359,14 @@ def _batches(
 
 def _check_server(settings: TrackingConfig) -> None:
     """Fail fast, with a useful message, when the tracking server does not answer."""
-    url = settings.tracking_uri.rstrip("/") + "/health"
+    parts = urlsplit(settings.tracking_uri)
+    host = parts.netloc.rpartition("@")[2]
+    url = urlunsplit((parts.scheme, host, parts.path.rstrip("/") + "/health", "", ""))
     try:
-        with urlopen(url, timeout=10) as response:
+        with urlopen(Request(url), timeout=10) as response:  # noqa: S310 - http(s) only
             response.read()
+    except HTTPError:
+        return  # It answered; what it thinks of us is for the real requests to say.
     except (URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise TrackingUnavailable(

@@ -88,9 +88,22 @@ def runs_of(client, experiment: str) -> list:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def read_runs(client):  # type: ignore[no-untyped-def]
-    """``read_runs(experiment)``: the runs of an experiment in ``ourtester``'s store."""
-    return lambda experiment: runs_of(client, experiment)
+def read_runs(ourtester: pytest.Pytester):  # type: ignore[no-untyped-def]
+    """``read_runs(experiment, uri=None)``: the runs of an experiment, sorted by name.
+
+    Reads ``ourtester``'s default store, or the store at ``uri``.
+    """
+
+    def read(experiment: str, uri: str | None = None) -> list:  # type: ignore[type-arg]
+        return runs_of(MlflowClient(uri or store_uri(ourtester.path)), experiment)
+
+    return read
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on."""
+    return free_port()
 
 
 def free_port() -> int:
