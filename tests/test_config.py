@@ -165,7 +165,8 @@ def test_explicit_config_file(ourtester, read_runs):
         pytest.param(
             {},
             ["--mlexp-config", "missing.yaml"],
-            "ERROR: --mlexp-config: */missing.yaml does not exist; give the path of an mlexp YAML file",
+            "ERROR: --mlexp-config: */missing.yaml does not exist; "
+            "give the path of an mlexp YAML file",
             id="missing-config-file",
         ),
     ],
