@@ -1,0 +1,131 @@
+"""What the plugin costs, as ratios against baselines measured in the same run.
+
+1. Tracking overhead: 100 trivial experiments through the plugin, against a
+   plain script doing the same logging with ``MlflowClient.log_batch``, each
+   on a fresh sqlite store (both pay the same interpreter start and mlflow
+   import).
+2. Idle cost: a suite of 300 ordinary tests with the plugin installed and
+   active, against the same suite with ``-p no:mlexp``.
+
+Run: ``python benchmarks/bench_overhead.py [--repeat 5]``. Medians of the
+repeats are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+CELLS = 100
+PLAIN_TESTS = 300
+
+EXPERIMENT = textwrap.dedent(
+    f"""
+    import pytest
+
+    @pytest.mark.parametrize("i", range({CELLS}))
+    def experiment_trivial(i):
+        return {{"score": i / {CELLS}}}
+    """
+)
+
+PLAIN_SCRIPT = textwrap.dedent(
+    f"""
+    import getpass, sys, time, uuid
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(sys.argv[1])
+    experiment_id = client.create_experiment("bench", artifact_location=sys.argv[2])
+    session = uuid.uuid4().hex
+    for i in range({CELLS}):
+        tags = {{
+            "mlflow.runName": f"experiment_trivial[{{i}}]",
+            "mlflow.source.name": "experiment_bench.py",
+            "mlflow.source.type": "LOCAL",
+            "mlflow.user": getpass.getuser(),
+            "mlexp.nodeid": f"experiment_bench.py::experiment_trivial[{{i}}]",
+            "mlexp.session_id": session,
+        }}
+        run = client.create_run(experiment_id, tags=tags, run_name=f"experiment_trivial[{{i}}]")
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric("score", i / {CELLS}, now, 0)],
+            params=[Param("i", str(i))],
+            tags=[RunTag("mlexp.outcome", "passed")],
+        )
+        client.set_terminated(run.info.run_id, "FINISHED")
+    """
+)
+
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "MLFLOW_TRACKING_URI": ""}
+
+
+def timed(command: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, cwd=cwd, env=ENV, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def fresh_project(root: Path, name: str, files: dict[str, str]) -> Path:
+    project = root / name
+    project.mkdir()
+    (project / "pytest.ini").write_text("[pytest]\n")
+    for filename, content in files.items():
+        (project / filename).write_text(content)
+    return project
+
+
+def tracking_overhead(root: Path, repeat: int) -> tuple[float, float]:
+    plugin_times, plain_times = [], []
+    for i in range(repeat):
+        project = fresh_project(root, f"plugin{i}", {"experiment_bench.py": EXPERIMENT})
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:xdist"]
+        plugin_times.append(timed(command, project))
+        assert (project / "mlflow.db").exists()
+
+        project = fresh_project(root, f"plain{i}", {"plain.py": PLAIN_SCRIPT})
+        uri = f"sqlite:///{project / 'mlflow.db'}"
+        plain_times.append(timed([sys.executable, "plain.py", uri, (project / "a").as_uri()], project))
+    return statistics.median(plugin_times), statistics.median(plain_times)
+
+
+def idle_cost(root: Path, repeat: int) -> tuple[float, float]:
+    tests = "\n".join(f"def test_{i}():\n    assert {i} == {i}\n" for i in range(PLAIN_TESTS))
+    project = fresh_project(root, "plain-suite", {"test_plain.py": tests})
+    base = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider"]
+    with_plugin, without = [], []
+    for _ in range(repeat):
+        with_plugin.append(timed(base, project))
+        without.append(timed([*base, "-p", "no:mlexp"], project))
+    return statistics.median(with_plugin), statistics.median(without)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        plugin, plain = tracking_overhead(root, args.repeat)
+        print(f"{CELLS} trivial experiments, fresh sqlite store, median of {args.repeat}:")
+        print(f"  plain MlflowClient.log_batch script : {plain:6.2f} s")
+        print(f"  pytest experiments/ with the plugin : {plugin:6.2f} s")
+        print(f"  ratio plugin / plain                : {plugin / plain:6.2f}x  (target <= 1.5x)")
+        active, disabled = idle_cost(root, args.repeat)
+        print(f"{PLAIN_TESTS} ordinary tests, no experiments, median of {args.repeat}:")
+        print(f"  pytest -p no:mlexp                  : {disabled:6.2f} s")
+        print(f"  pytest (plugin active)              : {active:6.2f} s")
+        print(f"  ratio active / disabled             : {active / disabled:6.2f}x  (target ~1.0x)")
+
+
+if __name__ == "__main__":
+    main()
