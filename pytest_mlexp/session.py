@@ -190,7 +190,13 @@ class MlexpSession:
     def pytest_sessionfinish(self) -> None:
         # Items cut short by Ctrl-C (or pytest.exit) never reach teardown.
         for item, item_run in list(self._running.values()):
-            self.results.append(self._end(item, item_run, "interrupted", "KILLED"))
+            try:
+                self.results.append(self._end(item, item_run, "interrupted", "KILLED"))
+            except Exception as exc:
+                warnings.warn(
+                    MlexpWarning(f"could not record interrupted run of {item.nodeid}: {exc}"),
+                    stacklevel=1,
+                )
 
     # -- internals -------------------------------------------------------------------
 
