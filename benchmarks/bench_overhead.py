@@ -94,7 +94,9 @@ def tracking_overhead(root: Path, repeat: int) -> tuple[float, float]:
 
         project = fresh_project(root, f"plain{i}", {"plain.py": PLAIN_SCRIPT})
         uri = f"sqlite:///{project / 'mlflow.db'}"
-        plain_times.append(timed([sys.executable, "plain.py", uri, (project / "a").as_uri()], project))
+        plain_times.append(
+            timed([sys.executable, "plain.py", uri, (project / "a").as_uri()], project)
+        )
     return statistics.median(plugin_times), statistics.median(plain_times)
 
 
