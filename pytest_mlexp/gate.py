@@ -123,6 +123,8 @@ class GateSettings:
 
     spec: BaselineSpec | None = None
     baseline_file: Path | None = None
+    #: The baseline file as shown: relative to the rootdir when inside it.
+    file_label: str = ""
     update: bool = False
     require: bool = False
     promote: bool = False
@@ -140,7 +142,7 @@ class GateSettings:
     def source(self) -> str:
         if self.spec is not None:
             return f"--mlexp-baseline {self.spec}"
-        return str(self.baseline_file)
+        return self.file_label
 
 
 def gate_settings(config: pytest.Config) -> GateSettings:
@@ -192,6 +194,7 @@ def gate_settings(config: pytest.Config) -> GateSettings:
         require=bool(config.getoption("mlexp_require_baseline"))
         or bool(config.getini("mlexp_require_baseline")),
         promote=bool(config.getoption("mlexp_promote_baseline")),
+        file_label=_display_path(baseline_file, rootdir) if baseline_file else "",
         report_md=Path(report_md).absolute() if report_md else None,
         default_tolerance=default,
         tolerances=MappingProxyType(tolerances),
@@ -393,7 +396,7 @@ class RegressionGate:
             metrics = self._file().get(item.nodeid)
             if metrics is None:
                 return None, None
-            return Baseline(metrics, _display_path(settings.baseline_file, self.config)), None
+            return Baseline(metrics, settings.file_label), None
         if self._store_baselines is None:
             self._store_baselines = self._load_store(item.session)
         if self._store_error is not None:
@@ -502,9 +505,9 @@ def _marker_experiment(item: pytest.Item) -> str | None:
     return experiment
 
 
-def _display_path(path: Path, config: pytest.Config) -> str:
+def _display_path(path: Path, rootdir: Path) -> str:
     try:
-        return str(path.relative_to(config.rootpath))
+        return str(path.relative_to(rootdir))
     except ValueError:
         return str(path)
 

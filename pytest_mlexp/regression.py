@@ -249,6 +249,8 @@ class Row:
         change = self.change
         if change is None or self.baseline is None:
             return "-"
+        if abs(change) <= 1e-12 * max(1.0, abs(self.baseline)):
+            change = 0.0  # float noise, e.g. 1 - 0.8 against 0.2
         text = f"{change:+.4g}"
         if self.baseline != 0:
             text += f" ({change / abs(self.baseline) * 100:+.2f}%)"
