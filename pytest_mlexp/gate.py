@@ -576,7 +576,7 @@ def write_summary(
     terminalreporter.write_line(f"{len(verdicts)} tests judged: " + ", ".join(parts or ["-"]))
     if settings.update:
         terminalreporter.write_line(
-            f"baseline file {settings.baseline_file}: {updated} tests updated"
+            f"baseline file {settings.file_label}: {updated} tests updated"
         )
 
 
