@@ -320,12 +320,14 @@ class RegressionGate:
 
     # -- collection ------------------------------------------------------------
 
+    def pytest_sessionstart(self) -> None:
+        if self.settings.baseline_file is not None:
+            self._file()  # a broken file stops the session before anything runs
+
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         for item in items:
             if is_tracked(item):
                 item.stash[RULES_KEY] = item_rules(item, self.settings)
-        if self.settings.baseline_file is not None and not hasattr(self.config, "workerinput"):
-            self._file()  # a broken file stops the session before anything runs
 
     # -- judging --------------------------------------------------------------
 
