@@ -577,9 +577,7 @@ def write_summary(
     parts = [f"{counts[key]} {key}" for key in keys if counts.get(key)]
     terminalreporter.write_line(f"{len(verdicts)} tests judged: " + ", ".join(parts or ["-"]))
     if settings.update:
-        terminalreporter.write_line(
-            f"baseline file {settings.file_label}: {updated} tests updated"
-        )
+        terminalreporter.write_line(f"baseline file {settings.file_label}: {updated} tests updated")
 
 
 def markdown_report(verdicts: list[dict[str, Any]], settings: GateSettings) -> str:
