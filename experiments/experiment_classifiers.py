@@ -15,6 +15,9 @@ MODELS = {
 }
 
 
+# Gate: fail if a model falls under these bounds, or (with --mlexp-baseline-file
+# experiments/baseline.yaml) loses more than 0.02 of a metric (2% for larger values).
+@pytest.mark.mlexp(expect={"accuracy": ">= 0.9", "auc": ">= 0.95"}, tolerance="0.02 or 2%")
 @pytest.mark.parametrize("model", sorted(MODELS))
 @pytest.mark.parametrize("C", [0.1, 1.0])
 def experiment_classifier(mlflow_run, breast_cancer, tmp_path, model, C):

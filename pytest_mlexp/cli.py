@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 #: Modules that each add subcommands through ``register(subparsers)``.
 COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES += ("pytest_mlexp.baselines",)
 
 
 def build_parser() -> argparse.ArgumentParser:

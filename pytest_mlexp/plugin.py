@@ -13,6 +13,7 @@ import pytest
 
 from . import hookspecs
 from .config import TrackingConfig, from_pytest_config
+from .gate import GATE_NAME, RegressionGate, add_options, gate_settings
 from .session import PLUGIN_NAME, RUN_KEY, ItemRun, MlexpSession
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="YAML settings file (default: mlexp.yaml in the rootdir, when present).",
     )
+    add_options(group, parser)
     parser.addini("mlexp_tracking_uri", "MLflow tracking URI for experiment runs.", default="")
     parser.addini("mlexp_experiment", "MLflow experiment name for experiment runs.", default="")
     parser.addini("mlexp_tags", "KEY=VALUE tags for every run, one per line.", type="linelist")
@@ -70,12 +72,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("python_functions", "experiment_*")
     config.addinivalue_line(
         "markers",
-        "mlexp(experiment=None, tags=None): track this test as an MLflow run, "
-        "optionally in another experiment or with extra tags.",
+        "mlexp(experiment=None, tags=None, expect=None, tolerance=None, direction=None): "
+        "track this test as an MLflow run, optionally in another experiment or with extra "
+        "tags; gate its metrics with bounds (expect={'accuracy': '>= 0.9'}) and "
+        "baseline tolerances and directions.",
     )
     settings = from_pytest_config(config)
     config.stash[SETTINGS_KEY] = settings
     config.pluginmanager.register(MlexpSession(config, settings), PLUGIN_NAME)
+    config.pluginmanager.register(RegressionGate(config, gate_settings(config)), GATE_NAME)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(settings), "mlexp-xdist")
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .tracking import ExperimentRun, Tracker
 
 #: Keyword arguments accepted by ``@pytest.mark.mlexp``.
-MARKER_KWARGS = ("experiment", "tags")
+MARKER_KWARGS = ("experiment", "tags", "expect", "tolerance", "direction")
 
 #: Name of the session object in pytest's plugin manager.
 PLUGIN_NAME = "mlexp-session"

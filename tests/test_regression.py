@@ -1,0 +1,558 @@
+"""The regression gate end to end: bounds, baselines from the store and from a file, reports."""
+
+from __future__ import annotations
+
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import store_uri
+from pytest_mlexp import cli
+from pytest_mlexp.regression import (
+    Bound,
+    RuleError,
+    Rules,
+    Tolerance,
+    compare,
+    known_direction,
+    parse_bounds,
+    parse_tolerance,
+)
+
+EXPERIMENT = "gate"
+NODE = "experiment_model.py::experiment_model"
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An embedded store with its tables made once: creating them costs seconds per test."""
+    path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
+    MlflowClient(tracking_uri=store_uri(path.parent)).search_experiments()
+    return path
+
+
+@pytest.fixture
+def run_gate(empty_store: Path, ourtester: pytest.Pytester):  # type: ignore[no-untyped-def]
+    if not (ourtester.path / "mlflow.db").exists():
+        shutil.copy(empty_store, ourtester.path / "mlflow.db")
+
+    def run(*args: str) -> pytest.RunResult:
+        return ourtester.runpytest("--mlexp-experiment", EXPERIMENT, "-p", "no:randomly", *args)
+
+    return run
+
+
+def escaped(pattern: str) -> str:
+    """``pattern`` for ``fnmatch_lines``, with brackets taken literally."""
+    return pattern.replace("[", "[[]")
+
+
+@pytest.fixture
+def model(ourtester: pytest.Pytester):  # type: ignore[no-untyped-def]
+    """``model(a=..., b=...)`` writes a two-cell experiment whose accuracy is given per cell.
+
+    ``rmse`` goes through ``mlflow.log_metric`` (the fluent API), ``accuracy``
+    through the returned dict.
+    """
+
+    def write(marker: str = "", extra: str = "", **accuracy: float) -> None:
+        ourtester.makepyfile(
+            experiment_model=f"""
+            import mlflow
+            import pytest
+
+            ACCURACY = {accuracy!r}
+
+            {marker}
+            @pytest.mark.parametrize("cell", sorted(ACCURACY))
+            def experiment_model(mlflow_run, cell):
+                mlflow.log_metric("rmse", 1 - ACCURACY[cell])
+                {extra}
+                return {{"accuracy": ACCURACY[cell]}}
+            """
+        )
+
+    return write
+
+
+def by_node(runs):  # type: ignore[no-untyped-def]
+    return {r.data.tags["mlexp.nodeid"]: r for r in runs}
+
+
+def session_runs(read_runs, result):  # type: ignore[no-untyped-def]
+    """The runs of the session that printed ``result``, by test id."""
+    line = next(x for x in result.outlines if x.startswith("mlexp: tracking"))
+    session = line.rsplit("session ", 1)[1].strip()
+    return by_node(r for r in read_runs(EXPERIMENT) if r.data.tags["mlexp.session_id"] == session)
+
+
+def test_worse_model_fails_the_right_item_with_a_table(model, run_gate, read_runs):
+    model(a=0.90, b=0.80)
+    first = run_gate("--mlexp-baseline", "latest")
+    first.assert_outcomes(passed=2)
+    first.stdout.fnmatch_lines(
+        [
+            "*mlexp: metric gate against --mlexp-baseline latest*",
+            f"no baseline for 2 tests (passed unchecked): {NODE}[[]a[]], {NODE}[[]b[]]",
+            "2 tests judged: 2 no-baseline",
+        ]
+    )
+    baseline = session_runs(read_runs, first)
+
+    model(a=0.81, b=0.80)
+    second = run_gate("--mlexp-baseline", "latest")
+    second.assert_outcomes(passed=1, failed=1)
+    base_a = baseline[f"{NODE}[a]"].info.run_id
+    second.stdout.fnmatch_lines(
+        [
+            "*_ experiment_model[[]a[]] _*",
+            f"mlexp: 2 metrics out of bounds against baseline run {base_a} (latest)",
+            "",
+            "metric    baseline  current  change           allowed            verdict",
+            "accuracy  0.9       0.81     -0.09 (-10.00%)  >= 0.891 (tol 1%)  REGRESSED",
+            "rmse      0.1       0.19     +0.09 (+90.00%)  <= 0.101 (tol 1%)  REGRESSED",
+            "",
+            "accuracy regressed: 0.9 -> 0.81, change -0.09 (-10.00%), allowed >= 0.891 (tol 1%);*",
+            "*mlexp: metric gate against --mlexp-baseline latest*",
+            f"REGRESSED  {NODE}[[]a[]]: accuracy regressed: 0.9 -> 0.81*",
+            f"REGRESSED  {NODE}[[]a[]]: rmse regressed: 0.1 -> 0.19*",
+            "2 tests judged: 1 regressed, 1 passed",
+        ]
+    )
+    assert f"{NODE}[b]" not in second.stdout.str().split("short test summary")[1]
+    runs = session_runs(read_runs, second)
+    failed, passed = runs[f"{NODE}[a]"], runs[f"{NODE}[b]"]
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["mlexp.regression"] == "regressed"
+    assert failed.data.tags["mlexp.baseline.run_id"] == base_a
+    assert failed.data.tags["mlexp.error"].startswith("accuracy regressed: 0.9 -> 0.81, change")
+    assert "\n" not in failed.data.tags["mlexp.error"]
+    assert passed.info.status == "FINISHED"
+    assert passed.data.tags["mlexp.regression"] == "passed"
+    assert passed.data.tags["mlexp.baseline.run_id"] == baseline[f"{NODE}[b]"].info.run_id
+
+    # The failed run is not a baseline: the next session still compares with the first.
+    third = run_gate("--mlexp-baseline", "latest")
+    third.assert_outcomes(passed=1, failed=1)
+    third.stdout.fnmatch_lines([f"*against baseline run {base_a} (latest)"])
+
+
+def test_improvement_passes_and_is_listed(model, run_gate, read_runs):
+    model(a=0.80)
+    run_gate().assert_outcomes(passed=1)
+    model(a=0.90)
+    result = run_gate("--mlexp-baseline", "latest")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"improved   {NODE}[[]a[]]: accuracy improved: 0.8 -> 0.9, change +0.1 (+12.50%)*",
+            f"improved   {NODE}[[]a[]]: rmse improved: 0.2 -> 0.1, change -0.1 (-50.00%)*",
+            "1 tests judged: 1 improved",
+        ]
+    )
+    run = session_runs(read_runs, result)[f"{NODE}[a]"]
+    assert run.data.tags["mlexp.regression"] == "improved"
+
+
+def test_branch_and_tag_baselines_pick_the_matching_run(model, run_gate, read_runs):
+    model(a=0.90)
+    main = run_gate("--mlexp-tag", "mlflow.source.git.branch=main", "--mlexp-tag", "gold=yes")
+    main.assert_outcomes(passed=1)
+    main_run = session_runs(read_runs, main)[f"{NODE}[a]"].info.run_id
+    model(a=0.50)
+    run_gate("--mlexp-tag", "mlflow.source.git.branch=feature").assert_outcomes(passed=1)
+
+    model(a=0.60)
+    # Against the latest run (feature, 0.5) this would be an improvement; against main
+    # (0.9) it is a regression; the same with the tag.
+    for spec in ("branch:main", "tag:gold=yes"):
+        result = run_gate("--mlexp-baseline", spec)
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines([f"*against baseline run {main_run} ({spec})"])
+
+
+def test_promoted_baseline_by_flag_and_by_command(model, run_gate, read_runs, ourtester, capsys):
+    model(a=0.90)
+    promoted = run_gate("--mlexp-promote-baseline")
+    promoted.assert_outcomes(passed=1)
+    first = session_runs(read_runs, promoted)[f"{NODE}[a]"]
+    assert first.data.tags["mlexp.baseline"] == "true"
+    model(a=0.70)
+    later = run_gate()
+    later.assert_outcomes(passed=1)
+    second = session_runs(read_runs, later)[f"{NODE}[a]"]
+    assert "mlexp.baseline" not in second.data.tags
+
+    model(a=0.71)
+    result = run_gate("--mlexp-baseline", "promoted")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"*against baseline run {first.info.run_id} (promoted)"])
+
+    session = second.data.tags["mlexp.session_id"]
+    uri = store_uri(ourtester.path)
+    capsys.readouterr()
+    code = cli.main(["promote", "--session", session, "--tracking-uri", uri])
+    assert (code, capsys.readouterr().out) == (
+        0,
+        f"promoted 1 runs of session {session} to baseline\n",
+    )
+    assert cli.main(["promote", "--session", "nope", "--tracking-uri", uri]) == 1
+    assert "no passed run of session nope" in capsys.readouterr().out
+
+    result = run_gate("--mlexp-baseline", "promoted")
+    result.assert_outcomes(passed=1)
+    run = session_runs(read_runs, result)[f"{NODE}[a]"]
+    assert run.data.tags["mlexp.baseline.run_id"] == second.info.run_id
+
+
+def test_explicit_run_is_the_baseline_of_any_test(model, run_gate, read_runs):
+    model(a=0.90)
+    reference = session_runs(read_runs, run_gate())[f"{NODE}[a]"].info.run_id
+    model(b=0.85)  # another test id: compared with the one run given
+    result = run_gate("--mlexp-baseline", f"run:{reference}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"*against baseline run {reference} (run)"])
+    bad = run_gate("--mlexp-baseline", "run:0123456789abcdef")
+    bad.assert_outcomes(failed=1)
+    bad.stdout.fnmatch_lines(["mlexp: baseline run '0123456789abcdef' cannot be read:*"])
+
+
+def test_baseline_file_is_written_sorted_and_compared(model, run_gate, ourtester, read_runs):
+    model(b=0.80, a=0.90)
+    update = run_gate("--mlexp-baseline-file", "baseline.yaml", "--mlexp-update-baseline")
+    update.assert_outcomes(passed=2)
+    update.stdout.fnmatch_lines(["baseline file baseline.yaml: 2 tests updated"])
+    path = ourtester.path / "baseline.yaml"
+    text = path.read_text()
+    assert text.startswith("# Baseline metrics for pytest-mlexp")
+    assert yaml.safe_load(text) == {
+        f"{NODE}[a]": {"accuracy": 0.9, "rmse": pytest.approx(0.1)},
+        f"{NODE}[b]": {"accuracy": 0.8, "rmse": pytest.approx(0.2)},
+    }
+    assert text.index("[a]") < text.index("[b]")
+    assert text.index("accuracy") < text.index("rmse")
+    # Rewriting the same results gives the same bytes: diffs show only real changes.
+    run_gate("--mlexp-baseline-file", "baseline.yaml", "--mlexp-update-baseline")
+    assert path.read_text() == text
+
+    model(a=0.90, b=0.70)
+    result = run_gate("--mlexp-baseline-file", "baseline.yaml")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["mlexp: 2 metrics out of bounds against baseline baseline.yaml", "*REGRESSED*"]
+    )
+    run = session_runs(read_runs, result)[f"{NODE}[b]"]
+    assert run.data.tags["mlexp.baseline.source"] == "baseline.yaml"
+    assert "mlexp.baseline.run_id" not in run.data.tags
+
+    # Refreshing with -k keeps the other tests' entries; failed tests keep their old values.
+    model(a=0.95, b=0.70, marker="@pytest.mark.mlexp(expect={'accuracy': '> 0.75'})")
+    run_gate("--mlexp-baseline-file", "baseline.yaml", "--mlexp-update-baseline", "-k", "a")
+    entries = yaml.safe_load(path.read_text())
+    assert entries[f"{NODE}[a]"]["accuracy"] == 0.95
+    assert entries[f"{NODE}[b]"]["accuracy"] == 0.8
+
+
+def test_missing_baseline_passes_with_a_note_unless_required(model, run_gate, ourtester):
+    (ourtester.path / "baseline.yaml").write_text(f"{NODE}[a]:\n  accuracy: 0.9\n  rmse: 0.1\n")
+    model(a=0.90, b=0.5)
+    result = run_gate("--mlexp-baseline-file", "baseline.yaml")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines([f"no baseline for 1 tests (passed unchecked): {NODE}[[]b[]]"])
+    required = run_gate("--mlexp-baseline-file", "baseline.yaml", "--mlexp-require-baseline")
+    required.assert_outcomes(passed=1, failed=1)
+    required.stdout.fnmatch_lines(
+        [
+            f"mlexp: no baseline for {NODE}[[]b[]] in baseline.yaml (--mlexp-require-baseline)."
+            " Record one first: pytest --mlexp-baseline-file */baseline.yaml "
+            "--mlexp-update-baseline"
+        ]
+    )
+
+
+def test_metric_in_baseline_but_not_logged_fails(model, run_gate, ourtester):
+    (ourtester.path / "baseline.yaml").write_text(
+        f"{NODE}[a]:\n  accuracy: 0.9\n  rmse: 0.1\n  f1: 0.8\n  accuracy.std: 0.01\n"
+    )
+    model(a=0.90)
+    result = run_gate("--mlexp-baseline-file", "baseline.yaml")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "mlexp: 1 metric out of bounds against baseline baseline.yaml",
+            "*",
+            "metric*",
+            "accuracy  0.9 *ok",
+            "f1        0.8       -        -   * logged             MISSING",
+            "rmse      0.1 *ok",
+            "",
+            "f1 not logged (baseline 0.8)",
+        ]
+    )
+
+
+def test_bounds_fail_without_any_baseline(model, run_gate, read_runs):
+    model(
+        a=0.9, b=0.6, marker="@pytest.mark.mlexp(expect={'accuracy': '>= 0.7', 'rmse': '< 0.35'})"
+    )
+    result = run_gate()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "mlexp: 2 metrics out of bounds",
+            "",
+            "metric    baseline  current  change  allowed        verdict",
+            "accuracy  -         0.6      -       expect >= 0.7  FAILED",
+            "rmse      -         0.4      -       expect < 0.35  FAILED",
+            "",
+            "accuracy = 0.6, expect >= 0.7; rmse = 0.4, expect < 0.35",
+        ]
+    )
+    runs = session_runs(read_runs, result)
+    assert runs[f"{NODE}[b]"].data.tags["mlexp.regression"] == "regressed"
+    assert runs[f"{NODE}[a]"].data.tags["mlexp.regression"] == "passed"
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        (
+            "expect={'accuracy': '=> 0.9'}",
+            "expect['accuracy']: bad expression '=> 0.9'; accepted forms: '>= 0.9', '> 0.9', "
+            "'<= 0.5', '< 0.5', or several joined by 'and' ('>= 0.2 and < 1')",
+        ),
+        (
+            "expect={'accuracy': 0.9}",
+            "expect['accuracy']: expected a string such as '>= 0.9', got 0.9; accepted forms: *",
+        ),
+        ("expect=['accuracy >= 0.9']", "expect must be a dict of metric -> expression such as*"),
+        (
+            "tolerance={'rmse': '2 pct'}",
+            "tolerance['rmse']: bad tolerance '2 pct'; accepted forms: 0.01 (absolute), '2%' *",
+        ),
+        ("tolerance=-0.1", "tolerance: bad tolerance -0.1 (must be finite and not negative)*"),
+        (
+            "direction={'speed': 'fast'}",
+            "direction['speed']: bad direction 'fast'; accepted: 'up'*",
+        ),
+    ],
+)
+def test_bad_marker_values_stop_the_session(ourtester, marker, message):
+    ourtester.makepyfile(
+        experiment_bad=f"""
+        import pytest
+
+        @pytest.mark.mlexp({marker})
+        def experiment_bad():
+            return {{"accuracy": 1.0}}
+        """
+    )
+    # Collection alone must catch it (in process: mlflow is not needed for that).
+    result = ourtester.runpytest_inprocess("--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [escaped(f"ERROR: @pytest.mark.mlexp on experiment_bad.py::experiment_bad: {message}")]
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--mlexp-baseline", "newest"],
+            "ERROR: --mlexp-baseline: unknown baseline 'newest'; accepted: latest (*",
+        ),
+        (
+            ["--mlexp-update-baseline"],
+            "ERROR: --mlexp-update-baseline: no baseline file to write; give one with*",
+        ),
+        (
+            ["--mlexp-baseline", "latest", "--mlexp-baseline-file", "b.yaml"],
+            "ERROR: --mlexp-baseline and --mlexp-baseline-file are two baseline sources*",
+        ),
+        (
+            ["--mlexp-tolerance", "1 percent"],
+            "ERROR: --mlexp-tolerance: bad tolerance '1 percent'*",
+        ),
+    ],
+)
+def test_bad_options_stop_the_session(ourtester, args, message):
+    ourtester.makepyfile(experiment_x="def experiment_x(): pass")
+    result = ourtester.runpytest_inprocess("--collect-only", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_project_settings_and_bad_baseline_file(ourtester, model, run_gate):
+    ourtester.makeini(
+        """
+        [pytest]
+        mlexp_baseline_file = baseline.yaml
+        mlexp_tolerances =
+            accuracy = 0.2
+        mlexp_directions =
+            rmse = ignore
+        """
+    )
+    (ourtester.path / "baseline.yaml").write_text(f"{NODE}[a]:\n  accuracy: 0.9\n  rmse: 0.0\n")
+    model(a=0.75)
+    result = run_gate()
+    result.assert_outcomes(passed=1)
+    # The marker's tolerance overrides the ini's.
+    model(a=0.75, marker="@pytest.mark.mlexp(tolerance={'accuracy': '10%'})")
+    result = run_gate()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["accuracy  0.9       0.75     -0.15 (-16.67%)  >= 0.81 (tol 10%)*"]
+    )
+
+    (ourtester.path / "baseline.yaml").write_text(f"{NODE}[a]:\n  accuracy: high\n")
+    result = run_gate()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: --mlexp-baseline-file: */baseline.yaml: {NODE}[[]a[]]: "
+            "metric 'accuracy' is not a number: 'high'"
+        ]
+    )
+
+
+def test_tolerance_scales_with_the_std_of_repeats(ourtester, run_gate):
+    (ourtester.path / "baseline.yaml").write_text(
+        "experiment_noisy.py::experiment_noisy:\n  accuracy: 0.9\n  accuracy.std: 0.02\n"
+    )
+
+    def noisy(std: float) -> None:
+        ourtester.makepyfile(
+            experiment_noisy=f"""
+            import pytest
+
+            @pytest.mark.mlexp(tolerance={{"accuracy": {{"abs": 0.01, "std": 2}}}})
+            def experiment_noisy(mlflow_run):
+                mlflow_run.set_tag("mlexp.repeats", "5")
+                return {{"accuracy": 0.87, "accuracy.std": {std}}}
+            """
+        )
+
+    noisy(0.02)  # allowed: 2 x 0.02 = 0.04
+    run_gate("--mlexp-baseline-file", "baseline.yaml").assert_outcomes(passed=1)
+    (ourtester.path / "baseline.yaml").write_text(
+        "experiment_noisy.py::experiment_noisy:\n  accuracy: 0.9\n  accuracy.std: 0.005\n"
+    )
+    noisy(0.004)  # allowed: max(0.01, 2 x 0.005)
+    result = run_gate("--mlexp-baseline-file", "baseline.yaml")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["accuracy  0.9 *>= 0.89 (tol 0.01 or 2 std)  REGRESSED"])
+
+
+def test_markdown_junit_and_step_summary(model, run_gate, ourtester, monkeypatch):
+    summary = ourtester.path / "step-summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    (ourtester.path / "baseline.yaml").write_text(
+        f"{NODE}[a]:\n  accuracy: 0.9\n  rmse: 0.1\n{NODE}[b]:\n  accuracy: 0.8\n  rmse: 0.2\n"
+    )
+    model(a=0.8, b=0.8)
+    result = run_gate(
+        "--mlexp-baseline-file", "baseline.yaml",
+        "--junitxml", "junit.xml",
+        "--mlexp-report-md", "reports/metrics.md",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1, failed=1)
+    markdown = (ourtester.path / "reports" / "metrics.md").read_text()
+    assert markdown.splitlines()[:6] == [
+        "## Model metrics",
+        "",
+        "2 experiments judged against `baseline.yaml`: 1 regressed, 0 improved, "
+        "0 without baseline.",
+        "",
+        "| test | metric | baseline | current | change | allowed | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    assert (
+        f"| {NODE}[a] | accuracy | 0.9 | 0.8 | -0.1 (-11.11%) | >= 0.891 (tol 1%) | **REGRESSED** |"
+        in markdown
+    )
+    # Float noise (0.2 vs 1 - 0.8) shows as no change.
+    assert f"| {NODE}[b] | rmse | 0.2 | 0.2 | +0 (+0.00%) | &lt;= 0.202 (tol 1%) | ok |" in markdown
+    assert summary.read_text() == "earlier step\n" + markdown + "\n"
+
+    cases = {
+        case.get("name"): case for case in ET.parse(ourtester.path / "junit.xml").iter("testcase")
+    }
+    props = {p.get("name"): p.get("value") for p in cases["experiment_model[a]"].iter("property")}
+    assert props["accuracy"] == "0.8"
+    assert props["accuracy.baseline"] == "0.9"
+    assert props["mlexp.regression"] == "regressed"
+    assert float(props["rmse"]) == pytest.approx(0.2)
+    assert cases["experiment_model[a]"].find("failure") is not None
+    assert cases["experiment_model[b]"].find("failure") is None
+
+
+def test_verdicts_from_xdist_workers_reach_the_controller(model, run_gate, ourtester):
+    model(a=0.9, b=0.8, c=0.7, d=0.6)
+    run_gate("-n", "2", "--mlexp-baseline-file", "b.yaml", "--mlexp-update-baseline")
+    assert len(yaml.safe_load((ourtester.path / "b.yaml").read_text())) == 4
+    model(a=0.9, b=0.8, c=0.7, d=0.5)
+    result = run_gate("-n", "2", "--mlexp-baseline-file", "b.yaml")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"REGRESSED  {NODE}[[]d[]]: accuracy regressed: 0.6 -> 0.5*",
+            "4 tests judged: 1 regressed, 3 passed",
+        ]
+    )
+
+
+# -- the rules, unit by unit ------------------------------------------------------------
+
+
+def test_parse_bounds_and_tolerances():
+    assert parse_bounds(">= 0.2 and < 1") == (Bound(">=", 0.2), Bound("<", 1.0))
+    assert parse_bounds("<=1e-3") == (Bound("<=", 0.001),)
+    for bad in ("0.9", "== 1", ">= x", ">= 0.2 or < 1", ""):
+        with pytest.raises(RuleError, match="bad expression"):
+            parse_bounds(bad)
+    assert parse_tolerance(0.01) == Tolerance(abs=0.01)
+    assert parse_tolerance("2%") == Tolerance(rel=0.02)
+    assert parse_tolerance("0.01 or 2 std") == Tolerance(abs=0.01, std=2)
+    assert parse_tolerance({"rel": 0.05, "std": 3}) == Tolerance(rel=0.05, std=3)
+    for bad in ("2% or 3%", {"absolute": 1}, True, "-1", "1e999"):
+        with pytest.raises(RuleError, match="bad tolerance"):
+            parse_tolerance(bad)
+    assert str(Tolerance(abs=0.01, rel=0.02, std=2)) == "0.01 or 2% or 2 std"
+
+
+def test_known_directions():
+    assert [
+        known_direction(m) for m in ("accuracy", "val_accuracy", "test/roc_auc", "r2_again")
+    ] == ["up"] * 4
+    assert [known_direction(m) for m in ("loss", "val_rmse", "final-val-mae", "error")] == [
+        "down"
+    ] * 4
+    assert known_direction("fit_time") is None
+    assert known_direction("f1_loss") is None  # both: ambiguous, declare it
+
+
+def test_compare_judges_each_metric():
+    rules = Rules(directions={"throughput": "up"}, default_tolerance=Tolerance(abs=0.01))
+    rows = compare(
+        {"accuracy": 0.95, "loss": 0.52, "throughput": 90.0, "fit_time": 3.0, "new": 1.0},
+        {"accuracy": 0.9, "loss": 0.5, "throughput": 100.0, "fit_time": 2.0, "gone": 1.0},
+        rules,
+    )
+    assert [(r.metric, r.verdict) for r in rows] == [
+        ("accuracy", "improved"),
+        ("fit_time", "not gated"),
+        ("gone", "MISSING"),
+        ("loss", "REGRESSED"),
+        ("throughput", "REGRESSED"),
+    ]
+    assert rows[3].allowed == "<= 0.51 (tol 0.01)"
+    # A NaN never passes.
+    (row,) = compare({"accuracy": float("nan")}, {"accuracy": 0.9}, rules)
+    assert row.verdict == "REGRESSED"
