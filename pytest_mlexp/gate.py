@@ -92,8 +92,10 @@ def add_options(group: Any, parser: pytest.Parser) -> None:
         dest="mlexp_tolerance",
         metavar="TOL",
         default=None,
+        # argparse formats help with %: every literal % is doubled.
         help=f"How much worse than the baseline a metric may get (default "
-        f"{regression.DEFAULT_TOLERANCE_TEXT}): 0.01, 2%%, '2 std', '0.01 or 2%%'.",
+        f"{regression.DEFAULT_TOLERANCE_TEXT.replace('%', '%%')}): "
+        "0.01, 2%%, '2 std', '0.01 or 2%%'.",
     )
     group.addoption(
         "--mlexp-report-md",

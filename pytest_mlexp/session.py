@@ -82,6 +82,7 @@ class MlexpSession:
         self._tracker: Tracker | None = None
         self._running: dict[str, tuple[pytest.Item, ItemRun]] = {}
         self._restore_sigterm = False
+        self._collection_failed = False
 
     # -- tracking store ----------------------------------------------------------
 
@@ -118,16 +119,23 @@ class MlexpSession:
 
     # -- collection --------------------------------------------------------------
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        for item in items:
-            for marker in item.iter_markers("mlexp"):
-                _check_marker(item, marker)
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> Any:
+        try:
+            result = yield
+            for item in items:
+                for marker in item.iter_markers("mlexp"):
+                    _check_marker(item, marker)
+        except BaseException:
+            # pytest still calls pytest_collection_finish: don't open the store for nothing.
+            self._collection_failed = True
+            raise
+        return result
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         # Reach the store before the first experiment runs, so that a wrong URI
         # or a dead server stops the session at once, not after an hour of work.
-        if self.config.option.collectonly:
+        if self.config.option.collectonly or self._collection_failed:
             return
         if any(is_tracked(item) for item in session.items):
             self.tracker  # noqa: B018 - opens the connection

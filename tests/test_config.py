@@ -219,6 +219,7 @@ def test_bad_marker_stops_the_session_at_collection(ourtester, marker, message):
     result = ourtester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
+    assert not (ourtester.path / "mlflow.db").exists()
 
 
 def test_unreachable_server_stops_before_any_experiment(ourtester, unused_port):
@@ -251,5 +252,14 @@ def test_help_lists_the_options(ourtester):
             "  --mlexp-experiment=NAME",
             "  --mlexp-tag=KEY=VALUE*",
             "  --mlexp-config=PATH*",
+        ]
+    )
+    # Every feature's options are in the same group, their help renders.
+    result.stdout.fnmatch_lines(
+        [
+            "  --mlexp-baseline=SPEC*",
+            "  --mlexp-tolerance=TOL*",
+            "*How much worse than the baseline a metric may get",
+            "*(default 1%): 0.01, 2%, '2 std', '0.01 or 2%'.",
         ]
     )
