@@ -252,28 +252,30 @@ def search(
     if not experiments:
         return []
     names = {str(e.experiment_id): str(e.name) for e in experiments}
-    found: list[Run] = []
+    base = store.ui_base
+    runs: list[StoredRun] = []
     page_token = None
     try:
-        while len(found) < max_results:
+        while len(runs) < max_results:
             page = store.client.search_runs(
                 list(names),
                 filter_string=filter_string,
-                max_results=min(1000, max_results - len(found)),
+                # Ask for a few more: container runs are dropped below.
+                max_results=min(1000, max_results - len(runs) + 10),
                 order_by=["attributes.start_time DESC"],
                 page_token=page_token,
             )
-            found.extend(page)
+            runs.extend(
+                _stored(run, names, base)
+                for run in page
+                if include_containers or run.data.tags.get(KIND_TAG) not in CONTAINER_KINDS
+            )
             page_token = page.token
             if not page_token:
                 break
     except MlflowException as exc:
         raise StoreError(f"cannot search runs ({filter_string!r}): {_one_line(exc)}") from None
-    base = store.ui_base
-    runs = [_stored(run, names, base) for run in found]
-    if include_containers:
-        return runs
-    return [run for run in runs if run.tags.get(KIND_TAG) not in CONTAINER_KINDS]
+    return runs[:max_results]
 
 
 def session_filter(session_id: str) -> str:
@@ -282,7 +284,8 @@ def session_filter(session_id: str) -> str:
 
 def latest_session(store: Store, experiments: Sequence[Experiment]) -> str:
     """The session id of the most recent run recorded by pytest-mlexp."""
-    runs = search(store, experiments, f"tags.`{SESSION_TAG}` != ''", max_results=1)
+    query = f"tags.`{SESSION_TAG}` != ''"
+    runs = search(store, experiments, query, max_results=1, include_containers=True)
     if not runs:
         raise StoreError(f"no runs recorded by pytest-mlexp in {store.display_uri}")
     return runs[0].session_id
