@@ -289,7 +289,7 @@ def _code_diff(store: Store, run_a: StoredRun, run_b: StoredRun, context: int) -
         only_b = sorted(set(files_b) - set(files_a))
         chunks = []
         changed = 0
-        for name in both + only_a + only_b:
+        for name in sorted(set(files_a) | set(files_b)):
             a = files_a.get(name)
             b = files_b.get(name)
             old = a.read_bytes() if a else b""
