@@ -53,6 +53,11 @@ def experiment_ridge(mlflow_run, alpha):
     if alpha == 10.0:
         raise AssertionError("diverged")
     mlflow_run.log_metric("r2", 1 / (1 + alpha))
+    # As a regression check would tag it.
+    mlflow_run.set_tags({
+        "mlexp.regression.verdict": "regressed" if alpha > 0.5 else "pass",
+        "mlexp.regression.r2": f"{1 / (1 + alpha) - 0.6:+.2f} vs baseline",
+    })
 """
 
 #: Runs in GRID: 6 train cells, 3 ridge cells.
@@ -210,6 +215,12 @@ def test_session_report_under_xdist_renders_offline(ourtester, client, read_runs
     assert counts["points"] == 6 * 3 * 2 + 2 + 6 * 5
     assert counts["rows"] == GRID_RUNS
     assert counts["links"] == 0, "a sqlite store has no UI to link to"
+    baseline = opened.page.locator("td.baseline")
+    assert baseline.all_inner_texts() == [
+        "pass\nr2: +0.31 vs baseline",
+        "regressed\nr2: -0.10 vs baseline",
+    ]
+    assert opened.page.locator("th", has_text="baseline delta").count() == 1
     failed = opened.page.locator("td.status.failed")
     assert failed.count() == 1
     assert failed.get_attribute("title") == "AssertionError: diverged"
@@ -439,6 +450,18 @@ def test_unreachable_server_is_a_quick_clear_error(mlexp):
         "(from --tracking-uri) is unreachable: "
     )
     assert "s3cret" not in err
+
+
+def test_ui_links_carry_no_credentials():
+    from pytest_mlexp.store import run_link, ui_base
+
+    base = ui_base("https://bob:hunter2@mlflow.example:5000/mlflow/")
+    assert base == "https://mlflow.example:5000/mlflow"
+    assert (
+        run_link(base, "3", "abc") == "https://mlflow.example:5000/mlflow/#/experiments/3/runs/abc"
+    )
+    assert ui_base("https://TOKEN@host") == "https://host"
+    assert ui_base("sqlite:///x.db") is None
 
 
 # -- mlexp compare --------------------------------------------------------------------------------
