@@ -398,7 +398,11 @@ def _history(runs: Sequence[StoredRun], metric: str) -> Figure:
     """The metric per step, one line per run that logged it at several steps."""
     import plotly.graph_objects as go
 
-    logged = [r for r in runs if len(r.histories.get(metric, ())) > 1][:MAX_HISTORY_RUNS]
+    logged = [r for r in runs if len(r.histories.get(metric, ())) > 1]
+    title = f"{metric} per step"
+    if len(logged) > MAX_HISTORY_RUNS:
+        title += f" (first {MAX_HISTORY_RUNS} of {len(logged)} runs)"
+        logged = logged[:MAX_HISTORY_RUNS]
     figure = go.Figure()
     for run in logged:
         points = run.histories[metric]
@@ -411,7 +415,7 @@ def _history(runs: Sequence[StoredRun], metric: str) -> Figure:
             )
         )
     figure.update_layout(
-        title=f"{metric} per step",
+        title=title,
         xaxis_title="step",
         yaxis_title=metric,
         height=380,
