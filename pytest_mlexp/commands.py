@@ -127,6 +127,9 @@ def _reports_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[..
             message = redact_text(str(exc.message).strip().splitlines()[0])
             print(f"mlexp {args.command}: error: the store failed: {message}", file=sys.stderr)
             return EXIT_FAILURE
+        except OSError as exc:
+            print(f"mlexp {args.command}: error: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
 
     return run
 
@@ -155,6 +158,8 @@ def run_report(args: argparse.Namespace) -> int:
     from . import html_report
     from .store import latest_session, search, session_filter
 
+    if Path(args.output).is_dir():
+        raise StoreError(f"-o {args.output}: is a directory; give the HTML file to write")
     store = _open(args)
     experiments = _experiments(store, args.experiment)
     session = args.session
@@ -171,7 +176,10 @@ def run_report(args: argparse.Namespace) -> int:
     if not search(store, experiments, query, max_results=1):
         raise StoreError(f"no runs match ({'; '.join(scope)}) in {store.display_uri}")
     report = html_report.build_report(store, experiments, query, "; ".join(scope))
-    path = html_report.write(report, Path(args.output))
+    try:
+        path = html_report.write(report, Path(args.output))
+    except OSError as exc:
+        raise OSError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     print(
         f"mlexp report: wrote {path}: {report.run_count} runs in "
         f"{len(report.sections)} experiment{'s' if len(report.sections) != 1 else ''} "

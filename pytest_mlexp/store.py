@@ -163,6 +163,10 @@ def open_store(option: str | None = None) -> Store:
             )
     elif scheme in ("http", "https"):
         check_server(uri, shown)
+    elif scheme in ("", "file"):
+        folder = Path(urlsplit(uri).path if scheme else uri)
+        if not folder.is_dir():
+            raise StoreError(f"no MLflow store at {shown}: {folder} is not a folder")
     import warnings
 
     from mlflow.exceptions import MlflowException

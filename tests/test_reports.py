@@ -430,6 +430,14 @@ def test_missing_store_is_an_error_and_is_not_created(tmp_path, mlexp, monkeypat
     code, _, err = mlexp("runs", "--tracking-uri", f"sqlite:///{tmp_path}/other.db")
     assert code == 2
     assert f"(from --tracking-uri): {tmp_path}/other.db does not exist; check the path" in err
+    code, _, err = mlexp("runs", "--tracking-uri", str(tmp_path / "mlruns"))
+    assert code == 2
+    assert err.endswith(f"{tmp_path}/mlruns is not a folder\n")
+    code, _, err = mlexp("report", "-o", str(tmp_path))
+    assert code == 2
+    assert (
+        err == f"mlexp report: error: -o {tmp_path}: is a directory; give the HTML file to write\n"
+    )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/env.db")
     code, _, err = mlexp("runs")
     assert code == 2
