@@ -247,6 +247,18 @@ def test_report_path_from_ini_is_relative_to_rootdir(ourtester):
     assert not (sub / "out").exists()
 
 
+def test_report_that_cannot_be_written_is_said_and_loses_nothing(ourtester, read_runs):
+    ourtester.makepyfile(experiment_one="def experiment_one(): return {'acc': 0.5}")
+    blocker = ourtester.path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    result = ourtester.runpytest("--mlexp-experiment", EXPERIMENT, f"--mlexp-html={blocker}/r.html")
+    result.assert_outcomes(passed=1)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([f"mlexp: could not write the HTML report {blocker}/r.html: *"])
+    (run,) = read_runs(EXPERIMENT)
+    assert run.info.status == "FINISHED"
+
+
 def test_no_report_without_tracked_runs(ourtester):
     ourtester.makepyfile(test_plain="def test_plain(): pass")
     result = ourtester.runpytest("--mlexp-html=report.html", "-p", "no:randomly")
