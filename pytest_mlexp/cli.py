@@ -12,8 +12,7 @@ import sys
 from collections.abc import Sequence
 
 #: Modules that each add subcommands through ``register(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = ()
-COMMAND_MODULES += ("pytest_mlexp.baselines",)
+COMMAND_MODULES: tuple[str, ...] = ("pytest_mlexp.commands", "pytest_mlexp.baselines")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,8 +30,19 @@ DEFAULT_STORE_FILE = "mlflow.db"
 DEFAULT_ARTIFACT_DIR = "mlruns"
 
 #: Keys accepted in ``mlexp.yaml``.
-YAML_KEYS: tuple[str, ...] = ("tracking_uri", "experiment", "tags")
-YAML_KEYS += ("baseline", "baseline_file", "tolerance", "tolerances", "directions")
+YAML_KEYS: tuple[str, ...] = (
+    "tracking_uri",
+    "experiment",
+    "tags",
+    # html_report.py
+    "html",
+    # gate.py
+    "baseline",
+    "baseline_file",
+    "tolerance",
+    "tolerances",
+    "directions",
+)
 
 _DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 _SERVER_SCHEMES = ("http", "https", "databricks")

@@ -1,0 +1,594 @@
+"""Reports and plots: the session's HTML report, and ``mlexp report/compare/runs`` on real stores.
+
+HTML reports are opened in headless Chromium (Debian's ``chromium``, driven by
+playwright's bundled driver): the console must stay free of errors and the
+plots must be drawn.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pytest_mlexp import cli
+
+EXPERIMENT = "demo"
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+GRID = """
+import pytest
+
+@pytest.mark.parametrize("model", ["forest", "<b>logreg</b>"])
+@pytest.mark.parametrize("lr", [0.001, 0.01, 0.1])
+def experiment_train(mlflow_run, model, lr):
+    for step in range(5):
+        mlflow_run.log_metric("loss", (1 + lr) / (step + 1), step=step)
+    return {"acc": 0.8 + lr - (0.05 if model == "forest" else 0.0), "f1": 0.7 + lr}
+
+@pytest.mark.parametrize("alpha", [0.1, 1.0, 10.0])
+def experiment_ridge(mlflow_run, alpha):
+    if alpha == 10.0:
+        raise AssertionError("diverged")
+    mlflow_run.log_metric("r2", 1 / (1 + alpha))
+    # As a regression check would tag it.
+    mlflow_run.set_tags({
+        "mlexp.regression.verdict": "regressed" if alpha > 0.5 else "pass",
+        "mlexp.regression.r2": f"{1 / (1 + alpha) - 0.6:+.2f} vs baseline",
+    })
+"""
+
+#: Runs in GRID: 6 train cells, 3 ridge cells.
+GRID_RUNS = 9
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Opened:
+    """What the browser saw of a page."""
+
+    errors: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    page: Any = None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium; skipped when it is missing here, but never in CI."""
+    missing = []
+    if not os.path.exists(CHROMIUM):
+        missing.append(f"{CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing.append("the playwright package (pip install -e '.[test]')")
+    if missing:
+        reason = "headless Chromium tests need " + " and ".join(missing)
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason + "; .ci/run installs them")
+        pytest.skip(reason)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+SELECTORS = {
+    "plots": ".js-plotly-plot",
+    "svg": ".js-plotly-plot .main-svg",
+    "points": ".js-plotly-plot .scatterlayer .point",
+    "parcoords": ".js-plotly-plot .parcoords",
+    "rows": "table.runs tbody tr",
+    "links": "table.runs td.name a",
+}
+
+
+@pytest.fixture
+def open_page(browser: Any) -> Iterator[Any]:
+    """``open_page(path)``: load a report offline; console errors and element counts."""
+    pages = []
+
+    def open_(path: Path) -> Opened:
+        opened = Opened()
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        pages.append(page)
+        # Offline: any request leaving the file is refused and would show as an error.
+        page.route(
+            re.compile(r"^(?!file:|data:|blob:|about:)"),
+            lambda route: (opened.errors.append(f"request {route.request.url}"), route.abort()),
+        )
+        page.on("console", lambda m: opened.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda exc: opened.errors.append(f"page error: {exc}"))
+        page.goto(path.as_uri(), wait_until="load")
+        page.wait_for_timeout(300)
+        opened.counts = {name: page.locator(css).count() for name, css in SELECTORS.items()}
+        opened.page = page
+        return opened
+
+    yield open_
+    for page in pages:
+        page.close()
+
+
+@pytest.fixture
+def mlexp(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """``mlexp(*args)``: run the ``mlexp`` command in-process; (exit code, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = cli.main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def run_grid(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    pytester.makepyfile(experiment_grid=GRID)
+    result = pytester.runpytest("--mlexp-experiment", EXPERIMENT, "-p", "no:randomly", *args)
+    result.assert_outcomes(passed=GRID_RUNS - 1, failed=1)
+    return result
+
+
+def session_of(result: pytest.RunResult) -> str:
+    """The session id the header line shows."""
+    found = re.search(r"^mlexp: tracking .*, session (\S+)$", result.stdout.str(), re.M)
+    assert found is not None, result.stdout.str()
+    return found.group(1)
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+# -- the session report: --mlexp-html ----------------------------------------------------------
+
+
+def test_session_report_under_xdist_renders_offline(ourtester, client, read_runs, open_page):
+    """The session's report, opened and photographed in Chromium."""
+    result = run_grid(ourtester, "-n", "2", "--mlexp-html=reports/session.html")
+    path = ourtester.path / "reports" / "session.html"
+    result.stdout.fnmatch_lines([f"mlexp: HTML report of {GRID_RUNS} runs written to {path}"])
+    # Only the controller writes it.
+    assert result.stdout.str().count("HTML report of") == 1
+
+    text = path.read_text(encoding="utf-8")
+    from plotly.offline import get_plotlyjs
+
+    plotlyjs = get_plotlyjs()
+    assert text.count(plotlyjs) == 1, "plotly.js is inlined once"
+    rest = text.replace(plotlyjs, "")
+    assert "<script src" not in rest
+    assert "cdn" not in rest
+    assert "https://" not in rest
+    # Values from the store are escaped, never markup.
+    assert "<b>logreg</b>" not in text
+    assert "&lt;b&gt;logreg&lt;/b&gt;" in text
+
+    runs = read_runs(EXPERIMENT)
+    items = [r for r in runs if "mlexp.kind" not in r.data.tags]
+    sessions = [r for r in runs if r.data.tags.get("mlexp.kind") == "session"]
+    assert len(items) == GRID_RUNS
+    (session_run,) = sessions
+    session_id = items[0].data.tags["mlexp.session_id"]
+    assert session_run.info.run_name == f"mlexp-session-{session_id}"
+    assert session_run.data.tags["mlexp.session_id"] == session_id
+    assert session_run.info.status == "FINISHED"
+    assert [a.path for a in client.list_artifacts(session_run.info.run_id)] == ["session.html"]
+    assert all(r.info.status != "RUNNING" for r in runs)
+
+    opened = open_page(path)
+    assert opened.errors == []
+    counts = opened.counts
+    # experiment_train: metrics by lr and model, parallel coordinates, loss per step;
+    # experiment_ridge: r2 by alpha (its failed cell logged no metric).
+    assert counts["plots"] == 4
+    assert counts["svg"] >= 4
+    assert counts["parcoords"] == 1
+    # 6 train cells x 3 metrics x 2 params, and 2 ridge cells; 6 runs x 5 steps of loss.
+    assert counts["points"] == 6 * 3 * 2 + 2 + 6 * 5
+    assert counts["rows"] == GRID_RUNS
+    assert counts["links"] == 0, "a sqlite store has no UI to link to"
+    baseline = opened.page.locator("td.baseline")
+    assert baseline.all_inner_texts() == [
+        "pass\nr2: +0.31 vs baseline",
+        "regressed\nr2: -0.10 vs baseline",
+    ]
+    assert opened.page.locator("th", has_text="baseline delta").count() == 1
+    failed = opened.page.locator("td.status.failed")
+    assert failed.count() == 1
+    assert failed.get_attribute("title") == "AssertionError: diverged"
+
+    # What a person sees: a long page whose plots are drawn, not empty frames.
+    shot = opened.page.screenshot(full_page=True)
+    width, height = png_size(shot)
+    assert width == 1300
+    assert height > 2000, "the table and the four plots make a long page"
+    plot = opened.page.locator(".js-plotly-plot").first.screenshot()
+    assert len(plot) > 8_000, "an empty white frame compresses to a few hundred bytes"
+    (ourtester.path / "report.png").write_bytes(shot)
+
+
+def test_report_path_from_ini_is_relative_to_rootdir(ourtester):
+    ourtester.makeini("[pytest]\nmlexp_html = out/report.html\n")
+    ourtester.makepyfile(experiment_one="def experiment_one(): return {'acc': 0.5}")
+    sub = ourtester.mkdir("sub")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(sub)
+        result = ourtester.runpytest("-p", "no:randomly", str(ourtester.path))
+    result.assert_outcomes(passed=1)
+    assert (ourtester.path / "out" / "report.html").is_file()
+    assert not (sub / "out").exists()
+
+
+def test_report_that_cannot_be_written_is_said_and_loses_nothing(ourtester, read_runs):
+    ourtester.makepyfile(experiment_one="def experiment_one(): return {'acc': 0.5}")
+    blocker = ourtester.path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    result = ourtester.runpytest("--mlexp-experiment", EXPERIMENT, f"--mlexp-html={blocker}/r.html")
+    result.assert_outcomes(passed=1)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([f"mlexp: could not write the HTML report {blocker}/r.html: *"])
+    (run,) = read_runs(EXPERIMENT)
+    assert run.info.status == "FINISHED"
+
+
+def test_no_report_without_tracked_runs(ourtester):
+    ourtester.makepyfile(test_plain="def test_plain(): pass")
+    result = ourtester.runpytest("--mlexp-html=report.html", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    assert not (ourtester.path / "report.html").exists()
+    assert not (ourtester.path / "mlflow.db").exists()
+    assert "HTML report" not in result.stdout.str()
+
+
+def test_report_path_that_is_a_directory_is_refused(ourtester):
+    ourtester.makepyfile(experiment_one="def experiment_one(): pass")
+    ourtester.mkdir("reports")
+    result = ourtester.runpytest("--mlexp-html=reports")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --mlexp-html: 'reports' is a directory; give the path of the HTML file*"]
+    )
+    assert not (ourtester.path / "mlflow.db").exists()
+
+
+def test_report_on_a_server_links_runs_and_is_an_artifact(
+    ourtester, mlflow_server, mlexp, open_page
+):
+    result = run_grid(
+        ourtester, "--mlexp-tracking-uri", mlflow_server.url, "--mlexp-html", "report.html"
+    )
+    result.stdout.fnmatch_lines([f"mlexp: HTML report of {GRID_RUNS} runs written to *"])
+    server = MlflowClient(tracking_uri=mlflow_server.url)
+    session_id = session_of(result)
+    runs = server.search_runs(
+        [server.get_experiment_by_name(EXPERIMENT).experiment_id],
+        filter_string=f"tags.`mlexp.session_id` = '{session_id}'",
+    )
+    items = [r for r in runs if "mlexp.kind" not in r.data.tags]
+    (session_run,) = [r for r in runs if r.data.tags.get("mlexp.kind") == "session"]
+    assert len(items) == GRID_RUNS
+
+    text = (ourtester.path / "report.html").read_text(encoding="utf-8")
+    for run in items:
+        url = f"{mlflow_server.url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+        assert f"href='{url}'" in text
+    # The artifact is the same report, reachable from the UI.
+    downloaded = server.download_artifacts(
+        session_run.info.run_id, "report.html", str(ourtester.path / "dl")
+    )
+    assert Path(downloaded).read_text(encoding="utf-8").count("mlexp-plot-") == text.count(
+        "mlexp-plot-"
+    )
+    opened = open_page(ourtester.path / "report.html")
+    assert opened.errors == []
+    assert opened.counts["links"] == GRID_RUNS
+
+    # The same store, read after the fact.
+    code, out, err = mlexp("runs", "--tracking-uri", mlflow_server.url, "--session", session_id)
+    assert (code, err) == (0, "")
+    assert f"{GRID_RUNS} runs in all experiments of {mlflow_server.url}" in out
+
+
+# -- mlexp report -------------------------------------------------------------------------------
+
+
+def test_mlexp_report_rebuilds_the_session_report(ourtester, mlexp, open_page):
+    result = run_grid(ourtester, "--mlexp-html=session.html")
+    session_id = session_of(result)
+    run_grid(ourtester)  # a later session
+
+    code, out, err = mlexp("report", "--session", session_id, "-o", "again.html")
+    assert (code, err) == (0, "")
+    assert out == (
+        f"mlexp report: wrote again.html: {GRID_RUNS} runs in 1 experiment (session {session_id})\n"
+    )
+    session = (ourtester.path / "session.html").read_text(encoding="utf-8")
+    again = (ourtester.path / "again.html").read_text(encoding="utf-8")
+    strip = re.compile(r"generated [0-9: -]+")
+    assert strip.sub("", session) == strip.sub("", again)
+
+    # No selection: the latest session.
+    code, out, _ = mlexp("report")
+    assert code == 0
+    assert f"{GRID_RUNS} runs in 1 experiment (session " in out
+    assert session_id not in out
+    assert (ourtester.path / "mlexp-report.html").is_file()
+
+    # A whole experiment: both sessions, told apart by a session column.
+    code, out, _ = mlexp("report", "--experiment", EXPERIMENT, "-o", "all.html")
+    assert code == 0
+    assert f"{2 * GRID_RUNS} runs in 1 experiment (experiment {EXPERIMENT})" in out
+    opened = open_page(ourtester.path / "all.html")
+    assert opened.errors == []
+    assert opened.counts["rows"] == 2 * GRID_RUNS
+    assert opened.page.locator("table.runs th", has_text="session").count() == 1
+
+    # Filtered with MLflow's search syntax.
+    code, out, _ = mlexp(
+        "report", "--experiment", EXPERIMENT, "--filter", "metrics.acc > 0.8", "-o", "f.html"
+    )
+    assert code == 0
+    assert "8 runs in 1 experiment" in out  # 4 a session
+
+    # Mistakes: one line, exit code 2, nothing written.
+    (ourtester.path / "mlexp-report.html").unlink()
+    code, out, err = mlexp("report", "--session", "no-such-session")
+    assert code == 2
+    assert out == ""
+    assert err == (
+        "mlexp report: error: no runs match (session no-such-session) in "
+        f"sqlite:///{ourtester.path}/mlflow.db\n"
+    )
+    code, _, err = mlexp("report", "--experiment", "nope")
+    assert code == 2
+    assert err.startswith("mlexp report: error: no experiment named 'nope' in sqlite:///")
+    assert "experiments there: 'demo'" in err
+    assert not (ourtester.path / "mlexp-report.html").exists()
+
+
+# -- mlexp runs -----------------------------------------------------------------------------------
+
+
+def test_mlexp_runs_lists_and_filters(ourtester, mlexp, read_runs, monkeypatch):
+    run_grid(ourtester)
+    runs = read_runs(EXPERIMENT)
+    monkeypatch.chdir(ourtester.mkdir("sub"))  # the project's store is found from below too
+
+    code, out, err = mlexp("runs")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert (
+        lines[0] == f"{GRID_RUNS} runs in all experiments of sqlite:///{ourtester.path}/mlflow.db"
+    )
+    assert lines[1].split() == ["RUN", "ID", "NAME", "STATUS", "STARTED", "PARAMS", "METRICS"]
+    assert len(lines) == 2 + GRID_RUNS
+    by_id = {line.split()[0]: line for line in lines[2:]}
+    assert set(by_id) == {r.info.run_id for r in runs}
+    failed = next(r for r in runs if r.info.run_name == "experiment_ridge[10.0]")
+    assert by_id[failed.info.run_id].split()[1:3] == ["experiment_ridge[10.0]", "FAILED"]
+    cell = next(r for r in runs if r.info.run_name == "experiment_train[0.1-forest]")
+    assert by_id[cell.info.run_id].split()[-5:] == [
+        "lr=0.1", "model=forest", "acc=0.85", "f1=0.8", "loss=0.22",
+    ]  # fmt: skip
+
+    code, out, _ = mlexp("runs", "--experiment", EXPERIMENT, "--filter", "metrics.acc > 0.8")
+    assert code == 0
+    names = sorted(line.split()[1] for line in out.splitlines()[2:])
+    assert names == [
+        "experiment_train[0.001-<b>logreg</b>]",
+        "experiment_train[0.01-<b>logreg</b>]",
+        "experiment_train[0.1-<b>logreg</b>]",
+        "experiment_train[0.1-forest]",
+    ]
+    assert out.splitlines()[0].endswith("(metrics.acc > 0.8)")
+
+    code, out, _ = mlexp("runs", "--max", "2")
+    assert code == 0
+    assert len(out.splitlines()) == 2 + 2 + 1
+    assert out.splitlines()[-1] == (
+        "(newest 2 shown; more runs match: raise --max or narrow --filter)"
+    )
+
+    code, out, err = mlexp("runs", "--filter", "metrics.acc >> 1")
+    assert code == 2
+    assert out == ""
+    assert err.startswith("mlexp runs: error: cannot search runs ('metrics.acc >> 1'): ")
+    assert len(err.splitlines()) == 1
+
+    code, _, err = mlexp("runs", "--experiment", "nope")
+    assert code == 2
+    assert err.startswith("mlexp runs: error: no experiment named 'nope'")
+
+
+def test_missing_store_is_an_error_and_is_not_created(tmp_path, mlexp, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for command in (["runs"], ["report"], ["compare", "a", "b"]):
+        code, out, err = mlexp(*command)
+        assert code == 2
+        assert out == ""
+        assert err == (
+            f"mlexp {command[0]}: error: no MLflow store at sqlite:///{tmp_path}/mlflow.db "
+            f"(from default): {tmp_path}/mlflow.db does not exist; run some experiments with "
+            "pytest first, or point at a store with --tracking-uri or MLFLOW_TRACKING_URI\n"
+        )
+    code, _, err = mlexp("runs", "--tracking-uri", f"sqlite:///{tmp_path}/other.db")
+    assert code == 2
+    assert f"(from --tracking-uri): {tmp_path}/other.db does not exist; check the path" in err
+    code, _, err = mlexp("runs", "--tracking-uri", str(tmp_path / "mlruns"))
+    assert code == 2
+    assert err.endswith(f"{tmp_path}/mlruns is not a folder\n")
+    code, _, err = mlexp("report", "-o", str(tmp_path))
+    assert code == 2
+    assert (
+        err == f"mlexp report: error: -o {tmp_path}: is a directory; give the HTML file to write\n"
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/env.db")
+    code, _, err = mlexp("runs")
+    assert code == 2
+    assert "(from MLFLOW_TRACKING_URI)" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreachable_server_is_a_quick_clear_error(mlexp):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # free, and nothing listens once closed
+    url = f"http://user:s3cret@127.0.0.1:{port}"
+    code, out, err = mlexp("runs", "--tracking-uri", url)
+    assert code == 2
+    assert out == ""
+    assert err.startswith(
+        f"mlexp runs: error: tracking server {url.replace('s3cret', '***')} "
+        "(from --tracking-uri) is unreachable: "
+    )
+    assert "s3cret" not in err
+
+
+def test_ui_links_carry_no_credentials():
+    from pytest_mlexp.store import run_link, ui_base
+
+    base = ui_base("https://bob:hunter2@mlflow.example:5000/mlflow/")
+    assert base == "https://mlflow.example:5000/mlflow"
+    assert (
+        run_link(base, "3", "abc") == "https://mlflow.example:5000/mlflow/#/experiments/3/runs/abc"
+    )
+    assert ui_base("https://TOKEN@host") == "https://host"
+    assert ui_base("sqlite:///x.db") is None
+
+
+# -- mlexp compare --------------------------------------------------------------------------------
+
+CODE_GRID = """
+import pytest
+
+@pytest.mark.parametrize("variant", ["a", "b"])
+def experiment_code(mlflow_run, tmp_path, variant):
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "train.py").write_text(f"lr = 0.1\\nmodel = {variant!r}\\nepochs = 3\\n")
+    (src / "pkg" / "same.py").write_text("x = 1\\n")
+    if variant == "b":
+        (src / "pkg" / "extra.py").write_text("added = True\\n")
+    mlflow_run.log_artifact(src, "code")
+    mlflow_run.log_param("only_" + variant, 1)
+    return {"acc": 0.5 if variant == "a" else 0.75, "loss": 0.25}
+
+def experiment_nocode():
+    return {"acc": 0.1}
+"""
+
+
+def test_mlexp_compare_shows_deltas_and_diffs_code(ourtester, mlexp, read_runs):
+    ourtester.makepyfile(experiment_code=CODE_GRID)
+    ourtester.runpytest("--mlexp-experiment", EXPERIMENT).assert_outcomes(passed=3)
+    runs = {r.info.run_name: r for r in read_runs(EXPERIMENT)}
+    run_a = runs["experiment_code[a]"].info.run_id
+
+    code, out, err = mlexp("compare", run_a, "experiment_code[b]")
+    assert (code, err) == (0, "")
+    head, params, metrics, code_part = out.split("\n\n")
+    assert head.splitlines()[1].split() == ["name", "experiment_code[a]", "experiment_code[b]"]
+    assert head.splitlines()[2].split() == [
+        "run", "id", run_a, runs["experiment_code[b]"].info.run_id,
+    ]  # fmt: skip
+    assert params.splitlines()[2:] == [
+        "  only_a   1  -  only one",
+        "  only_b   -  1  only one",
+        "  variant  a  b  changed",
+    ]
+    assert metrics.splitlines()[2:] == [
+        "  acc   0.5   0.75  +0.25 (+50.0%)",
+        "  loss  0.25  0.25  0",
+    ]
+    assert code_part.rstrip("\n").splitlines() == [
+        "code: 2 files in both runs (1 differ), 0 only in A, 1 only in B",
+        "--- /dev/null",
+        "+++ b/code/pkg/extra.py",
+        "@@ -0,0 +1 @@",
+        "+added = True",
+        "--- a/code/train.py",
+        "+++ b/code/train.py",
+        "@@ -1,3 +1,3 @@",
+        " lr = 0.1",
+        "-model = 'a'",
+        "+model = 'b'",
+        " epochs = 3",
+    ]
+
+    code, out, _ = mlexp("compare", run_a, "experiment_nocode")
+    assert code == 0
+    assert out.rstrip().endswith(
+        "code: run B logged no code artifacts (under code/); run A logged 2 files"
+    )
+    code, out, _ = mlexp("compare", "experiment_nocode", "experiment_nocode")
+    assert out.rstrip().endswith("code: neither run logged code artifacts (under code/)")
+
+    code, out, err = mlexp("compare", run_a, "0123456789abcdef0123456789abcdef")
+    assert code == 2
+    assert out == ""
+    assert err == (
+        "mlexp compare: error: no run with id or name '0123456789abcdef0123456789abcdef' "
+        f"in sqlite:///{ourtester.path}/mlflow.db\n"
+    )
+    code, _, err = mlexp("compare", run_a, "experiment_code[b]", "--experiment", "nope")
+    assert code == 2
+    assert "no experiment named 'nope'" in err
+
+
+# -- the console script ------------------------------------------------------------------------
+
+
+def test_every_command_has_help_in_the_real_console_script(tmp_path):
+    mlexp_script = shutil.which("mlexp", path=os.path.dirname(sys.executable))
+    assert mlexp_script is not None, "the mlexp console script is not installed"
+
+    def help_of(*command: str) -> str:
+        done = subprocess.run(
+            [mlexp_script, *command, "--help"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    top = help_of()
+    for command in ("report", "compare", "runs"):
+        assert re.search(rf"^\s+{command}\s+\S", top, re.M), top
+    report = help_of("report")
+    for flag in ("--experiment NAME", "--session ID", "-o PATH, --output PATH", "--tracking-uri"):
+        assert flag in report
+    assert "MLFLOW_TRACKING_URI" in report
+    assert "RUN_A" in help_of("compare")
+    assert "code/" in help_of("compare")
+    assert "--filter EXPR" in help_of("runs")
+    assert list(tmp_path.iterdir()) == []
