@@ -30,7 +30,9 @@ DEFAULT_STORE_FILE = "mlflow.db"
 DEFAULT_ARTIFACT_DIR = "mlruns"
 
 #: Keys accepted in ``mlexp.yaml``.
-YAML_KEYS = ("tracking_uri", "experiment", "tags")
+YAML_KEYS: tuple[str, ...] = ("tracking_uri", "experiment", "tags")
+YAML_KEYS += ("lineage", "artifacts", "artifact_roots", "artifact_patterns")
+YAML_KEYS += ("artifact_exclude", "artifact_max_size", "autolog")
 
 _DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 _SERVER_SCHEMES = ("http", "https", "databricks")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import hookspecs
+from . import artifacts, autolog, hookspecs, lineage
 from .config import TrackingConfig, from_pytest_config
 from .session import PLUGIN_NAME, RUN_KEY, ItemRun, MlexpSession
 
@@ -58,6 +58,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("mlexp_experiment", "MLflow experiment name for experiment runs.", default="")
     parser.addini("mlexp_tags", "KEY=VALUE tags for every run, one per line.", type="linelist")
     parser.addini("mlexp_config", "Path of the mlexp YAML settings file.", default="")
+    for feature in (lineage, artifacts, autolog):
+        feature.add_options(group, parser)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -78,6 +80,22 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(MlexpSession(config, settings), PLUGIN_NAME)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(settings), "mlexp-xdist")
+    register_capture(config, settings)
+
+
+def register_capture(config: pytest.Config, settings: TrackingConfig) -> None:
+    """Lineage, artifact discovery and autolog: each a plugin of its own (issue 3)."""
+    parts = lineage.parts_from_config(config)
+    if parts:
+        config.pluginmanager.register(
+            lineage.Lineage(config, settings.rootdir, parts), "mlexp-lineage"
+        )
+    discovery = artifacts.DiscoverySettings.from_config(config, settings.rootdir)
+    config.pluginmanager.register(
+        artifacts.ArtifactDiscovery(config, discovery, settings), "mlexp-artifacts"
+    )
+    if autolog.enabled_in(config):
+        config.pluginmanager.register(autolog.Autolog(), "mlexp-autolog")
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
