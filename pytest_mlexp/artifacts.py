@@ -460,6 +460,8 @@ class ArtifactDiscovery:
             relative = path.relative_to(root)
             folder = kind_folder(path)
             parent = relative.parent.as_posix()
+            if parent == folder or parent.startswith(folder + "/"):  # plots/roc.png: no plots/plots
+                parent = parent[len(folder) + 1 :] or "."
             artifact_path = folder if parent == "." else f"{folder}/{parent}"
             destination = f"{artifact_path}/{path.name}"
             if destination in taken:  # the same name in two roots
