@@ -353,6 +353,20 @@ class ArtifactDiscovery:
         self._concurrency = _concurrency(config)
         self._output_base: Path | None = None
 
+    def _store_dir(self) -> Path | None:
+        """The embedded store's artifact folder (``<rootdir>/mlruns``), when local."""
+        location = self.tracking.artifact_location
+        if not location or not location.startswith("file://"):
+            return None
+        from urllib.parse import unquote, urlsplit
+
+        return Path(unquote(urlsplit(location).path)).resolve()
+
+    def pytest_ignore_collect(self, collection_path: Path) -> bool | None:
+        # Logged code (code/experiment_*.py) must not be collected from the store.
+        store = self._store_dir()
+        return True if store is not None and collection_path == store else None
+
     def _pruned(self) -> set[Path]:
         """Directories never part of a watched root: pytest's temp dirs, the tracking store."""
         pruned = set()
@@ -365,11 +379,9 @@ class ArtifactDiscovery:
         factory = getattr(self.config, "_tmp_path_factory", None)
         if factory is not None:
             pruned.add(factory.getbasetemp().resolve())
-        location = self.tracking.artifact_location
-        if location and location.startswith("file://"):
-            from urllib.parse import unquote, urlsplit
-
-            pruned.add(Path(unquote(urlsplit(location).path)).resolve())
+        store = self._store_dir()
+        if store is not None:
+            pruned.add(store)
         return pruned
 
     def _scanner(self, patterns: Sequence[str] | None) -> Scanner:

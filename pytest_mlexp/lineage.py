@@ -331,7 +331,7 @@ def strip_credentials(url: str) -> str:
         return redact_uri(url)
     userinfo, _, host = parts.netloc.rpartition("@")
     if parts.scheme.startswith("ssh") or parts.scheme.endswith("+ssh"):
-        host = f"{userinfo.partition(':')[0]}@{host}"
+        return urlunsplit(parts._replace(netloc=f"{userinfo.partition(':')[0]}@{host}"))
     return redact_uri(urlunsplit(parts._replace(netloc=host)))
 
 
