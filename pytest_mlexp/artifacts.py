@@ -167,6 +167,9 @@ class Artifact:
 Stamp = tuple[int, int, int]
 
 
+_SUFFIX_GLOB = re.compile(r"^\*\.[A-Za-z0-9_-]+$")
+
+
 def _glob_regex(patterns: Iterable[str]) -> re.Pattern[str] | None:
     patterns = list(patterns)
     if not patterns:
@@ -175,7 +178,10 @@ def _glob_regex(patterns: Iterable[str]) -> re.Pattern[str] | None:
 
 
 class Scanner:
-    """A stat-only walk of a directory tree, pruning early, matching names by pattern."""
+    """A stat-only walk of a directory tree, pruning early, matching names by pattern.
+
+    Only files whose names match are stat'ed; ``*.ext`` patterns are a set lookup.
+    """
 
     def __init__(
         self,
@@ -183,10 +189,14 @@ class Scanner:
         exclude: Sequence[str] = (),
         pruned: Iterable[Path] = (),
     ) -> None:
-        # Patterns with a "/" match the path relative to the root; others the name.
-        self._names = _glob_regex(p for p in patterns or () if "/" not in p)
-        self._paths = _glob_regex(p for p in patterns or () if "/" in p)
-        self._match_all = patterns is None
+        patterns = list(patterns) if patterns is not None else None
+        self._match_all = patterns is None or "*" in patterns
+        simple = [p for p in patterns or () if _SUFFIX_GLOB.match(p)]
+        self._suffixes = frozenset(p[1:].lower() for p in simple)
+        # Other patterns: with a "/" they match the path relative to the root, else the name.
+        rest = [p for p in patterns or () if p not in simple]
+        self._names = _glob_regex(p for p in rest if "/" not in p)
+        self._paths = _glob_regex(p for p in rest if "/" in p)
         self._exclude = _glob_regex(exclude)
         self._secret = _glob_regex(SECRET_PATTERNS)
         self.pruned = {str(p) for p in pruned}
@@ -199,6 +209,9 @@ class Scanner:
     def _wanted(self, name: str, relative: str) -> bool:
         if self._match_all:
             return True
+        dot = name.rfind(".")
+        if dot >= 0 and name[dot:].lower() in self._suffixes:
+            return True
         return bool(
             (self._names is not None and self._names.match(name))
             or (self._paths is not None and self._paths.match(relative))
@@ -209,6 +222,8 @@ class Scanner:
         found: dict[str, Stamp] = {}
         real_root = os.path.realpath(root)
         stack = [(str(root), "")]
+        excluded, pruned, wanted = self._excluded, self.pruned, self._wanted
+        has_exclude = self._exclude is not None
         while stack:
             directory, prefix = stack.pop()
             try:
@@ -220,17 +235,17 @@ class Scanner:
                 continue  # a virtualenv
             for entry in entries:
                 name = entry.name
-                relative = prefix + name
                 try:
                     if entry.is_dir(follow_symlinks=False):
-                        if not (
-                            name in PRUNED_DIRS
-                            or entry.path in self.pruned
-                            or self._excluded(name, relative)
-                        ):
-                            stack.append((entry.path, relative + "/"))
+                        if name in PRUNED_DIRS or entry.path in pruned:
+                            continue
+                        if has_exclude and excluded(name, prefix + name):
+                            continue
+                        stack.append((entry.path, prefix + name + "/"))
                         continue
-                    if not self._wanted(name, relative) or self._excluded(name, relative):
+                    if not wanted(name, prefix + name):
+                        continue
+                    if has_exclude and excluded(name, prefix + name):
                         continue
                     if self._secret is not None and self._secret.match(name):
                         continue
