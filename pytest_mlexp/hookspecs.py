@@ -12,6 +12,7 @@ import pluggy
 import pytest
 
 if TYPE_CHECKING:
+    from .artifacts import Artifact
     from .tracking import ExperimentRun
 
 hookspec = pluggy.HookspecMarker("pytest")
@@ -73,7 +74,9 @@ def pytest_mlexp_returned(item: pytest.Item, run: ExperimentRun, value: Any) -> 
 
 
 @hookspec
-def pytest_mlexp_artifacts(item: pytest.Item, run: ExperimentRun, artifacts: list[Any]) -> None:
+def pytest_mlexp_artifacts(
+    item: pytest.Item, run: ExperimentRun, artifacts: list[Artifact]
+) -> None:
     """Add to or filter, in place, the files artifact discovery found, before they are uploaded.
 
     Called after the item's teardown, when its run is ending. ``artifacts`` is a

@@ -191,6 +191,9 @@ def test_hooks_from_a_conftest(ourtester, run_experiments, read_runs, client):
             secret.write_text("never")
             artifacts.append(Artifact(secret, "bucket", root="s3"))
 
+        def pytest_mlexp_run_ending(item, run, status, outcome):
+            run.log_text(f"{status} {outcome}", "ending.txt")
+
         def pytest_mlexp_run_finished(item, run, status, outcome):
             finished = run.client.get_run(run.run_id)
             Path("finished.txt").write_text(
@@ -211,7 +214,10 @@ def test_hooks_from_a_conftest(ourtester, run_experiments, read_runs, client):
     assert run.data.params == {"dataset_version": "v3"}
     files = artifact_files(client, run.info.run_id)
     bucket = [f for f in files if f.startswith("bucket/")]
-    assert sorted(files) == sorted(["models/final.pt", *bucket])
+    assert sorted(files) == sorted(["ending.txt", "models/final.pt", *bucket])
+    assert read_artifact(client, run.info.run_id, "ending.txt", ourtester.path / "d") == (
+        b"FINISHED passed"
+    )
     assert len(bucket) == 1
     assert bucket[0].endswith("-bucket.json")
     assert (ourtester.path / "finished.txt").read_text() == (
