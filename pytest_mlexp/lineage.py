@@ -180,6 +180,12 @@ def project_imports(module: ModuleType, rootdir: Path) -> set[Path]:
     found: set[Path] = set()
     pending = [module]
     seen = {module.__name__}
+    # The packages holding the module itself (their __init__.py run first).
+    for name in _with_parents(module.__name__)[:-1]:
+        package = sys.modules.get(name)
+        file = _module_file(package) if package is not None else None
+        if file is not None and _is_project_file(file, rootdir):
+            found.add(file)
     while pending:
         current = pending.pop()
         for name in _imported_names(current.__name__, _module_file(current), current.__package__):

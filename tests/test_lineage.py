@@ -37,6 +37,7 @@ def project(ourtester: pytest.Pytester) -> pytest.Pytester:
         "mylib/helpers.py": "k = 2\n",
         "mylib/unused.py": "raise RuntimeError('never imported')\n",
         "experiments/conftest.py": "import pytest\n",
+        "experiments/__init__.py": "",
         "other/conftest.py": "OTHER = True\n",
         "experiments/experiment_lin.py": (
             "import json\n"
@@ -70,6 +71,7 @@ def test_code_git_and_environment_are_logged(project, read_runs, client):
     code = sorted(f for f in files if f.startswith("code/"))
     assert code == [
         "code/conftest.py",
+        "code/experiments/__init__.py",
         "code/experiments/conftest.py",
         "code/experiments/experiment_lin.py",
         "code/mylib/__init__.py",
