@@ -34,6 +34,14 @@ YAML_KEYS: tuple[str, ...] = (
     "tracking_uri",
     "experiment",
     "tags",
+    # lineage.py, artifacts.py, autolog.py
+    "lineage",
+    "artifacts",
+    "artifact_roots",
+    "artifact_patterns",
+    "artifact_exclude",
+    "artifact_max_size",
+    "autolog",
     # html_report.py
     "html",
     # gate.py

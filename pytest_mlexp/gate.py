@@ -27,7 +27,7 @@ from .baselines import (
     BaselineSpec,
     parse_spec,
 )
-from .config import lookup, settings_file
+from .config import TrackingConfig, lookup, settings_file
 from .regression import FAILING, Row, RuleError, Rules, Tolerance
 from .session import PLUGIN_NAME, RUN_KEY, MlexpSession, is_tracked
 
@@ -145,6 +145,11 @@ class GateSettings:
         if self.spec is not None:
             return f"--mlexp-baseline {self.spec}"
         return self.file_label
+
+
+def configure(config: pytest.Config, settings: TrackingConfig) -> None:
+    """Register the regression gate (it judges only items with bounds or a baseline)."""
+    config.pluginmanager.register(RegressionGate(config, gate_settings(config)), GATE_NAME)
 
 
 def gate_settings(config: pytest.Config) -> GateSettings:

@@ -12,6 +12,7 @@ import pluggy
 import pytest
 
 if TYPE_CHECKING:
+    from .artifacts import Artifact
     from .tracking import ExperimentRun
 
 hookspec = pluggy.HookspecMarker("pytest")
@@ -69,4 +70,27 @@ def pytest_mlexp_returned(item: pytest.Item, run: ExperimentRun, value: Any) -> 
             if isinstance(value, pandas.DataFrame):
                 run.log_text(value.to_csv(), "returned.csv")
                 return True
+    """
+
+
+@hookspec
+def pytest_mlexp_artifacts(
+    item: pytest.Item, run: ExperimentRun, artifacts: list[Artifact]
+) -> None:
+    """Add to or filter, in place, the files artifact discovery found, before they are uploaded.
+
+    Called after the item's teardown, when its run is ending. ``artifacts`` is a
+    list of ``pytest_mlexp.artifacts.Artifact(path, artifact_path, root)``:
+    the local file, the folder it goes to in the run (``models``, ``plots``,
+    ``files``...) and where it was found (``"output_dir"``, ``"tmp_path"`` or
+    a watched root). Files you add still pass the safety rules (no key or
+    credential files, the size cap)::
+
+        from pytest_mlexp.artifacts import Artifact
+
+        def pytest_mlexp_artifacts(item, run, artifacts):
+            # keep the checkpoints out, add what the run wrote to a bucket
+            artifacts[:] = [a for a in artifacts if not a.path.name.startswith("ckpt")]
+            for local in download_bucket_listing(run.run_id):
+                artifacts.append(Artifact(local, "bucket"))
     """

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .config import lookup
+from .config import TrackingConfig, lookup
 from .redaction import redact_text
 
 if TYPE_CHECKING:
@@ -480,7 +480,19 @@ _PAGE = """<!DOCTYPE html>
 # -- in a pytest session: --mlexp-html=PATH -----------------------------------------------------
 
 
-def configure(config: pytest.Config) -> None:
+def add_options(group: Any, parser: pytest.Parser) -> None:
+    group.addoption(
+        "--mlexp-html",
+        dest="mlexp_html",
+        metavar="PATH",
+        default=None,
+        help="Write a self-contained HTML report of this session's runs (tables, Plotly "
+        "plots) to PATH, and log it as an artifact of the session.",
+    )
+    parser.addini("mlexp_html", "Path of the session's HTML report (see --mlexp-html).", default="")
+
+
+def configure(config: pytest.Config, settings: TrackingConfig) -> None:
     """Register the session report when ``--mlexp-html`` (or ini ``mlexp_html``) is set."""
     found = lookup(config, option="mlexp_html", key="html")
     if found is None:

@@ -11,15 +11,18 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import hookspecs, html_report
+from . import artifacts, autolog, gate, hookspecs, html_report, lineage
 from .config import TrackingConfig, from_pytest_config
-from .gate import GATE_NAME, RegressionGate, add_options, gate_settings
 from .session import PLUGIN_NAME, RUN_KEY, ItemRun, MlexpSession
 
 if TYPE_CHECKING:
     from .tracking import ExperimentRun
 
 SETTINGS_KEY = pytest.StashKey[TrackingConfig]()
+
+#: Feature modules. Each has ``add_options(group, parser)`` and
+#: ``configure(config, settings)``, which registers its own plugin object.
+FEATURES = (lineage, artifacts, autolog, gate, html_report)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,20 +58,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="YAML settings file (default: mlexp.yaml in the rootdir, when present).",
     )
-    group.addoption(
-        "--mlexp-html",
-        dest="mlexp_html",
-        metavar="PATH",
-        default=None,
-        help="Write a self-contained HTML report of this session's runs (tables, Plotly "
-        "plots) to PATH, and log it as an artifact of the session.",
-    )
-    add_options(group, parser)
     parser.addini("mlexp_tracking_uri", "MLflow tracking URI for experiment runs.", default="")
     parser.addini("mlexp_experiment", "MLflow experiment name for experiment runs.", default="")
     parser.addini("mlexp_tags", "KEY=VALUE tags for every run, one per line.", type="linelist")
     parser.addini("mlexp_config", "Path of the mlexp YAML settings file.", default="")
-    parser.addini("mlexp_html", "Path of the session's HTML report (see --mlexp-html).", default="")
+    for feature in FEATURES:
+        feature.add_options(group, parser)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -89,10 +84,10 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = from_pytest_config(config)
     config.stash[SETTINGS_KEY] = settings
     config.pluginmanager.register(MlexpSession(config, settings), PLUGIN_NAME)
-    config.pluginmanager.register(RegressionGate(config, gate_settings(config)), GATE_NAME)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(settings), "mlexp-xdist")
-    html_report.configure(config)
+    for feature in FEATURES:
+        feature.configure(config, settings)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

@@ -163,6 +163,10 @@ class ExperimentRun:
         self._params: list[Param] = []
         self._tags: dict[str, str] = {}
         self._last_flush = time.monotonic()
+        #: Local files and folders uploaded with ``log_artifact`` (discovery skips them).
+        self.logged_paths: set[Path] = set()
+        #: Where ``output_dir`` is made; set by artifact discovery when the run starts.
+        self.output_location: Path | None = None
 
     def __repr__(self) -> str:
         return f"<ExperimentRun {self.run_id}>"
@@ -232,10 +236,19 @@ class ExperimentRun:
     ) -> None:
         """Upload a file or directory now."""
         path = Path(local_path)
+        self.logged_paths.add(path.resolve())
         if path.is_dir():
             self.client.log_artifacts(self.run_id, str(path), artifact_path)
         else:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    @property
+    def output_dir(self) -> Path:
+        """A fresh folder of this run's own: every file saved in it is uploaded at the end."""
+        if self.output_location is None:
+            raise RuntimeError("output_dir needs pytest-mlexp's artifacts plugin, not active here")
+        self.output_location.mkdir(parents=True, exist_ok=True)
+        return self.output_location
 
     def log_dict(self, dictionary: Mapping[str, Any], artifact_file: str) -> None:
         """Save a dict as a JSON or YAML artifact (by the file's extension)."""

@@ -1,0 +1,73 @@
+"""Autolog: sklearn's params, metrics and model land in the item's own run, never in another."""
+
+from __future__ import annotations
+
+import pytest
+
+EXPERIMENT = "demo"
+
+PROJECT = """
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+def fit():
+    X, y = load_iris(return_X_y=True)
+    return LogisticRegression(C=0.5, max_iter=300).fit(X, y)
+
+def test_plain_before():
+    fit()
+
+def experiment_fit(mlflow_run):
+    fit()
+    return {"mine": 1.0}
+
+def test_plain_after():
+    fit()
+"""
+
+
+def all_runs(client):  # type: ignore[no-untyped-def]
+    experiments = client.search_experiments()
+    return client.search_runs([e.experiment_id for e in experiments])
+
+
+def test_autolog_logs_into_the_items_run_only(ourtester, client):
+    ourtester.makeini("[pytest]\nfilterwarnings =\n    error\n")
+    ourtester.makepyfile(test_fit=PROJECT)
+    result = ourtester.runpytest(
+        "--mlexp-experiment", EXPERIMENT, "-p", "no:randomly", "--mlexp-lineage=none",
+        "--mlexp-autolog=on",
+    )  # fmt: skip
+    result.assert_outcomes(passed=3)
+    (run,) = all_runs(client)  # the plain tests' fits made no run anywhere
+    assert run.info.run_name == "experiment_fit"
+    assert run.data.params["C"] == "0.5"
+    assert run.data.params["max_iter"] == "300"
+    assert run.data.metrics["mine"] == 1.0
+    assert run.data.metrics["training_accuracy_score"] > 0.9
+    assert run.data.tags["mlexp.outcome"] == "passed"
+    models = client.search_logged_models([run.info.experiment_id])
+    assert [m.source_run_id for m in models] == [run.info.run_id]
+
+
+def test_autolog_is_off_by_default_and_set_in_yaml(ourtester, client):
+    ourtester.makepyfile(test_fit=PROJECT)
+    args = ("--mlexp-experiment", EXPERIMENT, "-p", "no:randomly", "--mlexp-lineage=none")
+    ourtester.runpytest(*args, "-k", "experiment").assert_outcomes(passed=1)
+    (run,) = all_runs(client)
+    assert "C" not in run.data.params
+    ourtester.makefile(".yaml", mlexp="autolog: maybe\n")
+    result = ourtester.runpytest(*args)
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(
+        ["ERROR: mlexp.yaml autolog: invalid value 'maybe' for autolog; accepted: true/false*"]
+    )
+
+
+@pytest.mark.parametrize("value", ["on", "true", "1", "yes"])
+def test_autolog_values(ourtester, value):
+    from pytest_mlexp.autolog import enabled_in
+
+    assert enabled_in(ourtester.parseconfig(f"--mlexp-autolog={value}")) is True
+    assert enabled_in(ourtester.parseconfig()) is False
