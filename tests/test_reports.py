@@ -529,7 +529,8 @@ def test_mlexp_compare_shows_deltas_and_diffs_code(ourtester, mlexp, read_runs):
         "  loss  0.25  0.25  0",
     ]
     assert code_part.rstrip("\n").splitlines() == [
-        "code: 2 files in both runs (1 differ), 0 only in A, 1 only in B",
+        # The two files logged by hand, and the experiment module lineage logs.
+        "code: 3 files in both runs (1 differ), 0 only in A, 1 only in B",
         "--- /dev/null",
         "+++ b/code/pkg/extra.py",
         "@@ -0,0 +1 @@",
