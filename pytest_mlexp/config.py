@@ -30,7 +30,7 @@ DEFAULT_STORE_FILE = "mlflow.db"
 DEFAULT_ARTIFACT_DIR = "mlruns"
 
 #: Keys accepted in ``mlexp.yaml``.
-YAML_KEYS = ("tracking_uri", "experiment", "tags")
+YAML_KEYS = ("tracking_uri", "experiment", "tags", "best_metric", "on_tracking_error")
 
 _DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 _SERVER_SCHEMES = ("http", "https", "databricks")

@@ -13,6 +13,7 @@ import pytest
 
 from . import hookspecs
 from .config import TrackingConfig, from_pytest_config
+from .grid import GridPlugin
 from .session import PLUGIN_NAME, RUN_KEY, ItemRun, MlexpSession
 
 if TYPE_CHECKING:
@@ -54,6 +55,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="YAML settings file (default: mlexp.yaml in the rootdir, when present).",
     )
+    group.addoption(
+        "--mlexp-best-metric",
+        dest="mlexp_best_metric",
+        metavar="NAME[:max|min]",
+        default=None,
+        help="Metric that picks a grid's best cell (default: the first metric; "
+        "direction guessed from the name, e.g. loss/rmse: min, r2/accuracy: max).",
+    )
+    parser.addini("mlexp_best_metric", "Metric that picks a grid's best cell.", default="")
     parser.addini("mlexp_tracking_uri", "MLflow tracking URI for experiment runs.", default="")
     parser.addini("mlexp_experiment", "MLflow experiment name for experiment runs.", default="")
     parser.addini("mlexp_tags", "KEY=VALUE tags for every run, one per line.", type="linelist")
@@ -70,12 +80,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("python_functions", "experiment_*")
     config.addinivalue_line(
         "markers",
-        "mlexp(experiment=None, tags=None): track this test as an MLflow run, "
-        "optionally in another experiment or with extra tags.",
+        "mlexp(experiment=None, tags=None, best=None, repeats=None, seeds=None): track this "
+        "test as an MLflow run, optionally in another experiment or with extra tags; "
+        "best: metric picking a grid's best cell; repeats/seeds: run each cell per seed.",
     )
     settings = from_pytest_config(config)
     config.stash[SETTINGS_KEY] = settings
     config.pluginmanager.register(MlexpSession(config, settings), PLUGIN_NAME)
+    config.pluginmanager.register(GridPlugin(config, settings), "mlexp-grid")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(settings), "mlexp-xdist")
 

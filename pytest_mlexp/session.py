@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .tracking import ExperimentRun, Tracker
 
 #: Keyword arguments accepted by ``@pytest.mark.mlexp``.
-MARKER_KWARGS = ("experiment", "tags")
+MARKER_KWARGS = ("experiment", "tags", "best", "repeats", "seeds")
 
 #: Name of the session object in pytest's plugin manager.
 PLUGIN_NAME = "mlexp-session"
@@ -200,6 +200,11 @@ class MlexpSession:
         tags = {
             **self.settings.tags,
             **{str(k): str(v) for k, v in options.get("tags", {}).items()},
+            **{
+                k: v
+                for extra in self.config.hook.pytest_mlexp_run_tags(item=item)
+                for k, v in extra.items()
+            },
             **self._standard_tags(item),
         }
         run = self.tracker.start_run(experiment=experiment, run_name=item.name, tags=tags)
