@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 #: Modules that each add subcommands through ``register(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("pytest_mlexp.journal",)
 
 
 def build_parser() -> argparse.ArgumentParser:

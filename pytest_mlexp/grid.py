@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .config import TrackingConfig, lookup
+from .redaction import redact_text
 from .session import PLUGIN_NAME, marker_options
 
 if TYPE_CHECKING:
@@ -326,8 +327,15 @@ class GridPlugin:
             tracker = mlexp.tracker
         except (pytest.UsageError, TrackingUnavailable):
             return
-        self.swept = sweep_dead_runs(tracker, {str(r["experiment"]) for r in mlexp.results})
-        self.grids = complete_groups(tracker, mlexp.results, self.best)
+        try:
+            self.swept = sweep_dead_runs(tracker, {str(r["experiment"]) for r in mlexp.results})
+            self.grids = complete_groups(tracker, mlexp.results, self.best)
+        except Exception as exc:
+            # A lost server: the next session's sweep closes what is left RUNNING.
+            self.grids = [
+                f"mlexp: could not complete grid parents in {self.settings.display_uri}: "
+                f"{type(exc).__name__}: {redact_text(str(exc))[:300]}"
+            ]
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:

@@ -14,6 +14,7 @@ import pytest
 from . import hookspecs
 from .config import TrackingConfig, from_pytest_config
 from .grid import GridPlugin
+from .journal import JournalPlugin
 from .session import PLUGIN_NAME, RUN_KEY, ItemRun, MlexpSession
 
 if TYPE_CHECKING:
@@ -63,6 +64,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Metric that picks a grid's best cell (default: the first metric; "
         "direction guessed from the name, e.g. loss/rmse: min, r2/accuracy: max).",
     )
+    group.addoption(
+        "--mlexp-on-tracking-error",
+        dest="mlexp_on_tracking_error",
+        metavar="fail|spool",
+        default=None,
+        help="When the tracking server is lost mid-session (after retries): fail the item "
+        "(default), or spool the run to .mlexp/journal for `mlexp sync`.",
+    )
+    parser.addini(
+        "mlexp_on_tracking_error", "fail or spool, when the tracking server is lost.", default=""
+    )
     parser.addini("mlexp_best_metric", "Metric that picks a grid's best cell.", default="")
     parser.addini("mlexp_tracking_uri", "MLflow tracking URI for experiment runs.", default="")
     parser.addini("mlexp_experiment", "MLflow experiment name for experiment runs.", default="")
@@ -88,6 +100,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     config.pluginmanager.register(MlexpSession(config, settings), PLUGIN_NAME)
     config.pluginmanager.register(GridPlugin(config, settings), "mlexp-grid")
+    config.pluginmanager.register(JournalPlugin(config, settings), "mlexp-journal")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(settings), "mlexp-xdist")
 
