@@ -27,6 +27,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 EXPERIMENT = """
 import pytest
@@ -112,12 +113,22 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--server-workers", type=int, default=2)
     parser.add_argument("--postgres", default=os.environ.get("MLEXP_TEST_POSTGRES_URI"))
+    parser.add_argument(
+        "--sqlite-only", action="store_true", help="only the embedded store: no server"
+    )
     args = parser.parse_args()
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-grid-") as tmp:
         root = Path(tmp)
         stores: list[tuple[str, Server | None]] = [("sqlite", None)]
+        if args.sqlite_only:
+            for workers in args.workers:
+                elapsed = session(root, f"sqlite-n{workers}", args.cells, workers, None, 2, 2)
+                base = rows[0][2] if rows else elapsed
+                rows.append(("sqlite", workers, elapsed, base / elapsed, None))
+            _print(args, rows, [])
+            return
         server_root = root / "server"
         server_root.mkdir()
         server = Server(server_root, None, args.server_workers)
@@ -152,6 +163,10 @@ def main() -> None:
             if pg_server:
                 pg_server.stop()
 
+    _print(args, rows, counts)
+
+
+def _print(args: argparse.Namespace, rows: list[Any], counts: list[Any]) -> None:
     print(f"\nGrid of {args.cells} cells ({os.cpu_count()} CPUs), one session per row:\n")
     print("| store | -n | wall time (s) | runs/s | speed-up vs -n 1 | HTTP requests per cell |")
     print("|---|---|---|---|---|---|")
@@ -161,6 +176,8 @@ def main() -> None:
             f"| {label} | {workers} | {elapsed:.1f} | {args.cells / elapsed:.1f} | "
             f"{ratio:.2f}x | {per_cell} |"
         )
+    if not counts:
+        return
     print("\nHTTP requests per cell (50-cell session, -n 1, server):\n")
     print("| params per cell | metrics per cell | requests per cell |")
     print("|---|---|---|")
