@@ -79,18 +79,23 @@ def client(ourtester: pytest.Pytester) -> MlflowClient:
     return MlflowClient(tracking_uri=store_uri(ourtester.path))
 
 
-def runs_of(client, experiment: str) -> list:  # type: ignore[no-untyped-def]
-    """All runs of ``experiment``, sorted by run name, as a user would list them."""
+def runs_of(client, experiment: str, *, groups: bool = False) -> list:  # type: ignore[no-untyped-def]
+    """The runs of ``experiment``, sorted by run name, as a user would list them.
+
+    Group runs (grid parents, repeat cells: tag ``mlexp.kind``) only with ``groups=True``.
+    """
     found = client.get_experiment_by_name(experiment)
     assert found is not None, f"experiment {experiment!r} does not exist"
     runs = client.search_runs([found.experiment_id], max_results=10_000)
+    if not groups:
+        runs = [run for run in runs if "mlexp.kind" not in run.data.tags]
     return sorted(runs, key=lambda run: run.info.run_name)
 
 
 @pytest.fixture
 def read_runs(client):  # type: ignore[no-untyped-def]
-    """``read_runs(experiment)``: the runs of an experiment in ``ourtester``'s store."""
-    return lambda experiment: runs_of(client, experiment)
+    """``read_runs(experiment, groups=False)``: runs of an experiment in ``ourtester``'s store."""
+    return lambda experiment, groups=False: runs_of(client, experiment, groups=groups)
 
 
 def free_port() -> int:

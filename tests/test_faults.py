@@ -118,7 +118,7 @@ def test_lost_server_spools_runs_that_sync_replays_once(
         assert expected in up.stdout
 
     client = MlflowClient(tracking_uri=server.url)
-    runs = {run.info.run_name: run for run in runs_of(client, ourtester.path.name)}
+    runs = {run.info.run_name: run for run in runs_of(client, ourtester.path.name, groups=True)}
     assert sorted(runs) == ["experiment_1_before", "experiment_2_during", "experiment_3_after"]
     during, after = runs["experiment_2_during"], runs["experiment_3_after"]
     assert during.info.status == after.info.status == "FINISHED"
@@ -157,7 +157,7 @@ def test_lost_server_fails_the_items_and_the_next_session_kills_the_run(
 
     server.start()
     client = MlflowClient(tracking_uri=server.url)
-    runs = {run.info.run_name: run for run in runs_of(client, ourtester.path.name)}
+    runs = {run.info.run_name: run for run in runs_of(client, ourtester.path.name, groups=True)}
     assert runs["experiment_2_during"].info.status == "RUNNING"
     ourtester.makepyfile(experiment_lose="def experiment_next():\n    pass\n")
     ourtester.runpytest("--mlexp-tracking-uri", server.url).assert_outcomes(passed=1)

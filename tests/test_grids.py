@@ -38,7 +38,7 @@ def test_grid_gets_one_parent_with_counts_and_best_cell(ourtester, read_runs) ->
     ourtester.makepyfile(experiment_grid=GRID)
     result = ourtester.runpytest("-p", "no:randomly")
     result.assert_outcomes(passed=7, failed=1)
-    runs = by_name(read_runs(ourtester.path.name))
+    runs = by_name(read_runs(ourtester.path.name, groups=True))
     assert len(runs) == 2 + 3 + 4 + 1
 
     parent = runs["experiment_ridge"]
@@ -90,7 +90,7 @@ def test_best_metric_from_ini_with_direction(ourtester, read_runs) -> None:
         """
     )
     ourtester.runpytest().assert_outcomes(passed=3)
-    parent = by_name(read_runs(ourtester.path.name))["experiment_k"]
+    parent = by_name(read_runs(ourtester.path.name, groups=True))["experiment_k"]
     assert parent.data.params == {"best.k": "3"}
     assert parent.data.tags["mlexp.best_direction"] == "min"
 
@@ -121,7 +121,7 @@ def test_repeats_make_a_cell_run_with_mean_and_std(ourtester, read_runs) -> None
     )
     result = ourtester.runpytest("-p", "no:randomly")
     result.assert_outcomes(passed=8)
-    runs = by_name(read_runs(ourtester.path.name))
+    runs = by_name(read_runs(ourtester.path.name, groups=True))
     parent = runs["experiment_rep"]
     cell = runs["experiment_rep[0.1]"]
     assert cell.data.tags["mlexp.kind"] == "cell"
@@ -172,7 +172,7 @@ def test_bad_repeats_are_usage_errors(ourtester, marker: str, message: str) -> N
 
 def _store_view(client, experiment: str) -> list[tuple]:  # type: ignore[type-arg]
     """What a user sees: every run, its status, params, metrics and its parent's name."""
-    runs = runs_of(client, experiment)
+    runs = runs_of(client, experiment, groups=True)
     names = {run.info.run_id: run.info.run_name for run in runs}
     return sorted(
         (
@@ -238,11 +238,11 @@ def test_four_workers_share_a_new_sqlite_store(ourtester, client) -> None:
     result = ourtester.runpytest("-n", "4")
     result.assert_outcomes(passed=60)
     assert "database is locked" not in result.stdout.str() + result.stderr.str()
-    runs = runs_of(client, ourtester.path.name)
+    runs = runs_of(client, ourtester.path.name, groups=True)
     names = [run.info.run_name for run in runs]
     assert len(names) == len(set(names)) == 41
     assert all(run.info.status == "FINISHED" for run in runs)
-    assert len(runs_of(client, "second")) == 21
+    assert len(runs_of(client, "second", groups=True)) == 21
     with sqlite3.connect(ourtester.path / "mlflow.db") as db:
         experiments = [row[0] for row in db.execute("select name from experiments")]
     assert sorted(experiments) == sorted({"Default", ourtester.path.name, "second"})
@@ -264,7 +264,7 @@ def test_killed_worker_runs_are_marked_killed_by_the_controller(ourtester, read_
     result = ourtester.runpytest("-p", "no:randomly", "-n", "2")
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["mlexp: marked 1 runs KILLED whose process had died: *"])
-    runs = by_name(read_runs(ourtester.path.name))
+    runs = by_name(read_runs(ourtester.path.name, groups=True))
     assert runs["experiment_crash[2]"].info.status == "KILLED"
     assert runs["experiment_crash[2]"].data.tags["mlexp.outcome"] == "interrupted"
     parent = runs["experiment_crash"]
@@ -277,14 +277,18 @@ def test_killed_session_runs_are_marked_killed_by_the_next_session(ourtester, cl
     ourtester.makepyfile(experiment_crash=KILLER)
     killed = ourtester.runpytest("-p", "no:randomly")
     assert killed.ret == -9
-    running = [r for r in runs_of(client, ourtester.path.name) if r.info.status == "RUNNING"]
+    running = [
+        r for r in runs_of(client, ourtester.path.name, groups=True) if r.info.status == "RUNNING"
+    ]
     assert sorted(r.info.run_name for r in running) == ["experiment_crash", "experiment_crash[2]"]
 
     ourtester.makepyfile(experiment_crash="def experiment_next():\n    return {'m': 1}\n")
     result = ourtester.runpytest()
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["mlexp: marked 2 runs KILLED whose process had died: *"])
-    statuses = {r.info.run_name: r.info.status for r in runs_of(client, ourtester.path.name)}
+    statuses = {
+        r.info.run_name: r.info.status for r in runs_of(client, ourtester.path.name, groups=True)
+    }
     assert statuses["experiment_crash[2]"] == "KILLED"
     assert statuses["experiment_crash"] == "KILLED"
     assert "RUNNING" not in statuses.values()

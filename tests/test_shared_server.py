@@ -60,7 +60,7 @@ def test_four_workers_against_a_postgres_server_lose_nothing(ourtester, postgres
     )  # fmt: skip
     result.assert_outcomes(passed=cells)
     client = MlflowClient(tracking_uri=postgres_server.url)
-    runs = runs_of(client, ourtester.path.name)
+    runs = runs_of(client, ourtester.path.name, groups=True)
     children = [run for run in runs if run.info.run_name != "experiment_many"]
     parents = [run for run in runs if run.info.run_name == "experiment_many"]
     assert len(parents) == 1
@@ -89,7 +89,7 @@ def test_ci_shards_sharing_a_session_id_share_the_parent(
         result = ourtester.runpytest("--mlexp-tracking-uri", mlflow_server.url)
         result.assert_outcomes(passed=3)
     client = MlflowClient(tracking_uri=mlflow_server.url)
-    runs = runs_of(client, ourtester.path.name)
+    runs = runs_of(client, ourtester.path.name, groups=True)
     parents = [run for run in runs if run.data.tags.get("mlexp.kind") == "grid"]
     assert len(parents) == 1
     assert len(runs) == 7
@@ -143,7 +143,7 @@ def test_authenticated_server_never_shows_the_password(
     assert password not in output
 
     client = MlflowClient(tracking_uri=server.url)
-    runs = runs_of(client, ourtester.path.name)
+    runs = runs_of(client, ourtester.path.name, groups=True)
     assert len(runs) == 4
     for run in runs:
         texts = [*run.data.params.values(), *run.data.tags.values(), *run.data.params]
