@@ -12,7 +12,11 @@ import sys
 from collections.abc import Sequence
 
 #: Modules that each add subcommands through ``register(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = ("pytest_mlexp.commands", "pytest_mlexp.baselines")
+COMMAND_MODULES: tuple[str, ...] = (
+    "pytest_mlexp.commands",
+    "pytest_mlexp.baselines",
+    "pytest_mlexp.journal",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

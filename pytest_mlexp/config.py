@@ -50,6 +50,9 @@ YAML_KEYS: tuple[str, ...] = (
     "tolerance",
     "tolerances",
     "directions",
+    # grid.py, journal.py
+    "best_metric",
+    "on_tracking_error",
 )
 
 _DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")

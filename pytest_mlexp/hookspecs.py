@@ -19,6 +19,18 @@ hookspec = pluggy.HookspecMarker("pytest")
 
 
 @hookspec
+def pytest_mlexp_run_tags(item: pytest.Item) -> dict[str, str] | None:
+    """Return tags the item's run gets when it is created; every plugin contributes.
+
+    Called just before the run exists, so tags such as ``mlflow.parentRunId``
+    are set with its creation, at no extra request::
+
+        def pytest_mlexp_run_tags(item):
+            return {"dataset": item.callspec.params.get("dataset", "all")}
+    """
+
+
+@hookspec
 def pytest_mlexp_run_start(item: pytest.Item, run: ExperimentRun) -> None:
     """Called once the item's run exists, before its fixtures are set up.
 

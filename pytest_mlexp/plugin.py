@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import artifacts, autolog, gate, hookspecs, html_report, lineage
+from . import artifacts, autolog, gate, grid, hookspecs, html_report, journal, lineage
 from .config import TrackingConfig, from_pytest_config
 from .session import PLUGIN_NAME, RUN_KEY, ItemRun, MlexpSession
 
@@ -22,7 +22,7 @@ SETTINGS_KEY = pytest.StashKey[TrackingConfig]()
 
 #: Feature modules. Each has ``add_options(group, parser)`` and
 #: ``configure(config, settings)``, which registers its own plugin object.
-FEATURES = (lineage, artifacts, autolog, gate, html_report)
+FEATURES = (grid, journal, lineage, artifacts, autolog, gate, html_report)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -76,10 +76,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("python_functions", "experiment_*")
     config.addinivalue_line(
         "markers",
-        "mlexp(experiment=None, tags=None, expect=None, tolerance=None, direction=None): "
-        "track this test as an MLflow run, optionally in another experiment or with extra "
-        "tags; gate its metrics with bounds (expect={'accuracy': '>= 0.9'}) and "
-        "baseline tolerances and directions.",
+        "mlexp(experiment=None, tags=None, expect=None, tolerance=None, direction=None, "
+        "best=None, repeats=None, seeds=None): track this test as an MLflow run, optionally "
+        "in another experiment or with extra tags; gate its metrics with bounds "
+        "(expect={'accuracy': '>= 0.9'}) and baseline tolerances and directions; best: "
+        "metric picking a grid's best cell; repeats/seeds: run each cell once per seed.",
     )
     settings = from_pytest_config(config)
     config.stash[SETTINGS_KEY] = settings

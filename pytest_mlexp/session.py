@@ -21,7 +21,18 @@ if TYPE_CHECKING:
     from .tracking import ExperimentRun, Tracker
 
 #: Keyword arguments accepted by ``@pytest.mark.mlexp``.
-MARKER_KWARGS = ("experiment", "tags", "expect", "tolerance", "direction")
+MARKER_KWARGS = (
+    "experiment",
+    "tags",
+    # gate.py
+    "expect",
+    "tolerance",
+    "direction",
+    # grid.py
+    "best",
+    "repeats",
+    "seeds",
+)
 
 #: Name of the session object in pytest's plugin manager.
 PLUGIN_NAME = "mlexp-session"
@@ -142,11 +153,13 @@ class MlexpSession:
 
     # -- one run per item --------------------------------------------------------
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Any:
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        # A plain tryfirst hook, not a wrapper: it runs before skip marks are
+        # evaluated and fixtures set up, yet inside pytest's own setup wrappers
+        # (logging, capture), so a failure to start the run is an ordinary setup error.
         if is_tracked(item):
             self._start(item)
-        return (yield)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> Any:
@@ -214,6 +227,11 @@ class MlexpSession:
         tags = {
             **self.settings.tags,
             **{str(k): str(v) for k, v in options.get("tags", {}).items()},
+            **{
+                k: v
+                for extra in self.config.hook.pytest_mlexp_run_tags(item=item)
+                for k, v in extra.items()
+            },
             **self._standard_tags(item),
         }
         run = self.tracker.start_run(experiment=experiment, run_name=item.name, tags=tags)

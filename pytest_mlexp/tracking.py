@@ -109,16 +109,24 @@ class Tracker:
         self, *, experiment: str, run_name: str, tags: Mapping[str, str]
     ) -> ExperimentRun:
         """Create a run and make it the fluent API's active run."""
-        experiment_id = self.experiment_id(experiment)
-        # A run the user's code left active must not swallow ours.
-        nested = mlflow.active_run() is not None
-        active = mlflow.start_run(
-            experiment_id=experiment_id,
-            run_name=run_name,
-            tags={k: _cut(v, MAX_TAG_VAL_LENGTH) for k, v in tags.items()},
-            nested=nested,
-            log_system_metrics=False,
-        )
+        tags = {k: _cut(v, MAX_TAG_VAL_LENGTH) for k, v in tags.items()}
+        try:
+            experiment_id = self.experiment_id(experiment)
+            # A run the user's code left active must not swallow ours.
+            nested = mlflow.active_run() is not None
+            active = mlflow.start_run(
+                experiment_id=experiment_id,
+                run_name=run_name,
+                tags=tags,
+                nested=nested,
+                log_system_metrics=False,
+            )
+        except Exception as exc:
+            # A spooling client (journal.py) keeps the run for `mlexp sync`, or re-raises.
+            offline_run = getattr(self.client, "offline_run", None)
+            if offline_run is None:
+                raise
+            return ExperimentRun(self.client, offline_run(exc, experiment, run_name, tags), "")
         return ExperimentRun(self.client, active.info.run_id, experiment_id)
 
     def end_run(self, run: ExperimentRun, status: str) -> None:
@@ -129,7 +137,13 @@ class Tracker:
             # Close fluent runs the user's code left open above ours, then ours.
             while (active := mlflow.active_run()) is not None:
                 if active.info.run_id == run.run_id:
-                    mlflow.end_run(status)
+                    try:
+                        mlflow.end_run(status)
+                    except Exception:
+                        # The fluent stack is popped: a spooling client may keep the end.
+                        if not getattr(self.client, "spools", False):
+                            raise
+                        self.client.set_terminated(run.run_id, status)
                     break
                 mlflow.end_run("KILLED" if status == "KILLED" else "FINISHED")
             else:

@@ -79,23 +79,30 @@ def client(ourtester: pytest.Pytester) -> MlflowClient:
     return MlflowClient(tracking_uri=store_uri(ourtester.path))
 
 
-def runs_of(client, experiment: str) -> list:  # type: ignore[no-untyped-def]
-    """All runs of ``experiment``, sorted by run name, as a user would list them."""
+def runs_of(client, experiment: str, *, groups: bool = False) -> list:  # type: ignore[no-untyped-def]
+    """The runs of ``experiment``, sorted by run name, as a user would list them.
+
+    Group runs (grid parents, repeat cells: tag ``mlexp.kind``) only with ``groups=True``.
+    """
     found = client.get_experiment_by_name(experiment)
     assert found is not None, f"experiment {experiment!r} does not exist"
     runs = client.search_runs([found.experiment_id], max_results=10_000)
+    if not groups:
+        runs = [run for run in runs if "mlexp.kind" not in run.data.tags]
     return sorted(runs, key=lambda run: run.info.run_name)
 
 
 @pytest.fixture
 def read_runs(ourtester: pytest.Pytester):  # type: ignore[no-untyped-def]
-    """``read_runs(experiment, uri=None)``: the runs of an experiment, sorted by name.
+    """``read_runs(experiment, uri=None, groups=False)``: the runs of an experiment, by name.
 
-    Reads ``ourtester``'s default store, or the store at ``uri``.
+    Reads ``ourtester``'s default store, or the store at ``uri``; grid parents
+    and cell runs only with ``groups=True``.
     """
 
-    def read(experiment: str, uri: str | None = None) -> list:  # type: ignore[type-arg]
-        return runs_of(MlflowClient(uri or store_uri(ourtester.path)), experiment)
+    def read(experiment: str, uri: str | None = None, groups: bool = False) -> list:  # type: ignore[type-arg]
+        client = MlflowClient(uri or store_uri(ourtester.path))
+        return runs_of(client, experiment, groups=groups)
 
     return read
 

@@ -1,0 +1,182 @@
+"""Faults: a server unreachable at start, lost mid-session (fail or spool + sync)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import free_port, runs_of
+
+#: Experiments that lose the server in the middle: the second one stops it.
+LOSING = """
+import os, signal, time, urllib.request
+
+def stop_server():
+    os.killpg(int(os.environ["TEST_SERVER_PID"]), signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(os.environ["TEST_SERVER_URL"] + "/health", timeout=1)
+        except OSError:
+            return
+        time.sleep(0.2)
+
+def experiment_1_before(mlflow_run):
+    mlflow_run.log_metric("m", 1)
+
+def experiment_2_during(mlflow_run):
+    mlflow_run.log_param("p", "kept")
+    mlflow_run.flush()
+    stop_server()
+    mlflow_run.log_metric("m", 2)
+    mlflow_run.log_metric("m", 2.5, step=1)
+
+def experiment_3_after(mlflow_run, tmp_path):
+    mlflow_run.log_params({"q": 3})
+    (tmp_path / "model.txt").write_text("weights")
+    mlflow_run.log_artifact(tmp_path / "model.txt")
+    return {"m": 3}
+"""
+
+FAST_RETRIES = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+}
+
+
+def test_unreachable_server_at_start_is_a_usage_error(ourtester) -> None:
+    ourtester.makepyfile(experiment_a="def experiment_a():\n    pass\n")
+    port = free_port()
+    result = ourtester.runpytest("--mlexp-tracking-uri", f"http://bob:s3cret@127.0.0.1:{port}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: mlexp: tracking server http://bob:***@127.0.0.1:{port} "
+            "(from --mlexp-tracking-uri) is unreachable: *Check that `mlflow server` is running*"
+        ]
+    )
+    assert "s3cret" not in result.stdout.str() + result.stderr.str()
+    result.stdout.no_fnmatch_line("*experiment_a*PASSED*")
+
+
+def test_bad_policy_is_a_usage_error(ourtester) -> None:
+    ourtester.makepyfile(experiment_a="def experiment_a():\n    pass\n")
+    result = ourtester.runpytest("--mlexp-on-tracking-error", "retry")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: --mlexp-on-tracking-error: unknown policy 'retry' for a lost tracking "
+            "server; accepted: fail, spool"
+        ]
+    )
+
+
+def _lose_server(ourtester, monkeypatch, server, policy: str):  # type: ignore[no-untyped-def]
+    server.start()
+    monkeypatch.setenv("TEST_SERVER_PID", str(server.process.pid))
+    monkeypatch.setenv("TEST_SERVER_URL", server.url)
+    for name, value in FAST_RETRIES.items():
+        monkeypatch.setenv(name, value)
+    ourtester.makepyfile(experiment_lose=LOSING)
+    result = ourtester.runpytest(
+        "-p", "no:randomly", "--mlexp-tracking-uri", server.url,
+        "--mlexp-on-tracking-error", policy, "-W", "ignore::pytest_mlexp.MlexpWarning",
+    )  # fmt: skip
+    server.process.wait(timeout=30)  # stopped by the experiment: reap it
+    return result
+
+
+def test_lost_server_spools_runs_that_sync_replays_once(
+    ourtester, server_factory, monkeypatch
+) -> None:
+    server = server_factory()
+    result = _lose_server(ourtester, monkeypatch, server, "spool")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [f"mlexp: 2 runs could not reach {server.url}; they are kept in *.mlexp/journal*mlexp sync"]
+    )
+    journal = ourtester.path / ".mlexp" / "journal"
+    assert len(list(journal.glob("*.jsonl"))) == 2
+
+    # Nothing can be replayed while the server is down; nothing is lost either.
+    sync = [sys.executable, "-m", "pytest_mlexp", "sync"]
+    down = subprocess.run(sync, cwd=ourtester.path, capture_output=True, text=True)
+    assert down.returncode == 1, down.stdout + down.stderr
+    assert "replayed 0 runs, 2 left" in down.stdout
+    assert len(list(journal.glob("*.jsonl"))) == 2
+
+    server.start()
+    for attempt in range(2):
+        up = subprocess.run(sync, cwd=ourtester.path, capture_output=True, text=True)
+        assert up.returncode == 0, up.stdout + up.stderr
+        expected = "replayed 2 runs, 0 left" if attempt == 0 else "nothing to replay"
+        assert expected in up.stdout
+
+    client = MlflowClient(tracking_uri=server.url)
+    runs = {run.info.run_name: run for run in runs_of(client, ourtester.path.name, groups=True)}
+    assert sorted(runs) == ["experiment_1_before", "experiment_2_during", "experiment_3_after"]
+    during, after = runs["experiment_2_during"], runs["experiment_3_after"]
+    assert during.info.status == after.info.status == "FINISHED"
+    assert during.data.params == {"p": "kept"}
+    assert [(m.step, m.value) for m in client.get_metric_history(during.info.run_id, "m")] == [
+        (0, 2.0),
+        (1, 2.5),
+    ]
+    assert during.data.tags["mlexp.outcome"] == "passed"
+    assert after.data.params == {"q": "3"}
+    assert after.data.metrics == {"m": 3.0}
+    assert after.data.tags["mlexp.nodeid"] == "experiment_lose.py::experiment_3_after"
+    # The spooled run's own artifact, and its code lineage, replayed.
+    paths = [a.path for a in client.list_artifacts(after.info.run_id)]
+    assert paths == ["code", "lineage", "model.txt"]
+    assert len(client.get_metric_history(after.info.run_id, "m")) == 1
+
+
+def test_lost_server_fails_the_items_and_the_next_session_kills_the_run(
+    ourtester, server_factory, monkeypatch
+) -> None:
+    server = server_factory()
+    result = _lose_server(ourtester, monkeypatch, server, "fail")
+    # 1 passed; 2 passed its call but its run could not be completed: error at teardown;
+    # 3 could not create its run: error at setup.
+    assert result.parseoutcomes()["passed"] == 2
+    assert result.parseoutcomes()["errors"] == 2
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of experiment_3_after*",
+            f"*API request to {server.url}/api/2.0/mlflow/runs/create failed*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [f"mlexp: could not record run * in {server.url}: MlflowException: API request to *"]
+    )
+    assert not (ourtester.path / ".mlexp" / "journal").exists()
+
+    server.start()
+    client = MlflowClient(tracking_uri=server.url)
+    runs = {run.info.run_name: run for run in runs_of(client, ourtester.path.name, groups=True)}
+    assert runs["experiment_2_during"].info.status == "RUNNING"
+    ourtester.makepyfile(experiment_lose="def experiment_next():\n    pass\n")
+    ourtester.runpytest("--mlexp-tracking-uri", server.url).assert_outcomes(passed=1)
+    during = client.get_run(runs["experiment_2_during"].info.run_id)
+    assert during.info.status == "KILLED"
+
+
+def test_http_retries_are_bounded_unless_set(ourtester, mlflow_server, monkeypatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "77")
+    ourtester.makepyfile(
+        experiment_env="""
+        import os
+
+        def experiment_env():
+            assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"
+            assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "77"
+        """
+    )
+    ourtester.runpytest("--mlexp-tracking-uri", mlflow_server.url).assert_outcomes(passed=1)
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ

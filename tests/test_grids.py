@@ -1,0 +1,294 @@
+"""Grids: parent runs, best cell, repeats, xdist equality, dead runs marked KILLED."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+import pytest
+
+from conftest import runs_of
+
+GRID = """
+import pytest
+
+@pytest.mark.parametrize("alpha", [0.1, 1.0, 10.0])
+def experiment_ridge(mlflow_run, alpha):
+    mlflow_run.log_metric("rmse", alpha * 2)
+    return {"r2": 1 / (1 + alpha)}
+
+@pytest.mark.mlexp(best="r2")
+@pytest.mark.parametrize("alpha", [0.1, 1.0])
+@pytest.mark.parametrize("fit", [True, False])
+def experiment_named(alpha, fit):
+    if alpha > 0.5 and not fit:
+        raise AssertionError("diverged")
+    return {"rmse": alpha, "r2": alpha + fit}
+
+def experiment_plain():
+    return {"x": 1}
+"""
+
+
+def by_name(runs):  # type: ignore[no-untyped-def]
+    return {run.info.run_name: run for run in runs}
+
+
+def test_grid_gets_one_parent_with_counts_and_best_cell(ourtester, read_runs) -> None:
+    ourtester.makepyfile(experiment_grid=GRID)
+    result = ourtester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=7, failed=1)
+    runs = by_name(read_runs(ourtester.path.name, groups=True))
+    assert len(runs) == 2 + 3 + 4 + 1
+
+    parent = runs["experiment_ridge"]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["mlexp.kind"] == "grid"
+    assert parent.data.tags["mlexp.grid_size"] == "3"
+    assert parent.data.metrics["mlexp.passed"] == 3
+    # No best metric named: the first one logged, rmse, is minimized.
+    assert parent.data.tags["mlexp.best_metric"] == "rmse"
+    assert parent.data.tags["mlexp.best_direction"] == "min"
+    assert parent.data.tags["mlexp.best_run_id"] == runs["experiment_ridge[0.1]"].info.run_id
+    assert parent.data.params["best.alpha"] == "0.1"
+    assert parent.data.metrics["best.rmse"] == pytest.approx(0.2)
+    for alpha in ("0.1", "1.0", "10.0"):
+        child = runs[f"experiment_ridge[{alpha}]"]
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+
+    named = runs["experiment_named"]
+    assert named.info.status == "FAILED", "a failed cell fails the grid's parent"
+    assert named.data.tags["mlexp.passed"] == "3"
+    assert named.data.tags["mlexp.failed"] == "1"
+    assert named.data.tags["mlexp.best_metric"] == "r2"
+    assert named.data.tags["mlexp.best_direction"] == "max"
+    assert named.data.params == {"best.alpha": "1.0", "best.fit": "True"}
+    assert named.data.metrics["best.r2"] == 2.0
+
+    plain = runs["experiment_plain"]
+    assert "mlflow.parentRunId" not in plain.data.tags
+    assert not any(run.info.status == "RUNNING" for run in runs.values())
+    result.stdout.fnmatch_lines(
+        [
+            "mlexp grid experiment_grid.py::experiment_ridge: 3 cells, 3 passed, 0 failed; "
+            "best rmse=0.2 (min) at experiment_ridge[[]0.1[]] [[]alpha=0.1[]]; parent run *",
+            "mlexp grid experiment_grid.py::experiment_named: 4 cells, 3 passed, 1 failed; "
+            "best r2=2 (max) at experiment_named[[]True-1.0[]]*",
+        ]
+    )
+
+
+def test_best_metric_from_ini_with_direction(ourtester, read_runs) -> None:
+    ourtester.makeini("[pytest]\nmlexp_best_metric = score:min\n")
+    ourtester.makepyfile(
+        experiment_grid="""
+        import pytest
+
+        @pytest.mark.parametrize("k", [1, 2, 3])
+        def experiment_k(k):
+            return {"acc": k, "score": 10 - k}
+        """
+    )
+    ourtester.runpytest().assert_outcomes(passed=3)
+    parent = by_name(read_runs(ourtester.path.name, groups=True))["experiment_k"]
+    assert parent.data.params == {"best.k": "3"}
+    assert parent.data.tags["mlexp.best_direction"] == "min"
+
+
+def test_bad_best_metric_is_a_usage_error(ourtester) -> None:
+    ourtester.makepyfile(experiment_a="def experiment_a():\n    pass\n")
+    result = ourtester.runpytest("--mlexp-best-metric", "r2:up")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*bad best metric 'r2:up'; expected NAME, NAME:max or NAME:min, e.g. r2 or val_loss:min"]
+    )
+
+
+def test_repeats_make_a_cell_run_with_mean_and_std(ourtester, read_runs) -> None:
+    ourtester.makepyfile(
+        experiment_rep="""
+        import pytest
+
+        @pytest.mark.mlexp(repeats=3)
+        @pytest.mark.parametrize("lr", [0.1, 0.2])
+        def experiment_rep(seed, lr):
+            return {"acc": lr + seed / 10}
+
+        @pytest.mark.mlexp(seeds=[7, 11])
+        def experiment_single(seed):
+            return {"loss": seed}
+        """
+    )
+    result = ourtester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=8)
+    runs = by_name(read_runs(ourtester.path.name, groups=True))
+    parent = runs["experiment_rep"]
+    cell = runs["experiment_rep[0.1]"]
+    assert cell.data.tags["mlexp.kind"] == "cell"
+    assert cell.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert cell.data.tags["mlexp.repeats"] == "3"
+    assert cell.data.params == {"lr": "0.1"}
+    assert cell.data.metrics["acc"] == pytest.approx(0.2)
+    assert cell.data.metrics["acc.std"] == pytest.approx(0.1)
+    assert cell.info.status == "FINISHED"
+    for seed in range(3):
+        repeat = runs[f"experiment_rep[0.1-seed{seed}]"]
+        assert repeat.data.tags["mlflow.parentRunId"] == cell.info.run_id
+        assert repeat.data.params == {"lr": "0.1", "seed": str(seed)}
+    assert parent.data.tags["mlexp.grid_size"] == "2"
+    assert parent.data.params == {"best.lr": "0.2"}
+    assert parent.data.metrics["best.acc"] == pytest.approx(0.3)
+
+    single = runs["experiment_single"]
+    assert "mlflow.parentRunId" not in single.data.tags
+    assert single.data.metrics == {"loss": 9.0, "loss.std": pytest.approx(2.828427, rel=1e-5)}
+    assert runs["experiment_single[seed1]"].data.params == {"seed": "11"}
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        ("repeats=3", "*the function must take a 'seed' argument*"),
+        ("repeats=0", "*repeats must be a positive integer, got 0"),
+        ("seeds=[]", "*seeds must be a non-empty list, got []"),
+    ],
+)
+def test_bad_repeats_are_usage_errors(ourtester, marker: str, message: str) -> None:
+    ourtester.makepyfile(
+        experiment_rep=f"""
+        import pytest
+
+        @pytest.mark.mlexp({marker})
+        def experiment_rep():
+            pass
+        """
+    )
+    result = ourtester.runpytest()
+    assert result.ret in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED)
+    (result.stderr if result.ret == pytest.ExitCode.USAGE_ERROR else result.stdout).fnmatch_lines(
+        [message]
+    )
+
+
+def _store_view(client, experiment: str) -> list[tuple]:  # type: ignore[type-arg]
+    """What a user sees: every run, its status, params, metrics and its parent's name."""
+    runs = runs_of(client, experiment, groups=True)
+    names = {run.info.run_id: run.info.run_name for run in runs}
+    return sorted(
+        (
+            run.info.run_name,
+            run.info.status,
+            tuple(sorted(run.data.params.items())),
+            tuple(sorted(run.data.metrics.items())),
+            names.get(run.data.tags.get("mlflow.parentRunId", "")),
+        )
+        for run in runs
+    )
+
+
+def _summary_lines(text: str) -> list[str]:
+    """Terminal summary lines, without run ids and timings."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(r"=+ mlexp: ", line))
+    end = next(i for i, line in enumerate(lines) if i > start and line.startswith("=="))
+    return [re.sub(r"[0-9a-f]{32}", "<id>", line).strip("= ") for line in lines[start:end]]
+
+
+def test_xdist_gives_the_same_runs_parents_and_summary(ourtester, client) -> None:
+    ourtester.makepyfile(
+        experiment_grid=GRID,
+        experiment_rep="""
+        import pytest
+
+        @pytest.mark.mlexp(repeats=2)
+        @pytest.mark.parametrize("lr", [0.1, 0.2, 0.3])
+        def experiment_rep(seed, lr):
+            return {"acc": lr + seed}
+        """,
+    )
+    serial = ourtester.runpytest("-p", "no:randomly", "-n", "0", "--mlexp-experiment", "serial")
+    serial.assert_outcomes(passed=13, failed=1)
+    parallel = ourtester.runpytest("-p", "no:randomly", "-n", "4", "--mlexp-experiment", "xdist")
+    parallel.assert_outcomes(passed=13, failed=1)
+    assert _store_view(client, "xdist") == _store_view(client, "serial")
+    assert len([v for v in _store_view(client, "xdist") if v[0] == "experiment_ridge"]) == 1
+    serial_lines = _summary_lines(serial.stdout.str())
+    assert serial_lines == [
+        line.replace("'xdist'", "'serial'") for line in _summary_lines(parallel.stdout.str())
+    ]
+    assert len(serial_lines) > 13
+
+
+def test_four_workers_share_a_new_sqlite_store(ourtester, client) -> None:
+    ourtester.makepyfile(
+        experiment_many="""
+        import pytest
+
+        @pytest.mark.parametrize("i", range(40))
+        def experiment_many(mlflow_run, i):
+            mlflow_run.log_params({f"p{j}": j for j in range(5)})
+            return {"m": i}
+
+        @pytest.mark.mlexp(experiment="second")
+        @pytest.mark.parametrize("i", range(20))
+        def experiment_other(i):
+            return {"m": i}
+        """
+    )
+    result = ourtester.runpytest("-n", "4")
+    result.assert_outcomes(passed=60)
+    assert "database is locked" not in result.stdout.str() + result.stderr.str()
+    runs = runs_of(client, ourtester.path.name, groups=True)
+    names = [run.info.run_name for run in runs]
+    assert len(names) == len(set(names)) == 41
+    assert all(run.info.status == "FINISHED" for run in runs)
+    assert len(runs_of(client, "second", groups=True)) == 21
+    with sqlite3.connect(ourtester.path / "mlflow.db") as db:
+        experiments = [row[0] for row in db.execute("select name from experiments")]
+    assert sorted(experiments) == sorted({"Default", ourtester.path.name, "second"})
+
+
+KILLER = """
+import os, signal, pytest
+
+@pytest.mark.parametrize("i", range(4))
+def experiment_crash(i, tmp_path_factory):
+    if i == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"m": i}
+"""
+
+
+def test_killed_worker_runs_are_marked_killed_by_the_controller(ourtester, read_runs) -> None:
+    ourtester.makepyfile(experiment_crash=KILLER)
+    result = ourtester.runpytest("-p", "no:randomly", "-n", "2")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["mlexp: marked 1 runs KILLED whose process had died: *"])
+    runs = by_name(read_runs(ourtester.path.name, groups=True))
+    assert runs["experiment_crash[2]"].info.status == "KILLED"
+    assert runs["experiment_crash[2]"].data.tags["mlexp.outcome"] == "interrupted"
+    parent = runs["experiment_crash"]
+    assert parent.info.status == "KILLED"
+    assert parent.data.tags["mlexp.killed"] == "1"
+    assert not any(run.info.status == "RUNNING" for run in runs.values())
+
+
+def test_killed_session_runs_are_marked_killed_by_the_next_session(ourtester, client) -> None:
+    ourtester.makepyfile(experiment_crash=KILLER)
+    killed = ourtester.runpytest("-p", "no:randomly")
+    assert killed.ret == -9
+    running = [
+        r for r in runs_of(client, ourtester.path.name, groups=True) if r.info.status == "RUNNING"
+    ]
+    assert sorted(r.info.run_name for r in running) == ["experiment_crash", "experiment_crash[2]"]
+
+    ourtester.makepyfile(experiment_crash="def experiment_next():\n    return {'m': 1}\n")
+    result = ourtester.runpytest()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["mlexp: marked 2 runs KILLED whose process had died: *"])
+    statuses = {
+        r.info.run_name: r.info.status for r in runs_of(client, ourtester.path.name, groups=True)
+    }
+    assert statuses["experiment_crash[2]"] == "KILLED"
+    assert statuses["experiment_crash"] == "KILLED"
+    assert "RUNNING" not in statuses.values()
