@@ -8,6 +8,7 @@ import inspect
 import signal
 import threading
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -323,7 +324,10 @@ def marker_options(item: pytest.Item) -> dict[str, Any]:
     tags: dict[str, Any] = {}
     for marker in reversed(list(item.iter_markers("mlexp"))):
         options.update(marker.kwargs)
-        tags.update(marker.kwargs.get("tags") or {})
+        # Markers are validated after collection; until then, skip bad tags quietly.
+        marker_tags = marker.kwargs.get("tags")
+        if isinstance(marker_tags, Mapping):
+            tags.update(marker_tags)
     options["tags"] = tags
     return options
 

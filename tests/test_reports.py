@@ -191,7 +191,7 @@ def test_session_report_under_xdist_renders_offline(ourtester, client, read_runs
     assert "<b>logreg</b>" not in text
     assert "&lt;b&gt;logreg&lt;/b&gt;" in text
 
-    runs = read_runs(EXPERIMENT)
+    runs = read_runs(EXPERIMENT, groups=True)
     items = [r for r in runs if "mlexp.kind" not in r.data.tags]
     sessions = [r for r in runs if r.data.tags.get("mlexp.kind") == "session"]
     assert len(items) == GRID_RUNS
