@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 PROMOTED_TAG = "mlexp.baseline"
 BRANCH_TAG = "mlflow.source.git.branch"
 NODEID_TAG = "mlexp.nodeid"
+#: Cell runs of repeated experiments hold the cell's test id here (see ``grid.py``).
+CELL_TAG = "mlexp.cell"
+KIND_TAG = "mlexp.kind"
 SESSION_TAG = "mlexp.session_id"
 OUTCOME_TAG = "mlexp.outcome"
 
@@ -112,24 +115,30 @@ def from_store(
     session_id: str,
     experiment_ids: Iterable[str],
     nodeids: Iterable[str],
+    cells: bool = False,
 ) -> dict[str, Baseline]:
     """The baseline run of every test id in ``nodeids`` that has one, in as few queries as possible.
 
     One ``search_runs`` (paged, newest first) covers all tests of the session;
-    paging stops as soon as every test has its run.
+    paging stops as soon as every test has its run. With ``cells``, the test
+    ids are those of repeated cells and the runs are cell runs (tag
+    ``mlexp.kind=cell``, test id in ``mlexp.cell``), holding each metric's mean.
     """
     wanted = set(nodeids)
+    key_tag = CELL_TAG if cells else NODEID_TAG
     if spec.kind == "run":
-        return _explicit_runs(client, spec, wanted)
+        return _explicit_runs(client, spec, wanted, key_tag)
     ids = sorted(set(experiment_ids))
     if not ids or not wanted:
         return {}
     found: dict[str, Baseline] = {}
     filter_string = spec.filter_string(session_id)
+    if cells:
+        filter_string += f" and tags.`{KIND_TAG}` = 'cell'"
     if len(wanted) == 1:
         (only,) = wanted
         if _SAFE_VALUE.match(only):
-            filter_string += f" and tags.`{NODEID_TAG}` = '{only}'"
+            filter_string += f" and tags.`{key_tag}` = '{only}'"
     token = None
     while True:
         page = client.search_runs(
@@ -140,7 +149,7 @@ def from_store(
             page_token=token,
         )
         for run in page:
-            nodeid = run.data.tags.get(NODEID_TAG)
+            nodeid = run.data.tags.get(key_tag)
             if nodeid in wanted and nodeid not in found:
                 found[nodeid] = _baseline(run, str(spec))
         token = page.token
@@ -149,7 +158,7 @@ def from_store(
 
 
 def _explicit_runs(
-    client: MlflowClient, spec: BaselineSpec, wanted: set[str]
+    client: MlflowClient, spec: BaselineSpec, wanted: set[str], key_tag: str
 ) -> dict[str, Baseline]:
     from mlflow.exceptions import MlflowException
 
@@ -164,7 +173,7 @@ def _explicit_runs(
         return {nodeid: _baseline(runs[0], "run") for nodeid in wanted}
     found = {}
     for run in runs:
-        nodeid = run.data.tags.get(NODEID_TAG)
+        nodeid = run.data.tags.get(key_tag)
         if nodeid in wanted:
             found[nodeid] = _baseline(run, "run")
     return found

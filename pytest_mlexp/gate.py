@@ -6,13 +6,19 @@ and autolog count) and judged by ``regression.compare``; the item fails
 itself with a table when a metric regressed. Verdicts travel to the
 controller on call reports (``report.mlexp_regression``), which prints the
 summary, writes the markdown report and refreshes the baseline file.
+
+Repeated experiments (``repeats=``/``seeds=``) are gated per cell, not per
+seed: each repeat is judged only by its ``expect=`` bounds, and at session
+end, once ``grid.py`` has logged each cell run's mean and ``<metric>.std``,
+the controller compares the means with the cell's baseline (see
+``judge_cells``).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -28,6 +34,7 @@ from .baselines import (
     parse_spec,
 )
 from .config import TrackingConfig, lookup, settings_file
+from .grid import SEED_PARAM, cell_nodeid, repeat_seeds
 from .regression import FAILING, Row, RuleError, Rules, Tolerance
 from .session import PLUGIN_NAME, RUN_KEY, MlexpSession, is_tracked
 
@@ -42,6 +49,8 @@ MARKER_KWARGS = ("expect", "tolerance", "direction")
 
 RULES_KEY = pytest.StashKey[Rules]()
 VERDICT_KEY = pytest.StashKey[dict[str, Any]]()
+#: On a repeat: its cell's test id and the rules (as JSON) the cell's mean is judged by.
+CELL_KEY = pytest.StashKey[dict[str, Any]]()
 
 # Item verdicts.
 PASSED = "passed"
@@ -324,6 +333,9 @@ class RegressionGate:
         self._store_error: str | None = None
         self._file_entries: dict[str, dict[str, float]] | None = None
         self._updated = 0
+        #: Cell test id -> the rules of its repeats (JSON), from call reports.
+        self.cell_rules: dict[str, dict[str, Any]] = {}
+        self.cell_error: str | None = None
 
     # -- collection ------------------------------------------------------------
 
@@ -349,7 +361,11 @@ class RegressionGate:
 
     def _judge(self, item: pytest.Item, run: ExperimentRun, rules: Rules) -> None:
         settings = self.settings
-        if not (settings.compares or settings.update or rules.bounds):
+        repeat = is_repeat(item)
+        if repeat:
+            # The cell's mean is judged at session end; its rules travel to the controller.
+            item.stash[CELL_KEY] = {"cell": cell_nodeid(item.nodeid), "rules": rules_to_json(rules)}
+        if not (((settings.compares or settings.update) and not repeat) or rules.bounds):
             for name, value in sorted(run.metrics.items()):
                 item.user_properties.append((name, value))
             return
@@ -360,24 +376,12 @@ class RegressionGate:
             item.user_properties.append((name, value))
         baseline: Baseline | None = None
         problem = None
-        if settings.compares:
+        if settings.compares and not repeat:
             baseline, problem = self._baseline(item)
         rows = regression.compare(metrics, baseline.metrics if baseline else None, rules)
         failing = [row for row in rows if row.verdict in FAILING]
-        if failing:
-            verdict = REGRESSED
-        elif settings.compares and baseline is None:
-            verdict = NO_BASELINE
-        elif any(row.verdict == regression.IMPROVED for row in rows):
-            verdict = IMPROVED
-        else:
-            verdict = PASSED
-        tags = {"mlexp.regression": verdict}
-        if baseline is not None:
-            tags["mlexp.baseline.source"] = baseline.source
-            if baseline.run_id:
-                tags["mlexp.baseline.run_id"] = baseline.run_id
-        run.set_tags(tags)
+        verdict = verdict_of(rows, settings.compares and not repeat, baseline)
+        run.set_tags(verdict_tags(verdict, baseline))
         item.user_properties.append(("mlexp.regression", verdict))
         if baseline is not None:
             for name, value in sorted(baseline.metrics.items()):
@@ -388,6 +392,7 @@ class RegressionGate:
             "source": baseline.source if baseline else None,
             "rows": [row.as_dict() for row in rows],
             "metrics": metrics,
+            "repeat": repeat,
         }
         if failing:
             pytest.fail(failure_message(rows, failing, baseline), pytrace=False)
@@ -453,12 +458,18 @@ class RegressionGate:
             verdict = item.stash.get(VERDICT_KEY, None)
             if verdict is not None:
                 report.mlexp_regression = verdict  # type: ignore[attr-defined]
+            cell = item.stash.get(CELL_KEY, None)
+            if cell is not None:
+                report.mlexp_cell = cell  # type: ignore[attr-defined]
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         verdict = getattr(report, "mlexp_regression", None)
         if verdict is not None and report.when == "call":
             self.verdicts.append({**verdict, "passed": report.passed})
+        cell = getattr(report, "mlexp_cell", None)
+        if cell is not None and report.when == "call":
+            self.cell_rules.setdefault(str(cell["cell"]), cell["rules"])
 
     def pytest_mlexp_run_ending(
         self, item: pytest.Item, run: ExperimentRun, status: str, outcome: str
@@ -473,9 +484,13 @@ class RegressionGate:
 
     # -- session end (controller) ------------------------------------------------
 
+    # trylast: the grid plugin must have logged the cell runs' means first.
+    @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if hasattr(self.config, "workerinput"):
             return
+        if self.settings.compares or self.settings.update or self.settings.promote:
+            self._judge_cells(session)
         if self.settings.update:
             self._update_file()
         if self.settings.report_md is not None and self.verdicts:
@@ -494,17 +509,177 @@ class RegressionGate:
         entries = dict(self._file())
         updated = 0
         for verdict in self.verdicts:
-            if verdict["passed"]:
+            if verdict["passed"] and not verdict.get("repeat"):
                 entries[verdict["nodeid"]] = dict(verdict["metrics"])
                 updated += 1
         if updated:
             write_file(self.settings.baseline_file, entries)
         self._updated = updated
 
+    def _judge_cells(self, session: pytest.Session) -> None:
+        """Judge the mean metrics of each repeated cell of the session against its baseline.
+
+        Runs on the controller after ``grid.py`` completed the cell runs (the
+        mean exists only once every repeat ran, maybe on several workers). A
+        failing cell fails the session, and joins ``self.verdicts``.
+        """
+        core = self.config.pluginmanager.get_plugin(PLUGIN_NAME)
+        if not isinstance(core, MlexpSession):
+            return
+        cells: dict[str, tuple[str, str]] = {}
+        for result in core.results:
+            if result.get("cell") and result.get("cell_run_id"):
+                cells.setdefault(
+                    str(result["cell"]), (str(result["cell_run_id"]), str(result["experiment"]))
+                )
+        if not cells:
+            return
+        settings = self.settings
+        failed = False
+        try:
+            client = core.tracker.client
+            runs = {cell: client.get_run(run_id) for cell, (run_id, _) in cells.items()}
+            store: dict[str, Baseline] = {}
+            if settings.spec is not None:
+                from .baselines import from_store
+
+                store = from_store(
+                    client,
+                    settings.spec,
+                    session_id=core.settings.session_id,
+                    experiment_ids={core.tracker.experiment_id(e) for _, e in cells.values()},
+                    nodeids=cells,
+                    cells=True,
+                )
+            for cell, run in runs.items():
+                if run.info.status != "FINISHED":
+                    continue  # a repeat failed (its item failed) or the cell was not completed
+                if settings.baseline_file is not None:
+                    entry = self._file().get(cell)
+                    baseline = Baseline(entry, settings.file_label) if entry is not None else None
+                else:
+                    baseline = store.get(cell)
+                verdict = self._judge_cell(cell, run, baseline)
+                failed = failed or not verdict["passed"]
+                self.verdicts.append(verdict)
+        except Exception as exc:
+            from .redaction import redact_text
+
+            self.cell_error = (
+                f"could not judge the repeated cells in {core.settings.display_uri}: "
+                f"{type(exc).__name__}: {redact_text(str(exc))[:300]}"
+            )
+            failed = True
+        if failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _judge_cell(self, cell: str, run: Any, baseline: Baseline | None) -> dict[str, Any]:
+        """Compare one cell run's means with its baseline; tag the run with the verdict."""
+        from mlflow.entities import RunTag
+
+        settings = self.settings
+        raw = self.cell_rules.get(cell)
+        rules = rules_from_json(raw) if raw is not None else _project_rules(settings)
+        metrics = dict(run.data.metrics)
+        rows = regression.compare(metrics, baseline.metrics if baseline else None, rules)
+        verdict = verdict_of(rows, settings.compares, baseline)
+        failing = [row for row in rows if row.verdict in FAILING]
+        tags = verdict_tags(verdict, baseline)
+        if failing:
+            tags["mlexp.error"] = "; ".join(_row_summary(row) for row in failing)[:500]
+        if settings.promote:
+            tags[PROMOTED_TAG] = "true"
+        problem = None
+        if verdict == NO_BASELINE and settings.require:
+            problem = (
+                f"no baseline for repeated cell {cell} in {settings.source} "
+                f"(--mlexp-require-baseline). Record one first: {_how_to_record(settings)}"
+            )
+        if failing or problem:
+            # Like a failed item: never the "latest" baseline of a later session.
+            tags["mlexp.outcome"] = "failed"
+            tags.pop(PROMOTED_TAG, None)
+        run_id = str(run.info.run_id)
+        client = self.config.pluginmanager.getplugin(PLUGIN_NAME).tracker.client
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        if failing or problem:
+            client.set_terminated(run_id, "FAILED")
+        return {
+            "nodeid": cell,
+            "verdict": verdict,
+            "source": baseline.source if baseline else None,
+            "rows": [row.as_dict() for row in rows],
+            "metrics": metrics,
+            "passed": not failing and problem is None,
+            "cell_run_id": run_id,
+            "repeats": run.data.tags.get("mlexp.repeats", ""),
+            "problem": problem,
+        }
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if hasattr(self.config, "workerinput"):
             return
         write_summary(terminalreporter, self.verdicts, self.settings, self._updated)
+        if self.cell_error is not None:
+            terminalreporter.write_line(f"mlexp: {self.cell_error}", red=True)
+
+
+def verdict_of(rows: list[Row], compares: bool, baseline: Baseline | None) -> str:
+    """regressed, no-baseline, improved or passed, from a comparison's rows."""
+    if any(row.verdict in FAILING for row in rows):
+        return REGRESSED
+    if compares and baseline is None:
+        return NO_BASELINE
+    if any(row.verdict == regression.IMPROVED for row in rows):
+        return IMPROVED
+    return PASSED
+
+
+def verdict_tags(verdict: str, baseline: Baseline | None) -> dict[str, str]:
+    tags = {"mlexp.regression": verdict}
+    if baseline is not None:
+        tags["mlexp.baseline.source"] = baseline.source
+        if baseline.run_id:
+            tags["mlexp.baseline.run_id"] = baseline.run_id
+    return tags
+
+
+# -- repeated cells -------------------------------------------------------------------
+
+
+def is_repeat(item: pytest.Item) -> bool:
+    """Whether ``item`` is one seed of a repeated cell (``repeats=``/``seeds=``)."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or SEED_PARAM not in callspec.params:
+        return False
+    return repeat_seeds(item) is not None
+
+
+def rules_to_json(rules: Rules) -> dict[str, Any]:
+    """The rules a cell's mean is judged by, for a report (bounds stay with each repeat)."""
+    return {
+        "tolerances": {k: asdict(v) for k, v in rules.tolerances.items()},
+        "directions": dict(rules.directions),
+        "default": asdict(rules.default_tolerance),
+    }
+
+
+def rules_from_json(data: Mapping[str, Any]) -> Rules:
+    return Rules(
+        tolerances=MappingProxyType(
+            {str(k): Tolerance(**v) for k, v in data.get("tolerances", {}).items()}
+        ),
+        directions=MappingProxyType(dict(data.get("directions", {}))),
+        default_tolerance=Tolerance(**data["default"]),
+    )
+
+
+def _project_rules(settings: GateSettings) -> Rules:
+    return Rules(
+        tolerances=settings.tolerances,
+        directions=settings.directions,
+        default_tolerance=settings.default_tolerance,
+    )
 
 
 def _marker_experiment(item: pytest.Item) -> str | None:
@@ -574,6 +749,21 @@ def write_summary(
                 terminalreporter.write_line(
                     f"{row.verdict:<10} {verdict['nodeid']}: {_row_summary(row)}", **markup
                 )
+    for verdict in verdicts:
+        # A repeated cell fails the session, not an item: its table is shown here.
+        if verdict.get("cell_run_id") and not verdict["passed"]:
+            rows = [Row.from_dict(row) for row in verdict["rows"]]
+            failing = [row for row in rows if row.verdict in FAILING]
+            terminalreporter.write_line(
+                f"repeated cell {verdict['nodeid']} (mean of {verdict['repeats']} repeats, "
+                f"cell run {verdict['cell_run_id']}) fails the session:",
+                red=True,
+            )
+            if failing:
+                baseline = Baseline({}, verdict["source"]) if verdict["source"] else None
+                terminalreporter.write_line(failure_message(rows, failing, baseline))
+            if verdict.get("problem"):
+                terminalreporter.write_line(f"mlexp: {verdict['problem']}", red=True)
     missing = [v["nodeid"] for v in verdicts if v["verdict"] == NO_BASELINE]
     if missing:
         shown = ", ".join(missing[:5]) + (f" (+{len(missing) - 5})" if len(missing) > 5 else "")

@@ -1,0 +1,158 @@
+"""The regression gate on repeated cells: the mean of the seeds is compared, at session end."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import store_uri
+
+EXPERIMENT = "repeats-gate"
+CELL = "experiment_cell.py::experiment_cell[0.1]"
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An embedded store with its tables made once: creating them costs seconds per test."""
+    path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
+    MlflowClient(tracking_uri=store_uri(path.parent)).search_experiments()
+    return path
+
+
+@pytest.fixture
+def run_gate(empty_store: Path, ourtester: pytest.Pytester):  # type: ignore[no-untyped-def]
+    shutil.copy(empty_store, ourtester.path / "mlflow.db")
+
+    def run(*args: str) -> pytest.RunResult:
+        return ourtester.runpytest("--mlexp-experiment", EXPERIMENT, "-p", "no:randomly", *args)
+
+    return run
+
+
+@pytest.fixture
+def cell_model(ourtester: pytest.Pytester):  # type: ignore[no-untyped-def]
+    """``cell_model(base, marker)``: one cell, 3 seeds, accuracy base, base+0.01, base+0.02.
+
+    The cell's mean is base + 0.01 and its standard deviation 0.01.
+    """
+
+    def write(base: float, marker: str = "") -> None:
+        ourtester.makepyfile(
+            experiment_cell=f"""
+            import pytest
+
+            @pytest.mark.mlexp(repeats=3{marker})
+            @pytest.mark.parametrize("lr", [0.1])
+            def experiment_cell(seed, lr):
+                return {{"accuracy": {base} + 0.01 * seed}}
+            """
+        )
+
+    return write
+
+
+def escaped(pattern: str) -> str:
+    return pattern.replace("[", "[[]")
+
+
+def cells_and_repeats(read_runs):  # type: ignore[no-untyped-def]
+    """The cell runs (oldest first) and the repeat runs of the experiment."""
+    runs = read_runs(EXPERIMENT, groups=True)
+    cells = sorted(
+        (r for r in runs if r.data.tags.get("mlexp.kind") == "cell"),
+        key=lambda r: r.info.start_time,
+    )
+    repeats = [r for r in runs if "mlexp.kind" not in r.data.tags]
+    return cells, repeats
+
+
+def test_cell_mean_is_gated_against_the_latest_cell_run(cell_model, run_gate, read_runs):
+    cell_model(0.8)
+    first = run_gate("--mlexp-baseline", "latest")
+    first.assert_outcomes(passed=3)
+    assert first.ret == pytest.ExitCode.OK
+    first.stdout.fnmatch_lines([escaped(f"no baseline for 1 tests (passed unchecked): {CELL}")])
+    (recorded,), repeats = cells_and_repeats(read_runs)
+    assert recorded.data.tags["mlexp.regression"] == "no-baseline"
+    assert recorded.data.metrics["accuracy"] == pytest.approx(0.81)
+    # Seeds are not compared one by one.
+    assert len(repeats) == 3
+    assert not any("mlexp.regression" in r.data.tags for r in repeats)
+
+    cell_model(0.7)  # mean 0.71 against 0.81
+    worse = run_gate("--mlexp-baseline", "latest")
+    worse.assert_outcomes(passed=3)  # every seed ran fine: the session fails, not an item
+    assert worse.ret == pytest.ExitCode.TESTS_FAILED
+    worse.stdout.fnmatch_lines(
+        [
+            escaped(f"REGRESSED  {CELL}: accuracy regressed: 0.81 -> 0.71, change -0.1 (-12.35%)*"),
+            escaped(f"repeated cell {CELL} (mean of 3 repeats, cell run *) fails the session:"),
+            f"mlexp: 1 metric out of bounds against baseline run {recorded.info.run_id} (latest)",
+            "accuracy  0.81 *0.71 *-0.1 (-12.35%)*>= 0.8019 (tol 1%)*REGRESSED",
+            "1 tests judged: 1 regressed",
+        ]
+    )
+    _, regressed = cells_and_repeats(read_runs)[0]
+    assert regressed.data.tags["mlexp.regression"] == "regressed"
+    assert regressed.data.tags["mlexp.baseline.run_id"] == recorded.info.run_id
+    assert regressed.data.tags["mlexp.error"].startswith("accuracy regressed: 0.81 -> 0.71")
+    # A regressed cell is failed, so it never becomes the "latest" baseline.
+    assert regressed.info.status == "FAILED"
+    assert regressed.data.tags["mlexp.outcome"] == "failed"
+
+    # Mean 0.795: 0.015 below 0.81, more than 1% but within 2 std (2 x 0.01). The
+    # marker's tolerance reaches the controller from xdist workers.
+    cell_model(0.785, ', tolerance="2 std"')
+    noisy = run_gate("--mlexp-baseline", "latest", "-n", "2")
+    noisy.assert_outcomes(passed=3)
+    assert noisy.ret == pytest.ExitCode.OK
+    noisy.stdout.fnmatch_lines(["1 tests judged: 1 passed"])
+    latest = cells_and_repeats(read_runs)[0][-1]
+    assert latest.data.tags["mlexp.regression"] == "passed"
+    assert latest.data.tags["mlexp.baseline.run_id"] == recorded.info.run_id
+    assert latest.info.status == "FINISHED"
+
+
+def test_baseline_file_holds_cell_means_and_gates_them(cell_model, run_gate, ourtester, read_runs):
+    cell_model(0.8)
+    update = run_gate("--mlexp-baseline-file", "b.yaml", "--mlexp-update-baseline")
+    assert update.ret == pytest.ExitCode.OK
+    update.stdout.fnmatch_lines(["baseline file b.yaml: 1 tests updated"])
+    entries = yaml.safe_load((ourtester.path / "b.yaml").read_text())
+    assert list(entries) == [CELL]  # the cell's test id, no seed ids
+    assert entries[CELL]["accuracy"] == pytest.approx(0.81)
+    assert entries[CELL]["accuracy.std"] == pytest.approx(0.01)
+
+    cell_model(0.7, ', expect={"accuracy": ">= 0.5"}')  # bounds still hold per seed
+    worse = run_gate("--mlexp-baseline-file", "b.yaml", "--mlexp-report-md", "report.md")
+    worse.assert_outcomes(passed=3)
+    assert worse.ret == pytest.ExitCode.TESTS_FAILED
+    worse.stdout.fnmatch_lines(
+        [
+            escaped(f"REGRESSED  {CELL}: accuracy regressed: 0.81 -> 0.71*"),
+            "mlexp: 1 metric out of bounds against baseline b.yaml",
+            "4 tests judged: 1 regressed, 3 passed",
+        ]
+    )
+    report = (ourtester.path / "report.md").read_text()
+    assert f"| {CELL} | accuracy | 0.81 | 0.71 |" in report
+    assert "**REGRESSED**" in report
+    cells, repeats = cells_and_repeats(read_runs)
+    assert cells[-1].data.tags["mlexp.regression"] == "regressed"
+    assert cells[-1].data.tags["mlexp.baseline.source"] == "b.yaml"
+    # The seeds met their bound and were not compared with the baseline.
+    assert {r.data.tags.get("mlexp.regression") for r in repeats if r.data.tags.get("mlexp.session_id") == cells[-1].data.tags["mlexp.session_id"]} == {"passed"}
+
+
+def test_cell_without_baseline_fails_when_required(cell_model, run_gate):
+    cell_model(0.8)
+    result = run_gate("--mlexp-baseline-file", "b.yaml", "--mlexp-require-baseline")
+    result.assert_outcomes(passed=3)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [escaped(f"mlexp: no baseline for repeated cell {CELL} in b.yaml (--mlexp-require-baseline)*")]
+    )
