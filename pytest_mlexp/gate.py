@@ -554,6 +554,9 @@ class RegressionGate:
             for cell, run in runs.items():
                 if run.info.status != "FINISHED":
                     continue  # a repeat failed (its item failed) or the cell was not completed
+                if not (settings.compares or settings.update):
+                    client.set_tag(run.info.run_id, PROMOTED_TAG, "true")  # --mlexp-promote only
+                    continue
                 if settings.baseline_file is not None:
                     entry = self._file().get(cell)
                     baseline = Baseline(entry, settings.file_label) if entry is not None else None

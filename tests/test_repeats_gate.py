@@ -119,7 +119,9 @@ def test_cell_mean_is_gated_against_the_latest_cell_run(cell_model, run_gate, re
 
 def test_baseline_file_holds_cell_means_and_gates_them(cell_model, run_gate, ourtester, read_runs):
     cell_model(0.8)
-    update = run_gate("--mlexp-baseline-file", "b.yaml", "--mlexp-update-baseline")
+    update = run_gate(
+        "--mlexp-baseline-file", "b.yaml", "--mlexp-update-baseline", "--mlexp-promote-baseline"
+    )
     assert update.ret == pytest.ExitCode.OK
     update.stdout.fnmatch_lines(["baseline file b.yaml: 1 tests updated"])
     entries = yaml.safe_load((ourtester.path / "b.yaml").read_text())
@@ -142,6 +144,8 @@ def test_baseline_file_holds_cell_means_and_gates_them(cell_model, run_gate, our
     assert f"| {CELL} | accuracy | 0.81 | 0.71 |" in report
     assert "**REGRESSED**" in report
     cells, repeats = cells_and_repeats(read_runs)
+    assert cells[0].data.tags["mlexp.baseline"] == "true"  # promoted with the first session
+    assert "mlexp.baseline" not in cells[-1].data.tags
     assert cells[-1].data.tags["mlexp.regression"] == "regressed"
     assert cells[-1].data.tags["mlexp.baseline.source"] == "b.yaml"
     # The seeds met their bound and were not compared with the baseline.
