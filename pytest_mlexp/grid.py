@@ -26,15 +26,13 @@ children read back from the store.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import os
 import re
 import socket
 import statistics
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .config import TrackingConfig, lookup
+from .locks import machine_lock
 from .redaction import redact_text
 from .session import PLUGIN_NAME, marker_options
 
@@ -391,24 +390,6 @@ def repeat_seeds(item: Any) -> list[Any] | None:
 # -- talking to the store (mlflow is imported by the tracker's client) ---------------------
 
 
-@contextlib.contextmanager
-def _local_lock(settings: TrackingConfig, group: str) -> Iterator[None]:
-    """Serialize the processes of this machine looking for the same group run."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: the second search resolves races
-        yield
-        return
-    uri = hashlib.sha1(settings.tracking_uri.encode()).hexdigest()[:12]
-    path = Path(tempfile.gettempdir()) / f"mlexp-group-{uri}-{group}.lock"
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def _search_group(tracker: Tracker, experiment_id: str, group: str) -> list[Any]:
     runs = tracker.client.search_runs(
         [experiment_id], filter_string=f"tags.`mlexp.group` = '{group}'", max_results=50
@@ -425,7 +406,8 @@ def find_or_create_group(
 ) -> str:
     """The id of the group run tagged ``mlexp.group=group``, created if no process made it yet."""
     experiment_id = tracker.experiment_id(experiment)
-    with _local_lock(settings, group):
+    # Serialize the processes of this machine looking for the same group run.
+    with machine_lock("group", settings.tracking_uri, group):
         found = _search_group(tracker, experiment_id, group)
         if found:
             return str(found[0].info.run_id)

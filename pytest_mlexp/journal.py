@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -148,7 +148,16 @@ class SpoolingClient:
         )
         return local_id
 
-    def _write(self, run_id: str, op: dict[str, Any], send: Any) -> None:
+    def _write(
+        self,
+        run_id: str,
+        op: dict[str, Any] | Callable[[], dict[str, Any]],
+        send: Callable[[], object],
+    ) -> None:
+        """Send now, or (the server being lost) append ``op`` to the run's journal.
+
+        ``op`` may be a function, for entries that copy files only when spooled.
+        """
         if run_id not in self._offline:
             try:
                 send()
@@ -159,7 +168,7 @@ class SpoolingClient:
                 self._warn(exc)
                 self._offline[run_id] = run_id
                 self.journal.append(run_id, {"op": "attach", "run_id": run_id})
-        self.journal.append(self._offline[run_id], op)
+        self.journal.append(self._offline[run_id], op() if callable(op) else op)
 
     def _warn(self, exc: BaseException) -> None:
         if not getattr(self, "_warned", False):
@@ -226,7 +235,7 @@ class SpoolingClient:
             kept = self.journal.keep_file(self._offline[run_id], local_path)
             return {"op": "artifact", "path": kept, "artifact_path": artifact_path, "dir": False}
 
-        self._write_artifact(
+        self._write(
             run_id, op, lambda: self._client.log_artifact(run_id, local_path, artifact_path)
         )
 
@@ -235,22 +244,9 @@ class SpoolingClient:
             kept = self.journal.keep_file(self._offline[run_id], local_dir)
             return {"op": "artifact", "path": kept, "artifact_path": artifact_path, "dir": True}
 
-        self._write_artifact(
+        self._write(
             run_id, op, lambda: self._client.log_artifacts(run_id, local_dir, artifact_path)
         )
-
-    def _write_artifact(self, run_id: str, make_op: Any, send: Any) -> None:
-        if run_id not in self._offline:
-            try:
-                send()
-                return
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                self._warn(exc)
-                self._offline[run_id] = run_id
-                self.journal.append(run_id, {"op": "attach", "run_id": run_id})
-        self.journal.append(self._offline[run_id], make_op())
 
 
 def add_options(group: Any, parser: pytest.Parser) -> None:

@@ -11,7 +11,6 @@ import math
 import numbers
 import os
 import re
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -29,6 +28,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 
 from .config import TrackingConfig
+from .locks import machine_lock
 from .warning_types import MlexpWarning
 
 # MLflow's per-request limits for log_batch.
@@ -411,24 +411,13 @@ def _store_lock(settings: TrackingConfig) -> Iterator[None]:
     Several processes creating the same new sqlite file at once can break its
     schema for good; an existing schema is safe to share.
     """
-    if not settings.is_embedded:
-        yield
-        return
-    path = settings.tracking_uri.split(":///", 1)[1].split("?", 1)[0]
+    path = (
+        settings.tracking_uri.split(":///", 1)[1].split("?", 1)[0] if settings.is_embedded else ""
+    )
     if not path or path == ":memory:":
         yield
         return
-    database = Path(path)
+    database = Path(path).resolve()
     database.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # Windows: no concurrent creation protection
+    with machine_lock("store", str(database)):
         yield
-        return
-    lock_path = Path(tempfile.gettempdir()) / f"mlexp-{_slug(str(database.resolve()))}.lock"
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)

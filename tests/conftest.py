@@ -92,6 +92,14 @@ def runs_of(client, experiment: str, *, groups: bool = False) -> list:  # type: 
     return sorted(runs, key=lambda run: run.info.run_name)
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty embedded store to copy: creating the tables costs seconds per test."""
+    path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
+    MlflowClient(tracking_uri=store_uri(path.parent)).search_experiments()
+    return path
+
+
 @pytest.fixture
 def read_runs(ourtester: pytest.Pytester):  # type: ignore[no-untyped-def]
     """``read_runs(experiment, uri=None, groups=False)``: the runs of an experiment, by name.

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mlflow.tracking import MlflowClient
 
 from conftest import store_uri
 from pytest_mlexp import cli
@@ -25,14 +24,6 @@ from pytest_mlexp.regression import (
 
 EXPERIMENT = "gate"
 NODE = "experiment_model.py::experiment_model"
-
-
-@pytest.fixture(scope="session")
-def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An embedded store with its tables made once: creating them costs seconds per test."""
-    path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
-    MlflowClient(tracking_uri=store_uri(path.parent)).search_experiments()
-    return path
 
 
 @pytest.fixture

@@ -7,20 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mlflow.tracking import MlflowClient
-
-from conftest import store_uri
 
 EXPERIMENT = "repeats-gate"
 CELL = "experiment_cell.py::experiment_cell[0.1]"
-
-
-@pytest.fixture(scope="session")
-def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An embedded store with its tables made once: creating them costs seconds per test."""
-    path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
-    MlflowClient(tracking_uri=store_uri(path.parent)).search_experiments()
-    return path
 
 
 @pytest.fixture
