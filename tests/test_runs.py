@@ -455,3 +455,39 @@ def test_sigterm_marks_the_run_killed(ourtester, run_experiments, read_runs):
     (run,) = read_runs(EXPERIMENT)
     assert run.info.status == "KILLED"
     assert run.data.metrics == {"epoch": 3}
+
+
+def test_run_tags_and_returned_hooks_from_a_conftest(ourtester, run_experiments, read_runs, client):
+    ourtester.makeconftest(
+        """
+        def pytest_mlexp_run_tags(item):
+            callspec = getattr(item, "callspec", None)
+            return {"dataset": callspec.params["data"] if callspec else "all"}
+
+        def pytest_mlexp_returned(item, run, value):
+            if isinstance(value, str):
+                run.log_text(value, "returned.md")
+                return True
+            return None
+        """
+    )
+    ourtester.makepyfile(
+        experiment_hooks="""
+        import pytest
+
+        @pytest.mark.parametrize("data", ["iris"])
+        def experiment_text(data):
+            return "# a report"
+
+        def experiment_dict():
+            return {"acc": 0.5}
+        """
+    )
+    run_experiments().assert_outcomes(passed=2)
+    as_dict, as_text = read_runs(EXPERIMENT)
+    assert as_text.data.tags["dataset"] == "iris"
+    assert as_dict.data.tags["dataset"] == "all"
+    # The conftest's hook handled the string; the built-in one still logs dicts.
+    assert "returned.md" in [a.path for a in client.list_artifacts(as_text.info.run_id)]
+    assert as_text.data.metrics == {}
+    assert as_dict.data.metrics == {"acc": 0.5}
