@@ -222,14 +222,22 @@ def _check_uri(uri: str, source: str, relative_to: Path | None) -> str:
     return uri
 
 
-def _artifact_location(uri: str) -> str | None:
-    """Keep a sqlite store's artifacts beside its database, as MLflow does in the cwd."""
-    if not uri.startswith("sqlite:///"):
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI; ``None`` for other URIs and in-memory ones."""
+    if urlsplit(uri).scheme.split("+", 1)[0] != "sqlite" or ":///" not in uri:
         return None
     path = uri.split(":///", 1)[1].split("?", 1)[0]
     if not path or path == ":memory:":
         return None
-    return (Path(path).resolve().parent / DEFAULT_ARTIFACT_DIR).as_uri()
+    return Path(path)
+
+
+def _artifact_location(uri: str) -> str | None:
+    """Keep a sqlite store's artifacts beside its database, as MLflow does in the cwd."""
+    path = sqlite_path(uri)
+    if path is None:
+        return None
+    return (path.resolve().parent / DEFAULT_ARTIFACT_DIR).as_uri()
 
 
 def _load_yaml(config: pytest.Config, rootdir: Path) -> tuple[str, Mapping[str, Any]]:

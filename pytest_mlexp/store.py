@@ -14,11 +14,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.error import URLError
+from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit, urlunsplit
-from urllib.request import urlopen
+from urllib.request import Request, urlopen
 
-from .config import DEFAULT_STORE_FILE
+from .config import DEFAULT_STORE_FILE, sqlite_path
 from .redaction import redact_text, redact_uri
 
 if TYPE_CHECKING:
@@ -188,25 +188,33 @@ def open_store(option: str | None = None) -> Store:
     return Store(client=client, uri=uri, source=source)
 
 
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI (``None`` for in-memory databases)."""
-    path = uri.split(":///", 1)[1].split("?", 1)[0] if ":///" in uri else ""
-    if not path or path == ":memory:":
+def unreachable_reason(uri: str, timeout: float = 10.0) -> str | None:
+    """Why the tracking server at ``uri`` does not answer, or ``None`` if it does.
+
+    Probes ``/health`` without the URI's credentials; any HTTP answer, even a
+    refusal, means the server is there (MLflow itself would retry for minutes).
+    """
+    parts = urlsplit(uri)
+    host = parts.netloc.rpartition("@")[2]
+    url = urlunsplit((parts.scheme, host, parts.path.rstrip("/") + "/health", "", ""))
+    try:
+        with urlopen(Request(url), timeout=timeout) as response:
+            response.read()
+    except HTTPError:
         return None
-    return Path(path)
+    except (URLError, OSError) as exc:
+        return str(getattr(exc, "reason", exc))
+    return None
 
 
 def check_server(uri: str, shown: str, timeout: float = 10.0) -> None:
-    """Fail fast when a tracking server does not answer (MLflow would retry for minutes)."""
-    try:
-        with urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
-            response.read()
-    except (URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+    """Raise ``StoreError`` when the tracking server at ``uri`` does not answer."""
+    reason = unreachable_reason(uri, timeout)
+    if reason is not None:
         raise StoreError(
             f"tracking server {shown} is unreachable: {reason}; "
             "check that `mlflow server` is running and the host and port are right"
-        ) from None
+        )
 
 
 def ui_base(uri: str) -> str | None:

@@ -16,9 +16,6 @@ import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.error import HTTPError, URLError
-from urllib.parse import urlsplit, urlunsplit
-from urllib.request import Request, urlopen
 
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
@@ -27,8 +24,9 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 
-from .config import TrackingConfig
+from .config import TrackingConfig, sqlite_path
 from .locks import machine_lock
+from .store import unreachable_reason
 from .warning_types import MlexpWarning
 
 # MLflow's per-request limits for log_batch.
@@ -386,22 +384,14 @@ def _batches(
 
 def _check_server(settings: TrackingConfig) -> None:
     """Fail fast, with a useful message, when the tracking server does not answer."""
-    parts = urlsplit(settings.tracking_uri)
-    host = parts.netloc.rpartition("@")[2]
-    url = urlunsplit((parts.scheme, host, parts.path.rstrip("/") + "/health", "", ""))
-    try:
-        with urlopen(Request(url), timeout=10) as response:
-            response.read()
-    except HTTPError:
-        return  # It answered; what it thinks of us is for the real requests to say.
-    except (URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+    reason = unreachable_reason(settings.tracking_uri)
+    if reason is not None:
         raise TrackingUnavailable(
             f"tracking server {settings.display_uri} "
             f"(from {settings.sources.get('tracking_uri', 'default')}) is unreachable: {reason}. "
             "Check that `mlflow server` is running and the host and port are right, "
             "or unset it to log to the embedded store."
-        ) from None
+        )
 
 
 @contextlib.contextmanager
@@ -411,13 +401,11 @@ def _store_lock(settings: TrackingConfig) -> Iterator[None]:
     Several processes creating the same new sqlite file at once can break its
     schema for good; an existing schema is safe to share.
     """
-    path = (
-        settings.tracking_uri.split(":///", 1)[1].split("?", 1)[0] if settings.is_embedded else ""
-    )
-    if not path or path == ":memory:":
+    path = sqlite_path(settings.tracking_uri)
+    if path is None:
         yield
         return
-    database = Path(path).resolve()
+    database = path.resolve()
     database.parent.mkdir(parents=True, exist_ok=True)
     with machine_lock("store", str(database)):
         yield
