@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pytest_mlexp.artifacts import DEFAULT_PATTERNS, Scanner, changed
+from pytest_mlexp.artifacts.scanner import Scanner, changed
+from pytest_mlexp.settings.artifacts import DEFAULT_PATTERNS
 
 # Share of the files per kind: most of a project is code and data, few files match.
 KINDS = (

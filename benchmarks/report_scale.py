@@ -21,8 +21,9 @@ from pathlib import Path
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from pytest_mlexp import html_report
-from pytest_mlexp.store import open_store, search
+from pytest_mlexp.backend.client import Backend
+from pytest_mlexp.reports import html as html_report
+from pytest_mlexp.reports.stored_runs import search
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
@@ -64,7 +65,7 @@ def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     steps = int(sys.argv[2]) if len(sys.argv) > 2 else 50
     with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(make_store(Path(tmp), runs, steps))
+        store = Backend.for_reading(make_store(Path(tmp), runs, steps), "benchmark")
         experiments = [store.client.get_experiment_by_name("bench")]
         baseline = best_of(3, lambda: search(store, experiments))
         gather = best_of(3, lambda: html_report.build_report(store, experiments, "", "bench"))

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .config import TrackingConfig
+from .settings.tracking import TrackingConfig
 from .warning_types import MlexpWarning
 
 if TYPE_CHECKING:
-    from .tracking import ExperimentRun
+    from .runs.experiment_run import ExperimentRun
 
 __all__ = ["ExperimentRun", "MlexpWarning", "TrackingConfig"]
 __version__ = "0.1.0"
@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:
     if name == "ExperimentRun":
-        from .tracking import ExperimentRun
+        from .runs.experiment_run import ExperimentRun
 
         return ExperimentRun
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

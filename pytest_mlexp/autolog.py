@@ -11,41 +11,18 @@ never makes a stray run of its own.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
-from .feature_options import bool_setting
-from .session import is_tracked
+from .runs.markers import is_tracked
 
 if TYPE_CHECKING:
-    from .config import TrackingConfig
-    from .tracking import ExperimentRun
-
-
-def add_options(group: Any, parser: pytest.Parser) -> None:
-    group.addoption(
-        "--mlexp-autolog",
-        dest="mlexp_autolog",
-        metavar="on|off",
-        default=None,
-        help="Switch mlflow.autolog() on for tracked items (default: off).",
-    )
-    parser.addini("mlexp_autolog", "Switch mlflow.autolog() on for tracked items.", default="")
-
-
-def configure(config: pytest.Config, settings: TrackingConfig) -> None:
-    """Register the autolog switch when ``mlexp_autolog`` is on."""
-    if enabled_in(config):
-        config.pluginmanager.register(Autolog(), "mlexp-autolog")
-
-
-def enabled_in(config: pytest.Config) -> bool:
-    return bool_setting(config, "mlexp_autolog", "autolog", False)
+    from .runs.experiment_run import ExperimentRun
 
 
 class Autolog:
-    """Plugin: autolog on while tracked items run, off otherwise."""
+    """Registered as ``mlexp-autolog``: autolog on while tracked items run, off otherwise."""
 
     def __init__(self) -> None:
         self.active = False

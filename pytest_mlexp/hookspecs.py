@@ -13,7 +13,7 @@ import pytest
 
 if TYPE_CHECKING:
     from .artifacts import Artifact
-    from .tracking import ExperimentRun
+    from .runs.experiment_run import ExperimentRun
 
 hookspec = pluggy.HookspecMarker("pytest")
 

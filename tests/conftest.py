@@ -10,12 +10,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import mlflow
 import pytest
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, Run
 from mlflow.tracking import MlflowClient
 
 #: Environment that would leak the developer's own MLflow setup into tests.
@@ -68,35 +68,47 @@ def ourtester(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
-def store_uri(path: Path) -> str:
+def _store_uri(path: Path) -> str:
     """The embedded store pytest-mlexp creates by default in the project at ``path``."""
     return f"sqlite:///{path / 'mlflow.db'}"
 
 
 @pytest.fixture
+def store_uri() -> Callable[[Path], str]:
+    """``store_uri(path)``: the default embedded store of the project at ``path``."""
+    return _store_uri
+
+
+@pytest.fixture
 def client(ourtester: pytest.Pytester) -> MlflowClient:
     """An ``MlflowClient`` on the default embedded store of ``ourtester``'s project."""
-    return MlflowClient(tracking_uri=store_uri(ourtester.path))
+    return MlflowClient(tracking_uri=_store_uri(ourtester.path))
 
 
-def runs_of(client, experiment: str, *, groups: bool = False) -> list:  # type: ignore[no-untyped-def]
+def _runs_of(client: MlflowClient, experiment: str, *, groups: bool = False) -> list[Run]:
     """The runs of ``experiment``, sorted by run name, as a user would list them.
 
     Group runs (grid parents, repeat cells: tag ``mlexp.kind``) only with ``groups=True``.
     """
     found = client.get_experiment_by_name(experiment)
     assert found is not None, f"experiment {experiment!r} does not exist"
-    runs = client.search_runs([found.experiment_id], max_results=10_000)
+    runs = list(client.search_runs([found.experiment_id], max_results=10_000))
     if not groups:
         runs = [run for run in runs if "mlexp.kind" not in run.data.tags]
-    return sorted(runs, key=lambda run: run.info.run_name)
+    return sorted(runs, key=lambda run: str(run.info.run_name))
+
+
+@pytest.fixture
+def runs_of() -> Callable[..., list[Run]]:
+    """``runs_of(client, experiment, groups=False)``: the runs of an experiment, by name."""
+    return _runs_of
 
 
 @pytest.fixture(scope="session")
 def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty embedded store to copy: creating the tables costs seconds per test."""
     path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
-    MlflowClient(tracking_uri=store_uri(path.parent)).search_experiments()
+    MlflowClient(tracking_uri=_store_uri(path.parent)).search_experiments()
     return path
 
 
@@ -109,8 +121,8 @@ def read_runs(ourtester: pytest.Pytester):  # type: ignore[no-untyped-def]
     """
 
     def read(experiment: str, uri: str | None = None, groups: bool = False) -> list:  # type: ignore[type-arg]
-        client = MlflowClient(uri or store_uri(ourtester.path))
-        return runs_of(client, experiment, groups=groups)
+        client = MlflowClient(uri or _store_uri(ourtester.path))
+        return _runs_of(client, experiment, groups=groups)
 
     return read
 
@@ -118,10 +130,10 @@ def read_runs(ourtester: pytest.Pytester):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def unused_port() -> int:
     """A TCP port on 127.0.0.1 nothing listens on."""
-    return free_port()
+    return _free_port()
 
 
-def free_port() -> int:
+def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -132,7 +144,7 @@ class MlflowServer:
 
     def __init__(self, root: Path, backend_uri: str | None = None, *extra: str) -> None:
         self.root = root
-        self.port = free_port()
+        self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.backend_uri = backend_uri or f"sqlite:///{root / 'server.db'}"
         self.extra = extra

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_mlexp.artifacts import Concurrency, Scanner, changed, kind_folder
+from pytest_mlexp.artifacts.concurrency import Concurrency
+from pytest_mlexp.artifacts.scanner import Scanner, changed, kind_folder
 
 EXPERIMENT = "demo"
 
@@ -228,17 +229,29 @@ def test_hooks_from_a_conftest(ourtester, run_experiments, read_runs, client):
 def test_xdist_shared_root_attribution_is_warned(ourtester, read_runs, client):
     ourtester.makepyfile(
         experiment_par="""
+        import os
         import time
         from pathlib import Path
 
         import pytest
 
+        BARRIER = Path(__file__).parent / "barrier"
+
+        def meet(step):
+            # Wait until both workers reached this step: their runs are open at once.
+            BARRIER.mkdir(exist_ok=True)
+            (BARRIER / f"{step}-{os.getpid()}").touch()
+            deadline = time.monotonic() + 60
+            while len(list(BARRIER.glob(f"{step}-*"))) < 2:
+                assert time.monotonic() < deadline, f"the other worker never reached {step}"
+                time.sleep(0.02)
+
         @pytest.mark.parametrize("n", [1, 2])
         def experiment_par(mlflow_run, tmp_path, n):
-            time.sleep(3)  # both workers' runs are open at once
+            meet("started")
             Path(f"shared{n}.json").write_text("{}")
             (tmp_path / "own.json").write_text("{}")
-            time.sleep(3)
+            meet("wrote")
         """
     )
     result = ourtester.runpytest(

@@ -67,7 +67,7 @@ def test_autolog_is_off_by_default_and_set_in_yaml(ourtester, client):
 
 @pytest.mark.parametrize("value", ["on", "true", "1", "yes"])
 def test_autolog_values(ourtester, value):
-    from pytest_mlexp.autolog import enabled_in
+    from pytest_mlexp.settings.autolog import resolve_autolog
 
-    assert enabled_in(ourtester.parseconfig(f"--mlexp-autolog={value}")) is True
-    assert enabled_in(ourtester.parseconfig()) is False
+    assert resolve_autolog(ourtester.parseconfig(f"--mlexp-autolog={value}")) is True
+    assert resolve_autolog(ourtester.parseconfig()) is False

@@ -9,8 +9,6 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import free_port, runs_of
-
 #: Experiments that lose the server in the middle: the second one stops it.
 LOSING = """
 import os, signal, time, urllib.request
@@ -49,9 +47,9 @@ FAST_RETRIES = {
 }
 
 
-def test_unreachable_server_at_start_is_a_usage_error(ourtester) -> None:
+def test_unreachable_server_at_start_is_a_usage_error(ourtester, unused_port) -> None:
     ourtester.makepyfile(experiment_a="def experiment_a():\n    pass\n")
-    port = free_port()
+    port = unused_port
     result = ourtester.runpytest("--mlexp-tracking-uri", f"http://bob:s3cret@127.0.0.1:{port}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
@@ -92,7 +90,7 @@ def _lose_server(ourtester, monkeypatch, server, policy: str):  # type: ignore[n
 
 
 def test_lost_server_spools_runs_that_sync_replays_once(
-    ourtester, server_factory, monkeypatch
+    ourtester, server_factory, monkeypatch, runs_of
 ) -> None:
     server = server_factory()
     result = _lose_server(ourtester, monkeypatch, server, "spool")
@@ -138,7 +136,7 @@ def test_lost_server_spools_runs_that_sync_replays_once(
 
 
 def test_lost_server_fails_the_items_and_the_next_session_kills_the_run(
-    ourtester, server_factory, monkeypatch
+    ourtester, server_factory, monkeypatch, runs_of
 ) -> None:
     server = server_factory()
     result = _lose_server(ourtester, monkeypatch, server, "fail")

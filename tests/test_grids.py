@@ -7,8 +7,6 @@ import sqlite3
 
 import pytest
 
-from conftest import runs_of
-
 GRID = """
 import pytest
 
@@ -71,9 +69,10 @@ def test_grid_gets_one_parent_with_counts_and_best_cell(ourtester, read_runs) ->
     result.stdout.fnmatch_lines(
         [
             "mlexp grid experiment_grid.py::experiment_ridge: 3 cells, 3 passed, 0 failed; "
-            "best rmse=0.2 (min) at experiment_ridge[[]0.1[]] [[]alpha=0.1[]]; parent run *",
+            "best rmse=0.2 (min, guessed) at experiment_ridge[[]0.1[]] [[]alpha=0.1[]]; "
+            "parent run *",
             "mlexp grid experiment_grid.py::experiment_named: 4 cells, 3 passed, 1 failed; "
-            "best r2=2 (max) at experiment_named[[]True-1.0[]]*",
+            "best r2=2 (max, guessed) at experiment_named[[]True-1.0[]]*",
         ]
     )
 
@@ -170,9 +169,8 @@ def test_bad_repeats_are_usage_errors(ourtester, marker: str, message: str) -> N
     )
 
 
-def _store_view(client, experiment: str) -> list[tuple]:  # type: ignore[type-arg]
+def _store_view(runs) -> list[tuple]:  # type: ignore[no-untyped-def,type-arg]
     """What a user sees: every run, its status, params, metrics and its parent's name."""
-    runs = runs_of(client, experiment, groups=True)
     names = {run.info.run_id: run.info.run_name for run in runs}
     return sorted(
         (
@@ -194,7 +192,7 @@ def _summary_lines(text: str) -> list[str]:
     return [re.sub(r"[0-9a-f]{32}", "<id>", line).strip("= ") for line in lines[start:end]]
 
 
-def test_xdist_gives_the_same_runs_parents_and_summary(ourtester, client) -> None:
+def test_xdist_gives_the_same_runs_parents_and_summary(ourtester, client, runs_of) -> None:
     ourtester.makepyfile(
         experiment_grid=GRID,
         experiment_rep="""
@@ -210,8 +208,19 @@ def test_xdist_gives_the_same_runs_parents_and_summary(ourtester, client) -> Non
     serial.assert_outcomes(passed=13, failed=1)
     parallel = ourtester.runpytest("-p", "no:randomly", "-n", "4", "--mlexp-experiment", "xdist")
     parallel.assert_outcomes(passed=13, failed=1)
-    assert _store_view(client, "xdist") == _store_view(client, "serial")
-    assert len([v for v in _store_view(client, "xdist") if v[0] == "experiment_ridge"]) == 1
+    assert _store_view(runs_of(client, "xdist", groups=True)) == _store_view(
+        runs_of(client, "serial", groups=True)
+    )
+    assert (
+        len(
+            [
+                v
+                for v in _store_view(runs_of(client, "xdist", groups=True))
+                if v[0] == "experiment_ridge"
+            ]
+        )
+        == 1
+    )
     serial_lines = _summary_lines(serial.stdout.str())
     assert serial_lines == [
         line.replace("'xdist'", "'serial'") for line in _summary_lines(parallel.stdout.str())
@@ -219,7 +228,7 @@ def test_xdist_gives_the_same_runs_parents_and_summary(ourtester, client) -> Non
     assert len(serial_lines) > 13
 
 
-def test_four_workers_share_a_new_sqlite_store(ourtester, client) -> None:
+def test_four_workers_share_a_new_sqlite_store(ourtester, client, runs_of) -> None:
     ourtester.makepyfile(
         experiment_many="""
         import pytest
@@ -273,7 +282,9 @@ def test_killed_worker_runs_are_marked_killed_by_the_controller(ourtester, read_
     assert not any(run.info.status == "RUNNING" for run in runs.values())
 
 
-def test_killed_session_runs_are_marked_killed_by_the_next_session(ourtester, client) -> None:
+def test_killed_session_runs_are_marked_killed_by_the_next_session(
+    ourtester, client, runs_of
+) -> None:
     ourtester.makepyfile(experiment_crash=KILLER)
     killed = ourtester.runpytest("-p", "no:randomly")
     assert killed.ret == -9

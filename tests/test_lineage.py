@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from test_artifacts import artifact_files, read_artifact
 
-from pytest_mlexp.lineage import command_line, git_state, strip_credentials
+from pytest_mlexp.lineage.environment import command_line
+from pytest_mlexp.lineage.git import git_state, strip_credentials
 
 
 def git(path: Path, *args: str) -> str:

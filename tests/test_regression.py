@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import store_uri
 from pytest_mlexp import cli
-from pytest_mlexp.regression import (
+from pytest_mlexp.directions import guess_direction
+from pytest_mlexp.gate.rules import (
     Bound,
     RuleError,
     Rules,
     Tolerance,
     compare,
-    known_direction,
     parse_bounds,
     parse_tolerance,
 )
@@ -166,7 +165,9 @@ def test_branch_and_tag_baselines_pick_the_matching_run(model, run_gate, read_ru
         result.stdout.fnmatch_lines([f"*against baseline run {main_run} ({spec})"])
 
 
-def test_promoted_baseline_by_flag_and_by_command(model, run_gate, read_runs, ourtester, capsys):
+def test_promoted_baseline_by_flag_and_by_command(
+    model, run_gate, read_runs, ourtester, capsys, store_uri
+):
     model(a=0.90)
     promoted = run_gate("--mlexp-promote-baseline")
     promoted.assert_outcomes(passed=1)
@@ -518,15 +519,16 @@ def test_parse_bounds_and_tolerances():
     assert str(Tolerance(abs=0.01, rel=0.02, std=2)) == "0.01 or 2% or 2 std"
 
 
-def test_known_directions():
+def test_guessed_directions():
     assert [
-        known_direction(m) for m in ("accuracy", "val_accuracy", "test/roc_auc", "r2_again")
+        guess_direction(m) for m in ("accuracy", "val_accuracy", "test/roc_auc", "r2_again")
     ] == ["up"] * 4
-    assert [known_direction(m) for m in ("loss", "val_rmse", "final-val-mae", "error")] == [
+    assert [guess_direction(m) for m in ("loss", "val_rmse", "final-val-mae", "error")] == [
         "down"
     ] * 4
-    assert known_direction("fit_time") is None
-    assert known_direction("f1_loss") is None  # both: ambiguous, declare it
+    assert guess_direction("fit_time") is None
+    assert guess_direction("latency_ms") is None  # timings are noisy: never guessed
+    assert guess_direction("f1_loss") is None  # both: ambiguous, declare it
 
 
 def test_compare_judges_each_metric():

@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import runs_of
-
 POSTGRES_ENV = "MLEXP_TEST_POSTGRES_URI"
 
 MANY = """
@@ -52,7 +50,9 @@ def postgres_server(server_factory):  # type: ignore[no-untyped-def]
     return server
 
 
-def test_four_workers_against_a_postgres_server_lose_nothing(ourtester, postgres_server) -> None:
+def test_four_workers_against_a_postgres_server_lose_nothing(
+    ourtester, postgres_server, runs_of
+) -> None:
     cells = 100
     ourtester.makepyfile(experiment_many=MANY.format(cells=cells))
     result = ourtester.runpytest(
@@ -78,7 +78,7 @@ def test_four_workers_against_a_postgres_server_lose_nothing(ourtester, postgres
 
 
 def test_ci_shards_sharing_a_session_id_share_the_parent(
-    ourtester, mlflow_server, monkeypatch
+    ourtester, mlflow_server, monkeypatch, runs_of
 ) -> None:
     ourtester.makepyfile(experiment_many=MANY.format(cells=6))
     ourtester.makeconftest(SHARDING)
@@ -102,7 +102,7 @@ def test_ci_shards_sharing_a_session_id_share_the_parent(
 
 
 def test_authenticated_server_never_shows_the_password(
-    ourtester, server_factory, monkeypatch, tmp_path
+    ourtester, server_factory, monkeypatch, tmp_path, runs_of
 ) -> None:
     password = "Pw-9f3kq27x-secret"
     auth_ini = tmp_path / "auth.ini"

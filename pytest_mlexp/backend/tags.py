@@ -1,0 +1,80 @@
+"""Every tag name pytest-mlexp writes or reads, in one place.
+
+``mlexp.*`` tags are the plugin's own; ``mlflow.*`` tags are MLflow's, which
+the MLflow UI shows in its own columns (user, source, parent, git commit).
+"""
+
+from __future__ import annotations
+
+# -- MLflow's own ---------------------------------------------------------------------
+RUN_NAME = "mlflow.runName"
+PARENT_RUN_ID = "mlflow.parentRunId"
+USER = "mlflow.user"
+SOURCE_NAME = "mlflow.source.name"
+SOURCE_TYPE = "mlflow.source.type"
+GIT_COMMIT = "mlflow.source.git.commit"
+GIT_BRANCH = "mlflow.source.git.branch"
+GIT_REPO_URL = "mlflow.source.git.repoURL"
+
+# -- every run of a tracked item --------------------------------------------------------
+NODEID = "mlexp.nodeid"
+SESSION_ID = "mlexp.session_id"
+#: pytest's outcome: passed, failed, error, skipped, xfailed, xpassed, interrupted.
+OUTCOME = "mlexp.outcome"
+#: The one-line reason of a failure.
+ERROR = "mlexp.error"
+#: The machine and process that own a run, so a dead process's runs can be closed.
+HOST = "mlexp.host"
+PID = "mlexp.pid"
+
+# -- group runs (grid parents, repeated cells, the session's report run) ---------------
+#: What a group run holds; runs of items have no kind.
+KIND = "mlexp.kind"
+KIND_GRID = "grid"
+KIND_CELL = "cell"
+KIND_SESSION = "session"
+#: Kinds of runs that hold other runs' results rather than an item's.
+CONTAINER_KINDS = frozenset({KIND_SESSION, KIND_GRID, "parent"})
+#: Shared by every process looking for the same group run (a hash of session and key).
+GROUP = "mlexp.group"
+#: The grid's function (node id without parameters), on the parent and its cells.
+GRID = "mlexp.grid"
+#: A repeated cell's node id, on the cell run and its repeats.
+CELL = "mlexp.cell"
+GRID_SIZE = "mlexp.grid_size"
+PASSED = "mlexp.passed"
+FAILED = "mlexp.failed"
+KILLED = "mlexp.killed"
+BEST_METRIC = "mlexp.best_metric"
+BEST_DIRECTION = "mlexp.best_direction"
+BEST_RUN_ID = "mlexp.best_run_id"
+BEST_RUN_NAME = "mlexp.best_run_name"
+REPEATS = "mlexp.repeats"
+REPEATS_PASSED = "mlexp.repeats_passed"
+#: Metrics of a grid parent: its cells, and how many passed and failed.
+CELLS_METRIC = "mlexp.cells"
+PASSED_METRIC = "mlexp.passed"
+FAILED_METRIC = "mlexp.failed"
+#: A grid parent's best cell's params and metrics are logged under this prefix.
+BEST_PREFIX = "best."
+#: ... and as tags under this one when a later CI shard found another best (params are final).
+LATER_BEST_PREFIX = "mlexp.best."
+
+# -- the regression gate -----------------------------------------------------------------
+#: The verdict: passed, improved, regressed or no-baseline.
+VERDICT = "mlexp.regression"
+BASELINE_SOURCE = "mlexp.baseline.source"
+BASELINE_RUN_ID = "mlexp.baseline.run_id"
+#: Set to ``true`` on runs promoted to be the baseline.
+PROMOTED = "mlexp.baseline"
+
+# -- lineage -------------------------------------------------------------------------------
+GIT_DIRTY = "mlexp.git.dirty"
+PYTHON_VERSION = "mlexp.python_version"
+PLATFORM = "mlexp.platform"
+COMMAND = "mlexp.command"
+RANDOM_SEED = "mlexp.random_seed"
+
+# -- the spool -------------------------------------------------------------------------------
+#: A spooled run's journal id, so a replay cut short never creates it twice.
+JOURNAL_ID = "mlexp.journal_id"

@@ -1,0 +1,68 @@
+"""``mlexp report``: the HTML report of stored runs, by default the latest session's."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..backend.client import StoreError
+from .project import open_project, reports_errors, store_options
+from .tables import filters
+
+
+def register(subparsers: Any) -> None:
+    report = subparsers.add_parser(
+        "report",
+        parents=[store_options("only runs of this experiment")],
+        help="write the HTML report of stored runs",
+        description="Write a self-contained HTML report (run tables, Plotly plots) of stored "
+        "runs: a session's, an experiment's, or by default the latest session's.",
+    )
+    report.add_argument("--session", metavar="ID", help="only runs of this pytest session id")
+    report.add_argument(
+        "--filter", metavar="EXPR", default="", help="MLflow search filter, e.g. 'metrics.r2 > 0.3'"
+    )
+    report.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        default="mlexp-report.html",
+        help="HTML file to write (default: mlexp-report.html)",
+    )
+    report.set_defaults(handler=run_report)
+
+
+@reports_errors
+def run_report(args: argparse.Namespace) -> int:
+    from ..reports import html
+    from ..reports.stored_runs import latest_session, search, session_filter
+
+    if Path(args.output).is_dir():
+        raise StoreError(f"-o {args.output}: is a directory; give the HTML file to write")
+    project = open_project(args)
+    experiments = project.experiments()
+    session = args.session
+    if session is None and args.experiment is None:
+        session = latest_session(project.backend, experiments)
+    scope = []
+    if args.experiment:
+        scope.append(f"experiment {args.experiment}")
+    if session:
+        scope.append(f"session {session}")
+    if args.filter:
+        scope.append(f"filter {args.filter}")
+    query = filters(session_filter(session) if session else "", args.filter)
+    if not search(project.backend, experiments, query, max_results=1):
+        raise StoreError(f"no runs match ({'; '.join(scope)}) in {project.backend.display_uri}")
+    report = html.build_report(project.backend, experiments, query, "; ".join(scope))
+    try:
+        path = html.write(report, Path(args.output))
+    except OSError as exc:
+        raise OSError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    print(
+        f"mlexp report: wrote {path}: {report.run_count} runs in "
+        f"{len(report.sections)} experiment{'s' if len(report.sections) != 1 else ''} "
+        f"({'; '.join(scope)})"
+    )
+    return 0

@@ -1,0 +1,74 @@
+"""``mlexp sync``: replay the runs spooled while the tracking server was unreachable."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .project import EXIT_FAILURE, project_tracking, reports_errors
+
+if TYPE_CHECKING:
+    from ..backend.client import Backend
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "sync",
+        help="replay runs spooled while the tracking server was unreachable",
+        description="Send the runs kept in the journal (.mlexp/journal under the project's "
+        "rootdir) to the tracking server. Replaying twice sends nothing twice.",
+    )
+    parser.add_argument(
+        "--journal",
+        default=None,
+        help="journal folder (default: .mlexp/journal in the project's rootdir)",
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="server to send to (default: the project's tracking URI when it configures one, "
+        "else the URI the runs were recorded for); credentials come from MLflow's usual "
+        "environment variables",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="mlexp YAML settings file (default: mlexp.yaml in the rootdir, when present)",
+    )
+    parser.set_defaults(handler=run_sync)
+
+
+@reports_errors
+def run_sync(args: argparse.Namespace) -> int:
+    from ..spool.journal import JOURNAL_DIR
+    from ..spool.replay import recorded_uri, replay
+
+    tracking = project_tracking(args)
+    root = Path(args.journal) if args.journal else tracking.rootdir / JOURNAL_DIR
+    files = sorted(root.glob("*.jsonl")) if root.is_dir() else []
+    if not files:
+        print(f"mlexp sync: nothing to replay in {root}")
+        return 0
+    configured = tracking.tracking_uri if tracking.uri_source != "default" else None
+    backends: dict[str, Backend] = {}
+    done = failed = 0
+    for path in files:
+        try:
+            uri = configured or recorded_uri(path) or tracking.tracking_uri
+            if uri not in backends:
+                backends[uri] = _open(uri, tracking.uri_source if configured else "the journal")
+            replay(path, backends[uri])
+        except Exception as exc:
+            failed += 1
+            print(f"mlexp sync: {path.name}: {type(exc).__name__}: {exc}; kept for the next sync")
+            continue
+        done += 1
+    print(f"mlexp sync: replayed {done} runs, {failed} left in {root}")
+    return EXIT_FAILURE if failed else 0
+
+
+def _open(uri: str, source: str) -> Backend:
+    from ..backend.client import Backend
+
+    return Backend.for_reading(uri, source)

@@ -1,0 +1,235 @@
+"""Where baseline metrics come from: runs in the tracking store, or a YAML file in git.
+
+Also the promotion of a session's runs to be the baseline (``mlexp promote``).
+``mlflow`` is imported only by the functions that query the store.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..backend import tags as T
+from ..backend.search import search_runs
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+ACCEPTED_SPECS = (
+    "latest (the latest passed run of each test from an earlier session), "
+    "branch:NAME (the same, on git branch NAME), promoted (runs promoted with "
+    "--mlexp-promote-baseline or `mlexp promote`), tag:KEY=VALUE (runs with that tag), "
+    "session:ID (runs of that session), run:ID[,ID...] (those runs)"
+)
+
+FILE_HEADER = (
+    "# Baseline metrics for pytest-mlexp: test id -> metric -> value.\n"
+    "# Refresh with `pytest --mlexp-baseline-file PATH --mlexp-update-baseline`.\n"
+)
+
+_SAFE_VALUE = re.compile(r"^[^'\"\\`]+$")
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The metrics an item is compared with, and where they came from."""
+
+    metrics: Mapping[str, float]
+    #: e.g. ``run 1f2e... (latest)`` or ``experiments/baseline.yaml``.
+    source: str
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class BaselineSpec:
+    """A parsed ``--mlexp-baseline`` value."""
+
+    kind: str
+    value: str = ""
+    key: str = ""
+
+    def __str__(self) -> str:
+        if self.kind in ("latest", "promoted"):
+            return self.kind
+        if self.kind == "tag":
+            return f"tag:{self.key}={self.value}"
+        return f"{self.kind}:{self.value}"
+
+    @property
+    def run_ids(self) -> list[str]:
+        return [part.strip() for part in self.value.split(",") if part.strip()]
+
+    def filter_string(self, session_id: str) -> str:
+        """The ``search_runs`` filter selecting candidate runs (any test id)."""
+        clauses = ["attributes.status = 'FINISHED'", f"tags.`{T.OUTCOME}` = 'passed'"]
+        if self.kind == "session":
+            clauses.append(f"tags.`{T.SESSION_ID}` = '{self.value}'")
+        else:
+            # Never compare a session with itself (also covers repeated CI shards).
+            clauses.append(f"tags.`{T.SESSION_ID}` != '{session_id}'")
+        if self.kind == "branch":
+            clauses.append(f"tags.`{T.GIT_BRANCH}` = '{self.value}'")
+        elif self.kind == "promoted":
+            clauses.append(f"tags.`{T.PROMOTED}` = 'true'")
+        elif self.kind == "tag":
+            clauses.append(f"tags.`{self.key}` = '{self.value}'")
+        return " and ".join(clauses)
+
+
+def parse_spec(text: str) -> BaselineSpec:
+    """Parse ``latest``, ``branch:main``, ``promoted``, ``tag:K=V``, ``session:ID``, ``run:ID``."""
+    text = text.strip()
+    if text in ("latest", "promoted"):
+        return BaselineSpec(text)
+    kind, sep, value = text.partition(":")
+    value = value.strip()
+    if not sep or kind not in ("branch", "tag", "session", "run") or not value:
+        raise ValueError(f"unknown baseline {text!r}")
+    if not _SAFE_VALUE.match(value):
+        raise ValueError(f"baseline {text!r} may not contain quotes, backquotes or backslashes")
+    if kind == "tag":
+        key, sep, tag_value = value.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"baseline {text!r} needs tag:KEY=VALUE")
+        return BaselineSpec("tag", tag_value.strip(), key.strip())
+    return BaselineSpec(kind, value)
+
+
+def from_store(
+    client: MlflowClient,
+    spec: BaselineSpec,
+    *,
+    session_id: str,
+    experiment_ids: Iterable[str],
+    nodeids: Iterable[str],
+    cells: bool = False,
+) -> dict[str, Baseline]:
+    """The baseline run of every test id in ``nodeids`` that has one, in as few queries as possible.
+
+    One ``search_runs`` (paged, newest first) covers all tests of the session;
+    paging stops as soon as every test has its run. With ``cells``, the test
+    ids are those of repeated cells and the runs are cell runs (tag
+    ``mlexp.kind=cell``, test id in ``mlexp.cell``), holding each metric's mean.
+    """
+    wanted = set(nodeids)
+    key_tag = T.CELL if cells else T.NODEID
+    if spec.kind == "run":
+        return _explicit_runs(client, spec, wanted, key_tag)
+    ids = sorted(set(experiment_ids))
+    if not ids or not wanted:
+        return {}
+    found: dict[str, Baseline] = {}
+    filter_string = spec.filter_string(session_id)
+    if cells:
+        filter_string += f" and tags.`{T.KIND}` = '{T.KIND_CELL}'"
+    if len(wanted) == 1:
+        (only,) = wanted
+        if _SAFE_VALUE.match(only):
+            filter_string += f" and tags.`{key_tag}` = '{only}'"
+    newest_first = search_runs(client, ids, filter_string, order_by=["attributes.start_time DESC"])
+    for run in newest_first:
+        nodeid = run.data.tags.get(key_tag)
+        if nodeid in wanted and nodeid not in found:
+            found[nodeid] = _baseline(run, str(spec))
+            if len(found) == len(wanted):
+                break
+    return found
+
+
+def _explicit_runs(
+    client: MlflowClient, spec: BaselineSpec, wanted: set[str], key_tag: str
+) -> dict[str, Baseline]:
+    from mlflow.exceptions import MlflowException
+
+    runs = []
+    for run_id in spec.run_ids:
+        try:
+            runs.append(client.get_run(run_id))
+        except MlflowException as exc:
+            raise ValueError(f"baseline run {run_id!r} cannot be read: {exc.message}") from None
+    if len(runs) == 1:
+        # One run: the baseline of every test of the session, whatever its test id.
+        return {nodeid: _baseline(runs[0], "run") for nodeid in wanted}
+    found = {}
+    for run in runs:
+        nodeid = run.data.tags.get(key_tag)
+        if nodeid in wanted:
+            found[nodeid] = _baseline(run, "run")
+    return found
+
+
+def _baseline(run: Any, label: str) -> Baseline:
+    run_id = str(run.info.run_id)
+    return Baseline(dict(run.data.metrics), f"run {run_id} ({label})", run_id)
+
+
+# -- the YAML file ------------------------------------------------------------------
+
+
+def read_file(path: Path) -> dict[str, dict[str, float]]:
+    """Test id -> metrics from a baseline file; ``ValueError`` naming what is wrong."""
+    import yaml
+
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ValueError(
+            f"{path}: expected a mapping of test id -> metrics, got {type(data).__name__}"
+        )
+    entries: dict[str, dict[str, float]] = {}
+    for nodeid, metrics in data.items():
+        if not isinstance(metrics, Mapping):
+            raise ValueError(f"{path}: {nodeid}: expected a mapping of metric -> number")
+        entries[str(nodeid)] = {}
+        for name, value in metrics.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{path}: {nodeid}: metric {name!r} is not a number: {value!r}")
+            entries[str(nodeid)][str(name)] = float(value)
+    return entries
+
+
+def write_file(path: Path, entries: Mapping[str, Mapping[str, float]]) -> None:
+    """Write test id -> metrics with sorted keys, so the file diffs well in git."""
+    import yaml
+
+    data = {nodeid: dict(sorted(entries[nodeid].items())) for nodeid in sorted(entries)}
+    text = yaml.safe_dump(data, sort_keys=True, default_flow_style=False, allow_unicode=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(FILE_HEADER + text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def from_file(
+    path: Path, entries: Mapping[str, Mapping[str, float]], nodeid: str
+) -> Baseline | None:
+    metrics = entries.get(nodeid)
+    return None if metrics is None else Baseline(metrics, str(path))
+
+
+# -- promotion -------------------------------------------------------------------
+
+
+def promote_session(client: MlflowClient, session_id: str, experiment_ids: list[str]) -> list[str]:
+    """Tag the passed runs of ``session_id`` as the baseline; returns their run ids."""
+    spec = BaselineSpec("session", session_id)
+    promoted = []
+    for run in search_runs(client, experiment_ids, spec.filter_string("")):
+        client.set_tag(run.info.run_id, T.PROMOTED, "true")
+        promoted.append(str(run.info.run_id))
+    return promoted
+
+
+def is_safe_value(text: str) -> bool:
+    """Whether ``text`` can go into a search filter as is (no quotes, backquotes, backslashes)."""
+    return bool(_SAFE_VALUE.match(text))

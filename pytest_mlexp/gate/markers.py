@@ -1,0 +1,102 @@
+"""The rules one item is judged by: the project's settings, then its markers, closest winning."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import pytest
+
+from ..settings.gate import GateSettings, direction, tolerance
+from . import rules
+from .rules import Bound, RuleError, Rules
+
+
+def item_rules(item: pytest.Item, settings: GateSettings) -> Rules:
+    """The item's rules, or ``UsageError`` naming the item and the bad marker argument."""
+    where = f"@pytest.mark.mlexp on {item.nodeid}"
+    bounds: dict[str, tuple[Bound, ...]] = {}
+    tolerances = dict(settings.tolerances)
+    directions = dict(settings.directions)
+    default = settings.default_tolerance or rules.DEFAULT_TOLERANCE
+    for marker in reversed(list(item.iter_markers("mlexp"))):
+        expect = marker.kwargs.get("expect")
+        if expect is not None:
+            if not isinstance(expect, Mapping):
+                raise pytest.UsageError(
+                    f"{where}: expect must be a dict of metric -> expression such as "
+                    f"expect={{'accuracy': '>= 0.9'}}, got {expect!r}"
+                )
+            for metric, expression in expect.items():
+                try:
+                    bounds[str(metric)] = rules.parse_bounds(expression)
+                except RuleError as exc:
+                    raise pytest.UsageError(
+                        f"{where}: expect[{metric!r}]: {exc}; accepted forms: "
+                        f"{rules.ACCEPTED_BOUNDS}"
+                    ) from None
+        marker_tolerance = marker.kwargs.get("tolerance")
+        if marker_tolerance is not None:
+            per_metric = isinstance(marker_tolerance, Mapping) and not set(marker_tolerance) <= {
+                "abs",
+                "rel",
+                "std",
+            }
+            if not per_metric:
+                default = tolerance(marker_tolerance, f"{where}: tolerance")
+            else:
+                for metric, value in marker_tolerance.items():
+                    parsed = tolerance(value, f"{where}: tolerance[{metric!r}]")
+                    if metric == "*":
+                        default = parsed
+                    else:
+                        tolerances[str(metric)] = parsed
+        marker_direction = marker.kwargs.get("direction")
+        if marker_direction is not None:
+            if not isinstance(marker_direction, Mapping):
+                raise pytest.UsageError(
+                    f"{where}: direction must be a dict of metric -> 'up' | 'down' | 'ignore' "
+                    f"such as direction={{'throughput': 'up'}}, got {marker_direction!r}"
+                )
+            for metric, value in marker_direction.items():
+                directions[str(metric)] = direction(value, f"{where}: direction[{metric!r}]")
+    return Rules(
+        bounds=MappingProxyType(bounds),
+        tolerances=MappingProxyType(tolerances),
+        directions=MappingProxyType(directions),
+        default_tolerance=default,
+    )
+
+
+def project_rules(settings: GateSettings) -> Rules:
+    """The rules of an item without markers."""
+    return Rules(
+        tolerances=settings.tolerances,
+        directions=settings.directions,
+        default_tolerance=settings.default_tolerance or rules.DEFAULT_TOLERANCE,
+    )
+
+
+def rules_to_json(rules: Rules) -> dict[str, object]:
+    """The rules a cell's mean is judged by, for its summary (bounds stay with each repeat)."""
+    from dataclasses import asdict
+
+    return {
+        "tolerances": {k: asdict(v) for k, v in rules.tolerances.items()},
+        "directions": dict(rules.directions),
+        "default": asdict(rules.default_tolerance),
+    }
+
+
+def rules_from_json(data: Mapping[str, object]) -> Rules:
+    tolerances = data.get("tolerances", {})
+    directions = data.get("directions", {})
+    default = data["default"]
+    assert isinstance(tolerances, Mapping)
+    assert isinstance(directions, Mapping)
+    assert isinstance(default, Mapping)
+    return Rules(
+        tolerances=MappingProxyType({str(k): rules.Tolerance(**v) for k, v in tolerances.items()}),
+        directions=MappingProxyType({str(k): str(v) for k, v in directions.items()}),
+        default_tolerance=rules.Tolerance(**default),
+    )

@@ -1,0 +1,72 @@
+"""An item's verdict from the rows of its comparison, and how it is told: tags, lines, messages."""
+
+from __future__ import annotations
+
+from ..backend import tags as T
+from ..settings.gate import GateSettings
+from . import rules
+from .baselines import Baseline
+from .rules import FAILING, Row
+
+# Verdicts of an item.
+PASSED = "passed"
+IMPROVED = "improved"
+REGRESSED = "regressed"
+NO_BASELINE = "no-baseline"
+
+
+def verdict_of(rows: list[Row], compares: bool, baseline: Baseline | None) -> str:
+    """regressed, no-baseline, improved or passed, from a comparison's rows."""
+    if any(row.verdict in FAILING for row in rows):
+        return REGRESSED
+    if compares and baseline is None:
+        return NO_BASELINE
+    if any(row.verdict == rules.IMPROVED for row in rows):
+        return IMPROVED
+    return PASSED
+
+
+def verdict_tags(verdict: str, baseline: Baseline | None) -> dict[str, str]:
+    """The tags a judged run gets: its verdict and where its baseline came from."""
+    tags = {T.VERDICT: verdict}
+    if baseline is not None:
+        tags[T.BASELINE_SOURCE] = baseline.source
+        if baseline.run_id:
+            tags[T.BASELINE_RUN_ID] = baseline.run_id
+    return tags
+
+
+def failure_message(rows: list[Row], failing: list[Row], baseline: Baseline | None) -> str:
+    """The item's failure: a headline, the verdict table, and a last line naming the culprits."""
+    against = f" against baseline {baseline.source}" if baseline is not None else ""
+    noun = "metric" if len(failing) == 1 else "metrics"
+    lines = [f"mlexp: {len(failing)} {noun} out of bounds{against}", ""]
+    lines.append(rules.format_table(rows))
+    lines.append("")
+    lines.append(failure_line(failing))
+    return "\n".join(lines)
+
+
+def failure_line(failing: list[Row]) -> str:
+    """One line naming each failing metric, e.g. for the run's ``mlexp.error`` tag."""
+    return "; ".join(row_summary(row) for row in failing)
+
+
+def row_summary(row: Row) -> str:
+    if row.verdict == rules.MISSING:
+        return f"{row.metric} not logged (baseline {rules.format_number(row.baseline)})"
+    if row.baseline is None:
+        return f"{row.metric} = {row.current:.4g}, {row.allowed}"
+    return (
+        f"{row.metric} {row.verdict.lower()}: {row.baseline:.4g} -> {row.current:.4g}, "
+        f"change {row.change_text}, allowed {row.allowed}"
+    )
+
+
+def how_to_record(settings: GateSettings) -> str:
+    """The command that records a baseline where the session looks for one."""
+    if settings.baseline_file is not None:
+        return f"pytest --mlexp-baseline-file {settings.baseline_file} --mlexp-update-baseline"
+    if settings.spec is not None and settings.spec.kind == "promoted":
+        return "pytest --mlexp-promote-baseline on the reference code"
+    return "run the experiments once on the reference code"

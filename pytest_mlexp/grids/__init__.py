@@ -1,0 +1,24 @@
+"""Grids: a parent run per parametrized experiment, repeats with seeds, and their completion.
+
+Run hierarchy in a session (``mlflow.parentRunId`` links each level)::
+
+    experiment_ridge                 grid parent (tag mlexp.kind=grid)
+    ├── experiment_ridge[0.1]        one run per cell
+    └── experiment_ridge[1.0]
+
+and with ``@pytest.mark.mlexp(repeats=3)`` (or ``seeds=[...]``)::
+
+    experiment_ridge                 grid parent
+    └── experiment_ridge[0.1]        cell run (mlexp.kind=cell): mean as <metric>,
+        ├── experiment_ridge[0.1-seed0]        standard deviation as <metric>.std
+        ├── experiment_ridge[0.1-seed1]        one run per repeat
+        └── experiment_ridge[0.1-seed2]
+
+- ``repeats``: one item per seed, at collection;
+- ``parents``: the group runs an item's run belongs to, found or created
+  when the run is created (``backend.groups``);
+- ``completion``: at session end the controller fills the group runs in from
+  their children read back from the store (counts, best cell, mean and std)
+  and closes the runs of processes that died;
+- ``best``: which cell is the best.
+"""

@@ -1,0 +1,205 @@
+"""At session end: fill in and close the group runs, and close the runs of dead processes.
+
+Runs on the controller, after every worker has ended. Counts, means and the
+best cell are read back from the store, so they cover every child of the
+session, including those of other CI shards sharing its session id.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..backend import tags as T
+from ..backend.client import MAX_PARAM_LENGTH, now_ms
+from ..backend.search import search_runs, tag_equals
+from ..directions import BestSpec
+from .best import pick_best
+from .parents import host_name
+from .repeats import SEED_PARAM
+
+if TYPE_CHECKING:
+    from ..backend.client import Backend
+    from ..runs.summary import RunSummary
+    from ..settings import Settings
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process on this machine (zombies count as dead)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def sweep_dead_runs(backend: Backend, experiments: set[str]) -> list[str]:
+    """Mark KILLED the RUNNING runs of this machine whose recorded process is gone.
+
+    Only runs tagged with this host and a pid that no longer runs are
+    touched: other people's live sessions on a shared server are safe.
+    """
+    experiment_ids = [backend.experiment_id(name) for name in sorted(experiments)]
+    running = search_runs(
+        backend.client,
+        experiment_ids,
+        f"attributes.status = 'RUNNING' and {tag_equals(T.HOST, host_name())}",
+    )
+    swept = []
+    for run in list(running):
+        pid = run.data.tags.get(T.PID, "")
+        if pid.isdigit() and not process_alive(int(pid)):
+            backend.client.set_tag(run.info.run_id, T.OUTCOME, "interrupted")
+            backend.client.set_terminated(run.info.run_id, "KILLED")
+            swept.append(run.info.run_id)
+    return swept
+
+
+def complete_groups(
+    backend: Backend, results: Sequence[RunSummary], settings: Settings
+) -> list[str]:
+    """Fill and close the session's cell runs, then its grid parents; one line per grid."""
+    cells = {r.groups.cell_run_id for r in results if r.groups and r.groups.cell_run_id}
+    grids: dict[str, RunSummary] = {}
+    for result in results:
+        if result.groups is not None and result.groups.grid_run_id:
+            grids.setdefault(result.groups.grid_run_id, result)
+    for run_id in cells:
+        assert run_id is not None
+        _complete_cell(backend, run_id)
+    lines = []
+    for run_id, example in grids.items():
+        assert example.groups is not None
+        # The marker's metric, else the session's, as the item's run recorded it.
+        spec = BestSpec.parse(example.groups.best)
+        # "The first metric": as the experiment logged it, not as the store lists it.
+        first = next(
+            (
+                key
+                for r in results
+                if r.groups is not None and r.groups.grid_run_id == run_id
+                for key in r.metrics
+            ),
+            None,
+        )
+        lines.append(
+            _complete_grid(
+                backend, run_id, str(example.groups.grid), spec, settings.gate.directions, first
+            )
+        )
+    return lines
+
+
+def children(backend: Backend, run_id: str) -> list[Any]:
+    """The runs whose parent is ``run_id``."""
+    run = backend.client.get_run(run_id)
+    return list(
+        search_runs(backend.client, [run.info.experiment_id], tag_equals(T.PARENT_RUN_ID, run_id))
+    )
+
+
+def group_status(statuses: Sequence[str]) -> str:
+    """FAILED if any child failed, else KILLED if any was killed or left running, else FINISHED."""
+    if "FAILED" in statuses:
+        return "FAILED"
+    if "KILLED" in statuses or "RUNNING" in statuses:
+        return "KILLED"
+    return "FINISHED"
+
+
+def _complete_cell(backend: Backend, run_id: str) -> None:
+    repeats = children(backend, run_id)
+    passed = [r for r in repeats if r.info.status == "FINISHED"]
+    values: dict[str, list[float]] = {}
+    for run in passed:
+        for key, value in run.data.metrics.items():
+            values.setdefault(key, []).append(float(value))
+    now = now_ms()
+    metrics = []
+    for key, series in values.items():
+        metrics.append((key, statistics.fmean(series), now, 0))
+        spread = statistics.stdev(series) if len(series) > 1 else 0.0
+        metrics.append((f"{key}.std", spread, now, 0))
+    existing = backend.client.get_run(run_id).data.params
+    params = []
+    if repeats:
+        params = [
+            (k, v[:MAX_PARAM_LENGTH])
+            for k, v in repeats[0].data.params.items()
+            if k != SEED_PARAM and k not in existing
+        ]
+    status = group_status([r.info.status for r in repeats])
+    tags = [
+        (T.REPEATS, str(len(repeats))),
+        (T.REPEATS_PASSED, str(len(passed))),
+        (T.OUTCOME, "passed" if status == "FINISHED" else "failed"),
+    ]
+    backend.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+    backend.client.set_terminated(run_id, status)
+
+
+def _complete_grid(
+    backend: Backend,
+    run_id: str,
+    name: str,
+    spec: BestSpec,
+    directions: Any,
+    first_metric: str | None,
+) -> str:
+    from mlflow.exceptions import MlflowException
+
+    cells = sorted(children(backend, run_id), key=lambda r: r.info.run_name or "")
+    statuses = [r.info.status for r in cells]
+    passed = statuses.count("FINISHED")
+    failed = statuses.count("FAILED")
+    killed = len(cells) - passed - failed
+    best = pick_best(cells, spec, directions, first_metric)
+    now = now_ms()
+    tags = [
+        (T.GRID_SIZE, str(len(cells))),
+        (T.PASSED, str(passed)),
+        (T.FAILED, str(failed)),
+        (T.KILLED, str(killed)),
+    ]
+    metrics = [
+        (T.CELLS_METRIC, float(len(cells)), now, 0),
+        (T.PASSED_METRIC, float(passed), now, 0),
+        (T.FAILED_METRIC, float(failed), now, 0),
+    ]
+    params: list[tuple[str, str]] = []
+    if best.run is not None:
+        assert best.direction is not None
+        assert best.direction.direction is not None
+        tags += [
+            (T.BEST_RUN_ID, best.run.info.run_id),
+            (T.BEST_RUN_NAME, best.run.info.run_name or ""),
+            (T.BEST_METRIC, str(best.metric)),
+            (T.BEST_DIRECTION, "max" if best.direction.direction == "up" else "min"),
+        ]
+        metrics += [(T.BEST_PREFIX + k, float(v), now, 0) for k, v in best.run.data.metrics.items()]
+        params = [(T.BEST_PREFIX + k, v) for k, v in best.run.data.params.items()]
+    backend.log_batch(run_id, metrics=metrics, tags=tags)
+    try:
+        backend.log_batch(run_id, params=params)
+    except MlflowException:
+        # A later shard of the same session found another best cell: params are
+        # immutable, so the newer best goes to tags.
+        later = [(T.LATER_BEST_PREFIX + key[len(T.BEST_PREFIX) :], value) for key, value in params]
+        backend.log_batch(run_id, tags=later)
+    backend.client.set_terminated(run_id, group_status(statuses))
+    return (
+        f"mlexp grid {name}: {len(cells)} cells, {passed} passed, {failed} failed"
+        + (f", {killed} killed" if killed else "")
+        + f"; {best.describe(SEED_PARAM)}; parent run {run_id}"
+    )

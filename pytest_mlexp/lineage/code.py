@@ -1,0 +1,98 @@
+"""Which project files a run needs: the experiment module and what it imports, transitively."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+
+def project_imports(module: ModuleType, rootdir: Path) -> set[Path]:
+    """Files under ``rootdir`` (outside any virtualenv) that ``module`` imports, transitively.
+
+    Only modules already imported (in ``sys.modules``) count: what the
+    experiment actually ran with, never a module it merely mentions.
+    """
+    found: set[Path] = set()
+    pending = [module]
+    seen = {module.__name__}
+    # The packages holding the module itself (their __init__.py run first).
+    for name in _with_parents(module.__name__)[:-1]:
+        package = sys.modules.get(name)
+        file = _module_file(package) if package is not None else None
+        if file is not None and _is_project_file(file, rootdir):
+            found.add(file)
+    while pending:
+        current = pending.pop()
+        for name in _imported_names(current.__name__, _module_file(current), current.__package__):
+            imported = sys.modules.get(name)
+            if imported is None or name in seen:
+                continue
+            seen.add(name)
+            file = _module_file(imported)
+            if file is None or not _is_project_file(file, rootdir):
+                continue
+            found.add(file)
+            pending.append(imported)
+    return found
+
+
+@functools.cache
+def _imported_names(name: str, file: Path | None, package: str | None) -> frozenset[str]:
+    """Names of the modules (and their parent packages) a module's source imports."""
+    if file is None or file.suffix != ".py":
+        return frozenset()
+    try:
+        tree = ast.parse(file.read_bytes(), filename=str(file))
+    except (OSError, SyntaxError, ValueError):
+        return frozenset()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                names.update(_with_parents(alias.name))
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                try:
+                    base = importlib.util.resolve_name("." * node.level + base, package or "")
+                except (ImportError, ValueError):
+                    continue
+            if not base:
+                continue
+            names.update(_with_parents(base))
+            # ``from pkg import sub`` may import the submodule ``pkg.sub``.
+            names.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+    return frozenset(names)
+
+
+def _with_parents(dotted: str) -> list[str]:
+    """``a.b.c`` -> ``a``, ``a.b``, ``a.b.c``: importing a module imports its packages."""
+    pieces = dotted.split(".")
+    return [".".join(pieces[: i + 1]) for i in range(len(pieces))]
+
+
+def _module_file(module: ModuleType) -> Path | None:
+    file = getattr(module, "__file__", None)
+    return Path(file).resolve() if isinstance(file, str) else None
+
+
+@functools.cache
+def _environment_dirs() -> tuple[Path, ...]:
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    return tuple(Path(p).resolve() for p in prefixes)
+
+
+def _is_project_file(path: Path, rootdir: Path) -> bool:
+    if not is_under(path, rootdir):
+        return False
+    if any(part in ("site-packages", "dist-packages") for part in path.parts):
+        return False
+    return not any(is_under(path, env) for env in _environment_dirs())
+
+
+def is_under(path: Path, directory: Path) -> bool:
+    return path == directory or directory in path.parents

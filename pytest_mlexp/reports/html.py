@@ -1,0 +1,468 @@
+"""The HTML report: runs read back from the store, as tables and Plotly plots.
+
+One code path serves both ``pytest --mlexp-html=PATH`` (this session's runs,
+at session end) and ``mlexp report`` (any stored runs, after the fact):
+``build_report`` reads runs from the store, ``render`` turns them into one
+self-contained page (plotly.js inlined once, so it opens offline).
+
+Importing this module is cheap: mlflow and plotly are imported when a report
+is built.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import math
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..backend import tags as T
+
+if TYPE_CHECKING:
+    from plotly.graph_objects import Figure
+
+    from ..backend.client import Backend
+    from .stored_runs import StoredRun
+
+#: Most metrics plotted per experiment function (the table shows them all).
+MAX_PLOTTED_METRICS = 8
+#: Most hyperparameters given their own column of metric-vs-param plots.
+MAX_PLOTTED_PARAMS = 4
+#: Most runs drawn in one metric-history plot.
+MAX_HISTORY_RUNS = 40
+
+_STATUS_COLORS = {"FINISHED": "#2a9d8f", "FAILED": "#d62828", "KILLED": "#8d99ae"}
+
+
+@dataclass
+class Section:
+    """One experiment of the report and its runs."""
+
+    name: str
+    experiment_id: str
+    runs: list[StoredRun]
+    url: str | None = None
+
+
+@dataclass
+class Report:
+    title: str
+    scope: str
+    store: str
+    sections: list[Section] = field(default_factory=list)
+
+    @property
+    def run_count(self) -> int:
+        return sum(len(s.runs) for s in self.sections)
+
+
+# -- gathering runs from the store -----------------------------------------------------------
+
+
+def build_report(
+    backend: Backend, experiments: Sequence[Any], filter_string: str, scope: str
+) -> Report:
+    """Read the matching runs of ``experiments`` and their metric histories."""
+    from .stored_runs import load_histories, search
+
+    runs = search(backend, experiments, filter_string)
+    load_histories(backend, runs)
+    report = Report(title="pytest-mlexp report", scope=scope, store=backend.display_uri)
+    for experiment in sorted(experiments, key=lambda e: str(e.name)):
+        experiment_id = str(experiment.experiment_id)
+        mine = [r for r in runs if r.experiment_id == experiment_id]
+        if mine:
+            mine.sort(key=lambda r: (r.group, r.name, r.start_time))
+            url = backend.experiment_link(experiment_id)
+            report.sections.append(Section(str(experiment.name), experiment_id, mine, url))
+    return report
+
+
+def write(report: Report, path: Path) -> Path:
+    """Render ``report`` to ``path`` (parents created), atomically; returns the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = render(report)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+
+def render(report: Report) -> str:
+    """The whole page: one inline copy of plotly.js, a section per experiment."""
+    from plotly.offline import get_plotlyjs
+
+    plots = _Plots()
+    body = [
+        f"<header><h1>{_e(report.title)}</h1>",
+        f"<p class='meta'>{_e(report.scope)} &middot; {report.run_count} runs in "
+        f"{len(report.sections)} experiment{'s' if len(report.sections) != 1 else ''} "
+        f"&middot; store <code>{_e(report.store)}</code> &middot; generated "
+        f"{_e(datetime.datetime.now().strftime('%Y-%m-%d %H:%M:%S'))}</p></header>",
+    ]
+    if not report.sections:
+        body.append("<p class='empty'>No runs matched.</p>")
+    for section in report.sections:
+        body.append(_section(section, plots))
+    return _PAGE.format(
+        title=_e(f"{report.title}: {report.scope}"),
+        style=_STYLE,
+        plotlyjs=get_plotlyjs(),
+        body="\n".join(body),
+    )
+
+
+def _section(section: Section, plots: _Plots) -> str:
+    statuses = Counter(r.status for r in section.runs)
+    counts = ", ".join(f"{n} {status.lower()}" for status, n in sorted(statuses.items()))
+    name = _e(section.name)
+    heading = f"<a href='{_e(section.url)}'>{name}</a>" if section.url else name
+    parts = [
+        f"<section class='experiment'><h2>Experiment {heading}</h2>",
+        f"<p class='meta'>{len(section.runs)} runs: {_e(counts)}</p>",
+        _run_table(section.runs),
+    ]
+    groups: dict[str, list[StoredRun]] = {}
+    for run in section.runs:
+        groups.setdefault(run.group, []).append(run)
+    for group, runs in groups.items():
+        figures = _group_figures(runs, plots)
+        if figures:
+            parts.append(f"<h3><code>{_e(group)}</code></h3>")
+            parts.extend(figures)
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _run_table(runs: Sequence[StoredRun]) -> str:
+    params = sorted({k for r in runs for k in r.params})
+    metrics = sorted({k for r in runs for k in r.metrics})
+    sessions = len({r.session_id for r in runs}) > 1
+    baseline = any(r.verdict for r in runs)
+    head = ["run", "status"]
+    if sessions:
+        head.append("session")
+    head += [f"<span class='param'>{_e(p)}</span>" for p in params]
+    head += [f"<span class='metric'>{_e(m)}</span>" for m in metrics]
+    if baseline:
+        head.append("baseline")
+    rows = []
+    for run in runs:
+        name = _e(run.name)
+        link = f"<a href='{_e(run.url)}'>{name}</a>" if run.url else name
+        outcome = run.outcome
+        status = run.status + (f" ({outcome})" if outcome not in ("", "passed", "failed") else "")
+        reason = _e(run.tags.get(T.ERROR, ""))
+        cells = [
+            f"<td class='name' title='{_e(run.run_id)}'>{link}</td>",
+            f"<td class='status {_e(run.status.lower())}' title='{reason}'>{_e(status)}</td>",
+        ]
+        if sessions:
+            cells.append(f"<td>{_e(run.session_id)}</td>")
+        cells += [f"<td>{_e(run.params.get(p, ''))}</td>" for p in params]
+        cells += [_metric_cell(run.metrics.get(m)) for m in metrics]
+        if baseline:
+            cells.append(_baseline_cell(run))
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    header = "".join(f"<th>{h}</th>" for h in head)
+    return (
+        "<div class='table'><table class='runs'><thead><tr>"
+        + header
+        + "</tr></thead><tbody>"
+        + "\n".join(rows)
+        + "</tbody></table></div>"
+    )
+
+
+def _metric_cell(value: float | None) -> str:
+    if value is None:
+        return "<td></td>"
+    return f"<td class='num' title='{value!r}'>{value:.4g}</td>"
+
+
+def _baseline_cell(run: StoredRun) -> str:
+    """The gate's verdict on the run, and the baseline it was judged against."""
+    verdict = run.verdict
+    if not verdict:
+        return "<td></td>"
+    shown = [f"<b class='verdict {_e(verdict.lower())}'>{_e(verdict)}</b>"]
+    if run.baseline_source:
+        shown.append(f"vs {_e(run.baseline_source)}")
+    return f"<td class='baseline'>{'<br>'.join(shown)}</td>"
+
+
+# -- plots -------------------------------------------------------------------------------------
+
+
+class _Plots:
+    """Renders figures as ``<div>``s with stable ids; plotly.js is in the page head."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def html(self, figure: Figure, css_class: str) -> str:
+        import plotly.io as pio
+
+        self.count += 1
+        div = pio.to_html(
+            figure,
+            full_html=False,
+            include_plotlyjs=False,
+            div_id=f"mlexp-plot-{self.count}",
+            config={"displaylogo": False, "responsive": True},
+        )
+        return f"<div class='plot {css_class}'>{div}</div>"
+
+
+def _group_figures(runs: Sequence[StoredRun], plots: _Plots) -> list[str]:
+    metrics = _plotted_metrics(runs)
+    varying = _varying_params(runs)
+    figures = []
+    if len(runs) > 1 and varying and metrics:
+        figures.append(plots.html(_metric_vs_params(runs, varying, metrics), "grid"))
+    if len(varying) >= 2:
+        figures.append(plots.html(_parallel_coordinates(runs, varying, metrics), "parcoords"))
+    for metric in sorted({m for r in runs for m in r.step_metrics}):
+        figures.append(plots.html(_history(runs, metric), "history"))
+    return figures
+
+
+def _plotted_metrics(runs: Sequence[StoredRun]) -> list[str]:
+    keys = sorted({k for r in runs for k, v in r.metrics.items() if math.isfinite(v)})
+    return keys[:MAX_PLOTTED_METRICS]
+
+
+def _varying_params(runs: Sequence[StoredRun]) -> list[str]:
+    keys = sorted({k for r in runs for k in r.params})
+    return [k for k in keys if len({r.params.get(k) for r in runs}) > 1]
+
+
+def _numeric(values: Iterable[str | None]) -> bool:
+    present = [v for v in values if v is not None]
+    try:
+        numbers = [float(v) for v in present]
+    except ValueError:
+        return False
+    return bool(numbers) and all(math.isfinite(n) for n in numbers)
+
+
+def _axis_values(runs: Sequence[StoredRun], param: str) -> tuple[list[Any], dict[str, Any]]:
+    """Values of ``param`` per run, and the x axis settings that show them best."""
+    raw = [r.params.get(param) for r in runs]
+    if _numeric(raw):
+        values: list[Any] = [float(v) if v is not None else None for v in raw]
+        finite = [v for v in values if v is not None]
+        if min(finite) > 0 and max(finite) / min(finite) >= 100:
+            return values, {"type": "log", "dtick": 1}
+        return values, {}
+    order = sorted({v for v in raw if v is not None})
+    return raw, {"type": "category", "categoryorder": "array", "categoryarray": order}
+
+
+def _metric_vs_params(
+    runs: Sequence[StoredRun], varying: Sequence[str], metrics: Sequence[str]
+) -> Figure:
+    """A grid of small plots: one row per metric, one column per varying hyperparameter.
+
+    Within a plot, runs that share the other hyperparameters are joined by a line.
+    """
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+    from plotly.subplots import make_subplots
+
+    shown = list(varying[:MAX_PLOTTED_PARAMS])
+    figure = make_subplots(
+        rows=len(metrics),
+        cols=len(shown),
+        shared_xaxes="columns",
+        vertical_spacing=min(0.08, 0.3 / max(1, len(metrics) - 1)),
+        horizontal_spacing=0.06,
+    )
+    palette = qualitative.Plotly
+    colors: dict[str, str] = {}
+    for col, param in enumerate(shown, start=1):
+        x_values, axis = _axis_values(runs, param)
+        others = [p for p in varying if p != param]
+        lines: dict[str, list[tuple[Any, StoredRun]]] = {}
+        for x, run in zip(x_values, runs, strict=True):
+            label = ", ".join(f"{p}={run.params.get(p, '-')}" for p in others) or "runs"
+            lines.setdefault(label, []).append((x, run))
+        for row, metric in enumerate(metrics, start=1):
+            for label, points in lines.items():
+                points = [(x, r) for x, r in points if x is not None and metric in r.metrics]
+                if axis.get("type") != "category":
+                    points.sort(key=lambda p: p[0])
+                if not points:
+                    continue
+                first = label not in colors
+                color = colors.setdefault(label, palette[len(colors) % len(palette)])
+                figure.add_trace(
+                    go.Scatter(
+                        x=[x for x, _ in points],
+                        y=[r.metrics[metric] for _, r in points],
+                        mode="lines+markers",
+                        name=label,
+                        legendgroup=label,
+                        showlegend=first and len(lines) > 1,
+                        line={"color": color},
+                        marker={
+                            "size": 8,
+                            "line": {"width": 2, "color": [_status_color(r) for _, r in points]},
+                        },
+                        text=[r.name for _, r in points],
+                        hovertemplate=f"%{{text}}<br>{_e(param)}=%{{x}}<br>{_e(metric)}=%{{y:.4g}}"
+                        "<extra></extra>",
+                    ),
+                    row=row,
+                    col=col,
+                )
+            figure.update_yaxes(title_text=metric, row=row, col=1)
+        figure.update_xaxes(title_text=param, row=len(metrics), col=col, **axis)
+        for row in range(1, len(metrics)):
+            figure.update_xaxes(row=row, col=col, **axis)
+    figure.update_layout(
+        title="Metrics by hyperparameter",
+        height=140 + 230 * len(metrics),
+        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+        template="plotly_white",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
+    )
+    return figure
+
+
+def _parallel_coordinates(
+    runs: Sequence[StoredRun], varying: Sequence[str], metrics: Sequence[str]
+) -> Figure:
+    """One line per run through its hyperparameters and the metrics every run has."""
+    import plotly.graph_objects as go
+
+    complete = [m for m in metrics if all(m in r.metrics for r in runs)]
+    dimensions: list[dict[str, Any]] = []
+    for param in varying:
+        raw = [r.params.get(param) for r in runs]
+        if _numeric(raw):
+            dimensions.append(
+                {"label": param, "values": [float(v) if v is not None else 0.0 for v in raw]}
+            )
+        else:
+            order = sorted({v or "" for v in raw})
+            dimensions.append(
+                {
+                    "label": param,
+                    "values": [order.index(v or "") for v in raw],
+                    "tickvals": list(range(len(order))),
+                    "ticktext": order,
+                }
+            )
+    for metric in complete:
+        dimensions.append({"label": metric, "values": [r.metrics[metric] for r in runs]})
+    line: dict[str, Any] = {"color": "#457b9d"}
+    if complete:
+        line = {
+            "color": [r.metrics[complete[0]] for r in runs],
+            "colorscale": "Viridis",
+            "showscale": True,
+            "colorbar": {"title": {"text": complete[0]}},
+        }
+    figure = go.Figure(go.Parcoords(line=line, dimensions=dimensions))
+    figure.update_layout(
+        title="Parallel coordinates",
+        height=420,
+        margin={"l": 70, "r": 70, "t": 90, "b": 40},
+        template="plotly_white",
+    )
+    return figure
+
+
+def _history(runs: Sequence[StoredRun], metric: str) -> Figure:
+    """The metric per step, one line per run that logged it at several steps."""
+    import plotly.graph_objects as go
+
+    logged = [r for r in runs if len(r.histories.get(metric, ())) > 1]
+    title = f"{metric} per step"
+    if len(logged) > MAX_HISTORY_RUNS:
+        title += f" (first {MAX_HISTORY_RUNS} of {len(logged)} runs)"
+        logged = logged[:MAX_HISTORY_RUNS]
+    figure = go.Figure()
+    for run in logged:
+        points = run.histories[metric]
+        figure.add_trace(
+            go.Scatter(
+                x=[step for step, _ in points],
+                y=[value for _, value in points],
+                mode="lines+markers" if len(points) <= 50 else "lines",
+                name=run.name,
+            )
+        )
+    figure.update_layout(
+        title=title,
+        xaxis_title="step",
+        yaxis_title=metric,
+        height=380,
+        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+        template="plotly_white",
+        showlegend=True,
+    )
+    return figure
+
+
+def _status_color(run: StoredRun) -> str:
+    return _STATUS_COLORS.get(run.status, "#8d99ae")
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;
+       color: #1d3557; background: #f8f9fb; }
+header, section { max-width: 1280px; margin: 0 auto; padding: 12px 24px; }
+h1 { font-size: 1.5rem; margin: 16px 0 4px; }
+h2 { font-size: 1.25rem; border-bottom: 2px solid #e0e4ea; padding-bottom: 4px; }
+h3 { font-size: 1rem; margin-top: 28px; }
+a { color: #1d6fb8; }
+.meta { color: #5c677d; margin: 4px 0 12px; }
+.table { overflow-x: auto; background: white; border: 1px solid #e0e4ea; border-radius: 6px; }
+table.runs { border-collapse: collapse; font-size: 0.85rem; width: 100%; }
+.runs th, .runs td { padding: 5px 10px; border-bottom: 1px solid #eef0f4; text-align: left;
+                     white-space: nowrap; }
+.runs th { background: #f1f3f7; position: sticky; top: 0; font-weight: 600; }
+.runs td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.runs th .param { color: #6a4c93; }
+.runs th .metric { color: #1d6fb8; }
+.status.finished { color: #2a9d8f; } .status.failed { color: #d62828; }
+.status.killed { color: #8d99ae; }
+.verdict.fail, .verdict.failed, .verdict.regressed { color: #d62828; }
+.verdict.pass, .verdict.passed, .verdict.ok { color: #2a9d8f; }
+.plot { background: white; border: 1px solid #e0e4ea; border-radius: 6px; margin: 12px 0;
+        padding: 4px; }
+"""
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="pytest-mlexp">
+<title>{title}</title>
+<style>{style}</style>
+<script>window.PlotlyConfig = {{MathJaxConfig: 'local'}};</script>
+<script>{plotlyjs}</script>
+</head>
+<body>
+{body}
+</body>
+</html>
+"""

@@ -1,0 +1,170 @@
+"""Runs read back from a store, as reports and the ``mlexp`` command show them."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..backend import tags as T
+from ..backend.client import StoreError, one_line
+from ..backend.search import quote, search_runs, tag_equals
+
+if TYPE_CHECKING:
+    from ..backend.client import Backend
+
+#: Most runs read for one report or table.
+MAX_RUNS = 10_000
+
+
+@dataclass
+class StoredRun:
+    """One run as reports and commands show it."""
+
+    run_id: str
+    name: str
+    experiment_id: str
+    experiment: str
+    status: str
+    start_time: int
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    #: Metric histories by key, as ``(step, value)`` pairs; filled for reports.
+    histories: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    url: str | None = None
+
+    @property
+    def outcome(self) -> str:
+        return self.tags.get(T.OUTCOME, "")
+
+    @property
+    def nodeid(self) -> str:
+        return self.tags.get(T.NODEID, "")
+
+    @property
+    def session_id(self) -> str:
+        return self.tags.get(T.SESSION_ID, "")
+
+    @property
+    def group(self) -> str:
+        """The experiment function a grid cell belongs to: its node id without ``[...]``."""
+        return strip_params(self.nodeid or self.name)
+
+    @property
+    def verdict(self) -> str:
+        """The gate's verdict on the run (passed, improved, regressed, no-baseline), or ``""``."""
+        return self.tags.get(T.VERDICT, "")
+
+    @property
+    def baseline_source(self) -> str:
+        """Where the gate's baseline came from, or ``""``."""
+        return self.tags.get(T.BASELINE_SOURCE, "")
+
+    @property
+    def step_metrics(self) -> list[str]:
+        """Metrics logged at more than one step."""
+        return sorted(key for key, points in self.histories.items() if len(points) > 1)
+
+
+def strip_params(name: str) -> str:
+    """``experiment_a.py::experiment_ridge[0.1-x]`` -> ``experiment_a.py::experiment_ridge``."""
+    return re.sub(r"\[.*\]$", "", name)
+
+
+def search(
+    backend: Backend,
+    experiments: Sequence[Any],
+    filter_string: str = "",
+    *,
+    max_results: int = MAX_RUNS,
+    include_containers: bool = False,
+) -> list[StoredRun]:
+    """Runs of ``experiments`` matching MLflow's search syntax, newest first.
+
+    Group runs that hold other runs' results (grid parents, the session's
+    report run) are left out unless ``include_containers``.
+    """
+    from mlflow.exceptions import MlflowException
+
+    names = {str(e.experiment_id): str(e.name) for e in experiments}
+    runs: list[StoredRun] = []
+    found = search_runs(
+        backend.client,
+        names,
+        filter_string,
+        order_by=["attributes.start_time DESC"],
+        # Ask for a few more: container runs are dropped below.
+        page_size=min(1000, max_results + 10),
+    )
+    try:
+        for run in found:
+            if include_containers or run.data.tags.get(T.KIND) not in T.CONTAINER_KINDS:
+                runs.append(stored_run(backend, run, names))
+                if len(runs) >= max_results:
+                    break
+    except MlflowException as exc:
+        raise StoreError(f"cannot search runs ({filter_string!r}): {one_line(exc)}") from None
+    return runs
+
+
+def session_filter(session_id: str) -> str:
+    return tag_equals(T.SESSION_ID, session_id)
+
+
+def latest_session(backend: Backend, experiments: Sequence[Any]) -> str:
+    """The session id of the most recent run recorded by pytest-mlexp."""
+    query = f"tags.`{T.SESSION_ID}` != ''"
+    runs = search(backend, experiments, query, max_results=1, include_containers=True)
+    if not runs:
+        raise StoreError(f"no runs recorded by pytest-mlexp in {backend.display_uri}")
+    return runs[0].session_id
+
+
+def get_run(backend: Backend, ref: str, experiments: Sequence[Any] = ()) -> StoredRun:
+    """A run by id, or by name (the latest run of that name)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = backend.client.get_run(ref)
+    except MlflowException:
+        run = None
+    if run is not None:
+        experiment = backend.client.get_experiment(run.info.experiment_id)
+        return stored_run(backend, run, {str(experiment.experiment_id): str(experiment.name)})
+    pool = experiments or backend.experiments()
+    name_filter = f"attributes.run_name = '{quote(ref)}'"
+    by_name = search(backend, pool, name_filter, max_results=1, include_containers=True)
+    if not by_name:
+        raise StoreError(f"no run with id or name {ref!r} in {backend.display_uri}")
+    return by_name[0]
+
+
+def load_histories(backend: Backend, runs: Iterable[StoredRun]) -> None:
+    """Fill each run's metric histories (one request per run and metric)."""
+    for run in runs:
+        for key in run.metrics:
+            points = backend.client.get_metric_history(run.run_id, key)
+            run.histories[key] = sorted(
+                (int(m.step), float(m.value)) for m in points if math.isfinite(m.value)
+            )
+
+
+def stored_run(backend: Backend, run: Any, experiments: Mapping[str, str]) -> StoredRun:
+    """An MLflow ``Run`` as reports show it; ``experiments`` maps ids to names."""
+    info, data = run.info, run.data
+    experiment_id = str(info.experiment_id)
+    return StoredRun(
+        run_id=str(info.run_id),
+        name=str(info.run_name or info.run_id),
+        experiment_id=experiment_id,
+        experiment=experiments.get(experiment_id, experiment_id),
+        status=str(info.status),
+        start_time=int(info.start_time or 0),
+        params=dict(data.params),
+        metrics={k: float(v) for k, v in data.metrics.items()},
+        tags=dict(data.tags),
+        url=backend.run_link(experiment_id, str(info.run_id)),
+    )

@@ -1,0 +1,111 @@
+"""What the gate's verdicts look like: the terminal section and the markdown report."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..gate import rules
+from ..gate.baselines import Baseline
+from ..gate.rules import FAILING, Row
+from ..gate.session_end import GateOutcome
+from ..gate.verdicts import IMPROVED, NO_BASELINE, PASSED, REGRESSED, failure_message, row_summary
+from ..runs.summary import Verdict
+from ..settings.gate import GateSettings
+
+
+def write_gate_summary(terminalreporter: Any, outcome: GateOutcome) -> None:
+    """The regressions and improvements of the session, and tests without a baseline."""
+    verdicts, settings = outcome.verdicts, outcome.settings
+    if verdicts:
+        _write_verdicts(terminalreporter, verdicts, settings, outcome.updated)
+    if outcome.cell_error is not None:
+        terminalreporter.write_line(f"mlexp: {outcome.cell_error}", red=True)
+
+
+def _write_verdicts(
+    terminalreporter: Any, verdicts: list[Verdict], settings: GateSettings, updated: int
+) -> None:
+    title = "mlexp: metric gate"
+    if settings.compares:
+        title += f" against {settings.source}"
+    terminalreporter.write_sep("=", title)
+    counts: dict[str, int] = {}
+    guessed: dict[str, str] = {}
+    for verdict in verdicts:
+        counts[verdict.verdict] = counts.get(verdict.verdict, 0) + 1
+        for row in verdict.rows:
+            if row.guessed:
+                guessed[row.metric] = row.guessed
+            if row.verdict in FAILING or row.verdict == rules.IMPROVED:
+                markup = {"red": True} if row.verdict in FAILING else {"green": True}
+                terminalreporter.write_line(
+                    f"{row.verdict:<10} {verdict.nodeid}: {row_summary(row)}", **markup
+                )
+    for verdict in verdicts:
+        # A repeated cell fails the session, not an item: its table is shown here.
+        if verdict.cell_run_id and not verdict.passed:
+            failing = [row for row in verdict.rows if row.verdict in FAILING]
+            terminalreporter.write_line(
+                f"repeated cell {verdict.nodeid} (mean of {verdict.repeats} repeats, "
+                f"cell run {verdict.cell_run_id}) fails the session:",
+                red=True,
+            )
+            if failing:
+                baseline = Baseline({}, verdict.source) if verdict.source else None
+                terminalreporter.write_line(failure_message(verdict.rows, failing, baseline))
+            if verdict.problem:
+                terminalreporter.write_line(f"mlexp: {verdict.problem}", red=True)
+    missing = [v.nodeid for v in verdicts if v.verdict == NO_BASELINE]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" (+{len(missing) - 5})" if len(missing) > 5 else "")
+        terminalreporter.write_line(
+            f"no baseline for {len(missing)} tests (passed unchecked): {shown}", yellow=True
+        )
+    if guessed:
+        named = ", ".join(f"{metric} ({way})" for metric, way in sorted(guessed.items()))
+        terminalreporter.write_line(
+            f"directions guessed from the metric names: {named}; "
+            "set them with mlexp_directions or @pytest.mark.mlexp(direction=...)"
+        )
+    keys = (REGRESSED, IMPROVED, PASSED, NO_BASELINE)
+    parts = [f"{counts[key]} {key}" for key in keys if counts.get(key)]
+    terminalreporter.write_line(f"{len(verdicts)} tests judged: " + ", ".join(parts or ["-"]))
+    if settings.update:
+        terminalreporter.write_line(f"baseline file {settings.file_label}: {updated} tests updated")
+
+
+def write_markdown(outcome: GateOutcome) -> None:
+    """``--mlexp-report-md``: the verdicts as markdown, also added to ``$GITHUB_STEP_SUMMARY``."""
+    settings = outcome.settings
+    if settings.report_md is None or not outcome.verdicts:
+        return
+    text = markdown_report(outcome.verdicts, settings)
+    settings.report_md.parent.mkdir(parents=True, exist_ok=True)
+    settings.report_md.write_text(text, encoding="utf-8")
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY", "").strip()
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as out:
+            out.write(text + "\n")
+
+
+def markdown_report(verdicts: list[Verdict], settings: GateSettings) -> str:
+    """A markdown section for a pull request or ``$GITHUB_STEP_SUMMARY``."""
+    regressed = sum(v.verdict == REGRESSED for v in verdicts)
+    improved = sum(v.verdict == IMPROVED for v in verdicts)
+    missing = [v.nodeid for v in verdicts if v.verdict == NO_BASELINE]
+    against = f" against `{settings.source}`" if settings.compares else ""
+    lines = [
+        "## Model metrics",
+        "",
+        f"{len(verdicts)} experiments judged{against}: {regressed} regressed, {improved} improved, "
+        f"{len(missing)} without baseline.",
+        "",
+    ]
+    pairs: list[tuple[str, Row]] = [(v.nodeid, row) for v in verdicts for row in v.rows]
+    if pairs:
+        lines.append(rules.markdown_table(pairs))
+    if missing:
+        lines.append("No baseline: " + ", ".join(f"`{n}`" for n in missing))
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""The runs of tracked items: the session object, ``ExperimentRun``, markers, outcomes, summary."""

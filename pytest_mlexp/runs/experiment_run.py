@@ -1,0 +1,245 @@
+"""``ExperimentRun``: the item's own MLflow run, what the ``mlflow_run`` fixture returns."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import re
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..backend.client import (
+    MAX_BATCH_METRICS,
+    MAX_BATCH_PARAMS,
+    MAX_BATCH_TAGS,
+    MAX_PARAM_LENGTH,
+    MAX_TAG_LENGTH,
+    MetricValue,
+)
+from ..backend.fluent import cut
+from ..warning_types import MlexpWarning
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from ..backend.client import Backend
+
+#: Buffered values are sent at least this often while a run is going.
+FLUSH_INTERVAL_SECONDS = 10.0
+
+_INVALID_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+class ExperimentRun:
+    """The item's own MLflow run; what the ``mlflow_run`` fixture returns.
+
+    Params, metrics and tags are buffered and sent with one ``log_batch``
+    per flush: when the run ends, when 1,000 values are waiting, every
+    ten seconds while values keep coming, or on ``flush()``.
+    """
+
+    def __init__(self, backend: Backend, run_id: str, experiment_id: str) -> None:
+        self.backend = backend
+        self.run_id = run_id
+        self.experiment_id = experiment_id
+        #: Latest value of every metric logged through this handle.
+        self.metrics: dict[str, float] = {}
+        #: Every param logged through this handle, as sent.
+        self.params: dict[str, str] = {}
+        self._metrics: list[MetricValue] = []
+        self._params: list[tuple[str, str]] = []
+        self._tags: dict[str, str] = {}
+        self._last_flush = time.monotonic()
+        #: Local files and folders uploaded with ``log_artifact`` (discovery skips them).
+        self.logged_paths: set[Path] = set()
+        #: Where ``output_dir`` is made; set by artifact discovery when the run starts.
+        self.output_location: Path | None = None
+
+    def __repr__(self) -> str:
+        return f"<ExperimentRun {self.run_id}>"
+
+    @property
+    def client(self) -> MlflowClient:
+        """The ``MlflowClient`` of the session's store, for anything not offered here."""
+        return self.backend.client  # type: ignore[no-any-return]
+
+    # -- params ---------------------------------------------------------------
+
+    def log_param(self, key: str, value: Any) -> None:
+        """Log one param. Params are immutable: logging a key again with another value raises."""
+        key = _valid_key(key, "param")
+        text = _param_text(key, value)
+        previous = self.params.get(key)
+        if previous == text:
+            return
+        if previous is not None:
+            raise ValueError(
+                f"param {key!r} is already logged as {previous!r}; MLflow params cannot change. "
+                "Log the new value under another key, or as a metric."
+            )
+        self.params[key] = text
+        self._params.append((key, text))
+        self._maybe_flush()
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        for key, value in params.items():
+            self.log_param(key, value)
+
+    # -- metrics --------------------------------------------------------------
+
+    def log_metric(
+        self, key: str, value: float, step: int | None = None, timestamp: int | None = None
+    ) -> None:
+        """Log one metric value, optionally at a ``step`` of training."""
+        key = _valid_key(key, "metric")
+        if not isinstance(value, numbers.Real):
+            raise TypeError(f"metric {key!r} must be a number, got {type(value).__name__}")
+        number = float(value)
+        if math.isnan(number) or math.isinf(number):
+            warnings.warn(
+                MlexpWarning(f"metric {key!r} is {number}; it is logged, but check the experiment"),
+                stacklevel=2,
+            )
+        self.metrics[key] = number
+        self._metrics.append((key, number, timestamp or int(time.time() * 1000), int(step or 0)))
+        self._maybe_flush()
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        timestamp = int(time.time() * 1000)
+        for key, value in metrics.items():
+            self.log_metric(key, value, step=step, timestamp=timestamp)
+
+    # -- tags -----------------------------------------------------------------
+
+    def set_tag(self, key: str, value: Any) -> None:
+        self._tags[key] = cut(str(value), MAX_TAG_LENGTH)
+        self._maybe_flush()
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        for key, value in tags.items():
+            self.set_tag(key, value)
+
+    # -- artifacts (sent at once) ----------------------------------------------
+
+    def log_artifact(
+        self, local_path: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> None:
+        """Upload a file or directory now."""
+        path = Path(local_path)
+        self.logged_paths.add(path.resolve())
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    @property
+    def output_dir(self) -> Path:
+        """A fresh folder of this run's own: every file saved in it is uploaded at the end."""
+        if self.output_location is None:
+            raise RuntimeError(
+                "output_dir is made by the mlflow_run fixture: request mlflow_run in the "
+                "experiment to get one"
+            )
+        self.output_location.mkdir(parents=True, exist_ok=True)
+        return self.output_location
+
+    def log_dict(self, dictionary: Mapping[str, Any], artifact_file: str) -> None:
+        """Save a dict as a JSON or YAML artifact (by the file's extension)."""
+        self.client.log_dict(self.run_id, dict(dictionary), artifact_file)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        """Save a matplotlib or plotly figure as an artifact."""
+        self.client.log_figure(self.run_id, figure, artifact_file)
+
+    # -- sending ---------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        return len(self._metrics) + len(self._params) + len(self._tags)
+
+    def flush(self) -> None:
+        """Send every buffered param, metric and tag now."""
+        metrics, params, tags = self._metrics, self._params, list(self._tags.items())
+        self._metrics, self._params, self._tags = [], [], {}
+        self._last_flush = time.monotonic()
+        if metrics or params or tags:
+            self.backend.log_batch(self.run_id, metrics, params, tags)
+
+    def _maybe_flush(self) -> None:
+        if (
+            len(self._metrics) >= MAX_BATCH_METRICS
+            or len(self._params) >= MAX_BATCH_PARAMS
+            or len(self._tags) >= MAX_BATCH_TAGS
+            or time.monotonic() - self._last_flush > FLUSH_INTERVAL_SECONDS
+        ):
+            self.flush()
+
+
+def stringify(value: Any) -> str:
+    """A param value as text: plain values as ``str``, other objects by ``repr``."""
+    if value is None or isinstance(value, str | bool | numbers.Number):
+        return str(value)
+    if isinstance(value, list | tuple | dict | set | frozenset):
+        return repr(value)
+    name = getattr(value, "__name__", None)
+    if callable(value) and isinstance(name, str):
+        return name
+    return repr(value)
+
+
+def log_returned(run: ExperimentRun, nodeid: str, value: Any) -> None:
+    """Log what an experiment returned: numbers as metrics, other values as params."""
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        warnings.warn(
+            MlexpWarning(
+                f"{nodeid} returned {type(value).__name__}, which is not logged; "
+                "return a dict of metric names to numbers"
+            ),
+            stacklevel=1,
+        )
+        return
+    for key, item in value.items():
+        if isinstance(item, numbers.Real):
+            run.log_metric(str(key), float(item))
+        else:
+            run.log_param(str(key), stringify(item))
+
+
+def _param_text(key: str, value: Any) -> str:
+    text = value if isinstance(value, str) else stringify(value)
+    if len(text) > MAX_PARAM_LENGTH:
+        warnings.warn(
+            MlexpWarning(
+                f"param {key!r} is {len(text)} characters, over MLflow's limit of "
+                f"{MAX_PARAM_LENGTH}; it is logged cut short. Log long values "
+                "as an artifact (mlflow_run.log_text) instead."
+            ),
+            stacklevel=3,
+        )
+        text = cut(text, MAX_PARAM_LENGTH)
+    return text
+
+
+def _valid_key(key: str, kind: str) -> str:
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"{kind} key must be a non-empty string, got {key!r}")
+    if _INVALID_KEY_CHARS.search(key):
+        fixed = _INVALID_KEY_CHARS.sub("_", key)
+        warnings.warn(
+            MlexpWarning(
+                f"{kind} key {key!r} has characters MLflow refuses (allowed: letters, digits, "
+                f"_ - . space /); it is logged as {fixed!r}"
+            ),
+            stacklevel=3,
+        )
+        return fixed
+    return key

@@ -1,0 +1,103 @@
+"""What one finished run hands to the rest of the session: a typed summary.
+
+The summary is made in the process that ran the item. Under pytest-xdist it
+crosses to the controller with the item's teardown report, as JSON, through
+pytest's own ``pytest_report_to_serializable`` / ``pytest_report_from_serializable``
+hooks; serially, it never leaves the process. The controller's session-end
+work (grid parents, the gate, reports, the terminal) reads only summaries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..gate.rules import Row
+
+
+@dataclass(frozen=True)
+class GroupRefs:
+    """The group runs an item's run belongs to: its grid's parent and its repeated cell."""
+
+    grid: str | None = None
+    grid_run_id: str | None = None
+    cell: str | None = None
+    cell_run_id: str | None = None
+    #: The metric picking the grid's best cell, as given (``"r2"``, ``"loss:min"``, ``""``).
+    best: str = ""
+
+
+@dataclass
+class Verdict:
+    """The gate's judgment of one item's metrics, or of a repeated cell's means."""
+
+    nodeid: str
+    #: passed, improved, regressed or no-baseline.
+    verdict: str
+    #: Where the baseline came from, e.g. ``run 1f2e... (latest)`` or ``baseline.yaml``.
+    source: str | None
+    rows: list[Row]
+    metrics: dict[str, float]
+    #: A repeat of a cell: judged by its bounds only; its cell's mean is judged at the end.
+    repeat: bool = False
+    #: Whether the item (or the cell) passed; set when its run ends.
+    passed: bool = True
+    #: For a repeated cell: its run, how many repeats ran, and a reason it failed unjudged.
+    cell_run_id: str | None = None
+    repeats: str = ""
+    problem: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rows"] = [row.as_dict() for row in self.rows]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Verdict:
+        from ..gate.rules import Row
+
+        return cls(**{**data, "rows": [Row.from_dict(row) for row in data["rows"]]})
+
+
+@dataclass
+class RunSummary:
+    """One finished run of a tracked item, as the session's end and the terminal see it."""
+
+    name: str
+    nodeid: str
+    experiment: str
+    #: The MLflow status the run ended with: FINISHED, FAILED or KILLED.
+    status: str
+    #: pytest's outcome: passed, failed, error, skipped, xfailed, xpassed, interrupted.
+    outcome: str
+    run_id: str
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    #: The run's page in the tracking UI (servers only).
+    url: str | None = None
+    #: The item's place in collection order, so workers' runs are listed as collected.
+    index: int = 1 << 30
+    groups: GroupRefs | None = None
+    verdict: Verdict | None = None
+    #: For a repeat: the rules its cell's mean is judged by (JSON, see ``gate.cells``).
+    cell_rules: dict[str, Any] | None = None
+    #: The server was lost and the run went to the journal for ``mlexp sync``.
+    spooled: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["verdict"] = self.verdict.to_json() if self.verdict is not None else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunSummary:
+        groups = data.get("groups")
+        verdict = data.get("verdict")
+        return cls(
+            **{
+                **data,
+                "groups": GroupRefs(**groups) if groups is not None else None,
+                "verdict": Verdict.from_json(verdict) if verdict is not None else None,
+            }
+        )

@@ -1,0 +1,63 @@
+"""Settings: resolved once per session, for the plugin and for the ``mlexp`` command alike.
+
+Precedence, highest first: command-line flag, environment variable, ini /
+``[tool.pytest.ini_options]`` key, ``mlexp.yaml``, default. ``options``
+declares every flag and key; ``sources.lookup`` is the one resolution path;
+one module per feature turns what it finds into a frozen value. The
+``mlexp`` command builds the same ``pytest.Config`` from the project
+(``project.project_config``), so it reads exactly what pytest would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from .artifacts import DiscoverySettings, resolve_discovery
+from .autolog import resolve_autolog
+from .gate import GateSettings, resolve_gate
+from .grids import resolve_best
+from .lineage import resolve_lineage
+from .reports import resolve_html
+from .spool import resolve_policy
+from .tracking import TrackingConfig, resolve_tracking
+
+if TYPE_CHECKING:
+    from ..directions import BestSpec
+
+__all__ = ["Settings", "TrackingConfig", "resolve"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every feature's settings for one session, kept in ``config.stash``."""
+
+    tracking: TrackingConfig
+    #: Lineage parts logged with every run: code, git, env.
+    lineage: frozenset[str]
+    artifacts: DiscoverySettings
+    autolog: bool
+    #: The session-wide metric picking a grid's best cell (``None``: each grid's first).
+    best: BestSpec | None
+    gate: GateSettings
+    #: ``fail`` or ``spool`` when the tracking server is lost.
+    on_tracking_error: str
+    #: Where the session's HTML report goes, if anywhere.
+    html: Path | None
+
+
+def resolve(config: pytest.Config) -> Settings:
+    """Every setting, or ``pytest.UsageError`` naming the source, the key and the accepted forms."""
+    return Settings(
+        tracking=resolve_tracking(config),
+        lineage=resolve_lineage(config),
+        artifacts=resolve_discovery(config),
+        autolog=resolve_autolog(config),
+        best=resolve_best(config),
+        gate=resolve_gate(config),
+        on_tracking_error=resolve_policy(config),
+        html=resolve_html(config),
+    )

@@ -1,0 +1,160 @@
+"""The regression gate's settings: the baseline source, tolerances, directions, reports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
+
+from .sources import base_dir, lookup, yaml_mapping
+
+if TYPE_CHECKING:
+    from ..gate.baselines import BaselineSpec
+    from ..gate.rules import Tolerance
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """The gate's resolved settings (CLI > ini > mlexp.yaml > default).
+
+    Only what is configured is parsed, so a session that gates nothing does
+    not load the gate's rules.
+    """
+
+    spec: BaselineSpec | None = None
+    baseline_file: Path | None = None
+    #: The baseline file as shown: relative to the rootdir when inside it.
+    file_label: str = ""
+    update: bool = False
+    require: bool = False
+    promote: bool = False
+    report_md: Path | None = None
+    #: The tolerance of every metric without its own; ``None``: the built-in 1%.
+    default_tolerance: Tolerance | None = None
+    tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
+    #: The project's metric directions; also used to rank a grid's cells.
+    directions: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def compares(self) -> bool:
+        """A baseline source is given and this session compares with it."""
+        return self.spec is not None or (self.baseline_file is not None and not self.update)
+
+    @property
+    def source(self) -> str:
+        if self.spec is not None:
+            return f"--mlexp-baseline {self.spec}"
+        return self.file_label
+
+
+def resolve_gate(config: pytest.Config) -> GateSettings:
+    """Resolve the gate's settings, or raise ``UsageError`` naming the source and the value."""
+    rootdir = Path(config.rootpath)
+    spec = None
+    found = lookup(config, option="mlexp_baseline", key="baseline")
+    if found is not None:
+        from ..gate.baselines import ACCEPTED_SPECS, parse_spec
+
+        try:
+            spec = parse_spec(str(found[0]))
+        except ValueError as exc:
+            raise pytest.UsageError(f"{found[1]}: {exc}; accepted: {ACCEPTED_SPECS}") from None
+    baseline_file = None
+    found_file = lookup(config, option="mlexp_baseline_file", key="baseline_file")
+    if found_file is not None:
+        baseline_file = Path(str(found_file[0]))
+        if not baseline_file.is_absolute():
+            baseline_file = base_dir(found_file[1], config) / baseline_file
+    if found is not None and found_file is not None:
+        raise pytest.UsageError(
+            f"{found[1]} and {found_file[1]} are two baseline sources; give only one "
+            "(the store with --mlexp-baseline, or a file with --mlexp-baseline-file)"
+        )
+    update = bool(config.getoption("mlexp_update_baseline"))
+    if update and baseline_file is None:
+        raise pytest.UsageError(
+            "--mlexp-update-baseline: no baseline file to write; "
+            "give one with --mlexp-baseline-file PATH"
+        )
+    default = None
+    found_tol = lookup(config, option="mlexp_tolerance", key="tolerance")
+    if found_tol is not None:
+        default = tolerance(found_tol[0], found_tol[1])
+    report_md = config.getoption("mlexp_report_md")
+    return GateSettings(
+        spec=spec,
+        baseline_file=baseline_file,
+        update=update,
+        require=bool(config.getoption("mlexp_require_baseline"))
+        or bool(config.getini("mlexp_require_baseline")),
+        promote=bool(config.getoption("mlexp_promote_baseline")),
+        file_label=_display_path(baseline_file, rootdir) if baseline_file else "",
+        report_md=Path(report_md).absolute() if report_md else None,
+        default_tolerance=default,
+        tolerances=MappingProxyType(
+            {
+                **_yaml_pairs(config, "tolerances", tolerance),
+                **_ini_pairs(config, "mlexp_tolerances", tolerance),
+            }
+        ),
+        directions=MappingProxyType(
+            {
+                **_yaml_pairs(config, "directions", direction),
+                **_ini_pairs(config, "mlexp_directions", direction),
+            }
+        ),
+    )
+
+
+def tolerance(value: Any, where: str) -> Tolerance:
+    """A tolerance in any accepted spelling, or ``UsageError`` naming ``where``."""
+    from ..gate import rules
+
+    try:
+        return rules.parse_tolerance(value)
+    except rules.RuleError as exc:
+        raise pytest.UsageError(
+            f"{where}: {exc}; accepted forms: {rules.ACCEPTED_TOLERANCES}"
+        ) from None
+
+
+def direction(value: Any, where: str) -> str:
+    """``up``, ``down`` or ``ignore``, or ``UsageError`` naming ``where``."""
+    from .. import directions
+
+    try:
+        return directions.parse_direction(value)
+    except ValueError as exc:
+        raise pytest.UsageError(
+            f"{where}: {exc}; accepted: {directions.ACCEPTED_DIRECTIONS}"
+        ) from None
+
+
+def _yaml_pairs(config: pytest.Config, key: str, parse: Callable[[Any, str], T]) -> dict[str, T]:
+    raw, source = yaml_mapping(config, key, "a mapping of metric: value")
+    return {str(metric): parse(value, f"{source} {key}.{metric}") for metric, value in raw.items()}
+
+
+def _ini_pairs(config: pytest.Config, name: str, parse: Callable[[Any, str], T]) -> dict[str, T]:
+    pairs = {}
+    for line in config.getini(name):
+        metric, sep, value = str(line).partition("=")
+        if not sep or not metric.strip():
+            raise pytest.UsageError(
+                f"ini {name}: malformed line {line!r}; expected METRIC=VALUE, e.g. accuracy=0.01"
+            )
+        pairs[metric.strip()] = parse(value.strip(), f"ini {name} {metric.strip()}")
+    return pairs
+
+
+def _display_path(path: Path, rootdir: Path) -> str:
+    try:
+        return str(path.relative_to(rootdir))
+    except ValueError:
+        return str(path)

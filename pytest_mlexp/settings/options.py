@@ -1,0 +1,283 @@
+"""Every flag, ini key and ``mlexp.yaml`` key of pytest-mlexp, declared per feature.
+
+Declarations only: nothing here reads a value or imports a feature, so
+declaring the options costs nothing in test suites without experiments.
+The values are resolved by the ``settings`` modules of each feature.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+#: Keys accepted in ``mlexp.yaml``, per feature.
+TRACKING_KEYS = ("tracking_uri", "experiment", "tags")
+LINEAGE_KEYS = ("lineage",)
+ARTIFACT_KEYS = (
+    "artifacts",
+    "artifact_roots",
+    "artifact_patterns",
+    "artifact_exclude",
+    "artifact_max_size",
+)
+AUTOLOG_KEYS = ("autolog",)
+REPORT_KEYS = ("html",)
+GATE_KEYS = ("baseline", "baseline_file", "tolerance", "tolerances", "directions")
+GRID_KEYS = ("best_metric",)
+SPOOL_KEYS = ("on_tracking_error",)
+YAML_KEYS: tuple[str, ...] = (
+    *TRACKING_KEYS,
+    *LINEAGE_KEYS,
+    *ARTIFACT_KEYS,
+    *AUTOLOG_KEYS,
+    *REPORT_KEYS,
+    *GATE_KEYS,
+    *GRID_KEYS,
+    *SPOOL_KEYS,
+)
+
+MARKER = (
+    "mlexp(experiment=None, tags=None, expect=None, tolerance=None, direction=None, "
+    "best=None, repeats=None, seeds=None): track this test as an MLflow run, optionally "
+    "in another experiment or with extra tags; gate its metrics with bounds "
+    "(expect={'accuracy': '>= 0.9'}) and baseline tolerances and directions; best: "
+    "metric picking a grid's best cell; repeats/seeds: run each cell once per seed."
+)
+
+#: The default tolerance, as shown in ``--help``.
+DEFAULT_TOLERANCE_TEXT = "1%"
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Declare every option of every feature, in one ``mlexp`` group."""
+    group = parser.getgroup("mlexp", "experiment tracking with MLflow (pytest-mlexp)")
+    for add in (
+        add_tracking_options,
+        add_grid_options,
+        add_spool_options,
+        add_lineage_options,
+        add_artifact_options,
+        add_autolog_options,
+        add_gate_options,
+        add_report_options,
+    ):
+        add(group, parser)
+
+
+def add_tracking_options(group: Any, parser: pytest.Parser) -> None:
+    group.addoption(
+        "--mlexp-tracking-uri",
+        dest="mlexp_tracking_uri",
+        metavar="URI",
+        default=None,
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, ini mlexp_tracking_uri, "
+        "else sqlite:///<rootdir>/mlflow.db).",
+    )
+    group.addoption(
+        "--mlexp-experiment",
+        dest="mlexp_experiment",
+        metavar="NAME",
+        default=None,
+        help="MLflow experiment for the runs (default: MLFLOW_EXPERIMENT_NAME, "
+        "ini mlexp_experiment, else the rootdir's name).",
+    )
+    group.addoption(
+        "--mlexp-tag",
+        dest="mlexp_tags",
+        metavar="KEY=VALUE",
+        action="append",
+        default=None,
+        help="Tag every run with KEY=VALUE (repeatable).",
+    )
+    group.addoption(
+        "--mlexp-config",
+        dest="mlexp_config",
+        metavar="PATH",
+        default=None,
+        help="YAML settings file (default: mlexp.yaml in the rootdir, when present).",
+    )
+    parser.addini("mlexp_tracking_uri", "MLflow tracking URI for experiment runs.", default="")
+    parser.addini("mlexp_experiment", "MLflow experiment name for experiment runs.", default="")
+    parser.addini("mlexp_tags", "KEY=VALUE tags for every run, one per line.", type="linelist")
+    parser.addini("mlexp_config", "Path of the mlexp YAML settings file.", default="")
+
+
+def add_grid_options(group: Any, parser: pytest.Parser) -> None:
+    group.addoption(
+        "--mlexp-best-metric",
+        dest="mlexp_best_metric",
+        metavar="NAME[:max|min]",
+        default=None,
+        help="Metric that picks a grid's best cell (default: the first metric; "
+        "direction guessed from the name, e.g. loss/rmse: min, r2/accuracy: max).",
+    )
+    parser.addini("mlexp_best_metric", "Metric that picks a grid's best cell.", default="")
+
+
+def add_spool_options(group: Any, parser: pytest.Parser) -> None:
+    group.addoption(
+        "--mlexp-on-tracking-error",
+        dest="mlexp_on_tracking_error",
+        metavar="fail|spool",
+        default=None,
+        help="When the tracking server is lost mid-session (after retries): fail the item "
+        "(default), or spool the run to .mlexp/journal for `mlexp sync`.",
+    )
+    parser.addini(
+        "mlexp_on_tracking_error", "fail or spool, when the tracking server is lost.", default=""
+    )
+
+
+def add_lineage_options(group: Any, parser: pytest.Parser) -> None:
+    group.addoption(
+        "--mlexp-lineage",
+        dest="mlexp_lineage",
+        metavar="PARTS",
+        action="append",
+        default=None,
+        help="Lineage logged with every run: any of code, git, env (comma separated), "
+        "all or none (default: all).",
+    )
+    parser.addini(
+        "mlexp_lineage", "Lineage parts to log: code, git, env, all or none.", type="linelist"
+    )
+
+
+def add_artifact_options(group: Any, parser: pytest.Parser) -> None:
+    group.addoption(
+        "--mlexp-artifacts",
+        dest="mlexp_artifacts",
+        metavar="on|off",
+        default=None,
+        help="Upload the files each run creates (default: on).",
+    )
+    group.addoption(
+        "--mlexp-artifact-root",
+        dest="mlexp_artifact_roots",
+        metavar="DIR",
+        action="append",
+        default=None,
+        help="Directory watched for new files (repeatable; default: the rootdir; none: "
+        "only tmp_path and mlflow_run.output_dir).",
+    )
+    group.addoption(
+        "--mlexp-artifact-pattern",
+        dest="mlexp_artifact_patterns",
+        metavar="GLOB",
+        action="append",
+        default=None,
+        help="File pattern to upload (repeatable; replaces the default list).",
+    )
+    group.addoption(
+        "--mlexp-artifact-exclude",
+        dest="mlexp_artifact_exclude",
+        metavar="GLOB",
+        action="append",
+        default=None,
+        help="File or directory pattern never uploaded (repeatable).",
+    )
+    group.addoption(
+        "--mlexp-artifact-max-size",
+        dest="mlexp_artifact_max_size",
+        metavar="SIZE",
+        default=None,
+        help="Larger files are not uploaded, with a warning (default: 100MB; 0: no limit).",
+    )
+    parser.addini("mlexp_artifacts", "Upload the files each run creates (on/off).", default="")
+    parser.addini("mlexp_artifact_roots", "Directories watched for new files.", type="linelist")
+    parser.addini("mlexp_artifact_patterns", "File patterns to upload.", type="linelist")
+    parser.addini("mlexp_artifact_exclude", "Patterns never uploaded.", type="linelist")
+    parser.addini("mlexp_artifact_max_size", "Size cap of discovered files.", default="")
+
+
+def add_autolog_options(group: Any, parser: pytest.Parser) -> None:
+    group.addoption(
+        "--mlexp-autolog",
+        dest="mlexp_autolog",
+        metavar="on|off",
+        default=None,
+        help="Switch mlflow.autolog() on for tracked items (default: off).",
+    )
+    parser.addini("mlexp_autolog", "Switch mlflow.autolog() on for tracked items.", default="")
+
+
+def add_gate_options(group: Any, parser: pytest.Parser) -> None:
+    group.addoption(
+        "--mlexp-baseline",
+        dest="mlexp_baseline",
+        metavar="SPEC",
+        default=None,
+        help="Compare each experiment's metrics with a run from the store: latest, "
+        "branch:NAME, promoted, tag:KEY=VALUE, session:ID or run:ID.",
+    )
+    group.addoption(
+        "--mlexp-baseline-file",
+        dest="mlexp_baseline_file",
+        metavar="PATH",
+        default=None,
+        help="Compare with the metrics in this YAML file (test id -> metrics).",
+    )
+    group.addoption(
+        "--mlexp-update-baseline",
+        dest="mlexp_update_baseline",
+        action="store_true",
+        default=False,
+        help="Write this session's metrics into the baseline file instead of comparing.",
+    )
+    group.addoption(
+        "--mlexp-require-baseline",
+        dest="mlexp_require_baseline",
+        action="store_true",
+        default=False,
+        help="Fail experiments that have no baseline (default: pass with a note).",
+    )
+    group.addoption(
+        "--mlexp-promote-baseline",
+        dest="mlexp_promote_baseline",
+        action="store_true",
+        default=False,
+        help="Tag this session's passed runs as the baseline (--mlexp-baseline promoted).",
+    )
+    group.addoption(
+        "--mlexp-tolerance",
+        dest="mlexp_tolerance",
+        metavar="TOL",
+        default=None,
+        # argparse formats help with %: every literal % is doubled.
+        help=f"How much worse than the baseline a metric may get (default "
+        f"{DEFAULT_TOLERANCE_TEXT.replace('%', '%%')}): "
+        "0.01, 2%%, '2 std', '0.01 or 2%%'.",
+    )
+    group.addoption(
+        "--mlexp-report-md",
+        dest="mlexp_report_md",
+        metavar="PATH",
+        default=None,
+        help="Write the metric verdicts as a markdown table (also appended to "
+        "$GITHUB_STEP_SUMMARY when set).",
+    )
+    parser.addini("mlexp_baseline", "Baseline runs to compare with (see --mlexp-baseline).")
+    parser.addini("mlexp_baseline_file", "Baseline file to compare with (test id -> metrics).")
+    parser.addini("mlexp_require_baseline", "Fail experiments that have no baseline.", type="bool")
+    parser.addini("mlexp_tolerance", "Default tolerance for every metric, e.g. 1% or 0.01.")
+    parser.addini(
+        "mlexp_tolerances", "Tolerance per metric, one METRIC=TOL a line.", type="linelist"
+    )
+    parser.addini(
+        "mlexp_directions",
+        "Direction per metric, one METRIC=up|down|ignore a line.",
+        type="linelist",
+    )
+
+
+def add_report_options(group: Any, parser: pytest.Parser) -> None:
+    group.addoption(
+        "--mlexp-html",
+        dest="mlexp_html",
+        metavar="PATH",
+        default=None,
+        help="Write a self-contained HTML report of this session's runs (tables, Plotly "
+        "plots) to PATH, and log it as an artifact of the session.",
+    )
+    parser.addini("mlexp_html", "Path of the session's HTML report (see --mlexp-html).", default="")

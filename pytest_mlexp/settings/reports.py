@@ -1,0 +1,26 @@
+"""Where the session's HTML report is written, if anywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .sources import base_dir, lookup
+
+
+def resolve_html(config: pytest.Config) -> Path | None:
+    """The path of ``--mlexp-html`` (ini ``mlexp_html``, yaml ``html``), or ``None``."""
+    found = lookup(config, option="mlexp_html", key="html")
+    if found is None:
+        return None
+    value, source = str(found[0]).strip(), found[1]
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = base_dir(source, config) / path
+    if path.is_dir():
+        raise pytest.UsageError(
+            f"{source}: {value!r} is a directory; give the path of the HTML file to write, "
+            "e.g. --mlexp-html=report.html"
+        )
+    return path

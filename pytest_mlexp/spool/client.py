@@ -1,0 +1,161 @@
+"""A stand-in for ``MlflowClient`` that sends while it can and spools once the server is lost."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..backend import tags as T
+from ..backend.errors import is_transient
+from ..warning_types import MlexpWarning
+from .journal import Journal
+
+
+def is_spooled(client: Any, run_id: str) -> bool:
+    """Whether the run went to the journal because the server was lost."""
+    return isinstance(client, SpoolingClient) and client.spooled(run_id)
+
+
+class SpoolingClient:
+    """Wraps an ``MlflowClient``: a write that fails for good goes to the journal.
+
+    Once a run has spooled one operation, all of its later writes are spooled
+    too, so the journal keeps them in order.
+    """
+
+    def __init__(self, client: Any, journal: Journal) -> None:
+        self._client = client
+        self.journal = journal
+        self._offline: dict[str, str] = {}  # run id -> journal id
+        self._warned = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def spooled(self, run_id: str) -> bool:
+        return run_id in self._offline
+
+    def offline_run(
+        self, exc: BaseException, experiment: str, run_name: str, tags: Mapping[str, str]
+    ) -> str:
+        """A run id for a run the server could not create; raises ``exc`` if it is not transient."""
+        if not is_transient(exc):
+            raise exc
+        local_id = uuid.uuid4().hex
+        self._warn(exc)
+        self._offline[local_id] = local_id
+        self.journal.append(
+            local_id,
+            {
+                "op": "create",
+                "experiment": experiment,
+                "run_name": run_name,
+                "tags": {**tags, T.JOURNAL_ID: local_id},
+                "start_time": int(time.time() * 1000),
+            },
+        )
+        return local_id
+
+    def _write(
+        self,
+        run_id: str,
+        op: dict[str, Any] | Callable[[], dict[str, Any]],
+        send: Callable[[], object],
+    ) -> None:
+        """Send now, or (the server being lost) append ``op`` to the run's journal.
+
+        ``op`` may be a function, for entries that copy files only when spooled.
+        """
+        if run_id not in self._offline:
+            try:
+                send()
+                return
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                self._warn(exc)
+                self._offline[run_id] = run_id
+                self.journal.append(run_id, {"op": "attach", "run_id": run_id})
+        self.journal.append(self._offline[run_id], op() if callable(op) else op)
+
+    def _warn(self, exc: BaseException) -> None:
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                MlexpWarning(
+                    f"tracking server {self.journal.tracking_uri} lost ({type(exc).__name__}); "
+                    f"spooling runs to {self.journal.root}; replay them with `mlexp sync`"
+                ),
+                stacklevel=3,
+            )
+
+    # -- the writes ExperimentRun and Tracker make --------------------------------
+
+    def log_batch(self, run_id: str, metrics: Any = (), params: Any = (), tags: Any = ()) -> None:
+        op = {
+            "op": "batch",
+            "metrics": [[m.key, m.value, m.timestamp, m.step] for m in metrics],
+            "params": [[p.key, p.value] for p in params],
+            "tags": [[t.key, t.value] for t in tags],
+        }
+        self._write(
+            run_id,
+            op,
+            lambda: self._client.log_batch(run_id, metrics=metrics, params=params, tags=tags),
+        )
+
+    def set_tag(self, run_id: str, key: str, value: Any) -> None:
+        op = {"op": "batch", "metrics": [], "params": [], "tags": [[key, str(value)]]}
+        self._write(run_id, op, lambda: self._client.set_tag(run_id, key, value))
+
+    def set_terminated(
+        self, run_id: str, status: str | None = None, end_time: int | None = None
+    ) -> None:
+        op = {
+            "op": "terminate",
+            "status": status or "FINISHED",
+            "end_time": end_time or int(time.time() * 1000),
+        }
+        self._write(run_id, op, lambda: self._client.set_terminated(run_id, status, end_time))
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        op = {"op": "text", "text": text, "artifact_file": artifact_file}
+        self._write(run_id, op, lambda: self._client.log_text(run_id, text, artifact_file))
+
+    def log_dict(self, run_id: str, dictionary: Any, artifact_file: str) -> None:
+        if run_id not in self._offline:
+            try:
+                self._client.log_dict(run_id, dictionary, artifact_file)
+                return
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+        import yaml
+
+        if artifact_file.endswith((".yaml", ".yml")):
+            text = yaml.safe_dump(dictionary)
+        else:
+            text = json.dumps(dictionary, indent=2)
+        self.log_text(run_id, text, artifact_file)
+
+    def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
+        def op() -> dict[str, Any]:
+            kept = self.journal.keep_file(self._offline[run_id], local_path)
+            return {"op": "artifact", "path": kept, "artifact_path": artifact_path, "dir": False}
+
+        self._write(
+            run_id, op, lambda: self._client.log_artifact(run_id, local_path, artifact_path)
+        )
+
+    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
+        def op() -> dict[str, Any]:
+            kept = self.journal.keep_file(self._offline[run_id], local_dir)
+            return {"op": "artifact", "path": kept, "artifact_path": artifact_path, "dir": True}
+
+        self._write(
+            run_id, op, lambda: self._client.log_artifacts(run_id, local_dir, artifact_path)
+        )
