@@ -10,8 +10,12 @@
 2. Idle cost: a suite of 300 ordinary tests with the plugin installed and
    active, against the same suite with ``-p no:mlexp``.
 
-Run: ``python benchmarks/bench_overhead.py [--repeat 5]``. Medians of the
-repeats are reported.
+Run: ``python benchmarks/bench_overhead.py [--repeat 5] [--only idle|tracking]
+[--before DIR]``. ``--before`` measures an earlier version of the package too
+(a folder holding its ``pytest_mlexp``, e.g. ``git worktree add /tmp/old
+HEAD~3``), put first on ``PYTHONPATH``, interleaved with the others.
+Medians of the repeats are reported; the two sides of each ratio are run in
+interleaved pairs, so that a slower moment of the machine hits both.
 """
 
 from __future__ import annotations
@@ -72,9 +76,10 @@ PLAIN_SCRIPT = textwrap.dedent(
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "MLFLOW_TRACKING_URI": ""}
 
 
-def timed(command: list[str], cwd: Path) -> float:
+def timed(command: list[str], cwd: Path, before: Path | None = None) -> float:
+    env = ENV if before is None else {**ENV, "PYTHONPATH": str(before)}
     start = time.perf_counter()
-    subprocess.run(command, cwd=cwd, env=ENV, check=True, capture_output=True)
+    subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True)
     return time.perf_counter() - start
 
 
@@ -113,37 +118,62 @@ def tracking_overhead(root: Path, repeat: int) -> tuple[float, float, float]:
     )
 
 
-def idle_cost(root: Path, repeat: int) -> tuple[float, float]:
+def idle_cost(
+    root: Path, repeat: int, before: Path | None = None
+) -> tuple[float, float, float | None]:
+    """Medians of: the plugin active, disabled, and (with ``before``) the earlier version."""
     tests = "\n".join(f"def test_{i}():\n    assert {i} == {i}\n" for i in range(PLAIN_TESTS))
     project = fresh_project(root, "plain-suite", {"test_plain.py": tests})
     base = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider"]
-    with_plugin, without = [], []
+    with_plugin, without, earlier = [], [], []
     for _ in range(repeat):
         with_plugin.append(timed(base, project))
         without.append(timed([*base, "-p", "no:mlexp"], project))
-    return statistics.median(with_plugin), statistics.median(without)
+        if before is not None:
+            earlier.append(timed(base, project, before))
+    return (
+        statistics.median(with_plugin),
+        statistics.median(without),
+        statistics.median(earlier) if earlier else None,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--only", choices=("idle", "tracking"), default=None)
+    parser.add_argument("--before", type=Path, default=None, help="an earlier checkout")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        same, default, plain = tracking_overhead(root, args.repeat)
-        print(f"{CELLS} trivial experiments, fresh sqlite store, median of {args.repeat}:")
-        print(f"  plain MlflowClient.log_batch script : {plain:6.2f} s")
-        print(f"  plugin, the same logging            : {same:6.2f} s")
-        print(f"  plugin, defaults (+lineage, files)  : {default:6.2f} s")
-        print(f"  ratio same logging / plain          : {same / plain:6.2f}x  (target <= 1.5x)")
-        print(f"  ratio defaults / plain              : {default / plain:6.2f}x")
-        per_run = (default - same) / CELLS * 1000
-        print(f"  lineage + discovery per run         : {per_run:6.1f} ms")
-        active, disabled = idle_cost(root, args.repeat)
-        print(f"{PLAIN_TESTS} ordinary tests, no experiments, median of {args.repeat}:")
-        print(f"  pytest -p no:mlexp                  : {disabled:6.2f} s")
-        print(f"  pytest (plugin active)              : {active:6.2f} s")
-        print(f"  ratio active / disabled             : {active / disabled:6.2f}x  (target ~1.0x)")
+        if args.only != "idle":
+            report_tracking(root, args.repeat)
+        if args.only != "tracking":
+            report_idle(root, args.repeat, args.before)
+
+
+def report_tracking(root: Path, repeat: int) -> None:
+    same, default, plain = tracking_overhead(root, repeat)
+    print(f"{CELLS} trivial experiments, fresh sqlite store, median of {repeat}:")
+    print(f"  plain MlflowClient.log_batch script : {plain:6.2f} s")
+    print(f"  plugin, the same logging            : {same:6.2f} s")
+    print(f"  plugin, defaults (+lineage, files)  : {default:6.2f} s")
+    print(f"  ratio same logging / plain          : {same / plain:6.2f}x  (target <= 1.5x)")
+    print(f"  ratio defaults / plain              : {default / plain:6.2f}x")
+    per_run = (default - same) / CELLS * 1000
+    print(f"  lineage + discovery per run         : {per_run:6.1f} ms")
+
+
+def report_idle(root: Path, repeat: int, before: Path | None) -> None:
+    active, disabled, earlier = idle_cost(root, repeat, before)
+    print(f"{PLAIN_TESTS} ordinary tests, no experiments, median of {repeat} interleaved rounds:")
+    print(f"  pytest -p no:mlexp                  : {disabled:6.3f} s")
+    print(f"  pytest (plugin active)              : {active:6.3f} s")
+    if earlier is not None:
+        print(f"  pytest (plugin active, --before)    : {earlier:6.3f} s")
+    print(f"  ratio active / disabled             : {active / disabled:6.3f}x  (target <= 1.05x)")
+    if earlier is not None:
+        print(f"  ratio --before / disabled           : {earlier / disabled:6.3f}x")
 
 
 if __name__ == "__main__":
