@@ -493,20 +493,32 @@ def test_a_suite_without_experiments_never_reads_the_file(ourtester) -> None:
 
 def test_xdist_collects_the_same_cells_as_serial(project, client, runs_of) -> None:
     ourtester = project(
-        PARAMS + "experiment_two:\n  params: {k: 1}\n  grid: {a: [1, 2], b: [x, y]}\n",
+        PARAMS
+        + "experiment_two:\n  params: {k: 1}\n  grid: {a: [1, 2], b: [x, y]}\n"
+        + "experiment_rep:\n  grid: {lr: [0.1, 0.2]}\n",
         experiment_ridge=RIDGE,
         experiment_two="""
+        import pytest
+
         def experiment_two(params, a):
             return {"score": a + params["k"] + (params["b"] == "y")}
+
+        @pytest.mark.mlexp(repeats=2)
+        def experiment_rep(lr, seed):
+            return {"acc": lr + seed}
         """,
     )
     args = ("--mlexp-set", "alpha=[0.1,10.0]", "--mlexp-set", "experiment_two.k=[1,2]")
     serial = run(ourtester, "-n", "0", "--mlexp-experiment", "serial", *args)
-    serial.assert_outcomes(passed=10)
+    serial.assert_outcomes(passed=14)
     parallel = run(ourtester, "-n", "2", "--mlexp-experiment", "xdist", *args)
-    parallel.assert_outcomes(passed=10)
+    parallel.assert_outcomes(passed=14)
     serial_view = store_view(runs_of(client, "serial", groups=True))
     assert store_view(runs_of(client, "xdist", groups=True)) == serial_view
     assert [view[0] for view in serial_view if view[0].startswith("experiment_two[")] == [
         f"experiment_two[{a}-{b}-{k}]" for a in (1, 2) for b in "xy" for k in (1, 2)
     ]
+    # Repeats come after the file's axes: a cell run per lr, under the grid's parent.
+    parents = {view[0]: view[4] for view in serial_view}
+    assert parents["experiment_rep[0.2-seed1]"] == "experiment_rep[0.2]"
+    assert parents["experiment_rep[0.2]"] == "experiment_rep"
