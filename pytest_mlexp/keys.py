@@ -13,6 +13,7 @@ import pytest
 
 if TYPE_CHECKING:
     from .gate.rules import Rules
+    from .params.collection import ItemParams
     from .runs.item_runs import ItemRun
     from .runs.session import MlexpSession
     from .runs.summary import GroupRefs, Verdict
@@ -35,3 +36,6 @@ VERDICT_KEY: pytest.StashKey[Verdict] = pytest.StashKey()
 RULES_KEY: pytest.StashKey[Rules] = pytest.StashKey()
 #: Set by the gate on a repeat: the rules (JSON) its cell's mean is judged by at the end.
 CELL_RULES_KEY: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
+#: Set by params at activation: what the item took from the params file (its fixed values
+#: are params but not grid axes; lineage logs the file; reuse will fingerprint it).
+PARAMS_KEY: pytest.StashKey[ItemParams] = pytest.StashKey()

@@ -4,7 +4,7 @@
    anything runs (a baseline file that does not parse).
 2. ``activate``: once collection found tracked items, in the processes that
    run them, the features register their hooks: grid parents, lineage,
-   artifact discovery, autolog, the gate. Until then nothing of theirs is
+   artifact discovery, autolog, the gate, the params file. Until then nothing of theirs is
    imported, so test suites without experiments do not pay for them.
 3. ``open_backend``: the store, with the spool in front of it under
    ``--mlexp-on-tracking-error spool``.
@@ -91,6 +91,14 @@ def activate(session: MlexpSession, tracked: list[pytest.Item]) -> None:
     gate = RegressionGate(config, settings)
     gate.prepare(tracked)
     manager.register(gate, "mlexp-gate")
+    from .params.collection import session_state
+
+    params = session_state(config)
+    if params is not None:
+        from .params.plugin import ParamsLog
+
+        log_files = "code" in settings.lineage
+        manager.register(ParamsLog(params, tracked, log_files=log_files), "mlexp-params")
 
 
 def open_backend(settings: Settings) -> Backend:

@@ -103,3 +103,16 @@ def mlflow_run(request: pytest.FixtureRequest) -> ExperimentRun:
 
         run.output_location = output_location(request, run)
     return run
+
+
+@pytest.fixture
+def params(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The cell's params as a dict, e.g. ``params["cv"]``.
+
+    Holds the params file's fixed values and this cell's grid values,
+    ``parametrize`` values and a repeat's ``seed``: every param of the run.
+    Values of the params file reach the function this way even when it does
+    not take them as arguments.
+    """
+    callspec = getattr(request.node, "callspec", None)
+    return dict(callspec.params) if callspec is not None else {}

@@ -75,6 +75,10 @@ PLATFORM = "mlexp.platform"
 COMMAND = "mlexp.command"
 RANDOM_SEED = "mlexp.random_seed"
 
+# -- params from a file ----------------------------------------------------------------------
+#: The ``--mlexp-set`` overrides that changed the run's function, as given (shell-quoted).
+OVERRIDES = "mlexp.overrides"
+
 # -- the spool -------------------------------------------------------------------------------
 #: A spooled run's journal id, so a replay cut short never creates it twice.
 JOURNAL_ID = "mlexp.journal_id"

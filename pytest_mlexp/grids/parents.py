@@ -16,7 +16,7 @@ import pytest
 from ..backend import tags as T
 from ..backend.groups import find_or_create_group
 from ..directions import BestSpec
-from ..keys import GROUPS_KEY, SESSION_KEY
+from ..keys import GROUPS_KEY, PARAMS_KEY, SESSION_KEY
 from ..runs.item_runs import source_name
 from ..runs.markers import marker_options
 from ..runs.summary import GroupRefs
@@ -49,8 +49,13 @@ class GridParents:
             return tags
         options = marker_options(item)
         repeated = repeat_seeds(item) is not None and SEED_PARAM in callspec.params
+        # A params file's fixed values are params of the run, not axes of a grid.
+        from_file = item.stash.get(PARAMS_KEY, None)
+        fixed = from_file.fixed if from_file is not None else frozenset()
         grid_params = {
-            k: v for k, v in callspec.params.items() if not (repeated and k == SEED_PARAM)
+            k: v
+            for k, v in callspec.params.items()
+            if not (repeated and k == SEED_PARAM) and k not in fixed
         }
         spec = BestSpec.parse(options["best"]) if options.get("best") else self.settings.best
         best = str(spec or "")

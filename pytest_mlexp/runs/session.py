@@ -96,6 +96,13 @@ class MlexpSession:
 
     @pytest.hookimpl(trylast=True)
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if self.settings.params.enabled:
+            from .markers import is_tracked
+
+            if is_tracked(metafunc.definition):
+                from ..params.collection import parametrize_from_file
+
+                parametrize_from_file(metafunc, self.settings.params)
         markers = metafunc.definition.iter_markers("mlexp")
         if any("repeats" in marker.kwargs or "seeds" in marker.kwargs for marker in markers):
             from ..grids.repeats import parametrize_repeats

@@ -26,6 +26,7 @@ REPORT_KEYS = ("html",)
 GATE_KEYS = ("baseline", "baseline_file", "tolerance", "tolerances", "directions")
 GRID_KEYS = ("best_metric",)
 SPOOL_KEYS = ("on_tracking_error",)
+PARAMS_KEYS = ("params_file",)
 YAML_KEYS: tuple[str, ...] = (
     *TRACKING_KEYS,
     *LINEAGE_KEYS,
@@ -35,6 +36,7 @@ YAML_KEYS: tuple[str, ...] = (
     *GATE_KEYS,
     *GRID_KEYS,
     *SPOOL_KEYS,
+    *PARAMS_KEYS,
 )
 
 MARKER = (
@@ -61,6 +63,7 @@ def add_options(parser: pytest.Parser) -> None:
         add_autolog_options,
         add_gate_options,
         add_report_options,
+        add_params_options,
     ):
         add(group, parser)
 
@@ -281,3 +284,25 @@ def add_report_options(group: Any, parser: pytest.Parser) -> None:
         "plots) to PATH, and log it as an artifact of the session.",
     )
     parser.addini("mlexp_html", "Path of the session's HTML report (see --mlexp-html).", default="")
+
+
+def add_params_options(group: Any, parser: pytest.Parser) -> None:
+    group.addoption(
+        "--mlexp-params-file",
+        dest="mlexp_params_file",
+        metavar="PATH",
+        default=None,
+        help="YAML file of fixed values and grids per experiment function (default: "
+        "experiments/params.yaml in the rootdir, when present; none: no params file).",
+    )
+    group.addoption(
+        "--mlexp-set",
+        dest="mlexp_set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=None,
+        help="Override a value of the params file (repeatable): alpha=0.5 for every function "
+        "that has alpha, experiment_ridge.alpha=0.5 for one; a YAML list makes a grid axis: "
+        "alpha=[0.5,2].",
+    )
+    parser.addini("mlexp_params_file", "Path of the params file (see --mlexp-params-file).")

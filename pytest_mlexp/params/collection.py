@@ -1,0 +1,231 @@
+"""Each experiment function's section of the params file, turned into ``parametrize`` calls.
+
+Called from the session's ``pytest_generate_tests`` for tracked functions,
+after ``@pytest.mark.parametrize`` and before repeats:
+
+- fixed values are parametrized as one hidden cell (``pytest.HIDDEN_PARAM``):
+  they reach the function as arguments, the run logs them as params, and
+  the test id is unchanged;
+- each grid axis is one ``metafunc.parametrize`` call, in file order, so the
+  cells and their ids are those the same ``@pytest.mark.parametrize`` would
+  make (``experiment_ridge[0.1]``);
+- a value the function does not take as an argument is still a param of the
+  cell (logged, and in the ``params`` fixture's dict): its name is added to
+  the names pytest lets the function be parametrized by.
+
+The file is read once per process, on the first tracked function, and only
+if it exists. xdist workers read the same file and apply the same overrides,
+so they collect the same cells in the same order.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from .loading import FIXED, GRID, ParamsError, ParamsFile, dump, load_params_file
+from .overrides import FunctionParams, apply_overrides, overridden_data
+
+if TYPE_CHECKING:
+    from ..settings.params import ParamsSettings
+
+#: The fixture returning the cell's params as a dict.
+PARAMS_FIXTURE = "params"
+#: Names a params file cannot give a value to.
+RESERVED = frozenset({"request", PARAMS_FIXTURE, "mlflow_run"})
+
+
+@dataclass(frozen=True)
+class ItemParams:
+    """What a tracked item took from the params file (``keys.PARAMS_KEY``)."""
+
+    #: The params file, as messages show it.
+    display: str
+    #: The file as loaded (``lineage/params.yaml``); part of the code fingerprint for reuse.
+    text: str
+    #: The file with the session's overrides applied, when there are any.
+    overridden_text: str | None
+    #: The overrides that changed this item's function, as given.
+    overrides: tuple[str, ...]
+    #: Names of the fixed values: params of the run, but not grid axes.
+    fixed: frozenset[str]
+
+
+@dataclass
+class ParamsState:
+    """The params file of this process's session, once collection met an experiment."""
+
+    file: ParamsFile | None = None
+    functions: dict[str, FunctionParams] = field(default_factory=dict)
+    overridden_text: str | None = None
+    #: Names of the tracked functions collection met (before ``-k`` deselects any).
+    seen: set[str] = field(default_factory=set)
+    #: Definition node id -> what its items take from the file.
+    applied: dict[str, ItemParams] = field(default_factory=dict)
+    failed: bool = False
+
+
+_STATE_KEY = pytest.StashKey[ParamsState]()
+
+
+def session_state(config: pytest.Config) -> ParamsState | None:
+    """The params state, if collection loaded a params file."""
+    state = config.stash.get(_STATE_KEY, None)
+    return state if state is not None and state.file is not None else None
+
+
+def definition_id(item: pytest.Item) -> str:
+    """The node id of the function an item was generated from (``f[0.1]`` -> ``f``)."""
+    parent = item.parent.nodeid if item.parent is not None else ""
+    name = getattr(item, "originalname", item.name)
+    return f"{parent}::{name}" if parent else name
+
+
+def parametrize_from_file(metafunc: pytest.Metafunc, settings: ParamsSettings) -> None:
+    """Parametrize a tracked function with its section of the params file, if it has one."""
+    state = _state(metafunc.config, settings)
+    if state is None or state.file is None:
+        return
+    name = metafunc.definition.name
+    state.seen.add(name)
+    params = state.functions.get(name)
+    if params is None:
+        return
+    _check(metafunc, params, state.file)
+    _parametrize(metafunc, params)
+    state.applied[metafunc.definition.nodeid] = ItemParams(
+        display=state.file.display,
+        text=state.file.text,
+        overridden_text=state.overridden_text,
+        overrides=tuple(params.overrides),
+        fixed=frozenset(params.fixed),
+    )
+
+
+def display_path(path: Path, rootdir: Path) -> str:
+    """``path`` from the rootdir when it is under it, else absolute."""
+    try:
+        return path.resolve().relative_to(rootdir.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+# -- internals ------------------------------------------------------------------------------
+
+
+def _state(config: pytest.Config, settings: ParamsSettings) -> ParamsState | None:
+    state = config.stash.get(_STATE_KEY, None)
+    if state is None:
+        # Stored before loading: a broken file is reported once, by the first module.
+        state = config.stash[_STATE_KEY] = ParamsState()
+        try:
+            _load(state, config, settings)
+        except ParamsError:
+            state.failed = True
+            raise
+    return None if state.failed else state
+
+
+def _load(state: ParamsState, config: pytest.Config, settings: ParamsSettings) -> None:
+    path = settings.file
+    if path is None:
+        return
+    display = display_path(path, Path(config.rootpath))
+    if not path.is_file():
+        if settings.overrides:
+            raise ParamsError(
+                f"--mlexp-set {settings.overrides[0].text}: there is no params file to "
+                f"override: {display} does not exist; create it, or name one with "
+                "--mlexp-params-file"
+            )
+        return
+    file = load_params_file(path, display)
+    state.functions = apply_overrides(file, settings.overrides)
+    if settings.overrides:
+        header = (
+            f"# {display} with the overrides of this session applied:\n"
+            f"# {' '.join('--mlexp-set ' + o.text for o in settings.overrides)}\n"
+        )
+        state.overridden_text = header + dump(overridden_data(file, state.functions))
+    state.file = file
+
+
+def _check(metafunc: pytest.Metafunc, params: FunctionParams, file: ParamsFile) -> None:
+    """``ParamsError`` for values the function cannot receive, naming the line and the fix."""
+    entry, function = params.entry, metafunc.definition.name
+    if entry.search is not None or entry.trials is not None:
+        section = "search" if entry.search is not None else "trials"
+        raise ParamsError(
+            f"{file.where(entry.line_of(section))}: {function}.{section}: hyperparameter "
+            "search is not available yet in this version of pytest-mlexp; remove search: "
+            f"and trials: from {function}, and give a grid: of values instead"
+        )
+    taken = set(metafunc.fixturenames)
+    uses_fixture = PARAMS_FIXTURE in taken
+    defaults = _default_arguments(metafunc)
+    marked = _parametrized_by_marker(metafunc.definition)
+    for name in (*params.fixed, *params.grid):
+        section = GRID if name in params.grid else FIXED
+        where = f"{file.where(entry.line_of(name))}: {function}.{section}.{name}"
+        if name in RESERVED:
+            raise ParamsError(
+                f"{where}: {name!r} is a reserved name (pytest or pytest-mlexp uses it); "
+                "rename it in the file"
+            )
+        if name in marked:
+            raise ParamsError(
+                f"{where}: {metafunc.definition.nodeid} is also parametrized by "
+                f"@pytest.mark.parametrize for {name!r}; give {name} its values in one place: "
+                "remove it from the decorator or from the file"
+            )
+        if name in defaults:
+            raise ParamsError(
+                f"{where}: {function}() gives {name!r} a default value, which pytest cannot "
+                f"replace; remove the default from the function's {name} argument"
+            )
+        if section == GRID and name not in taken and not uses_fixture:
+            raise ParamsError(
+                f"{where}: {function}() takes no argument {name!r}, so its cells would not "
+                f"differ; add {name} to the function's arguments, or request the "
+                f"{PARAMS_FIXTURE!r} fixture and read {PARAMS_FIXTURE}[{name!r}]"
+            )
+
+
+def _parametrize(metafunc: pytest.Metafunc, params: FunctionParams) -> None:
+    for name in (*params.fixed, *params.grid):
+        if name not in metafunc.fixturenames:
+            # Not an argument: still a param of every cell (logged, and in `params`).
+            metafunc.fixturenames.append(name)
+    if params.fixed:
+        metafunc.parametrize(
+            list(params.fixed), [tuple(params.fixed.values())], ids=[pytest.HIDDEN_PARAM]
+        )
+    for axis, values in params.grid.items():
+        metafunc.parametrize([axis], [(value,) for value in values])
+
+
+def _default_arguments(metafunc: pytest.Metafunc) -> set[str]:
+    try:
+        signature = inspect.signature(metafunc.function)
+    except (TypeError, ValueError):
+        return set()
+    return {
+        name
+        for name, parameter in signature.parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+
+
+def _parametrized_by_marker(definition: pytest.Item) -> set[str]:
+    names: set[str] = set()
+    for mark in definition.iter_markers("parametrize"):
+        argnames = mark.args[0] if mark.args else mark.kwargs.get("argnames", ())
+        if isinstance(argnames, str):
+            names.update(name.strip() for name in argnames.split(",") if name.strip())
+        else:
+            names.update(str(name) for name in argnames)
+    return names

@@ -1,0 +1,103 @@
+"""Where the params file is, and the ``--mlexp-set`` overrides of its values.
+
+Resolution reads no file: the params file is read at collection, and only
+when it exists. YAML is imported here only to parse ``--mlexp-set`` values,
+when some are given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .sources import base_dir, lookup
+
+#: The params file of a project that names none, from the rootdir.
+DEFAULT_PARAMS_FILE = Path("experiments") / "params.yaml"
+#: Values of ``params_file`` that switch the params file off.
+OFF = ("none", "off")
+
+
+@dataclass(frozen=True)
+class Override:
+    """One ``--mlexp-set KEY=VALUE``: ``key`` is ``alpha`` or ``experiment_ridge.alpha``."""
+
+    #: As given on the command line, for messages and the ``mlexp.overrides`` tag.
+    text: str
+    key: str
+    #: The value parsed as YAML: a scalar, or a list that makes a grid axis.
+    value: Any
+
+
+@dataclass(frozen=True)
+class ParamsSettings:
+    """The session's params file and overrides."""
+
+    #: The params file; ``None`` when switched off (``params_file: none``).
+    file: Path | None
+    #: Where ``file`` came from: ``default``, ``--mlexp-params-file``, ``ini ...``.
+    source: str = "default"
+    overrides: tuple[Override, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return self.file is not None
+
+
+def resolve_params(config: pytest.Config) -> ParamsSettings:
+    """``--mlexp-params-file`` / ini / yaml ``params_file``, and ``--mlexp-set``.
+
+    Raises ``UsageError`` for a named file that does not exist or a malformed override.
+    """
+    found = lookup(config, option="mlexp_params_file", key="params_file")
+    overrides = _overrides(config.getoption("mlexp_set") or [])
+    if found is None:
+        file: Path | None = Path(config.rootpath) / DEFAULT_PARAMS_FILE
+        source = "default"
+    else:
+        value, source = str(found[0]).strip(), found[1]
+        if value.lower() in OFF:
+            file = None
+        else:
+            file = Path(value)
+            if not file.is_absolute():
+                file = base_dir(source, config) / file
+            if not file.is_file():
+                raise pytest.UsageError(
+                    f"{source}: params file {file} does not exist; give the path of a YAML "
+                    f"file of experiment params, or {OFF[0]} for no params file"
+                )
+    if file is None and overrides:
+        raise pytest.UsageError(
+            f"--mlexp-set {overrides[0].text}: the params file is switched off ({source}); "
+            "overrides change the values of a params file"
+        )
+    return ParamsSettings(file=file, source=source, overrides=overrides)
+
+
+def _overrides(texts: list[str]) -> tuple[Override, ...]:
+    if not texts:
+        return ()
+    from ..params.loading import parse_value
+
+    overrides = []
+    for text in texts:
+        key, sep, raw = text.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise pytest.UsageError(
+                f"--mlexp-set {text}: expected KEY=VALUE, where KEY is a param (alpha) or "
+                "a function and a param (experiment_ridge.alpha), e.g. --mlexp-set alpha=0.5"
+            )
+        try:
+            value = parse_value(raw)
+        except ValueError as exc:
+            raise pytest.UsageError(
+                f"--mlexp-set {text}: the value is not valid YAML ({exc}); give a number, a "
+                "string, true/false, or a list such as [0.1,1.0]"
+            ) from None
+        overrides.append(Override(text=text, key=key, value=value))
+    return tuple(overrides)
