@@ -197,8 +197,17 @@ def test_session_report_under_xdist_renders_offline(ourtester, client, read_runs
     assert len(items) == GRID_RUNS
     (session_run,) = sessions
     session_id = items[0].data.tags["mlexp.session_id"]
-    assert session_run.info.run_name == f"mlexp-session-{session_id}"
+    # Named and tagged as what it is, not an experiment; the UI's filter hides it.
+    assert session_run.info.run_name.startswith("HTML report · ")
+    assert session_run.data.tags["mlexp.report"] == "html"
+    assert "Not an experiment" in session_run.data.tags["mlflow.note.content"]
     assert session_run.data.tags["mlexp.session_id"] == session_id
+    hidden = client.search_runs(
+        [session_run.info.experiment_id], "tags.`mlexp.report` IS NULL", max_results=1000
+    )
+    assert {r.info.run_id for r in hidden} == {r.info.run_id for r in runs} - {
+        session_run.info.run_id
+    }
     assert session_run.info.status == "FINISHED"
     assert [a.path for a in client.list_artifacts(session_run.info.run_id)] == ["session.html"]
     assert all(r.info.status != "RUNNING" for r in runs)
