@@ -58,7 +58,9 @@ def write_summary(
     if end is not None and end.gate is not None:
         from .verdicts import write_gate_summary
 
-        write_gate_summary(terminalreporter, end.gate, items=len(results))
+        # Repeats are judged through their cell: the count is of the other items.
+        items = sum(1 for r in results if r.groups is None or not r.groups.cell)
+        write_gate_summary(terminalreporter, end.gate, items=items)
     spooled = [r for r in results if r.spooled]
     if spooled:
         from ..spool.journal import JOURNAL_DIR

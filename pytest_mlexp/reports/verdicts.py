@@ -87,14 +87,15 @@ def _write_verdicts(
 def judged_line(verdicts: list[Verdict], settings: GateSettings, items: int = 0) -> str:
     """What was judged, of how many: ``4 of 8 items have a baseline (baseline.yaml)``.
 
-    ``items`` is how many tracked items ran. Without a baseline, only items with
-    ``expect=`` bounds are judged, and the line says so. Repeats are judged by
-    their bounds, repeated cells by their means: they are counted apart.
+    ``items`` is how many tracked items ran, repeats of a cell aside. Without a
+    baseline, only items with ``expect=`` bounds are judged, and the line says so.
+    Repeats are judged by their bounds, repeated cells by their means: they are
+    counted apart.
     """
     repeats = [v for v in verdicts if v.repeat]
     cells = [v for v in verdicts if v.cell_run_id]
     plain = [v for v in verdicts if not v.repeat and not v.cell_run_id]
-    total = max(items - len(repeats), len(plain))
+    total = max(items, len(plain))
     parts = []
     if settings.compares and total:
         with_baseline = sum(1 for v in plain if v.verdict != NO_BASELINE)
