@@ -126,7 +126,7 @@ def test_printed_ui_command_opens_the_runs_table_and_figures_offline(ourtester, 
     try:
         page.goto(link.replace(":5000/", f":{port}/"))
         page.get_by_text("matching runs").wait_for(timeout=120_000)
-        page.wait_for_timeout(1000)
+        page.locator(".ag-header-cell[col-id='metrics.`r2`']").wait_for(timeout=30_000)
         # Model training mode on the runs table, in the plugin's saved view.
         assert "/runs?" in page.url
         assert page.get_by_text("Detect Issues").count() == 0
