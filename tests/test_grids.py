@@ -190,11 +190,16 @@ def _store_view(runs) -> list[tuple]:  # type: ignore[no-untyped-def,type-arg]
 
 
 def _summary_lines(text: str) -> list[str]:
-    """Terminal summary lines, without run ids and timings."""
+    """Terminal summary lines, without run ids, timings and experiment ids."""
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if re.match(r"=+ mlexp: ", line))
     end = next(i for i, line in enumerate(lines) if i > start and line.startswith("=="))
-    return [re.sub(r"[0-9a-f]{32}", "<id>", line).strip("= ") for line in lines[start:end]]
+    return [
+        re.sub(
+            r"/experiments/\d+/", "/experiments/<n>/", re.sub(r"[0-9a-f]{32}", "<id>", line)
+        ).strip("= ")
+        for line in lines[start:end]
+    ]
 
 
 def test_xdist_gives_the_same_runs_parents_and_summary(ourtester, client, runs_of) -> None:
