@@ -11,7 +11,8 @@
 4. ``finish``: the controller's session-end work, in order: close the runs
    of dead processes and complete the grid parents and repeated cells, save
    the UI's view of the runs (its links), judge the cells' means and refresh
-   the baseline file, write the markdown and HTML reports. ``reports.terminal`` then prints what it did.
+   the baseline file, write the markdown and HTML reports.
+   ``reports.terminal`` then prints what it did.
 """
 
 from __future__ import annotations
