@@ -9,9 +9,10 @@
 3. ``open_backend``: the store, with the spool in front of it under
    ``--mlexp-on-tracking-error spool``.
 4. ``finish``: the controller's session-end work, in order: close the runs
-   of dead processes and complete the grid parents and repeated cells, judge
-   the cells' means and refresh the baseline file, write the markdown and
-   HTML reports. ``reports.terminal`` then prints what it did.
+   of dead processes and complete the grid parents and repeated cells, save
+   the UI's view of the runs (its links), judge the cells' means and refresh
+   the baseline file, write the markdown and HTML reports.
+   ``reports.terminal`` then prints what it did.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class SessionEnd:
     html: Report | None = None
     html_path: Path | None = None
     html_error: str | None = None
+    #: Experiment name -> its runs table in the MLflow UI (``reports.ui_view``).
+    runs_links: dict[str, str] = field(default_factory=dict)
 
 
 def check_early(settings: Settings) -> None:
@@ -146,6 +149,13 @@ def finish(session: MlexpSession, pytest_session: pytest.Session) -> SessionEnd:
             f"mlexp: could not complete grid parents in {backend.display_uri}: "
             f"{type(exc).__name__}: {redact_text(str(exc))[:300]}"
         ]
+
+    from .reports.ui_view import runs_links
+
+    try:
+        end.runs_links = runs_links(backend, settings.tracking, session.results)
+    except Exception:
+        end.runs_links = {}  # Only links: the terminal then prints none.
 
     from .gate.session_end import finish_gate
     from .reports.verdicts import write_markdown

@@ -11,6 +11,7 @@ is one clear line, not minutes of retries.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import time
@@ -28,6 +29,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 
 from ..redaction import redact_text, redact_uri
+from . import tags as T
 from . import uris
 from .locks import machine_lock
 
@@ -48,6 +50,9 @@ HTTP_RETRY_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
+
+#: MLflow's loggers that announce a new store's tables at INFO level.
+STORE_CREATION_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration")
 
 #: (key, value, timestamp in ms, step)
 MetricValue = tuple[str, float, int, int]
@@ -97,7 +102,7 @@ class Backend:
                 )
         mlflow.set_tracking_uri(uri)
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-        with _creation_lock(uri), quiet_store_warnings():
+        with _creation_lock(uri), quiet_store_warnings(), quiet_store_creation():
             backend = cls(MlflowClient(tracking_uri=uri), uri, source, artifact_location)
             try:
                 backend.experiment_id(experiment)
@@ -179,12 +184,19 @@ class Backend:
                     f"experiment {name!r} is deleted in {self.display_uri}; restore it "
                     "(mlflow experiments restore) or choose another name with --mlexp-experiment"
                 )
+            self._mark_model_development(experiment)
             return str(experiment.experiment_id)
         location = None
         if self.artifact_location:
             location = f"{self.artifact_location}/{slug(name)}"
         try:
-            return str(self.client.create_experiment(name, artifact_location=location))
+            return str(
+                self.client.create_experiment(
+                    name,
+                    artifact_location=location,
+                    tags={T.EXPERIMENT_KIND: T.KIND_MODEL_DEVELOPMENT},
+                )
+            )
         except MlflowException as exc:
             # Another process created it first.
             if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
@@ -192,6 +204,19 @@ class Backend:
             experiment = self.client.get_experiment_by_name(name)
             assert experiment is not None
             return str(experiment.experiment_id)
+
+    def _mark_model_development(self, experiment: Any) -> None:
+        """Tag an existing experiment as model training, unless it says what it is already.
+
+        MLflow 3's UI reads ``mlflow.experimentKind``; a value someone set is kept.
+        """
+        if T.EXPERIMENT_KIND in (experiment.tags or {}):
+            return
+        # Only how the UI opens it: a user may log runs, yet not be allowed to tag it.
+        with contextlib.suppress(MlflowException):
+            self.client.set_experiment_tag(
+                experiment.experiment_id, T.EXPERIMENT_KIND, T.KIND_MODEL_DEVELOPMENT
+            )
 
     def find_experiment(self, name: str) -> Any:
         """The active experiment ``name``; ``StoreError`` listing the others when there is none."""
@@ -266,6 +291,23 @@ def quiet_store_warnings() -> Iterator[None]:
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="sqlalchemy")
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="mlflow")
         yield
+
+
+@contextlib.contextmanager
+def quiet_store_creation() -> Iterator[None]:
+    """Keep MLflow's "Creating initial MLflow database tables..." lines out of the terminal.
+
+    Only below WARNING, and only while the store is opened: MLflow's errors still show.
+    """
+    loggers = [logging.getLogger(name) for name in STORE_CREATION_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,14 @@ SOURCE_TYPE = "mlflow.source.type"
 GIT_COMMIT = "mlflow.source.git.commit"
 GIT_BRANCH = "mlflow.source.git.branch"
 GIT_REPO_URL = "mlflow.source.git.repoURL"
+#: A run's description, shown (as markdown) on its page in the UI.
+NOTE = "mlflow.note.content"
+#: An experiment tag MLflow 3's UI reads to tell model training from GenAI work; the value
+#: for classic model training.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+KIND_MODEL_DEVELOPMENT = "custom_model_development"
+#: Experiment tags holding the UI's saved views of the runs table (``<prefix><key>``).
+SAVED_VIEW_PREFIX = "mlflow.sharedViewState."
 
 # -- every run of a tracked item --------------------------------------------------------
 NODEID = "mlexp.nodeid"
@@ -35,6 +43,8 @@ KIND_CELL = "cell"
 KIND_SESSION = "session"
 #: Kinds of runs that hold other runs' results rather than an item's.
 CONTAINER_KINDS = frozenset({KIND_SESSION, KIND_GRID, "parent"})
+#: On the run holding the session's HTML report (value ``html``): not an experiment's run.
+REPORT = "mlexp.report"
 #: Shared by every process looking for the same group run (a hash of session and key).
 GROUP = "mlexp.group"
 #: The grid's function (node id without parameters), on the parent and its cells.

@@ -18,6 +18,7 @@ from ..backend.client import MAX_PARAM_LENGTH, now_ms
 from ..backend.search import search_runs, tag_equals
 from ..directions import BestSpec
 from .best import pick_best
+from .labels import describe_grid
 from .parents import host_name
 from .repeats import SEED_PARAM
 
@@ -171,6 +172,7 @@ def _complete_grid(
         (T.PASSED, str(passed)),
         (T.FAILED, str(failed)),
         (T.KILLED, str(killed)),
+        (T.NOTE, describe_grid(name, cells, best)),
     ]
     metrics = [
         (T.CELLS_METRIC, float(len(cells)), now, 0),

@@ -155,7 +155,16 @@ class ExperimentRun:
         self.client.log_text(self.run_id, text, artifact_file)
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
-        """Save a matplotlib or plotly figure as an artifact."""
+        """Save a matplotlib or plotly figure as an artifact.
+
+        A plotly figure saved as ``.html`` carries plotly.js inside (about 4.7 MB),
+        so it renders in the MLflow UI's artifact viewer with no network; MLflow's
+        own ``log_figure`` would load plotly.js from a CDN.
+        """
+        if artifact_file.lower().endswith((".html", ".htm")) and _is_plotly(figure):
+            html = figure.to_html(include_plotlyjs=True, full_html=True)
+            self.client.log_text(self.run_id, html, artifact_file)
+            return
         self.client.log_figure(self.run_id, figure, artifact_file)
 
     # -- sending ---------------------------------------------------------------
@@ -212,6 +221,11 @@ def log_returned(run: ExperimentRun, nodeid: str, value: Any) -> None:
             run.log_metric(str(key), float(item))
         else:
             run.log_param(str(key), stringify(item))
+
+
+def _is_plotly(figure: Any) -> bool:
+    """A plotly figure (told by its class's module, so plotly is not imported to check)."""
+    return type(figure).__module__.split(".", 1)[0] == "plotly" and hasattr(figure, "to_html")
 
 
 def _param_text(key: str, value: Any) -> str:
