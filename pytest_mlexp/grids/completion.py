@@ -109,6 +109,12 @@ def children(backend: Backend, run_id: str) -> list[Any]:
     )
 
 
+def final_attempts(runs: Sequence[Any]) -> tuple[list[Any], int]:
+    """The runs that count, and how many attempts a rerun superseded (pytest-rerunfailures)."""
+    final = [r for r in runs if r.data.tags.get(T.OUTCOME) != T.OUTCOME_RERUN]
+    return final, len(runs) - len(final)
+
+
 def group_status(statuses: Sequence[str]) -> str:
     """FAILED if any child failed, else KILLED if any was killed or left running, else FINISHED."""
     if "FAILED" in statuses:
@@ -119,7 +125,7 @@ def group_status(statuses: Sequence[str]) -> str:
 
 
 def _complete_cell(backend: Backend, run_id: str) -> None:
-    repeats = children(backend, run_id)
+    repeats, reruns = final_attempts(children(backend, run_id))
     passed = [r for r in repeats if r.info.status == "FINISHED"]
     values: dict[str, list[float]] = {}
     for run in passed:
@@ -145,6 +151,8 @@ def _complete_cell(backend: Backend, run_id: str) -> None:
         (T.REPEATS_PASSED, str(len(passed))),
         (T.OUTCOME, "passed" if status == "FINISHED" else "failed"),
     ]
+    if reruns:
+        tags.append((T.RERUNS, str(reruns)))
     backend.log_batch(run_id, metrics=metrics, params=params, tags=tags)
     backend.client.set_terminated(run_id, status)
 
@@ -159,7 +167,8 @@ def _complete_grid(
 ) -> str:
     from mlflow.exceptions import MlflowException
 
-    cells = sorted(children(backend, run_id), key=lambda r: r.info.run_name or "")
+    cells, reruns = final_attempts(children(backend, run_id))
+    cells.sort(key=lambda r: r.info.run_name or "")
     statuses = [r.info.status for r in cells]
     passed = statuses.count("FINISHED")
     failed = statuses.count("FAILED")
@@ -172,6 +181,8 @@ def _complete_grid(
         (T.FAILED, str(failed)),
         (T.KILLED, str(killed)),
     ]
+    if reruns:
+        tags.append((T.RERUNS, str(reruns)))
     metrics = [
         (T.CELLS_METRIC, float(len(cells)), now, 0),
         (T.PASSED_METRIC, float(passed), now, 0),
@@ -201,5 +212,6 @@ def _complete_grid(
     return (
         f"mlexp grid {name}: {len(cells)} cells, {passed} passed, {failed} failed"
         + (f", {killed} killed" if killed else "")
+        + (f" ({reruns} rerun{'s' if reruns != 1 else ''})" if reruns else "")
         + f"; {best.describe(SEED_PARAM)}; parent run {run_id}"
     )
