@@ -95,6 +95,7 @@ def activate(session: MlexpSession, tracked: list[pytest.Item]) -> None:
 
 def open_backend(settings: Settings) -> Backend:
     """Open the session's store, or raise ``UsageError`` saying what is wrong."""
+    from .backend import uris
     from .backend.client import Backend, StoreError
 
     tracking = settings.tracking
@@ -113,6 +114,11 @@ def open_backend(settings: Settings) -> Backend:
 
         journal = Journal(tracking.rootdir / JOURNAL_DIR, tracking.tracking_uri)
         backend.client = SpoolingClient(backend.client, journal)
+        if uris.is_server(tracking.tracking_uri):
+            from .spool.store import route_fluent_api
+
+            # mlflow.log_* and autolog spool with mlflow_run's values.
+            route_fluent_api(backend.client, tracking.tracking_uri)
     return backend
 
 
