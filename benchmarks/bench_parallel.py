@@ -5,7 +5,7 @@
    tracked ``-n 0`` and ``-n 2``, and the same cells untracked
    (``-p no:mlexp``) ``-n 0`` and ``-n 2``. The efficiency is the tracked
    speed-up over the untracked one (target >= 0.9).
-2. Trivial cells (``--only trivial``): 200 cells logging 2 params and
+2. Trivial cells (``--only trivial``): 100 cells logging 2 params and
    2 metrics, tracked, ``-n 1`` against ``-n 2`` (target: ``-n 2`` never slower).
 
 Run: ``python benchmarks/bench_parallel.py [--repeat 3] [--only cpu|trivial]
@@ -28,7 +28,7 @@ from pathlib import Path
 
 CPU_CELLS = 24
 CPU_SECONDS = 1.0
-TRIVIAL_CELLS = 200
+TRIVIAL_CELLS = 100
 
 # The same file runs tracked and untracked: the ini collects experiment_* either way.
 INI = "[pytest]\npython_files = experiment_*.py\npython_functions = experiment_*\n"

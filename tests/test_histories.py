@@ -44,7 +44,8 @@ def _compare(backend: Backend, client: MlflowClient, run_ids: list[str]) -> None
     assert sorted(bulk) == sorted(expected)
     for pair, points in expected.items():
         for got, want in zip(bulk[pair], points, strict=True):
-            assert got[0] == want[0] and got[2] == want[2]
+            assert got[0] == want[0]
+            assert got[2] == want[2]
             assert got[1] == pytest.approx(want[1], nan_ok=True)
     assert len(bulk[(run_ids[0], "loss")]) == 30
     assert (run_ids[0], "only_odd") not in bulk
