@@ -106,6 +106,7 @@ def activate(session: MlexpSession, tracked: list[pytest.Item]) -> None:
 
 def open_backend(settings: Settings) -> Backend:
     """Open the session's store, or raise ``UsageError`` saying what is wrong."""
+    from .backend import uris
     from .backend.client import Backend, StoreError
 
     tracking = settings.tracking
@@ -124,6 +125,11 @@ def open_backend(settings: Settings) -> Backend:
 
         journal = Journal(tracking.rootdir / JOURNAL_DIR, tracking.tracking_uri)
         backend.client = SpoolingClient(backend.client, journal)
+        if uris.is_server(tracking.tracking_uri):
+            from .spool.store import route_fluent_api
+
+            # mlflow.log_* and autolog spool with mlflow_run's values.
+            route_fluent_api(backend.client, tracking.tracking_uri)
     return backend
 
 
@@ -133,6 +139,8 @@ def finish(session: MlexpSession, pytest_session: pytest.Session) -> SessionEnd:
     end = SessionEnd()
     # The summary lists runs in collection order, with or without xdist.
     session.results.sort(key=lambda r: r.index)
+    # An attempt superseded by a rerun (pytest-rerunfailures) is counted by its last attempt.
+    final = [r for r in session.results if not r.superseded]
     try:
         backend = session.backend
     except pytest.UsageError:
@@ -142,7 +150,7 @@ def finish(session: MlexpSession, pytest_session: pytest.Session) -> SessionEnd:
 
     try:
         end.swept = sweep_dead_runs(backend, {r.experiment for r in session.results})
-        end.grid_lines = complete_groups(backend, session.results, settings)
+        end.grid_lines = complete_groups(backend, final, settings)
     except Exception as exc:
         # A lost server: the next session's sweep closes what is left RUNNING.
         end.grid_lines = [
@@ -161,7 +169,7 @@ def finish(session: MlexpSession, pytest_session: pytest.Session) -> SessionEnd:
     from .reports.verdicts import write_markdown
 
     end.gate = finish_gate(
-        settings.gate, settings.tracking.session_id, session.results, backend, pytest_session
+        settings.gate, settings.tracking.session_id, final, backend, pytest_session
     )
     write_markdown(end.gate)
 
@@ -170,9 +178,7 @@ def finish(session: MlexpSession, pytest_session: pytest.Session) -> SessionEnd:
 
         end.html_path = settings.html
         try:
-            end.html = write_session_report(
-                settings.tracking, session.results, backend, settings.html
-            )
+            end.html = write_session_report(settings.tracking, final, backend, settings.html)
         except Exception as exc:
             # The runs are stored; only the report is missing. Say so, don't crash.
             end.html_error = f"{type(exc).__name__}: {exc}"

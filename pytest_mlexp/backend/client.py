@@ -103,11 +103,14 @@ class Backend:
         mlflow.set_tracking_uri(uri)
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         with _creation_lock(uri), quiet_store_warnings(), quiet_store_creation():
+            created = _create_wal_store(uri)
             backend = cls(MlflowClient(tracking_uri=uri), uri, source, artifact_location)
             try:
                 backend.experiment_id(experiment)
             except MlflowException as exc:
                 raise StoreError(f"cannot use tracking store {shown}: {one_line(exc)}") from None
+            if created or _is_wal(uri):
+                _sync_at_checkpoints(backend.client)
         return backend
 
     @classmethod
@@ -325,6 +328,70 @@ def _creation_lock(uri: str) -> Iterator[None]:
     database.parent.mkdir(parents=True, exist_ok=True)
     with machine_lock("store", str(database)):
         yield
+
+
+def _create_wal_store(uri: str) -> bool:
+    """Create a new sqlite store's file in WAL mode; False if it exists or is not sqlite.
+
+    In WAL mode readers never wait for a writer, and a commit appends to the
+    log instead of rewriting the database and a rollback journal: xdist
+    workers and the controller share the file with less waiting. The mode
+    is kept in the file, so ``mlflow ui`` and other clients use it too.
+    """
+    import sqlite3
+
+    path = uris.sqlite_path(uri)
+    if path is None or path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+    finally:
+        connection.close()
+    return True
+
+
+def _is_wal(uri: str) -> bool:
+    """Whether the sqlite store at ``uri`` is in WAL mode (one made by pytest-mlexp is)."""
+    import sqlite3
+
+    path = uris.sqlite_path(uri)
+    if path is None or not path.is_file():
+        return False
+    try:
+        connection = sqlite3.connect(path)
+        try:
+            mode = connection.execute("PRAGMA journal_mode").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return False
+    return bool(mode) and str(mode[0]).lower() == "wal"
+
+
+def _sync_at_checkpoints(client: Any) -> None:
+    """Let this process's connections to a WAL store sync at checkpoints, not at every commit.
+
+    SQLite's ``synchronous=NORMAL`` in WAL mode: the file is never corrupted,
+    but the last commits before a power cut (not a crash of the process) may
+    be lost. Every run's write would otherwise wait for the disk.
+    """
+    from sqlalchemy import event
+
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    engine = getattr(store, "engine", None)
+    if engine is None or engine.dialect.name != "sqlite":
+        return
+
+    if not event.contains(engine, "connect", _synchronous_normal):
+        event.listen(engine, "connect", _synchronous_normal)
+        # Connections opened before (creating the schema) reconnect with the setting.
+        engine.dispose()
+
+
+def _synchronous_normal(connection: Any, record: Any) -> None:
+    connection.execute("PRAGMA synchronous=NORMAL")
 
 
 def _batches(

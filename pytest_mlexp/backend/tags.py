@@ -31,6 +31,10 @@ SESSION_ID = "mlexp.session_id"
 OUTCOME = "mlexp.outcome"
 #: The one-line reason of a failure.
 ERROR = "mlexp.error"
+#: pytest-rerunfailures: which attempt of the item the run is (1, 2...).
+ATTEMPT = "mlexp.attempt"
+#: The outcome of an attempt superseded by a rerun: counted by its last attempt only.
+OUTCOME_RERUN = "rerun"
 #: The machine and process that own a run, so a dead process's runs can be closed.
 HOST = "mlexp.host"
 PID = "mlexp.pid"
@@ -61,6 +65,8 @@ BEST_RUN_ID = "mlexp.best_run_id"
 BEST_RUN_NAME = "mlexp.best_run_name"
 REPEATS = "mlexp.repeats"
 REPEATS_PASSED = "mlexp.repeats_passed"
+#: Attempts of a group's runs superseded by a rerun (pytest-rerunfailures), not counted.
+RERUNS = "mlexp.reruns"
 #: Metrics of a grid parent: its cells, and how many passed and failed.
 CELLS_METRIC = "mlexp.cells"
 PASSED_METRIC = "mlexp.passed"

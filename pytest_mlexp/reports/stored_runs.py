@@ -143,12 +143,16 @@ def get_run(backend: Backend, ref: str, experiments: Sequence[Any] = ()) -> Stor
 
 
 def load_histories(backend: Backend, runs: Iterable[StoredRun]) -> None:
-    """Fill each run's metric histories (one request per run and metric)."""
+    """Fill each run's metric histories, read in bulk (``backend.histories``)."""
+    from ..backend.histories import metric_histories
+
+    runs = list(runs)
+    histories = metric_histories(backend, [(r.run_id, key) for r in runs for key in r.metrics])
     for run in runs:
         for key in run.metrics:
-            points = backend.client.get_metric_history(run.run_id, key)
+            points = histories.get((run.run_id, key), [])
             run.histories[key] = sorted(
-                (int(m.step), float(m.value)) for m in points if math.isfinite(m.value)
+                (step, value) for step, value, _ in points if math.isfinite(value)
             )
 
 

@@ -39,6 +39,14 @@ def write_summary(
     """The session's summary; ``end`` is what the session's end did (None if it could not)."""
     tracking = settings.tracking
     write_runs(terminalreporter, tracking, results, settings.gate.directions)
+    reruns = [r for r in results if r.superseded]
+    if reruns:
+        terminalreporter.write_line(
+            f"mlexp: {len(reruns)} attempt{'s' if len(reruns) != 1 else ''} superseded by a "
+            "rerun (tagged mlexp.outcome=rerun), each item counted by its last attempt: "
+            + ", ".join(r.name for r in reruns[:5])
+            + (" ..." if len(reruns) > 5 else "")
+        )
     if end is not None:
         for line in end.grid_lines:
             terminalreporter.write_line(line)
