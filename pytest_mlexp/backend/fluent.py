@@ -25,38 +25,42 @@ def start_run(
 ) -> tuple[str, str]:
     """Create a run and make it the fluent API's active run; its run id and experiment id.
 
-    The run is created with the client, with pytest-mlexp's own tags, then
-    put on the fluent API's stack of active runs. ``mlflow.start_run`` would
-    do the same after asking each of MLflow's run-context providers
-    (notebooks, Databricks jobs, git) for tags, about 12 ms per run that
-    pytest-mlexp's tags replace anyway.
-
     When the server is lost and the spool keeps runs (``--mlexp-on-tracking-error
     spool``), the run is created in the journal instead, with an experiment id of ``""``.
     """
     tags = {key: cut(value, MAX_TAG_LENGTH) for key, value in tags.items()}
-    # A run the user's code left active must not swallow ours: ours is nested in it.
-    outer = mlflow.active_run()
-    if outer is not None:
-        tags[PARENT_RUN_ID] = outer.info.run_id
     try:
         experiment_id = backend.experiment_id(experiment)
-        run = backend.client.create_run(experiment_id, tags=tags, run_name=run_name)
+        active = mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=run_name,
+            tags=tags,
+            # A run the user's code left active must not swallow ours: ours is nested in it.
+            nested=mlflow.active_run() is not None,
+            log_system_metrics=False,
+        )
     except Exception as exc:
         from ..spool.client import SpoolingClient
 
         if not isinstance(backend.client, SpoolingClient):
             raise
+        outer = mlflow.active_run()
+        if outer is not None:
+            tags = {**tags, PARENT_RUN_ID: outer.info.run_id}
         local_id = backend.client.offline_run(exc, experiment, run_name, tags)
         # mlflow.log_* and autolog write into the journal with the item's own values.
-        make_active(backend.client.offline_view(local_id))
+        _activate_offline(backend.client.offline_view(local_id))
         return local_id, ""
-    make_active(run)
-    return str(run.info.run_id), experiment_id
+    return str(active.info.run_id), experiment_id
 
 
-def make_active(run: Run) -> None:
-    """Put ``run`` on top of the fluent API's active runs, as ``mlflow.start_run`` does."""
+def _activate_offline(run: Run) -> None:
+    """Put a run that exists only in the journal on top of the fluent API's active runs.
+
+    ``mlflow.start_run(run_id=...)`` would ask the lost server for it, so the
+    run goes onto MLflow's stack of active runs as ``mlflow.start_run`` puts
+    it there; an MLflow without that stack gets the public call.
+    """
     try:
         from mlflow.tracking.fluent import ActiveRun, _active_run_stack
 
