@@ -21,6 +21,7 @@ from .autolog import resolve_autolog
 from .gate import GateSettings, resolve_gate
 from .grids import resolve_best
 from .lineage import resolve_lineage
+from .models import RegisterSettings, resolve_register
 from .reports import resolve_html
 from .spool import resolve_policy
 from .tracking import TrackingConfig, resolve_tracking
@@ -47,6 +48,8 @@ class Settings:
     on_tracking_error: str
     #: Where the session's HTML report goes, if anywhere.
     html: Path | None
+    #: Registering the best cell's model at session end.
+    register: RegisterSettings
 
 
 def resolve(config: pytest.Config) -> Settings:
@@ -60,4 +63,5 @@ def resolve(config: pytest.Config) -> Settings:
         gate=resolve_gate(config),
         on_tracking_error=resolve_policy(config),
         html=resolve_html(config),
+        register=resolve_register(config),
     )
