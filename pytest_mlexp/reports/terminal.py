@@ -1,8 +1,8 @@
 """What the terminal shows at the end of a session, in this order.
 
 The runs (one row each), the grid parents, the runs of dead processes that
-were closed, how to open the UI; then the gate's section, the runs spooled
-for ``mlexp sync``, and the HTML report.
+were closed, how to open the UI; then the gate's section, the models
+registered, the runs spooled for ``mlexp sync``, and the HTML report.
 """
 
 from __future__ import annotations
@@ -46,6 +46,12 @@ def write_summary(
         from .verdicts import write_gate_summary
 
         write_gate_summary(terminalreporter, end.gate)
+    if end is not None:
+        for registration in end.registrations:
+            markup = {"registered": {"green": True}, "error": {"red": True}}
+            terminalreporter.write_line(
+                registration.line, **markup.get(registration.kind, {"yellow": True})
+            )
     spooled = [r for r in results if r.spooled]
     if spooled:
         from ..spool.journal import JOURNAL_DIR

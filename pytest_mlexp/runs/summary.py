@@ -84,6 +84,8 @@ class RunSummary:
     cell_rules: dict[str, Any] | None = None
     #: The server was lost and the run went to the journal for ``mlexp sync``.
     spooled: bool = False
+    #: The registered model the function's best cell becomes a version of (``register=``).
+    register: str = ""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
