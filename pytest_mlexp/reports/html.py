@@ -150,6 +150,7 @@ def _run_table(runs: Sequence[StoredRun]) -> str:
     metrics = sorted({k for r in runs for k in r.metrics})
     sessions = len({r.session_id for r in runs}) > 1
     baseline = any(r.verdict for r in runs)
+    models = any(r.models or r.registered for r in runs)
     head = ["run", "status"]
     if sessions:
         head.append("session")
@@ -157,6 +158,8 @@ def _run_table(runs: Sequence[StoredRun]) -> str:
     head += [f"<span class='metric'>{_e(m)}</span>" for m in metrics]
     if baseline:
         head.append("baseline")
+    if models:
+        head.append("model")
     rows = []
     for run in runs:
         name = _e(run.name)
@@ -174,6 +177,8 @@ def _run_table(runs: Sequence[StoredRun]) -> str:
         cells += [_metric_cell(run.metrics.get(m)) for m in metrics]
         if baseline:
             cells.append(_baseline_cell(run))
+        if models:
+            cells.append(_model_cell(run))
         rows.append("<tr>" + "".join(cells) + "</tr>")
     header = "".join(f"<th>{h}</th>" for h in head)
     return (
@@ -200,6 +205,22 @@ def _baseline_cell(run: StoredRun) -> str:
     if run.baseline_source:
         shown.append(f"vs {_e(run.baseline_source)}")
     return f"<td class='baseline'>{'<br>'.join(shown)}</td>"
+
+
+def _model_cell(run: StoredRun) -> str:
+    """Whether the run logged an MLflow model, and the registered version it became."""
+    if not run.models and not run.registered:
+        return "<td></td>"
+    count = len(run.models)
+    shown = []
+    if count:
+        label = f"{count} model{'s' if count > 1 else ''}"
+        shown.append(f"<span title='{_e(', '.join(run.models))}'>{label}</span>")
+    if run.registered:
+        text = f"<b class='registered'>registered {_e(run.registered)}</b>"
+        url = run.registered_url
+        shown.append(f"<a href='{_e(url)}'>{text}</a>" if url else text)
+    return f"<td class='model'>{'<br>'.join(shown)}</td>"
 
 
 # -- plots -------------------------------------------------------------------------------------
