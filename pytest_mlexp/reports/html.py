@@ -154,12 +154,12 @@ def _run_table(runs: Sequence[StoredRun]) -> str:
     head = ["run", "status"]
     if sessions:
         head.append("session")
+    if models:
+        head.append("logged model")
     head += [f"<span class='param'>{_e(p)}</span>" for p in params]
     head += [f"<span class='metric'>{_e(m)}</span>" for m in metrics]
     if baseline:
         head.append("baseline")
-    if models:
-        head.append("model")
     rows = []
     for run in runs:
         name = _e(run.name)
@@ -173,12 +173,12 @@ def _run_table(runs: Sequence[StoredRun]) -> str:
         ]
         if sessions:
             cells.append(f"<td>{_e(run.session_id)}</td>")
+        if models:
+            cells.append(_model_cell(run))
         cells += [f"<td>{_e(run.params.get(p, ''))}</td>" for p in params]
         cells += [_metric_cell(run.metrics.get(m)) for m in metrics]
         if baseline:
             cells.append(_baseline_cell(run))
-        if models:
-            cells.append(_model_cell(run))
         rows.append("<tr>" + "".join(cells) + "</tr>")
     header = "".join(f"<th>{h}</th>" for h in head)
     return (
