@@ -4,14 +4,15 @@
    anything runs (a baseline file that does not parse).
 2. ``activate``: once collection found tracked items, in the processes that
    run them, the features register their hooks: grid parents, lineage,
-   artifact discovery, autolog, the gate, the params file. Until then nothing of theirs is
+   artifact discovery, autolog, the gate, the params file, models. Until then nothing of theirs is
    imported, so test suites without experiments do not pay for them.
 3. ``open_backend``: the store, with the spool in front of it under
    ``--mlexp-on-tracking-error spool``.
 4. ``finish``: the controller's session-end work, in order: close the runs
    of dead processes and complete the grid parents and repeated cells, save
    the UI's view of the runs (its links), judge the cells' means and refresh
-   the baseline file, write the markdown and HTML reports.
+   the baseline file, register the best cells' models when the session
+   passed, write the markdown and HTML reports.
    ``reports.terminal`` then prints what it did.
 """
 
@@ -28,6 +29,7 @@ from .redaction import redact_text
 if TYPE_CHECKING:
     from .backend.client import Backend
     from .gate.session_end import GateOutcome
+    from .models.registry import Registration
     from .reports.html import Report
     from .runs.session import MlexpSession
     from .settings import Settings
@@ -47,6 +49,8 @@ class SessionEnd:
     html_error: str | None = None
     #: Experiment name -> its runs table in the MLflow UI (``reports.ui_view``).
     runs_links: dict[str, str] = field(default_factory=dict)
+    #: One line per function registering its best cell's model (or why it did not).
+    registrations: list[Registration] = field(default_factory=list)
 
 
 def check_early(settings: Settings) -> None:
@@ -87,6 +91,9 @@ def activate(session: MlexpSession, tracked: list[pytest.Item]) -> None:
         lineage = Lineage(config, settings.tracking.rootdir, settings.lineage)
         manager.register(lineage, "mlexp-lineage")
     manager.register(ArtifactDiscovery(config, settings), "mlexp-artifacts")
+    from .models.plugin import ModelMetrics
+
+    manager.register(ModelMetrics(), "mlexp-models")
     if settings.autolog:
         from .autolog import Autolog
 
@@ -172,6 +179,14 @@ def finish(session: MlexpSession, pytest_session: pytest.Session) -> SessionEnd:
         settings.gate, settings.tracking.session_id, final, backend, pytest_session
     )
     write_markdown(end.gate)
+
+    if any(r.register for r in session.results) or settings.register.names:
+        from .models.registry import register_models
+
+        # After the gate: its verdicts and the grid parents' best cells are known.
+        end.registrations = register_models(
+            backend, session.results, settings, end.gate, int(pytest_session.exitstatus)
+        )
 
     if settings.html is not None:
         from .reports.session_html import write_session_report

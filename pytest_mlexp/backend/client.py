@@ -171,6 +171,9 @@ class Backend:
     def experiment_link(self, experiment_id: str) -> str | None:
         return uris.experiment_link(self.ui_base, experiment_id)
 
+    def model_version_link(self, name: str, version: str) -> str | None:
+        return uris.model_version_link(self.ui_base, name, version)
+
     # -- experiments -----------------------------------------------------------------------
 
     def experiment_id(self, name: str) -> str:

@@ -98,3 +98,16 @@ OVERRIDES = "mlexp.overrides"
 # -- the spool -------------------------------------------------------------------------------
 #: A spooled run's journal id, so a replay cut short never creates it twice.
 JOURNAL_ID = "mlexp.journal_id"
+
+# -- models ------------------------------------------------------------------------------------
+#: On the run whose logged model was registered: the registered model, version and alias.
+REGISTERED_MODEL = "mlexp.registered_model"
+REGISTERED_VERSION = "mlexp.registered_version"
+REGISTERED_ALIAS = "mlexp.registered_alias"
+#: On a registered model version (with SESSION_ID, NODEID, GIT_DIRTY, VERDICT, BASELINE_SOURCE).
+VERSION_GIT_COMMIT = "mlexp.git.commit"
+VERSION_RUN_NAME = "mlexp.run_name"
+#: The metric that picked the best cell, e.g. ``accuracy=0.965 (max)``.
+VERSION_BEST = "mlexp.best"
+#: The best cell's metrics, one tag each: ``mlexp.metric.accuracy``.
+VERSION_METRIC_PREFIX = "mlexp.metric."

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..redaction import redact_uri
 
@@ -134,6 +134,13 @@ def run_link(base: str | None, experiment_id: str, run_id: str) -> str | None:
     if base is None:
         return None
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def model_version_link(base: str | None, name: str, version: str) -> str | None:
+    """A registered model version's page, or ``None`` without a UI base."""
+    if base is None:
+        return None
+    return f"{base}/#/models/{quote(name, safe='')}/versions/{version}"
 
 
 def health_url(uri: str) -> str:

@@ -3,7 +3,8 @@
 The runs (one row each; a large grid as its best few cells and a count,
 all of them with ``-v``), the grid parents, the runs of dead processes that
 were closed, how to open the UI and the link to each experiment's runs; then
-the gate's section, the runs spooled for ``mlexp sync``, and the HTML report.
+the gate's section, the models registered, the runs spooled for ``mlexp sync``,
+and the HTML report.
 """
 
 from __future__ import annotations
@@ -69,6 +70,12 @@ def write_summary(
         # Repeats are judged through their cell: the count is of the other items.
         items = sum(1 for r in results if r.groups is None or not r.groups.cell)
         write_gate_summary(terminalreporter, end.gate, items=items)
+    if end is not None:
+        for registration in end.registrations:
+            markup = {"registered": {"green": True}, "error": {"red": True}}
+            terminalreporter.write_line(
+                registration.line, **markup.get(registration.kind, {"yellow": True})
+            )
     spooled = [r for r in results if r.spooled]
     if spooled:
         from ..spool.journal import JOURNAL_DIR

@@ -58,6 +58,8 @@ class ExperimentRun:
         self.logged_paths: set[Path] = set()
         #: Where ``output_dir`` is made; set by artifact discovery when the run starts.
         self.output_location: Path | None = None
+        #: Models logged with ``log_model``: name -> MLflow model id (``m-...``).
+        self.logged_models: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<ExperimentRun {self.run_id}>"
@@ -166,6 +168,40 @@ class ExperimentRun:
             self.client.log_text(self.run_id, html, artifact_file)
             return
         self.client.log_figure(self.run_id, figure, artifact_file)
+
+    # -- models ----------------------------------------------------------------
+
+    def log_model(
+        self,
+        model: Any,
+        name: str = "model",
+        input_example: Any = None,
+        signature: Any = None,
+        **flavor_kwargs: Any,
+    ) -> Any:
+        """Log ``model`` as an MLflow Model of this run, with MLflow's flavor for its type.
+
+        scikit-learn, XGBoost, LightGBM, CatBoost, statsmodels, PyTorch,
+        TensorFlow/Keras and transformers objects, and ``mlflow.pyfunc.PythonModel``;
+        anything else raises ``TypeError`` naming the MLflow function to call
+        (nothing is pickled behind your back). The signature is inferred from
+        ``input_example`` unless given; ``flavor_kwargs`` go to the flavor's
+        ``log_model`` (e.g. ``pip_requirements``). Returns MLflow's ``ModelInfo``
+        (``model_uri`` is ``models:/<model id>``). The model is linked to the run's
+        metrics, those logged after it included.
+        """
+        from ..models.logged import log_model
+
+        info = log_model(
+            self,
+            model,
+            name=name,
+            input_example=input_example,
+            signature=signature,
+            flavor_kwargs=flavor_kwargs,
+        )
+        self.logged_models[name] = str(info.model_id)
+        return info
 
     # -- sending ---------------------------------------------------------------
 

@@ -207,6 +207,7 @@ class ItemRuns:
 
     def _end(self, item: pytest.Item, item_run: ItemRun, outcome: str, status: str) -> RunSummary:
         from ..backend.fluent import end_run
+        from ..models.registry import registered_name
 
         self._running.pop(item.nodeid, None)
         run = item_run.run
@@ -245,6 +246,7 @@ class ItemRuns:
             cell_rules=item.stash.get(CELL_RULES_KEY, None),
             spooled=is_spooled(self.session.backend.client, run.run_id),
             attempt=attempt_of(item) or 1,
+            register=registered_name(item, self.settings.register),
         )
 
     def _terminate_quietly(self, run: ExperimentRun, status: str) -> None:

@@ -86,6 +86,8 @@ class RunSummary:
     spooled: bool = False
     #: pytest-rerunfailures: the attempt this run is (``outcome`` is ``rerun`` if superseded).
     attempt: int = 1
+    #: The registered model the function's best cell becomes a version of (``register=``).
+    register: str = ""
 
     @property
     def superseded(self) -> bool:

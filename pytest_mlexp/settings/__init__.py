@@ -21,6 +21,7 @@ from .autolog import resolve_autolog
 from .gate import GateSettings, resolve_gate
 from .grids import resolve_best
 from .lineage import resolve_lineage
+from .models import RegisterSettings, resolve_register
 from .params import ParamsSettings, resolve_params
 from .reports import resolve_html
 from .spool import resolve_policy
@@ -50,6 +51,8 @@ class Settings:
     html: Path | None
     #: The params file and the ``--mlexp-set`` overrides of its values.
     params: ParamsSettings
+    #: Registering the best cell's model at session end.
+    register: RegisterSettings
 
 
 def resolve(config: pytest.Config) -> Settings:
@@ -64,4 +67,5 @@ def resolve(config: pytest.Config) -> Settings:
         on_tracking_error=resolve_policy(config),
         html=resolve_html(config),
         params=resolve_params(config),
+        register=resolve_register(config),
     )
