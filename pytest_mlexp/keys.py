@@ -14,6 +14,8 @@ import pytest
 if TYPE_CHECKING:
     from .gate.rules import Rules
     from .params.collection import ItemParams
+    from .reuse.candidates import Decision
+    from .reuse.fingerprint import Fingerprint
     from .runs.item_runs import ItemRun
     from .runs.session import MlexpSession
     from .runs.summary import GroupRefs, Verdict
@@ -39,3 +41,7 @@ CELL_RULES_KEY: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
 #: Set by params at activation: what the item took from the params file (its fixed values
 #: are params but not grid axes; lineage logs the file; reuse will fingerprint it).
 PARAMS_KEY: pytest.StashKey[ItemParams] = pytest.StashKey()
+#: Set by reuse when the item's run starts: what its result depends on, hashed.
+FINGERPRINT_KEY: pytest.StashKey[Fingerprint] = pytest.StashKey()
+#: Set by reuse when the item's run starts: whether it is reused, or why it executes.
+REUSE_KEY: pytest.StashKey[Decision] = pytest.StashKey()

@@ -84,6 +84,10 @@ def activate(session: MlexpSession, tracked: list[pytest.Item]) -> None:
     from .runs.item_runs import ItemRuns
 
     manager.register(ItemRuns(session, tracked), "mlexp-runs")
+    from .reuse.plugin import Reuse
+
+    # Fingerprints every run; under --mlexp-reuse, records unchanged items without executing them.
+    manager.register(Reuse(session, tracked), "mlexp-reuse")
     manager.register(GridParents(config, settings), "mlexp-grid")
     if settings.lineage:
         from .lineage.plugin import Lineage

@@ -111,3 +111,16 @@ VERSION_RUN_NAME = "mlexp.run_name"
 VERSION_BEST = "mlexp.best"
 #: The best cell's metrics, one tag each: ``mlexp.metric.accuracy``.
 VERSION_METRIC_PREFIX = "mlexp.metric."
+
+# -- reuse -------------------------------------------------------------------------------------
+#: What a run's result depends on, hashed: equal fingerprints, same result (``--mlexp-reuse``).
+FINGERPRINT = "mlexp.fingerprint"
+#: The fingerprint's parts, one tag each: ``mlexp.fingerprint.code``...
+FINGERPRINT_PREFIX = "mlexp.fingerprint."
+#: The files behind the code and inputs parts, ``path=hash`` a line, to say which one changed.
+FINGERPRINT_CODE_FILES = "mlexp.fingerprint.code_files"
+FINGERPRINT_INPUT_FILES = "mlexp.fingerprint.input_files"
+#: On a reused run: the run whose results it copies (the one that executed).
+REUSED_FROM = "mlexp.reused_from"
+#: The outcome of a reused run.
+OUTCOME_REUSED = "reused"

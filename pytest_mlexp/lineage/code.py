@@ -9,6 +9,26 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
+
+def item_code_files(config: pytest.Config, item: pytest.Item, rootdir: Path) -> list[Path]:
+    """The files under ``rootdir`` a run of ``item`` needs: its module, the conftests that
+    apply to it, and the project modules it imports (transitively), sorted."""
+    path = item.path.resolve()
+    files = {path}
+    for plugin in config.pluginmanager.get_plugins():
+        file = getattr(plugin, "__file__", None)
+        if not isinstance(plugin, ModuleType) or not file:
+            continue
+        conftest = Path(file).resolve()
+        if conftest.name == "conftest.py" and conftest.parent in path.parents:
+            files.add(conftest)
+    module = getattr(item, "module", None)
+    if isinstance(module, ModuleType):
+        files.update(project_imports(module, rootdir))
+    return sorted(f for f in files if is_under(f, rootdir))
+
 
 def project_imports(module: ModuleType, rootdir: Path) -> set[Path]:
     """Files under ``rootdir`` (outside any virtualenv) that ``module`` imports, transitively.

@@ -28,7 +28,7 @@ import pytest
 from ..backend import tags as T
 from ..redaction import redact_text
 from ..warning_types import MlexpWarning
-from .code import is_under, project_imports
+from .code import item_code_files
 from .environment import command_line, random_seed, requirements
 from .git import git_state
 
@@ -122,26 +122,10 @@ class Lineage:
 
     def code_files(self, item: pytest.Item) -> list[Path]:
         """The files under the rootdir a run of ``item`` needs, cached per module."""
-        module = getattr(item, "module", None)
         key = _module_key(item)
         if key not in self._code:
-            files = {item.path.resolve()}
-            files.update(self._conftests(item.path.resolve()))
-            if isinstance(module, ModuleType):
-                files.update(project_imports(module, self.rootdir))
-            self._code[key] = sorted(f for f in files if is_under(f, self.rootdir))
+            self._code[key] = item_code_files(self.config, item, self.rootdir)
         return self._code[key]
-
-    def _conftests(self, path: Path) -> list[Path]:
-        found = []
-        for plugin in self.config.pluginmanager.get_plugins():
-            file = getattr(plugin, "__file__", None)
-            if not isinstance(plugin, ModuleType) or not file:
-                continue
-            conftest = Path(file).resolve()
-            if conftest.name == "conftest.py" and conftest.parent in path.parents:
-                found.append(conftest)
-        return found
 
     # -- git ----------------------------------------------------------------------
 

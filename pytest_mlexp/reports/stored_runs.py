@@ -160,10 +160,14 @@ def load_histories(backend: Backend, runs: Iterable[StoredRun]) -> None:
     from ..backend.histories import metric_histories
 
     runs = list(runs)
-    histories = metric_histories(backend, [(r.run_id, key) for r in runs for key in r.metrics])
+    # A reused run (--mlexp-reuse) holds final values only: its histories are its source's.
+    sources = {r.run_id: r.tags.get(T.REUSED_FROM) or r.run_id for r in runs}
+    histories = metric_histories(
+        backend, [(sources[r.run_id], key) for r in runs for key in r.metrics]
+    )
     for run in runs:
         for key in run.metrics:
-            points = histories.get((run.run_id, key), [])
+            points = histories.get((sources[run.run_id], key), [])
             run.histories[key] = sorted(
                 (step, value) for step, value, _ in points if math.isfinite(value)
             )

@@ -48,6 +48,10 @@ def write_summary(
             + ", ".join(r.name for r in reruns[:5])
             + (" ..." if len(reruns) > 5 else "")
         )
+    if any(r.reused_from or r.rerun_reason for r in results):
+        from .reuse import write_reuse
+
+        write_reuse(terminalreporter, results)
     if end is not None:
         for line in end.grid_lines:
             terminalreporter.write_line(line)
@@ -119,7 +123,7 @@ def write_runs(
     rows = [
         (
             r.name,
-            r.status + ("" if r.outcome in ("passed", "failed") else f" ({r.outcome})"),
+            r.status + status_note(r),
             format_metrics(r.metrics),
             r.url or r.run_id,
         )
@@ -138,6 +142,13 @@ def write_runs(
             f"{failed} failed or killed); -v lists every run",
             **({"red": True} if failed else {}),
         )
+
+
+def status_note(result: RunSummary) -> str:
+    """`` (skipped)``, `` (reused)``...: the outcome when the status alone does not say it."""
+    if result.reused_from and result.outcome == "passed":
+        return " (reused)"
+    return "" if result.outcome in ("passed", "failed") else f" ({result.outcome})"
 
 
 def fold_large_grids(

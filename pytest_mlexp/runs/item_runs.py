@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..backend import tags as T
-from ..keys import CELL_RULES_KEY, GROUPS_KEY, RUN_KEY, VERDICT_KEY
+from ..keys import CELL_RULES_KEY, GROUPS_KEY, REUSE_KEY, RUN_KEY, VERDICT_KEY
 from ..redaction import redact_text
 from ..spool.client import is_spooled
 from ..warning_types import MlexpWarning
@@ -230,6 +230,7 @@ class ItemRuns:
         if verdict is not None:
             call = item_run.reports.get("call")
             verdict.passed = call is not None and call.passed
+        reuse = item.stash.get(REUSE_KEY, None)
         return RunSummary(
             name=item.name,
             nodeid=item.nodeid,
@@ -247,6 +248,8 @@ class ItemRuns:
             spooled=is_spooled(self.session.backend.client, run.run_id),
             attempt=attempt_of(item) or 1,
             register=registered_name(item, self.settings.register),
+            reused_from=reuse.reused_from if reuse is not None else "",
+            rerun_reason=reuse.reason if reuse is not None else "",
         )
 
     def _terminate_quietly(self, run: ExperimentRun, status: str) -> None:

@@ -21,6 +21,10 @@ MARKER_KWARGS = (
     "seeds",
     # models
     "register",
+    # reuse
+    "reuse",
+    "inputs",
+    "input_context",
 )
 
 
@@ -81,6 +85,10 @@ def check_marker(item: pytest.Item, marker: pytest.Mark) -> None:
         from ..settings.models import check_model_name
 
         check_model_name(register, f"{where}: register")
+    if {"reuse", "inputs", "input_context"} & set(marker.kwargs):
+        from ..reuse.markers import check_reuse_marker
+
+        check_reuse_marker(marker.kwargs, where)
     best = marker.kwargs.get("best")
     if best is not None:
         from ..directions import BestSpec

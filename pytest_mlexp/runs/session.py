@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 #: Key of the summary in a serialized teardown report (xdist).
 SUMMARY_FIELD = "mlexp_run"
+#: The user property of a reused item's call report (``backend.tags.REUSED_FROM``).
+REUSED_PROPERTY = "mlexp.reused_from"
 
 
 class MlexpSession:
@@ -198,6 +200,16 @@ class MlexpSession:
                 self._summaries[report] = RunSummary.from_json(data[SUMMARY_FIELD])
                 self._prepare_backend()
         return report
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(self, report: Any) -> Any:
+        # --mlexp-reuse: a reused item passed; -v says from which run (on the xdist controller too).
+        if getattr(report, "when", None) != "call" or not report.passed:
+            return None
+        for key, value in getattr(report, "user_properties", ()):
+            if key == REUSED_PROPERTY:
+                return "passed", ".", (f"PASSED (reused from run {value})", {"green": True})
+        return None
 
     # -- the session's end -------------------------------------------------------------------
 

@@ -88,6 +88,10 @@ class RunSummary:
     attempt: int = 1
     #: The registered model the function's best cell becomes a version of (``register=``).
     register: str = ""
+    #: ``--mlexp-reuse``: the run whose results this run copies instead of executing.
+    reused_from: str = ""
+    #: ``--mlexp-reuse``: why this item executed although it ran before (``code changed (a.py)``).
+    rerun_reason: str = ""
 
     @property
     def superseded(self) -> bool:

@@ -24,6 +24,7 @@ from .lineage import resolve_lineage
 from .models import RegisterSettings, resolve_register
 from .params import ParamsSettings, resolve_params
 from .reports import resolve_html
+from .reuse import ReuseSettings, resolve_reuse
 from .spool import resolve_policy
 from .tracking import TrackingConfig, resolve_tracking
 
@@ -53,6 +54,8 @@ class Settings:
     params: ParamsSettings
     #: Registering the best cell's model at session end.
     register: RegisterSettings
+    #: Reusing unchanged experiments' runs (``--mlexp-reuse``) and the declared inputs.
+    reuse: ReuseSettings
 
 
 def resolve(config: pytest.Config) -> Settings:
@@ -68,4 +71,5 @@ def resolve(config: pytest.Config) -> Settings:
         html=resolve_html(config),
         params=resolve_params(config),
         register=resolve_register(config),
+        reuse=resolve_reuse(config),
     )

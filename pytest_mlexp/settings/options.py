@@ -28,6 +28,7 @@ GRID_KEYS = ("best_metric",)
 SPOOL_KEYS = ("on_tracking_error",)
 PARAMS_KEYS = ("params_file",)
 MODEL_KEYS = ("register", "register_alias")
+REUSE_KEYS = ("reuse", "inputs")
 YAML_KEYS: tuple[str, ...] = (
     *TRACKING_KEYS,
     *LINEAGE_KEYS,
@@ -39,16 +40,20 @@ YAML_KEYS: tuple[str, ...] = (
     *SPOOL_KEYS,
     *PARAMS_KEYS,
     *MODEL_KEYS,
+    *REUSE_KEYS,
 )
 
 MARKER = (
     "mlexp(experiment=None, tags=None, expect=None, tolerance=None, direction=None, "
-    "best=None, repeats=None, seeds=None, register=None): track this test as an MLflow run, "
+    "best=None, repeats=None, seeds=None, register=None, reuse=None, inputs=None, "
+    "input_context=None): track this test as an MLflow run, "
     "optionally in another experiment or with extra tags; gate its metrics with bounds "
     "(expect={'accuracy': '>= 0.9'}) and baseline tolerances and directions; best: "
     "metric picking a grid's best cell; repeats/seeds: run each cell once per seed; "
     "register: registered model name the best cell's logged model becomes a version of "
-    "when the session passes."
+    "when the session passes; reuse=False: always execute it under --mlexp-reuse; inputs: "
+    "globs of data files (from the rootdir) it reads, hashed into its fingerprint and logged "
+    "as datasets with input_context (default: training)."
 )
 
 #: The alias a registered version gets unless told otherwise.
@@ -72,6 +77,7 @@ def add_options(parser: pytest.Parser) -> None:
         add_report_options,
         add_params_options,
         add_model_options,
+        add_reuse_options,
     ):
         add(group, parser)
 
@@ -340,3 +346,30 @@ def add_model_options(group: Any, parser: pytest.Parser) -> None:
         type="linelist",
     )
     parser.addini("mlexp_register_alias", "Alias of the model versions registered at session end.")
+
+
+def add_reuse_options(group: Any, parser: pytest.Parser) -> None:
+    group.addoption(
+        "--mlexp-reuse",
+        dest="mlexp_reuse",
+        action="store_const",
+        const="true",
+        default=None,
+        help="Do not execute an experiment whose fingerprint (test id, params, code, declared "
+        "inputs, environment) equals that of its latest finished run: record a run copying "
+        "that run's results instead (also ini mlexp_reuse, env MLEXP_REUSE).",
+    )
+    group.addoption(
+        "--mlexp-rerun",
+        dest="mlexp_rerun",
+        action="store_true",
+        default=False,
+        help="Execute every experiment even when reuse is on by configuration.",
+    )
+    parser.addini("mlexp_reuse", "Reuse unchanged experiments' runs (see --mlexp-reuse).")
+    parser.addini(
+        "mlexp_inputs",
+        "Data files every experiment reads, one glob a line from the rootdir: hashed into "
+        "the runs' fingerprints and logged as their datasets.",
+        type="linelist",
+    )

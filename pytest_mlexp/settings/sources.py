@@ -78,9 +78,11 @@ def base_dir(source: str, config: pytest.Config) -> Path:
 # -- typed readers --------------------------------------------------------------------------
 
 
-def bool_setting(config: pytest.Config, option: str, key: str, default: bool) -> bool:
+def bool_setting(
+    config: pytest.Config, option: str, key: str, default: bool, env: str | None = None
+) -> bool:
     """A yes/no setting: true/false, on/off, yes/no, 1/0."""
-    found = lookup(config, option=option, key=key)
+    found = lookup(config, option=option, env=env, key=key)
     if found is None:
         return default
     value, source = found

@@ -1,0 +1,170 @@
+"""The hooks of reuse: fingerprint every tracked run; under ``--mlexp-reuse``, replay the unchanged.
+
+Registered by ``pipeline.activate`` in the processes that run tracked items.
+Every run gets its fingerprint tags and its declared inputs as datasets. With
+reuse on, the latest run of each of this process's tests is found with one
+search (at the first item); an item whose fingerprint equals its latest run's,
+and whose latest run finished and passed, is not executed: its run copies that
+run's params, final metrics and own tags, points at it (``mlexp.reused_from``)
+and ends FINISHED with outcome ``reused``. Everything after the call (the gate,
+grid parents, repeats' means, reports) sees it as an executed run.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+import pytest
+
+from ..backend import tags as T
+from ..keys import FINGERPRINT_KEY, REUSE_KEY, RUN_KEY
+from ..redaction import redact_text
+from ..reports.reuse import NEW
+from ..runs.markers import marker_experiment, marker_options
+from ..settings.reuse import DEFAULT_INPUT_CONTEXT
+from ..warning_types import MlexpWarning
+from .candidates import Decision, latest_runs, original, unusable
+from .explain import changed_parts
+from .fingerprint import Fingerprint, Fingerprinter
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+
+    from ..runs.experiment_run import ExperimentRun
+    from ..runs.session import MlexpSession
+
+#: Tag prefixes a reused run does not copy from its source: this session sets its own.
+_OWN_TAG_PREFIXES = ("mlflow.", "mlexp.")
+
+
+class Reuse:
+    """Registered as ``mlexp-reuse``: fingerprints runs; with reuse on, replays unchanged ones."""
+
+    def __init__(self, session: MlexpSession, tracked: list[pytest.Item]) -> None:
+        self.session = session
+        self.settings = session.settings
+        self.enabled = session.settings.reuse.enabled
+        self.fingerprinter = Fingerprinter(
+            session.config, session.settings.tracking.rootdir, session.settings.reuse.inputs
+        )
+        self.fingerprinter.prepare(tracked)
+        self._tracked = tracked
+        self._latest: dict[tuple[str, str], Run] | None = None
+        self._search_error: str | None = None
+
+    # -- when a run starts --------------------------------------------------------------
+
+    def pytest_mlexp_run_tags(self, item: pytest.Item) -> dict[str, str]:
+        fingerprint = self.fingerprinter.of(item)
+        item.stash[FINGERPRINT_KEY] = fingerprint
+        tags = fingerprint.tags()
+        if self.enabled:
+            decision = self._decide(item, fingerprint)
+            item.stash[REUSE_KEY] = decision
+            if decision.reused_from:
+                tags[T.REUSED_FROM] = decision.reused_from
+        return tags
+
+    def pytest_mlexp_run_start(self, item: pytest.Item, run: ExperimentRun) -> None:
+        fingerprint = item.stash.get(FINGERPRINT_KEY, None)
+        if fingerprint is None or not fingerprint.inputs:
+            return
+        from ..backend.datasets import log_file_inputs
+
+        context = str(marker_options(item).get("input_context") or DEFAULT_INPUT_CONTEXT)
+        files = [(f.name, f.path, f.digest) for f in fingerprint.inputs]
+        try:
+            log_file_inputs(run.client, run.run_id, files, context)
+        except Exception as exc:
+            warnings.warn(
+                MlexpWarning(
+                    f"{item.nodeid}: could not log its declared inputs as datasets: "
+                    f"{type(exc).__name__}: {redact_text(str(exc))[:300]}"
+                ),
+                stacklevel=1,
+            )
+
+    # -- instead of the call ----------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
+        decision = pyfuncitem.stash.get(REUSE_KEY, None)
+        item_run = pyfuncitem.stash.get(RUN_KEY, None)
+        if decision is None or decision.source is None or item_run is None:
+            return None
+        copy_results(decision.source, item_run.run)
+        item_run.run.set_tag(
+            T.NOTE,
+            f"Reused, not executed: its fingerprint is unchanged since run "
+            f"`{decision.reused_from}`, whose params, final metrics and tags it copies. "
+            "Histories and artifacts are on that run.",
+        )
+        # JUnit's <property> and, with -v, the terminal's status word (also under xdist).
+        pyfuncitem.user_properties.append((T.REUSED_FROM, decision.reused_from))
+        return True
+
+    def pytest_mlexp_run_ending(
+        self, item: pytest.Item, run: ExperimentRun, status: str, outcome: str
+    ) -> None:
+        decision = item.stash.get(REUSE_KEY, None)
+        if decision is not None and decision.reused_from and outcome == "passed":
+            run.set_tag(T.OUTCOME, T.OUTCOME_REUSED)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _decide(self, item: pytest.Item, fingerprint: Fingerprint) -> Decision:
+        if marker_options(item).get("reuse") is False:
+            return Decision(reason="reuse=False")
+        if fingerprint.problem is not None:
+            return Decision(reason=f"fingerprint could not be computed: {fingerprint.problem}")
+        latest = self._latest_runs()
+        if self._search_error is not None:
+            return Decision(reason=self._search_error)
+        backend = self.session.backend
+        experiment = marker_experiment(item, self.settings.tracking.experiment)
+        run = latest.get((backend.experiment_id(experiment), item.nodeid))
+        if run is None:
+            return Decision(reason=NEW)
+        if run.data.tags.get(T.FINGERPRINT) != fingerprint.digest:
+            return Decision(reason=changed_parts(fingerprint, run.data.tags))
+        why = unusable(run)
+        if why is not None:
+            return Decision(reason=why)
+        return Decision(reused_from=original(run), source=run)
+
+    def _latest_runs(self) -> dict[tuple[str, str], Run]:
+        """The latest run of each of this process's tests, in one search (per process)."""
+        if self._latest is None:
+            backend = self.session.backend
+            default = self.settings.tracking.experiment
+            self._latest = {}
+            try:
+                experiments = {marker_experiment(item, default) for item in self._tracked}
+                self._latest = latest_runs(
+                    backend.client,
+                    [backend.experiment_id(name) for name in experiments],
+                    [item.nodeid for item in self._tracked],
+                    self.settings.tracking.session_id,
+                )
+            except Exception as exc:
+                self._search_error = (
+                    f"could not search earlier runs in {backend.display_uri}: "
+                    f"{type(exc).__name__}: {redact_text(str(exc))[:200]}"
+                )
+        return self._latest
+
+
+def copy_results(source: Run, run: ExperimentRun) -> None:
+    """Copy the source's params, final metrics and own tags (not MLflow's nor mlexp's)."""
+    for key, value in source.data.params.items():
+        if key not in run.params:
+            run.log_param(key, value)
+    run.log_metrics(dict(source.data.metrics))
+    run.set_tags(
+        {
+            key: value
+            for key, value in source.data.tags.items()
+            if not key.startswith(_OWN_TAG_PREFIXES)
+        }
+    )
