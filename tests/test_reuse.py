@@ -45,7 +45,7 @@ from record import record
 def experiment_a(mlflow_run, x):
     record(f"a{x}")
     mlflow_run.log_metric("score", score(x))
-    mlflow_run.set_tag("team", "vision")
+    mlflow_run.set_tags({"team": "vision", "kind": "sweep"})
 """
 
 EXPERIMENTS_B = """
@@ -153,7 +153,9 @@ def test_unchanged_session_executes_only_the_failing_experiment(project: pytest.
     assert executed(project) == EVERYTHING
     assert "mlexp reuse" not in result.stdout.str()
 
-    result = session(project, "--mlexp-reuse", "-v", "--junitxml=report.xml")
+    result = session(
+        project, "--mlexp-reuse", "-v", "--junitxml=report.xml", "--mlexp-tag", "team=infra"
+    )
     result.assert_outcomes(passed=6, failed=1)
     assert executed(project) == Counter(["fails"])
     result.stdout.fnmatch_lines(
@@ -183,7 +185,9 @@ def test_unchanged_session_executes_only_the_failing_experiment(project: pytest.
     a1 = second["experiment_a[1]"]
     assert a1.data.params == {"x": "1"}
     assert a1.data.metrics == {"score": 2.0}
-    assert a1.data.tags["team"] == "vision"
+    # The source's own tags are copied; this session's (--mlexp-tag) win.
+    assert a1.data.tags["kind"] == "sweep"
+    assert a1.data.tags["team"] == "infra"
     assert second["experiment_fails"].data.tags["mlexp.outcome"] == "failed"
     # JUnit: reused items passed, and name their source.
     xml = (project.path / "report.xml").read_text()

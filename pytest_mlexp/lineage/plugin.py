@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ..backend import tags as T
+from ..keys import REUSE_KEY
 from ..redaction import redact_text
 from ..warning_types import MlexpWarning
 from .code import item_code_files
@@ -61,7 +62,9 @@ class Lineage:
     def pytest_mlexp_run_start(self, item: pytest.Item, run: ExperimentRun) -> None:
         folder, files, tags = self._bundle(item)
         run.set_tags(tags)
-        if folder is None:
+        reuse = item.stash.get(REUSE_KEY, None)
+        if folder is None or (reuse is not None and reuse.reused_from):
+            # A reused run's code and packages are its source's (equal fingerprints): not again.
             return
         try:
             run.log_artifact(folder)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..backend import tags as T
-from ..backend.search import search_runs
+from ..backend.search import PAGE_SIZE, search_runs
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -30,22 +30,25 @@ class Decision:
 
 
 def latest_runs(
-    client: Any, experiment_ids: Iterable[str], nodeids: Iterable[str], session_id: str
+    client: Any, tests: Iterable[tuple[str, str]], session_id: str
 ) -> dict[tuple[str, str], Run]:
-    """(experiment id, node id) -> the latest fingerprinted run of that test, any status.
+    """(experiment id, node id) -> the latest fingerprinted run of each of ``tests``, any status.
 
-    One paged search, newest first, stopping once every test is found. Runs of
+    One paged search, newest first, stopping once every test is found: in the
+    usual case the previous session's runs, the first page. Runs of
     this session (other xdist workers), runs still RUNNING and attempts superseded
     by a rerun are passed over.
     """
-    ids = sorted(set(experiment_ids))
-    wanted = {(experiment_id, nodeid) for experiment_id in ids for nodeid in nodeids}
+    wanted = set(tests)
+    ids = sorted({experiment_id for experiment_id, _ in wanted})
     found: dict[tuple[str, str], Run] = {}
     runs = search_runs(
         client,
         ids,
         f"tags.`{T.FINGERPRINT}` IS NOT NULL",
         order_by=["attributes.start_time DESC"],
+        # A page twice the tests: the previous session's runs, without reading far back.
+        page_size=min(PAGE_SIZE, max(100, 2 * len(wanted))),
     )
     for run in runs:
         tags = run.data.tags

@@ -13,6 +13,7 @@ grid parents, repeats' means, reports) sees it as an executed run.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 import pytest
@@ -93,7 +94,9 @@ class Reuse:
         item_run = pyfuncitem.stash.get(RUN_KEY, None)
         if decision is None or decision.source is None or item_run is None:
             return None
-        copy_results(decision.source, item_run.run)
+        # Tags this session gives the run (--mlexp-tag, the marker's) are not overwritten.
+        own = {*self.settings.tracking.tags, *marker_options(pyfuncitem)["tags"]}
+        copy_results(decision.source, item_run.run, keep=own)
         item_run.run.set_tag(
             T.NOTE,
             f"Reused, not executed: its fingerprint is unchanged since run "
@@ -140,13 +143,11 @@ class Reuse:
             default = self.settings.tracking.experiment
             self._latest = {}
             try:
-                experiments = {marker_experiment(item, default) for item in self._tracked}
-                self._latest = latest_runs(
-                    backend.client,
-                    [backend.experiment_id(name) for name in experiments],
-                    [item.nodeid for item in self._tracked],
-                    self.settings.tracking.session_id,
-                )
+                tests = [
+                    (backend.experiment_id(marker_experiment(item, default)), item.nodeid)
+                    for item in self._tracked
+                ]
+                self._latest = latest_runs(backend.client, tests, self.settings.tracking.session_id)
             except Exception as exc:
                 self._search_error = (
                     f"could not search earlier runs in {backend.display_uri}: "
@@ -155,8 +156,8 @@ class Reuse:
         return self._latest
 
 
-def copy_results(source: Run, run: ExperimentRun) -> None:
-    """Copy the source's params, final metrics and own tags (not MLflow's nor mlexp's)."""
+def copy_results(source: Run, run: ExperimentRun, keep: Collection[str] = ()) -> None:
+    """Copy the source's params, final metrics and own tags (not MLflow's, mlexp's nor ``keep``)."""
     for key, value in source.data.params.items():
         if key not in run.params:
             run.log_param(key, value)
@@ -165,6 +166,6 @@ def copy_results(source: Run, run: ExperimentRun) -> None:
         {
             key: value
             for key, value in source.data.tags.items()
-            if not key.startswith(_OWN_TAG_PREFIXES)
+            if not key.startswith(_OWN_TAG_PREFIXES) and key not in keep
         }
     )
