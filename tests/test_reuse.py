@@ -291,7 +291,7 @@ def test_a_reused_cell_regressing_against_a_baseline_file_still_fails(
 
 def test_reuse_under_xdist(project: pytest.Pytester) -> None:
     first_session(project)
-    result = session(project, "--mlexp-reuse", "-n", "2", "-v")
+    result = session(project, "--mlexp-reuse", "-n", "2", "-v", "--mlexp-html=report.html")
     result.assert_outcomes(passed=6, failed=1)
     assert executed(project) == Counter(["fails"])
     result.stdout.fnmatch_lines(
@@ -300,6 +300,9 @@ def test_reuse_under_xdist(project: pytest.Pytester) -> None:
             "mlexp reuse: 6 of 7 runs reused from earlier sessions, 1 executed",
         ]
     )
+    # The HTML report shows the reused runs with their metrics.
+    html = (project.path / "report.html").read_text()
+    assert html.count("FINISHED (reused)") == 6
 
 
 def test_unstable_params_env_variable_and_input_context(
