@@ -326,20 +326,26 @@ def test_unstable_params_env_variable_and_input_context(
         @pytest.mark.mlexp(input_context="evaluation")
         def experiment_eval(mlflow_run):
             record("eval")
+
+        @pytest.mark.xfail(reason="a known bug")
+        def experiment_known(mlflow_run):
+            record("known")
+            assert False
         """,
     )
     (ourtester.path / "data").mkdir()
     (ourtester.path / "data" / "test.txt").write_text("1\n")
-    session(ourtester).assert_outcomes(passed=2)
-    assert executed(ourtester) == Counter(["object", "eval"])
+    session(ourtester).assert_outcomes(passed=2, xfailed=1)
+    assert executed(ourtester) == Counter(["object", "eval", "known"])
     monkeypatch.setenv("MLEXP_REUSE", "1")
     result = session(ourtester)
-    result.assert_outcomes(passed=2)
-    assert executed(ourtester) == Counter(["object"])
-    result.stdout.fnmatch_lines(
+    result.assert_outcomes(passed=2, xfailed=1)
+    assert executed(ourtester) == Counter(["object", "known"])
+    result.stdout.fnmatch_lines_random(
         [
             "  experiment_object[[]model0[]]: fingerprint could not be computed: param 'model' "
-            "has no stable value (<test_objects.Model object at 0x*>)*"
+            "has no stable value (<test_objects.Model object at 0x*>)*",
+            "  experiment_known: its latest run xfailed",
         ]
     )
     client = store(ourtester)

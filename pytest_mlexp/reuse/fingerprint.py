@@ -16,6 +16,7 @@ earlier run's results instead of executing the item again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
@@ -105,7 +106,8 @@ class Fingerprinter:
         order items ran in, so the code part would change with the order.
         """
         for item in items:
-            self._code_files(item)
+            with contextlib.suppress(OSError):  # met again, and reported, when the item runs
+                self._code_files(item)
 
     def of(self, item: pytest.Item) -> Fingerprint:
         """The item's fingerprint; ``problem`` says why it could not be computed."""
@@ -121,7 +123,11 @@ class Fingerprinter:
             problem = str(exc)
         # The params file is not code: the item's values from it are its params above, so a
         # value added to a grid runs the new cell only.
-        code_files = self._code_files(item)
+        try:
+            code_files = self._code_files(item)
+        except OSError as exc:
+            code_files = {}
+            problem = problem or f"could not read a code file: {exc}"
         parts["code"] = _hash(code_files)
         input_files: dict[str, str] = {}
         files: list[InputFile] = []

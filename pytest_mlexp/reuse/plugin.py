@@ -57,7 +57,12 @@ class Reuse:
     # -- when a run starts --------------------------------------------------------------
 
     def pytest_mlexp_run_tags(self, item: pytest.Item) -> dict[str, str]:
-        fingerprint = self.fingerprinter.of(item)
+        try:
+            fingerprint = self.fingerprinter.of(item)
+        except Exception as exc:
+            # Never a reason to fail the item: it executes, unfingerprinted, and says why.
+            problem = f"{type(exc).__name__}: {redact_text(str(exc))[:200]}"
+            fingerprint = Fingerprint(digest="", parts={}, problem=problem)
         item.stash[FINGERPRINT_KEY] = fingerprint
         tags = fingerprint.tags()
         if self.enabled:
