@@ -67,8 +67,11 @@ def write_summary(
     if end is not None and end.gate is not None:
         from .verdicts import write_gate_summary
 
-        # Repeats are judged through their cell: the count is of the other items.
-        items = sum(1 for r in results if r.groups is None or not r.groups.cell)
+        # Repeats are judged through their cell, and a rerun item by its last
+        # attempt: the count is of the other items, once each.
+        items = sum(
+            1 for r in results if not r.superseded and (r.groups is None or not r.groups.cell)
+        )
         write_gate_summary(terminalreporter, end.gate, items=items)
     if end is not None:
         for registration in end.registrations:
