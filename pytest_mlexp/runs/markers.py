@@ -19,6 +19,14 @@ MARKER_KWARGS = (
     "best",
     "repeats",
     "seeds",
+    # search (checked when the trials are collected: search.collection)
+    "search",
+    "trials",
+    "objective",
+    "sampler",
+    "seed",
+    "pruner",
+    "study",
 )
 
 

@@ -23,6 +23,7 @@ from .grids import resolve_best
 from .lineage import resolve_lineage
 from .params import ParamsSettings, resolve_params
 from .reports import resolve_html
+from .search import SearchSettings, resolve_search
 from .spool import resolve_policy
 from .tracking import TrackingConfig, resolve_tracking
 
@@ -50,6 +51,8 @@ class Settings:
     html: Path | None
     #: The params file and the ``--mlexp-set`` overrides of its values.
     params: ParamsSettings
+    #: Where the Optuna studies of searches are stored.
+    search: SearchSettings
 
 
 def resolve(config: pytest.Config) -> Settings:
@@ -64,4 +67,5 @@ def resolve(config: pytest.Config) -> Settings:
         on_tracking_error=resolve_policy(config),
         html=resolve_html(config),
         params=resolve_params(config),
+        search=resolve_search(config),
     )
