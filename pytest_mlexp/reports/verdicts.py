@@ -46,11 +46,14 @@ def _write_verdicts(
         # A repeated cell fails the session, not an item: its table is shown here.
         if verdict.cell_run_id and not verdict.passed:
             failing = [row for row in verdict.rows if row.verdict in FAILING]
-            terminalreporter.write_line(
-                f"repeated cell {verdict.nodeid} (mean of {verdict.repeats} repeats, "
-                f"cell run {verdict.cell_run_id}) fails the session:",
-                red=True,
+            what = (
+                f"search {verdict.nodeid} (best of {verdict.repeats} trials, "
+                f"parent run {verdict.cell_run_id})"
+                if verdict.search
+                else f"repeated cell {verdict.nodeid} (mean of {verdict.repeats} repeats, "
+                f"cell run {verdict.cell_run_id})"
             )
+            terminalreporter.write_line(f"{what} fails the session:", red=True)
             if failing:
                 baseline = Baseline({}, verdict.source) if verdict.source else None
                 terminalreporter.write_line(failure_message(verdict.rows, failing, baseline))

@@ -50,6 +50,8 @@ class Verdict:
     cell_run_id: str | None = None
     repeats: str = ""
     problem: str | None = None
+    #: A search judged by its best trial: ``cell_run_id`` is its parent, ``repeats`` its trials.
+    search: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

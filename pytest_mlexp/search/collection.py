@@ -82,7 +82,7 @@ def parametrize_search(
     try:
         spec = _declaration(metafunc, settings, file_search)
         _check_arguments(metafunc, spec, file_search)
-        if importlib.util.find_spec("optuna") is None:
+        if not _optuna_installed():
             raise DeclarationError(
                 "search", f"searches run on Optuna, which is not installed: {EXTRA}"
             )
@@ -207,6 +207,14 @@ def _check_arguments(
                 f"differ; add {name} to the function's arguments, or request the "
                 f"{PARAMS_FIXTURE!r} fixture and read {PARAMS_FIXTURE}[{name!r}]",
             )
+
+
+def _optuna_installed() -> bool:
+    """Whether Optuna can be imported, without importing it (collection stays cheap)."""
+    try:
+        return importlib.util.find_spec("optuna") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _default_arguments(metafunc: pytest.Metafunc) -> set[str]:

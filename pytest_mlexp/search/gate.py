@@ -148,8 +148,9 @@ def _judge(
         metrics=metrics,
         passed=passed,
         cell_run_id=run_id,
-        repeats=f"best of {parent.data.tags.get(T.TRIALS, '?')} trials",
+        repeats=parent.data.tags.get(T.TRIALS, "?"),
         problem=problem,
+        search=True,
     )
 
 

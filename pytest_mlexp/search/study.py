@@ -43,6 +43,16 @@ def require_optuna() -> ModuleType:
     return optuna
 
 
+def quiet(optuna: ModuleType) -> None:
+    """Optuna's INFO lines off, unless the user changed its verbosity.
+
+    Each trial is a run and a test report already; "Trial 3 finished with
+    value..." lines would repeat them.
+    """
+    if optuna.logging.get_verbosity() == optuna.logging.INFO:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def study_name(spec: SearchSpec, session_id: str) -> str:
     """The marker's ``study=``, else one study per session and function."""
     return spec.study or f"{spec.function}@{session_id}"
@@ -74,9 +84,7 @@ def open_study(
 ) -> optuna.Study:
     """Create the study, or load it when another process (or an earlier session) made it."""
     optuna = require_optuna()
-    if optuna.logging.get_verbosity() == optuna.logging.INFO:
-        # Each trial is a run and a test report already; Optuna's INFO lines would repeat them.
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet(optuna)
     name = study_name(spec, session_id)
     storage: Any
     if settings.storage is not None:
