@@ -4,14 +4,16 @@
    anything runs (a baseline file that does not parse).
 2. ``activate``: once collection found tracked items, in the processes that
    run them, the features register their hooks: grid parents, lineage,
-   artifact discovery, autolog, the gate, the params file, searches' trials. Until then
-   nothing of theirs is imported, so test suites without experiments do not pay for them.
+   artifact discovery, autolog, the gate, the params file, models, searches' trials. Until
+   then nothing of theirs is imported, so test suites without experiments do not pay for them.
 3. ``open_backend``: the store, with the spool in front of it under
    ``--mlexp-on-tracking-error spool``.
 4. ``finish``: the controller's session-end work, in order: close the runs
-   of dead processes and complete the grid parents, repeated cells and search parents, judge
-   the cells' means and refresh the baseline file, write the markdown and
-   HTML reports. ``reports.terminal`` then prints what it did.
+   of dead processes and complete the grid parents, repeated cells and search
+   parents, save the UI's view of the runs (its links), judge the cells' means
+   and refresh the baseline file, register the best cells' models when the
+   session passed, write the markdown and HTML reports.
+   ``reports.terminal`` then prints what it did.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .redaction import redact_text
 if TYPE_CHECKING:
     from .backend.client import Backend
     from .gate.session_end import GateOutcome
+    from .models.registry import Registration
     from .reports.html import Report
     from .runs.session import MlexpSession
     from .settings import Settings
@@ -45,6 +48,10 @@ class SessionEnd:
     html: Report | None = None
     html_path: Path | None = None
     html_error: str | None = None
+    #: Experiment name -> its runs table in the MLflow UI (``reports.ui_view``).
+    runs_links: dict[str, str] = field(default_factory=dict)
+    #: One line per function registering its best cell's model (or why it did not).
+    registrations: list[Registration] = field(default_factory=list)
 
 
 def check_early(settings: Settings) -> None:
@@ -90,6 +97,9 @@ def activate(session: MlexpSession, tracked: list[pytest.Item]) -> None:
         lineage = Lineage(config, settings.tracking.rootdir, settings.lineage)
         manager.register(lineage, "mlexp-lineage")
     manager.register(ArtifactDiscovery(config, settings), "mlexp-artifacts")
+    from .models.plugin import ModelMetrics
+
+    manager.register(ModelMetrics(), "mlexp-models")
     if settings.autolog:
         from .autolog import Autolog
 
@@ -116,6 +126,7 @@ def activate(session: MlexpSession, tracked: list[pytest.Item]) -> None:
 
 def open_backend(settings: Settings) -> Backend:
     """Open the session's store, or raise ``UsageError`` saying what is wrong."""
+    from .backend import uris
     from .backend.client import Backend, StoreError
 
     tracking = settings.tracking
@@ -134,6 +145,11 @@ def open_backend(settings: Settings) -> Backend:
 
         journal = Journal(tracking.rootdir / JOURNAL_DIR, tracking.tracking_uri)
         backend.client = SpoolingClient(backend.client, journal)
+        if uris.is_server(tracking.tracking_uri):
+            from .spool.store import route_fluent_api
+
+            # mlflow.log_* and autolog spool with mlflow_run's values.
+            route_fluent_api(backend.client, tracking.tracking_uri)
     return backend
 
 
@@ -143,6 +159,8 @@ def finish(session: MlexpSession, pytest_session: pytest.Session) -> SessionEnd:
     end = SessionEnd()
     # The summary lists runs in collection order, with or without xdist.
     session.results.sort(key=lambda r: r.index)
+    # An attempt superseded by a rerun (pytest-rerunfailures) is counted by its last attempt.
+    final = [r for r in session.results if not r.superseded]
     try:
         backend = session.backend
     except pytest.UsageError:
@@ -152,7 +170,7 @@ def finish(session: MlexpSession, pytest_session: pytest.Session) -> SessionEnd:
 
     try:
         end.swept = sweep_dead_runs(backend, {r.experiment for r in session.results})
-        end.grid_lines = complete_groups(backend, session.results, settings)
+        end.grid_lines = complete_groups(backend, final, settings)
     except Exception as exc:
         # A lost server: the next session's sweep closes what is left RUNNING.
         end.grid_lines = [
@@ -170,22 +188,35 @@ def finish(session: MlexpSession, pytest_session: pytest.Session) -> SessionEnd:
                 f"{type(exc).__name__}: {redact_text(str(exc))[:300]}"
             )
 
+    from .reports.ui_view import runs_links
+
+    try:
+        end.runs_links = runs_links(backend, settings.tracking, session.results)
+    except Exception:
+        end.runs_links = {}  # Only links: the terminal then prints none.
+
     from .gate.session_end import finish_gate
     from .reports.verdicts import write_markdown
 
     end.gate = finish_gate(
-        settings.gate, settings.tracking.session_id, session.results, backend, pytest_session
+        settings.gate, settings.tracking.session_id, final, backend, pytest_session
     )
     write_markdown(end.gate)
+
+    if any(r.register for r in session.results) or settings.register.names:
+        from .models.registry import register_models
+
+        # After the gate: its verdicts and the grid parents' best cells are known.
+        end.registrations = register_models(
+            backend, session.results, settings, end.gate, int(pytest_session.exitstatus)
+        )
 
     if settings.html is not None:
         from .reports.session_html import write_session_report
 
         end.html_path = settings.html
         try:
-            end.html = write_session_report(
-                settings.tracking, session.results, backend, settings.html
-            )
+            end.html = write_session_report(settings.tracking, final, backend, settings.html)
         except Exception as exc:
             # The runs are stored; only the report is missing. Say so, don't crash.
             end.html_error = f"{type(exc).__name__}: {exc}"

@@ -28,8 +28,13 @@ def experiment_plain():
 """
 
 
+def base_name(run) -> str:  # type: ignore[no-untyped-def]
+    """A run's name without the session stamp group runs carry (``experiment_x · 11-28 ...``)."""
+    return str(run.info.run_name).split(" · ")[0]
+
+
 def by_name(runs):  # type: ignore[no-untyped-def]
-    return {run.info.run_name: run for run in runs}
+    return {base_name(run): run for run in runs}
 
 
 def test_grid_gets_one_parent_with_counts_and_best_cell(ourtester, read_runs) -> None:
@@ -171,10 +176,10 @@ def test_bad_repeats_are_usage_errors(ourtester, marker: str, message: str) -> N
 
 def _store_view(runs) -> list[tuple]:  # type: ignore[no-untyped-def,type-arg]
     """What a user sees: every run, its status, params, metrics and its parent's name."""
-    names = {run.info.run_id: run.info.run_name for run in runs}
+    names = {run.info.run_id: base_name(run) for run in runs}
     return sorted(
         (
-            run.info.run_name,
+            base_name(run),
             run.info.status,
             tuple(sorted(run.data.params.items())),
             tuple(sorted(run.data.metrics.items())),
@@ -185,11 +190,16 @@ def _store_view(runs) -> list[tuple]:  # type: ignore[no-untyped-def,type-arg]
 
 
 def _summary_lines(text: str) -> list[str]:
-    """Terminal summary lines, without run ids and timings."""
+    """Terminal summary lines, without run ids, timings and experiment ids."""
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if re.match(r"=+ mlexp: ", line))
     end = next(i for i, line in enumerate(lines) if i > start and line.startswith("=="))
-    return [re.sub(r"[0-9a-f]{32}", "<id>", line).strip("= ") for line in lines[start:end]]
+    return [
+        re.sub(
+            r"/experiments/\d+/", "/experiments/<n>/", re.sub(r"[0-9a-f]{32}", "<id>", line)
+        ).strip("= ")
+        for line in lines[start:end]
+    ]
 
 
 def test_xdist_gives_the_same_runs_parents_and_summary(ourtester, client, runs_of) -> None:
@@ -291,14 +301,14 @@ def test_killed_session_runs_are_marked_killed_by_the_next_session(
     running = [
         r for r in runs_of(client, ourtester.path.name, groups=True) if r.info.status == "RUNNING"
     ]
-    assert sorted(r.info.run_name for r in running) == ["experiment_crash", "experiment_crash[2]"]
+    assert sorted(base_name(r) for r in running) == ["experiment_crash", "experiment_crash[2]"]
 
     ourtester.makepyfile(experiment_crash="def experiment_next():\n    return {'m': 1}\n")
     result = ourtester.runpytest()
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["mlexp: marked 2 runs KILLED whose process had died: *"])
     statuses = {
-        r.info.run_name: r.info.status for r in runs_of(client, ourtester.path.name, groups=True)
+        base_name(r): r.info.status for r in runs_of(client, ourtester.path.name, groups=True)
     }
     assert statuses["experiment_crash[2]"] == "KILLED"
     assert statuses["experiment_crash"] == "KILLED"

@@ -44,16 +44,21 @@ def run(ourtester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return ourtester.runpytest("-p", "no:randomly", "experiments", *args)
 
 
+def base_name(run) -> str:  # type: ignore[no-untyped-def]
+    """A run's name without a grid parent's session stamp (``experiment_ridge · 11-28 ...``)."""
+    return str(run.info.run_name).split(" · ")[0]
+
+
 def by_name(runs):  # type: ignore[no-untyped-def]
-    return {run.info.run_name: run for run in runs}
+    return {base_name(run): run for run in runs}
 
 
 def store_view(runs) -> list[tuple]:  # type: ignore[no-untyped-def,type-arg]
     """Every run as a user sees it: name, status, params, metrics, its parent's name."""
-    names = {run.info.run_id: run.info.run_name for run in runs}
+    names = {run.info.run_id: base_name(run) for run in runs}
     return sorted(
         (
-            run.info.run_name,
+            base_name(run),
             run.info.status,
             tuple(sorted(run.data.params.items())),
             tuple(sorted(run.data.metrics.items())),
@@ -121,7 +126,7 @@ def test_ids_match_the_decorator_so_a_baseline_file_still_applies(project) -> No
     (folder / "params.yaml").write_text("experiment_ridge:\n  grid: {alpha: [0.1, 1.0, 10.0]}\n")
     result = run(ourtester, "--mlexp-baseline-file", "baseline.yaml", "--mlexp-require-baseline")
     result.assert_outcomes(passed=3)
-    result.stdout.fnmatch_lines(["3 tests judged: 3 passed*"])
+    result.stdout.fnmatch_lines(["3 of 3 items have a baseline (baseline.yaml): 3 passed*"])
 
 
 def test_fixed_values_as_arguments_through_the_fixture_and_logged_either_way(

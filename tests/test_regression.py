@@ -88,7 +88,7 @@ def test_worse_model_fails_the_right_item_with_a_table(model, run_gate, read_run
         [
             "*mlexp: metric gate against --mlexp-baseline latest*",
             f"no baseline for 2 tests (passed unchecked): {NODE}[[]a[]], {NODE}[[]b[]]",
-            "2 tests judged: 2 no-baseline",
+            "0 of 2 items have a baseline (--mlexp-baseline latest): 2 no-baseline",
         ]
     )
     baseline = session_runs(read_runs, first)
@@ -110,7 +110,7 @@ def test_worse_model_fails_the_right_item_with_a_table(model, run_gate, read_run
             "*mlexp: metric gate against --mlexp-baseline latest*",
             f"REGRESSED  {NODE}[[]a[]]: accuracy regressed: 0.9 -> 0.81*",
             f"REGRESSED  {NODE}[[]a[]]: rmse regressed: 0.1 -> 0.19*",
-            "2 tests judged: 1 regressed, 1 passed",
+            "2 of 2 items have a baseline (--mlexp-baseline latest): 1 regressed, 1 passed",
         ]
     )
     assert f"{NODE}[b]" not in second.stdout.str().split("short test summary")[1]
@@ -141,7 +141,7 @@ def test_improvement_passes_and_is_listed(model, run_gate, read_runs):
         [
             f"improved   {NODE}[[]a[]]: accuracy improved: 0.8 -> 0.9, change +0.1 (+12.50%)*",
             f"improved   {NODE}[[]a[]]: rmse improved: 0.2 -> 0.1, change -0.1 (-50.00%)*",
-            "1 tests judged: 1 improved",
+            "1 of 1 items have a baseline (--mlexp-baseline latest): 1 improved",
         ]
     )
     run = session_runs(read_runs, result)[f"{NODE}[a]"]
@@ -495,7 +495,7 @@ def test_verdicts_from_xdist_workers_reach_the_controller(model, run_gate, ourte
     result.stdout.fnmatch_lines(
         [
             f"REGRESSED  {NODE}[[]d[]]: accuracy regressed: 0.6 -> 0.5*",
-            "4 tests judged: 1 regressed, 3 passed",
+            "4 of 4 items have a baseline (b.yaml): 1 regressed, 3 passed",
         ]
     )
 

@@ -82,7 +82,7 @@ def test_cell_mean_is_gated_against_the_latest_cell_run(cell_model, run_gate, re
             escaped(f"repeated cell {CELL} (mean of 3 repeats, cell run *) fails the session:"),
             f"mlexp: 1 metric out of bounds against baseline run {recorded.info.run_id} (latest)",
             "accuracy  0.81 *0.71 *-0.1 (-12.35%)*>= 0.8019 (tol 1%)*REGRESSED",
-            "1 tests judged: 1 regressed",
+            "1 repeated cells by their means: 1 regressed",
         ]
     )
     _, regressed = cells_and_repeats(read_runs)[0]
@@ -99,7 +99,7 @@ def test_cell_mean_is_gated_against_the_latest_cell_run(cell_model, run_gate, re
     noisy = run_gate("--mlexp-baseline", "latest", "-n", "2")
     noisy.assert_outcomes(passed=3)
     assert noisy.ret == pytest.ExitCode.OK
-    noisy.stdout.fnmatch_lines(["1 tests judged: 1 passed"])
+    noisy.stdout.fnmatch_lines(["1 repeated cells by their means: 1 passed"])
     latest = cells_and_repeats(read_runs)[0][-1]
     assert latest.data.tags["mlexp.regression"] == "passed"
     assert latest.data.tags["mlexp.baseline.run_id"] == recorded.info.run_id
@@ -126,7 +126,8 @@ def test_baseline_file_holds_cell_means_and_gates_them(cell_model, run_gate, our
         [
             escaped(f"REGRESSED  {CELL}: accuracy regressed: 0.81 -> 0.71*"),
             "mlexp: 1 metric out of bounds against baseline b.yaml",
-            "4 tests judged: 1 regressed, 3 passed",
+            "3 repeats by their expect= bounds; 1 repeated cells by their means: "
+            "1 regressed, 3 passed",
         ]
     )
     report = (ourtester.path / "report.md").read_text()

@@ -26,18 +26,6 @@ from pytest_mlexp import cli
 
 EXPERIMENT = "demo"
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 GRID = """
 import pytest
 
@@ -74,27 +62,6 @@ class Opened:
     errors: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     page: Any = None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Chromium; skipped when it is missing here, but never in CI."""
-    missing = []
-    if not os.path.exists(CHROMIUM):
-        missing.append(f"{CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing.append("the playwright package (pip install -e '.[test]')")
-    if missing:
-        reason = "headless Chromium tests need " + " and ".join(missing)
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason + "; .ci/run installs them")
-        pytest.skip(reason)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 SELECTORS = {
@@ -197,8 +164,17 @@ def test_session_report_under_xdist_renders_offline(ourtester, client, read_runs
     assert len(items) == GRID_RUNS
     (session_run,) = sessions
     session_id = items[0].data.tags["mlexp.session_id"]
-    assert session_run.info.run_name == f"mlexp-session-{session_id}"
+    # Named and tagged as what it is, not an experiment; the UI's filter hides it.
+    assert session_run.info.run_name.startswith("HTML report · ")
+    assert session_run.data.tags["mlexp.report"] == "html"
+    assert "Not an experiment" in session_run.data.tags["mlflow.note.content"]
     assert session_run.data.tags["mlexp.session_id"] == session_id
+    hidden = client.search_runs(
+        [session_run.info.experiment_id], "tags.`mlexp.report` IS NULL", max_results=1000
+    )
+    assert {r.info.run_id for r in hidden} == {r.info.run_id for r in runs} - {
+        session_run.info.run_id
+    }
     assert session_run.info.status == "FINISHED"
     assert [a.path for a in client.list_artifacts(session_run.info.run_id)] == ["session.html"]
     assert all(r.info.status != "RUNNING" for r in runs)

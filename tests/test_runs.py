@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 
@@ -38,7 +39,11 @@ def test_grid_makes_one_run_per_cell(ourtester, run_experiments, read_runs):
             f"experiment 'demo', session *",
             "*mlexp: 3 runs in experiment 'demo'*",
             "experiment_ridge[[]0.1[]]*FINISHED*r2=0.9091 r2_again=0.9091*",
-            f"see them with: cd {ourtester.path} && mlflow ui",
+            f"open the MLflow UI with: {sys.executable} -m mlflow ui --backend-store-uri "
+            f"sqlite:///{ourtester.path}/mlflow.db --default-artifact-root "
+            f"{ourtester.path}/mlruns --port 5000",
+            "then open: http://127.0.0.1:5000/#/experiments/1/runs?"
+            "workflowType=machine_learning&viewStateShareKey=mlexp",
         ]
     )
     runs = read_runs(EXPERIMENT)

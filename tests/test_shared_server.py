@@ -37,7 +37,11 @@ def postgres_server(server_factory):  # type: ignore[no-untyped-def]
     if not uri:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{POSTGRES_ENV} is not set: .ci/run must start PostgreSQL")
-        pytest.skip(f"{POSTGRES_ENV} not set; start one with: bash .ci/postgres.sh")
+        pytest.skip(
+            f"{POSTGRES_ENV} not set: the PostgreSQL tests need a database; start one "
+            f'(as root, installs PostgreSQL if missing) with: export {POSTGRES_ENV}="$(bash '
+            '.ci/postgres.sh /tmp/mlexp-pg)"'
+        )
     import sqlalchemy
 
     # A fresh database for this test: drop what earlier tests left.

@@ -11,6 +11,7 @@ is one clear line, not minutes of retries.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import time
@@ -28,6 +29,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 
 from ..redaction import redact_text, redact_uri
+from . import tags as T
 from . import uris
 from .locks import machine_lock
 
@@ -48,6 +50,9 @@ HTTP_RETRY_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
+
+#: MLflow's loggers that announce a new store's tables at INFO level.
+STORE_CREATION_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration")
 
 #: (key, value, timestamp in ms, step)
 MetricValue = tuple[str, float, int, int]
@@ -97,12 +102,15 @@ class Backend:
                 )
         mlflow.set_tracking_uri(uri)
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-        with _creation_lock(uri), quiet_store_warnings():
+        with _creation_lock(uri), quiet_store_warnings(), quiet_store_creation():
+            created = _create_wal_store(uri)
             backend = cls(MlflowClient(tracking_uri=uri), uri, source, artifact_location)
             try:
                 backend.experiment_id(experiment)
             except MlflowException as exc:
                 raise StoreError(f"cannot use tracking store {shown}: {one_line(exc)}") from None
+            if created or _is_wal(uri):
+                _sync_at_checkpoints(backend.client)
         return backend
 
     @classmethod
@@ -163,6 +171,9 @@ class Backend:
     def experiment_link(self, experiment_id: str) -> str | None:
         return uris.experiment_link(self.ui_base, experiment_id)
 
+    def model_version_link(self, name: str, version: str) -> str | None:
+        return uris.model_version_link(self.ui_base, name, version)
+
     # -- experiments -----------------------------------------------------------------------
 
     def experiment_id(self, name: str) -> str:
@@ -179,12 +190,19 @@ class Backend:
                     f"experiment {name!r} is deleted in {self.display_uri}; restore it "
                     "(mlflow experiments restore) or choose another name with --mlexp-experiment"
                 )
+            self._mark_model_development(experiment)
             return str(experiment.experiment_id)
         location = None
         if self.artifact_location:
             location = f"{self.artifact_location}/{slug(name)}"
         try:
-            return str(self.client.create_experiment(name, artifact_location=location))
+            return str(
+                self.client.create_experiment(
+                    name,
+                    artifact_location=location,
+                    tags={T.EXPERIMENT_KIND: T.KIND_MODEL_DEVELOPMENT},
+                )
+            )
         except MlflowException as exc:
             # Another process created it first.
             if exc.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
@@ -192,6 +210,19 @@ class Backend:
             experiment = self.client.get_experiment_by_name(name)
             assert experiment is not None
             return str(experiment.experiment_id)
+
+    def _mark_model_development(self, experiment: Any) -> None:
+        """Tag an existing experiment as model training, unless it says what it is already.
+
+        MLflow 3's UI reads ``mlflow.experimentKind``; a value someone set is kept.
+        """
+        if T.EXPERIMENT_KIND in (experiment.tags or {}):
+            return
+        # Only how the UI opens it: a user may log runs, yet not be allowed to tag it.
+        with contextlib.suppress(MlflowException):
+            self.client.set_experiment_tag(
+                experiment.experiment_id, T.EXPERIMENT_KIND, T.KIND_MODEL_DEVELOPMENT
+            )
 
     def find_experiment(self, name: str) -> Any:
         """The active experiment ``name``; ``StoreError`` listing the others when there is none."""
@@ -269,6 +300,23 @@ def quiet_store_warnings() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def quiet_store_creation() -> Iterator[None]:
+    """Keep MLflow's "Creating initial MLflow database tables..." lines out of the terminal.
+
+    Only below WARNING, and only while the store is opened: MLflow's errors still show.
+    """
+    loggers = [logging.getLogger(name) for name in STORE_CREATION_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+@contextlib.contextmanager
 def _creation_lock(uri: str) -> Iterator[None]:
     """Serialize creation of an embedded sqlite store across processes (xdist workers).
 
@@ -283,6 +331,70 @@ def _creation_lock(uri: str) -> Iterator[None]:
     database.parent.mkdir(parents=True, exist_ok=True)
     with machine_lock("store", str(database)):
         yield
+
+
+def _create_wal_store(uri: str) -> bool:
+    """Create a new sqlite store's file in WAL mode; False if it exists or is not sqlite.
+
+    In WAL mode readers never wait for a writer, and a commit appends to the
+    log instead of rewriting the database and a rollback journal: xdist
+    workers and the controller share the file with less waiting. The mode
+    is kept in the file, so ``mlflow ui`` and other clients use it too.
+    """
+    import sqlite3
+
+    path = uris.sqlite_path(uri)
+    if path is None or path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+    finally:
+        connection.close()
+    return True
+
+
+def _is_wal(uri: str) -> bool:
+    """Whether the sqlite store at ``uri`` is in WAL mode (one made by pytest-mlexp is)."""
+    import sqlite3
+
+    path = uris.sqlite_path(uri)
+    if path is None or not path.is_file():
+        return False
+    try:
+        connection = sqlite3.connect(path)
+        try:
+            mode = connection.execute("PRAGMA journal_mode").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return False
+    return bool(mode) and str(mode[0]).lower() == "wal"
+
+
+def _sync_at_checkpoints(client: Any) -> None:
+    """Let this process's connections to a WAL store sync at checkpoints, not at every commit.
+
+    SQLite's ``synchronous=NORMAL`` in WAL mode: the file is never corrupted,
+    but the last commits before a power cut (not a crash of the process) may
+    be lost. Every run's write would otherwise wait for the disk.
+    """
+    from sqlalchemy import event
+
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    engine = getattr(store, "engine", None)
+    if engine is None or engine.dialect.name != "sqlite":
+        return
+
+    if not event.contains(engine, "connect", _synchronous_normal):
+        event.listen(engine, "connect", _synchronous_normal)
+        # Connections opened before (creating the schema) reconnect with the setting.
+        engine.dispose()
+
+
+def _synchronous_normal(connection: Any, record: Any) -> None:
+    connection.execute("PRAGMA synchronous=NORMAL")
 
 
 def _batches(

@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING
 import mlflow
 
 from .client import MAX_TAG_LENGTH
+from .tags import PARENT_RUN_ID
 
 if TYPE_CHECKING:
+    from mlflow.entities import Run
+
     from .client import Backend
 
 
@@ -28,13 +31,12 @@ def start_run(
     tags = {key: cut(value, MAX_TAG_LENGTH) for key, value in tags.items()}
     try:
         experiment_id = backend.experiment_id(experiment)
-        # A run the user's code left active must not swallow ours.
-        nested = mlflow.active_run() is not None
         active = mlflow.start_run(
             experiment_id=experiment_id,
             run_name=run_name,
             tags=tags,
-            nested=nested,
+            # A run the user's code left active must not swallow ours: ours is nested in it.
+            nested=mlflow.active_run() is not None,
             log_system_metrics=False,
         )
     except Exception as exc:
@@ -42,8 +44,36 @@ def start_run(
 
         if not isinstance(backend.client, SpoolingClient):
             raise
-        return backend.client.offline_run(exc, experiment, run_name, tags), ""
+        outer = mlflow.active_run()
+        if outer is not None:
+            tags = {**tags, PARENT_RUN_ID: outer.info.run_id}
+        local_id = backend.client.offline_run(exc, experiment, run_name, tags)
+        # mlflow.log_* and autolog write into the journal with the item's own values.
+        _activate_offline(backend.client.offline_view(local_id))
+        return local_id, ""
     return str(active.info.run_id), experiment_id
+
+
+def _activate_offline(run: Run) -> None:
+    """Put a run that exists only in the journal on top of the fluent API's active runs.
+
+    ``mlflow.start_run(run_id=...)`` would ask the lost server for it, so the
+    run goes onto MLflow's stack of active runs as ``mlflow.start_run`` puts
+    it there; an MLflow without that stack gets the public call.
+    """
+    try:
+        from mlflow.tracking.fluent import ActiveRun, _active_run_stack
+
+        stack = _active_run_stack.get()  # type: ignore[no-untyped-call]
+    except (ImportError, AttributeError):
+        # An MLflow without that stack: resume the run through the public API.
+        mlflow.start_run(
+            run_id=run.info.run_id,
+            nested=mlflow.active_run() is not None,
+            log_system_metrics=False,
+        )
+        return
+    stack.append(ActiveRun(run))  # type: ignore[no-untyped-call]
 
 
 def end_run(backend: Backend, run_id: str, status: str) -> None:

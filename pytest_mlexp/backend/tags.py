@@ -15,6 +15,14 @@ SOURCE_TYPE = "mlflow.source.type"
 GIT_COMMIT = "mlflow.source.git.commit"
 GIT_BRANCH = "mlflow.source.git.branch"
 GIT_REPO_URL = "mlflow.source.git.repoURL"
+#: A run's description, shown (as markdown) on its page in the UI.
+NOTE = "mlflow.note.content"
+#: An experiment tag MLflow 3's UI reads to tell model training from GenAI work; the value
+#: for classic model training.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+KIND_MODEL_DEVELOPMENT = "custom_model_development"
+#: Experiment tags holding the UI's saved views of the runs table (``<prefix><key>``).
+SAVED_VIEW_PREFIX = "mlflow.sharedViewState."
 
 # -- every run of a tracked item --------------------------------------------------------
 NODEID = "mlexp.nodeid"
@@ -23,6 +31,10 @@ SESSION_ID = "mlexp.session_id"
 OUTCOME = "mlexp.outcome"
 #: The one-line reason of a failure.
 ERROR = "mlexp.error"
+#: pytest-rerunfailures: which attempt of the item the run is (1, 2...).
+ATTEMPT = "mlexp.attempt"
+#: The outcome of an attempt superseded by a rerun: counted by its last attempt only.
+OUTCOME_RERUN = "rerun"
 #: The machine and process that own a run, so a dead process's runs can be closed.
 HOST = "mlexp.host"
 PID = "mlexp.pid"
@@ -35,6 +47,8 @@ KIND_CELL = "cell"
 KIND_SESSION = "session"
 #: Kinds of runs that hold other runs' results rather than an item's.
 CONTAINER_KINDS = frozenset({KIND_SESSION, KIND_GRID, "parent", "search"})
+#: On the run holding the session's HTML report (value ``html``): not an experiment's run.
+REPORT = "mlexp.report"
 #: Shared by every process looking for the same group run (a hash of session and key).
 GROUP = "mlexp.group"
 #: The grid's function (node id without parameters), on the parent and its cells.
@@ -51,6 +65,8 @@ BEST_RUN_ID = "mlexp.best_run_id"
 BEST_RUN_NAME = "mlexp.best_run_name"
 REPEATS = "mlexp.repeats"
 REPEATS_PASSED = "mlexp.repeats_passed"
+#: Attempts of a group's runs superseded by a rerun (pytest-rerunfailures), not counted.
+RERUNS = "mlexp.reruns"
 #: Metrics of a grid parent: its cells, and how many passed and failed.
 CELLS_METRIC = "mlexp.cells"
 PASSED_METRIC = "mlexp.passed"
@@ -106,3 +122,16 @@ OVERRIDES = "mlexp.overrides"
 # -- the spool -------------------------------------------------------------------------------
 #: A spooled run's journal id, so a replay cut short never creates it twice.
 JOURNAL_ID = "mlexp.journal_id"
+
+# -- models ------------------------------------------------------------------------------------
+#: On the run whose logged model was registered: the registered model, version and alias.
+REGISTERED_MODEL = "mlexp.registered_model"
+REGISTERED_VERSION = "mlexp.registered_version"
+REGISTERED_ALIAS = "mlexp.registered_alias"
+#: On a registered model version (with SESSION_ID, NODEID, GIT_DIRTY, VERDICT, BASELINE_SOURCE).
+VERSION_GIT_COMMIT = "mlexp.git.commit"
+VERSION_RUN_NAME = "mlexp.run_name"
+#: The metric that picked the best cell, e.g. ``accuracy=0.965 (max)``.
+VERSION_BEST = "mlexp.best"
+#: The best cell's metrics, one tag each: ``mlexp.metric.accuracy``.
+VERSION_METRIC_PREFIX = "mlexp.metric."

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..redaction import redact_uri
 
@@ -112,11 +112,35 @@ def experiment_link(base: str | None, experiment_id: str) -> str | None:
     return f"{base}/#/experiments/{experiment_id}"
 
 
+#: Where ``mlflow ui`` listens unless told otherwise.
+LOCAL_UI_BASE = "http://127.0.0.1:5000"
+LOCAL_UI_PORT = 5000
+
+
+def runs_table_link(base: str | None, experiment_id: str, view: str | None = None) -> str | None:
+    """The experiment's runs table, in the UI's model-training mode, optionally in a saved view.
+
+    MLflow 3's UI opens an experiment on its GenAI overview unless the link asks
+    for ``workflowType=machine_learning``; ``viewStateShareKey`` picks a saved view.
+    """
+    if base is None:
+        return None
+    query = "workflowType=machine_learning" + (f"&viewStateShareKey={view}" if view else "")
+    return f"{base}/#/experiments/{experiment_id}/runs?{query}"
+
+
 def run_link(base: str | None, experiment_id: str, run_id: str) -> str | None:
     """The run's page, or ``None`` without a UI base."""
     if base is None:
         return None
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def model_version_link(base: str | None, name: str, version: str) -> str | None:
+    """A registered model version's page, or ``None`` without a UI base."""
+    if base is None:
+        return None
+    return f"{base}/#/models/{quote(name, safe='')}/versions/{version}"
 
 
 def health_url(uri: str) -> str:

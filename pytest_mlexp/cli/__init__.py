@@ -21,10 +21,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlexp", description="Work with the MLflow runs that pytest-mlexp recorded."
     )
+    parser.add_argument("--version", action="version", version=version_text())
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in SUBCOMMANDS:
         command.register(subparsers)
     return parser
+
+
+def version_text() -> str:
+    """``mlexp 0.1.0 (mlflow 3.17.2, pytest 9.0.1, Python 3.11.7)``: what answers the commands."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return (
+        f"mlexp {of('pytest-mlexp')} (mlflow {of('mlflow')}, pytest {of('pytest')}, "
+        f"Python {platform.python_version()})"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

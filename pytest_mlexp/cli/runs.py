@@ -8,7 +8,7 @@ from typing import Any
 from ..backend import tags as T
 from ..backend.client import StoreError
 from .project import open_project, reports_errors, store_options
-from .tables import cut, filters, started, status, table
+from .tables import cut, filters, model_mark, started, status, table
 
 #: Rows ``mlexp runs`` shows unless told otherwise.
 DEFAULT_MAX_ROWS = 50
@@ -19,7 +19,8 @@ def register(subparsers: Any) -> None:
         "runs",
         parents=[store_options("only this experiment (default: the project's, else all)")],
         help="list stored runs in a compact table",
-        description="List stored runs, newest first. Filter with MLflow's search syntax, "
+        description="List stored runs, newest first, with a MODEL column when runs logged "
+        "MLflow models. Filter with MLflow's search syntax, "
         "e.g. --filter \"metrics.r2 > 0.3 and params.alpha = '0.1'\".",
     )
     runs.add_argument("--session", metavar="ID", help="only runs of this pytest session id")
@@ -63,6 +64,9 @@ def run_runs(args: argparse.Namespace) -> int:
     if trials:
         header.insert(2, "TRIAL")
     header += ["PARAMS", "METRICS"]
+    models = any(run.models or run.registered for run in shown)
+    if models:
+        header.append("MODEL")
     rows = []
     for run in shown:
         row = [run.run_id, run.name, status(run), started(run)]
@@ -72,6 +76,8 @@ def run_runs(args: argparse.Namespace) -> int:
             row.insert(2, run.tags.get(T.TRIAL, "-"))
         params = " ".join(f"{k}={v}" for k, v in sorted(run.params.items()))
         row += [cut(params, 40) or "-", format_metrics(dict(sorted(run.metrics.items())), 4)]
+        if models:
+            row.append(model_mark(run))
         rows.append(row)
     print(table(header, rows))
     if len(found) > args.max:

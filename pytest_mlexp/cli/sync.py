@@ -52,20 +52,41 @@ def run_sync(args: argparse.Namespace) -> int:
         return 0
     configured = tracking.tracking_uri if tracking.uri_source != "default" else None
     backends: dict[str, Backend] = {}
+    replayed: dict[str, list[str]] = {}  # uri -> run ids
     done = failed = 0
     for path in files:
         try:
             uri = configured or recorded_uri(path) or tracking.tracking_uri
             if uri not in backends:
                 backends[uri] = _open(uri, tracking.uri_source if configured else "the journal")
-            replay(path, backends[uri])
+            replayed.setdefault(uri, []).append(replay(path, backends[uri]))
         except Exception as exc:
             failed += 1
             print(f"mlexp sync: {path.name}: {type(exc).__name__}: {exc}; kept for the next sync")
             continue
         done += 1
     print(f"mlexp sync: replayed {done} runs, {failed} left in {root}")
+    for uri, run_ids in replayed.items():
+        failed += _recomplete(backends[uri], run_ids)
     return EXIT_FAILURE if failed else 0
+
+
+def _recomplete(backend: Backend, run_ids: list[str]) -> int:
+    """Complete again the grid parents and repeated cells of the replayed runs; 1 if it failed."""
+    from ..grids.completion import recomplete_groups
+    from ..redaction import redact_text
+
+    try:
+        lines = recomplete_groups(backend, run_ids)
+    except Exception as exc:
+        print(
+            f"mlexp sync: could not complete the grid parents in {backend.display_uri}: "
+            f"{type(exc).__name__}: {redact_text(str(exc))[:300]}"
+        )
+        return 1
+    for line in lines:
+        print(line)
+    return 0
 
 
 def _open(uri: str, source: str) -> Backend:

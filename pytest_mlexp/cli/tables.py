@@ -25,6 +25,15 @@ def status(run: StoredRun) -> str:
     return run.status + (f" ({outcome})" if outcome not in ("", "passed", "failed") else "")
 
 
+def model_mark(run: StoredRun) -> str:
+    """``model``, ``2 models``, ``model -> churn-clf v3 @candidate``, or ``-``."""
+    count = len(run.models)
+    shown = "" if not count else "model" if count == 1 else f"{count} models"
+    if run.registered:
+        shown = f"{shown or 'model'} -> {run.registered}"
+    return shown or "-"
+
+
 def started(run: StoredRun) -> str:
     if not run.start_time:
         return "-"

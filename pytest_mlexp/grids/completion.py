@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import os
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..backend import tags as T
 from ..backend.client import MAX_PARAM_LENGTH, now_ms
 from ..backend.search import search_runs, tag_equals
 from ..directions import BestSpec
 from .best import pick_best
+from .labels import describe_grid
 from .parents import host_name
 from .repeats import SEED_PARAM
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from ..backend.client import Backend
     from ..runs.summary import RunSummary
     from ..settings import Settings
+
+R = TypeVar("R")
 
 
 def process_alive(pid: int) -> bool:
@@ -101,12 +104,65 @@ def complete_groups(
     return lines
 
 
+def recomplete_groups(backend: Backend, run_ids: Sequence[str]) -> list[str]:
+    """Complete again the cell runs and grid parents that ``run_ids`` belong to.
+
+    For ``mlexp sync``: runs replayed from the journal were missing (or still
+    RUNNING) when their session completed its group runs. The grid's best
+    metric is the one its session chose (tags ``mlexp.best_metric`` and
+    ``mlexp.best_direction``), else the first metric of its cells. One line per grid.
+    """
+    cells: dict[str, Any] = {}
+    grids: dict[str, Any] = {}
+    pending = [str(run_id) for run_id in run_ids]
+    seen: set[str] = set()
+    while pending:
+        run = backend.client.get_run(pending.pop())
+        parent_id = run.data.tags.get(T.PARENT_RUN_ID)
+        if not parent_id or parent_id in seen:
+            continue
+        seen.add(parent_id)
+        parent = backend.client.get_run(parent_id)
+        kind = parent.data.tags.get(T.KIND)
+        if kind == T.KIND_CELL:
+            cells[parent_id] = parent
+            pending.append(parent_id)
+        elif kind == T.KIND_GRID:
+            grids[parent_id] = parent
+    for run_id in cells:
+        _complete_cell(backend, run_id)
+    lines = []
+    for run_id, parent in grids.items():
+        tags = parent.data.tags
+        metric = tags.get(T.BEST_METRIC, "")
+        direction = tags.get(T.BEST_DIRECTION)
+        if metric and direction and ":" not in metric:
+            metric = f"{metric}:{direction}"
+        try:
+            spec = BestSpec.parse(metric)
+        except ValueError:
+            spec = BestSpec(None)
+        first = None
+        if spec.metric is None:
+            finished = [r for r in children(backend, run_id) if r.info.status == "FINISHED"]
+            first = min((key for r in finished for key in r.data.metrics), default=None)
+        name = tags.get(T.GRID) or parent.info.run_name or run_id
+        lines.append(_complete_grid(backend, run_id, name, spec, {}, first))
+    return lines
+
+
 def children(backend: Backend, run_id: str) -> list[Any]:
     """The runs whose parent is ``run_id``."""
     run = backend.client.get_run(run_id)
     return list(
         search_runs(backend.client, [run.info.experiment_id], tag_equals(T.PARENT_RUN_ID, run_id))
     )
+
+
+def final_attempts(runs: Sequence[Any]) -> tuple[list[Any], int]:
+    """The runs that count, and how many attempts a rerun superseded (pytest-rerunfailures)."""
+    final = [r for r in runs if r.data.tags.get(T.OUTCOME) != T.OUTCOME_RERUN]
+    return final, len(runs) - len(final)
 
 
 def group_status(statuses: Sequence[str]) -> str:
@@ -118,8 +174,40 @@ def group_status(statuses: Sequence[str]) -> str:
     return "FINISHED"
 
 
+#: Most times a group run is filled again because its children changed while it was filled.
+MAX_PASSES = 5
+
+
+def _settled(backend: Backend, run_id: str, fill: Callable[[list[Any]], R]) -> R:
+    """``fill`` the group run from its children until they no longer change meanwhile.
+
+    CI shards sharing a session complete the same group runs. One that read
+    the children while another shard's last cells were still running must
+    not have the last word: after writing, each reads the children again and
+    fills the group run again if they changed, so the last writer wrote what
+    every shard's cells left.
+    """
+    runs = children(backend, run_id)
+    result = fill(runs)
+    for _ in range(MAX_PASSES - 1):
+        again = children(backend, run_id)
+        if _states(again) == _states(runs):
+            break
+        runs = again
+        result = fill(runs)
+    return result
+
+
+def _states(runs: Sequence[Any]) -> list[tuple[str, str, str]]:
+    return sorted((r.info.run_id, r.info.status, r.data.tags.get(T.OUTCOME, "")) for r in runs)
+
+
 def _complete_cell(backend: Backend, run_id: str) -> None:
-    repeats = children(backend, run_id)
+    _settled(backend, run_id, lambda runs: _fill_cell(backend, run_id, runs))
+
+
+def _fill_cell(backend: Backend, run_id: str, runs: list[Any]) -> None:
+    repeats, reruns = final_attempts(runs)
     passed = [r for r in repeats if r.info.status == "FINISHED"]
     values: dict[str, list[float]] = {}
     for run in passed:
@@ -145,6 +233,8 @@ def _complete_cell(backend: Backend, run_id: str) -> None:
         (T.REPEATS_PASSED, str(len(passed))),
         (T.OUTCOME, "passed" if status == "FINISHED" else "failed"),
     ]
+    if reruns:
+        tags.append((T.RERUNS, str(reruns)))
     backend.log_batch(run_id, metrics=metrics, params=params, tags=tags)
     backend.client.set_terminated(run_id, status)
 
@@ -157,9 +247,26 @@ def _complete_grid(
     directions: Any,
     first_metric: str | None,
 ) -> str:
+    return _settled(
+        backend,
+        run_id,
+        lambda runs: _fill_grid(backend, run_id, name, spec, directions, first_metric, runs),
+    )
+
+
+def _fill_grid(
+    backend: Backend,
+    run_id: str,
+    name: str,
+    spec: BestSpec,
+    directions: Any,
+    first_metric: str | None,
+    runs: list[Any],
+) -> str:
     from mlflow.exceptions import MlflowException
 
-    cells = sorted(children(backend, run_id), key=lambda r: r.info.run_name or "")
+    cells, reruns = final_attempts(runs)
+    cells.sort(key=lambda r: r.info.run_name or "")
     statuses = [r.info.status for r in cells]
     passed = statuses.count("FINISHED")
     failed = statuses.count("FAILED")
@@ -171,7 +278,10 @@ def _complete_grid(
         (T.PASSED, str(passed)),
         (T.FAILED, str(failed)),
         (T.KILLED, str(killed)),
+        (T.NOTE, describe_grid(name, cells, best)),
     ]
+    if reruns:
+        tags.append((T.RERUNS, str(reruns)))
     metrics = [
         (T.CELLS_METRIC, float(len(cells)), now, 0),
         (T.PASSED_METRIC, float(passed), now, 0),
@@ -201,5 +311,6 @@ def _complete_grid(
     return (
         f"mlexp grid {name}: {len(cells)} cells, {passed} passed, {failed} failed"
         + (f", {killed} killed" if killed else "")
+        + (f" ({reruns} rerun{'s' if reruns != 1 else ''})" if reruns else "")
         + f"; {best.describe(SEED_PARAM)}; parent run {run_id}"
     )

@@ -21,6 +21,7 @@ from ..runs.item_runs import source_name
 from ..runs.markers import marker_options
 from ..runs.summary import GroupRefs
 from ..workers import worker_input
+from .labels import lineage_tags, stamped_name
 from .repeats import SEED_PARAM, cell_nodeid, repeat_seeds
 
 if TYPE_CHECKING:
@@ -105,11 +106,16 @@ class GridParents:
         if (kind, key) not in self._groups:
             all_tags = {
                 **tags,
+                **lineage_tags(self.settings.tracking.rootdir, self.settings.lineage),
                 T.HOST: host_name(),
                 T.PID: str(self.owner_pid),
                 T.SOURCE_NAME: source_name(item, self.settings.tracking.rootdir),
                 T.SOURCE_TYPE: "LOCAL",
             }
+            if T.PARENT_RUN_ID not in tags:  # a top-level run: say which session made it
+                name = stamped_name(
+                    name, self.settings.tracking.session_id, all_tags.get(T.GIT_COMMIT)
+                )
             self._groups[(kind, key)] = find_or_create_group(
                 self.config.stash[SESSION_KEY].backend,
                 experiment,

@@ -9,12 +9,15 @@
   tags; the installed packages as ``lineage/requirements.txt``.
 
 Expensive facts (git state, package list, a module's imports) are computed
-once per process and cached. Nothing here imports mlflow.
+once per process and cached; what a run uploads is staged once per module
+and sent with one call. Nothing here imports mlflow.
 """
 
 from __future__ import annotations
 
 import platform
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -38,40 +41,89 @@ _MAX_TAG = 5000
 
 
 class Lineage:
-    """Registered as ``mlexp-lineage``: logs code, git and environment lineage when a run starts."""
+    """Registered as ``mlexp-lineage``: logs code, git and environment lineage when a run starts.
+
+    What a run uploads is staged once per experiment module in a folder of
+    this process (the module's code files, the requirements, the git diff),
+    and each run sends that folder with one ``log_artifacts`` call; its tags
+    go with the run's other tags in one batch.
+    """
 
     def __init__(self, config: pytest.Config, rootdir: Path, parts: frozenset[str]) -> None:
         self.config = config
         self.rootdir = rootdir.resolve()
         self.parts = parts
         self._code: dict[str, list[Path]] = {}
+        self._staging: Path | None = None
+        #: Module key -> (staged folder or None when it holds nothing, code files, tags).
+        self._bundles: dict[str, tuple[Path | None, list[Path], dict[str, str]]] = {}
 
     def pytest_mlexp_run_start(self, item: pytest.Item, run: ExperimentRun) -> None:
-        for part, log in (("code", self._log_code), ("git", self._log_git), ("env", self._log_env)):
-            if part not in self.parts:
-                continue
-            try:
-                log(item, run)
-            except Exception as exc:
-                warnings.warn(
-                    MlexpWarning(
-                        f"{item.nodeid}: could not log {part} lineage: {type(exc).__name__}: "
-                        f"{redact_text(str(exc))}; turn it off with --mlexp-lineage"
-                    ),
-                    stacklevel=1,
-                )
+        folder, files, tags = self._bundle(item)
+        run.set_tags(tags)
+        if folder is None:
+            return
+        try:
+            run.log_artifact(folder)
+        except Exception as exc:
+            self._warn(item, "code and environment", exc)
+        # Artifact discovery must not upload them again.
+        run.logged_paths.update(files)
+
+    def pytest_unconfigure(self) -> None:
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+
+    # -- staged once per module -------------------------------------------------------
+
+    def _bundle(self, item: pytest.Item) -> tuple[Path | None, list[Path], dict[str, str]]:
+        key = _module_key(item)
+        if key not in self._bundles:
+            if self._staging is None:
+                self._staging = Path(tempfile.mkdtemp(prefix="mlexp-lineage-"))
+            folder = self._staging / str(len(self._bundles))
+            folder.mkdir()
+            tags: dict[str, str] = {}
+            files: list[Path] = []
+            for part in ("code", "git", "env"):
+                if part not in self.parts:
+                    continue
+                try:
+                    if part == "code":
+                        files = self._stage_code(item, folder)
+                    elif part == "git":
+                        tags.update(self._stage_git(folder))
+                    else:
+                        tags.update(self._stage_env(folder))
+                except Exception as exc:
+                    self._warn(item, part, exc)
+            holds_files = any(path.is_file() for path in folder.rglob("*"))
+            self._bundles[key] = (folder if holds_files else None, files, tags)
+        return self._bundles[key]
+
+    def _warn(self, item: pytest.Item, part: str, exc: Exception) -> None:
+        warnings.warn(
+            MlexpWarning(
+                f"{item.nodeid}: could not log {part} lineage: {type(exc).__name__}: "
+                f"{redact_text(str(exc))}; turn it off with --mlexp-lineage"
+            ),
+            stacklevel=1,
+        )
 
     # -- code ---------------------------------------------------------------------
 
-    def _log_code(self, item: pytest.Item, run: ExperimentRun) -> None:
-        for path in self.code_files(item):
-            parent = path.parent.relative_to(self.rootdir).as_posix()
-            run.log_artifact(path, "code" if parent == "." else f"code/{parent}")
+    def _stage_code(self, item: pytest.Item, folder: Path) -> list[Path]:
+        files = self.code_files(item)
+        for path in files:
+            target = folder / "code" / path.relative_to(self.rootdir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+        return files
 
     def code_files(self, item: pytest.Item) -> list[Path]:
         """The files under the rootdir a run of ``item`` needs, cached per module."""
         module = getattr(item, "module", None)
-        key = module.__name__ if isinstance(module, ModuleType) else str(item.path)
+        key = _module_key(item)
         if key not in self._code:
             files = {item.path.resolve()}
             files.update(self._conftests(item.path.resolve()))
@@ -93,17 +145,17 @@ class Lineage:
 
     # -- git ----------------------------------------------------------------------
 
-    def _log_git(self, item: pytest.Item, run: ExperimentRun) -> None:
+    def _stage_git(self, folder: Path) -> dict[str, str]:
         state = git_state(self.rootdir)
         if state is None:
-            return
-        run.set_tags(state.tags())
+            return {}
         if state.diff:
-            run.log_text(state.diff, GIT_DIFF_ARTIFACT)
+            _write(folder / GIT_DIFF_ARTIFACT, state.diff)
+        return state.tags()
 
     # -- environment --------------------------------------------------------------
 
-    def _log_env(self, item: pytest.Item, run: ExperimentRun) -> None:
+    def _stage_env(self, folder: Path) -> dict[str, str]:
         tags = {
             T.PYTHON_VERSION: platform.python_version(),
             T.PLATFORM: platform.platform(),
@@ -112,5 +164,15 @@ class Lineage:
         seed = random_seed(self.config)
         if seed is not None:
             tags[T.RANDOM_SEED] = str(seed)
-        run.set_tags(tags)
-        run.log_text(requirements(), REQUIREMENTS_ARTIFACT)
+        _write(folder / REQUIREMENTS_ARTIFACT, requirements())
+        return tags
+
+
+def _module_key(item: pytest.Item) -> str:
+    module = getattr(item, "module", None)
+    return module.__name__ if isinstance(module, ModuleType) else str(item.path)
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")

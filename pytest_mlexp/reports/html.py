@@ -161,9 +161,12 @@ def _run_table(runs: Sequence[StoredRun]) -> str:
     metrics = sorted({k for r in runs for k in r.metrics})
     sessions = len({r.session_id for r in runs}) > 1
     baseline = any(r.verdict for r in runs)
+    models = any(r.models or r.registered for r in runs)
     head = ["run", "status"]
     if sessions:
         head.append("session")
+    if models:
+        head.append("logged model")
     head += [f"<span class='param'>{_e(p)}</span>" for p in params]
     head += [f"<span class='metric'>{_e(m)}</span>" for m in metrics]
     if baseline:
@@ -181,6 +184,8 @@ def _run_table(runs: Sequence[StoredRun]) -> str:
         ]
         if sessions:
             cells.append(f"<td>{_e(run.session_id)}</td>")
+        if models:
+            cells.append(_model_cell(run))
         cells += [f"<td>{_e(run.params.get(p, ''))}</td>" for p in params]
         cells += [_metric_cell(run.metrics.get(m)) for m in metrics]
         if baseline:
@@ -211,6 +216,22 @@ def _baseline_cell(run: StoredRun) -> str:
     if run.baseline_source:
         shown.append(f"vs {_e(run.baseline_source)}")
     return f"<td class='baseline'>{'<br>'.join(shown)}</td>"
+
+
+def _model_cell(run: StoredRun) -> str:
+    """Whether the run logged an MLflow model, and the registered version it became."""
+    if not run.models and not run.registered:
+        return "<td></td>"
+    count = len(run.models)
+    shown = []
+    if count:
+        label = f"{count} model{'s' if count > 1 else ''}"
+        shown.append(f"<span title='{_e(', '.join(run.models))}'>{label}</span>")
+    if run.registered:
+        text = f"<b class='registered'>registered {_e(run.registered)}</b>"
+        url = run.registered_url
+        shown.append(f"<a href='{_e(url)}'>{text}</a>" if url else text)
+    return f"<td class='model'>{'<br>'.join(shown)}</td>"
 
 
 # -- plots -------------------------------------------------------------------------------------

@@ -35,6 +35,10 @@ class StoredRun:
     #: Metric histories by key, as ``(step, value)`` pairs; filled for reports.
     histories: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     url: str | None = None
+    #: Ids of the MLflow models the run logged (its outputs), e.g. ``m-1f2e...``.
+    models: list[str] = field(default_factory=list)
+    #: The page of the model version registered from this run (servers only).
+    registered_url: str | None = None
 
     @property
     def outcome(self) -> str:
@@ -62,6 +66,15 @@ class StoredRun:
     def baseline_source(self) -> str:
         """Where the gate's baseline came from, or ``""``."""
         return self.tags.get(T.BASELINE_SOURCE, "")
+
+    @property
+    def registered(self) -> str:
+        """``churn-clf v3 @candidate`` when pytest-mlexp registered the run's model, else ``""``."""
+        name = self.tags.get(T.REGISTERED_MODEL)
+        if not name:
+            return ""
+        version, alias = self.tags.get(T.REGISTERED_VERSION, "?"), self.tags.get(T.REGISTERED_ALIAS)
+        return f"{name} v{version}" + (f" @{alias}" if alias else "")
 
     @property
     def step_metrics(self) -> list[str]:
@@ -143,12 +156,16 @@ def get_run(backend: Backend, ref: str, experiments: Sequence[Any] = ()) -> Stor
 
 
 def load_histories(backend: Backend, runs: Iterable[StoredRun]) -> None:
-    """Fill each run's metric histories (one request per run and metric)."""
+    """Fill each run's metric histories, read in bulk (``backend.histories``)."""
+    from ..backend.histories import metric_histories
+
+    runs = list(runs)
+    histories = metric_histories(backend, [(r.run_id, key) for r in runs for key in r.metrics])
     for run in runs:
         for key in run.metrics:
-            points = backend.client.get_metric_history(run.run_id, key)
+            points = histories.get((run.run_id, key), [])
             run.histories[key] = sorted(
-                (int(m.step), float(m.value)) for m in points if math.isfinite(m.value)
+                (step, value) for step, value, _ in points if math.isfinite(value)
             )
 
 
@@ -167,4 +184,15 @@ def stored_run(backend: Backend, run: Any, experiments: Mapping[str, str]) -> St
         metrics={k: float(v) for k, v in data.metrics.items()},
         tags=dict(data.tags),
         url=backend.run_link(experiment_id, str(info.run_id)),
+        models=[
+            str(output.model_id)
+            for output in (getattr(getattr(run, "outputs", None), "model_outputs", None) or [])
+        ],
+        registered_url=(
+            backend.model_version_link(
+                data.tags[T.REGISTERED_MODEL], data.tags.get(T.REGISTERED_VERSION, "")
+            )
+            if T.REGISTERED_MODEL in data.tags
+            else None
+        ),
     )

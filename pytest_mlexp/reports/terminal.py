@@ -1,12 +1,17 @@
 """What the terminal shows at the end of a session, in this order.
 
-The runs (one row each), the grid parents, the runs of dead processes that
-were closed, how to open the UI; then the gate's section, the runs spooled
-for ``mlexp sync``, and the HTML report.
+The runs (one row each; a large grid as its best few cells and a count,
+all of them with ``-v``), the grid parents, the runs of dead processes that
+were closed, how to open the UI and the link to each experiment's runs; then
+the gate's section, the models registered, the runs spooled for ``mlexp sync``,
+and the HTML report.
 """
 
 from __future__ import annotations
 
+import math
+import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +25,10 @@ if TYPE_CHECKING:
 
 #: How many metrics a summary row shows.
 SUMMARY_METRICS = 3
+#: A grid with more cells than this is shown as its best few cells and a count (all with -v).
+LARGE_GRID = 20
+#: How many of a large grid's cells are shown without -v.
+BEST_CELLS_SHOWN = 5
 
 
 def write_summary(
@@ -30,7 +39,15 @@ def write_summary(
 ) -> None:
     """The session's summary; ``end`` is what the session's end did (None if it could not)."""
     tracking = settings.tracking
-    write_runs(terminalreporter, tracking, results)
+    write_runs(terminalreporter, tracking, results, settings.gate.directions)
+    reruns = [r for r in results if r.superseded]
+    if reruns:
+        terminalreporter.write_line(
+            f"mlexp: {len(reruns)} attempt{'s' if len(reruns) != 1 else ''} superseded by a "
+            "rerun (tagged mlexp.outcome=rerun), each item counted by its last attempt: "
+            + ", ".join(r.name for r in reruns[:5])
+            + (" ..." if len(reruns) > 5 else "")
+        )
     if end is not None:
         for line in end.grid_lines:
             terminalreporter.write_line(line)
@@ -41,11 +58,24 @@ def write_summary(
                 + (" ..." if len(end.swept) > 5 else "")
             )
     if tracking.is_embedded:
-        terminalreporter.write_line(f"see them with: {ui_command(tracking)}")
+        terminalreporter.write_line(f"open the MLflow UI with: {ui_command(tracking)}")
+    links = end.runs_links if end is not None else {}
+    for experiment, link in links.items():
+        where = "then open" if tracking.is_embedded else "runs in the MLflow UI"
+        named = f" (experiment {experiment!r})" if len(links) > 1 else ""
+        terminalreporter.write_line(f"{where}{named}: {link}")
     if end is not None and end.gate is not None:
         from .verdicts import write_gate_summary
 
-        write_gate_summary(terminalreporter, end.gate)
+        # Repeats are judged through their cell: the count is of the other items.
+        items = sum(1 for r in results if r.groups is None or not r.groups.cell)
+        write_gate_summary(terminalreporter, end.gate, items=items)
+    if end is not None:
+        for registration in end.registrations:
+            markup = {"registered": {"green": True}, "error": {"red": True}}
+            terminalreporter.write_line(
+                registration.line, **markup.get(registration.kind, {"yellow": True})
+            )
     spooled = [r for r in results if r.spooled]
     if spooled:
         from ..spool.journal import JOURNAL_DIR
@@ -69,14 +99,23 @@ def write_summary(
 
 
 def write_runs(
-    terminalreporter: Any, tracking: TrackingConfig, results: Sequence[RunSummary]
+    terminalreporter: Any,
+    tracking: TrackingConfig,
+    results: Sequence[RunSummary],
+    directions: Mapping[str, str] | None = None,
 ) -> None:
-    """One row per run: name, status, key metrics, run id (and its UI link on a server)."""
+    """One row per run: name, status, key metrics, run id (and its UI link on a server).
+
+    A grid of more than ``LARGE_GRID`` cells shows its ``BEST_CELLS_SHOWN`` best
+    cells and a line counting the others, unless ``-v`` asks for every row.
+    """
     experiments = sorted({r.experiment for r in results})
     names = ", ".join(repr(e) for e in experiments)
     noun = "experiment" if len(experiments) == 1 else "experiments"
     terminalreporter.write_sep("=", f"mlexp: {len(results)} runs in {noun} {names}")
     terminalreporter.write_line(f"tracking URI: {tracking.display_uri}")
+    verbose = getattr(terminalreporter, "verbosity", 0) > 0
+    shown, folded = (list(results), {}) if verbose else fold_large_grids(results, directions)
     rows = [
         (
             r.name,
@@ -84,14 +123,64 @@ def write_runs(
             format_metrics(r.metrics),
             r.url or r.run_id,
         )
-        for r in results
+        for r in shown
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    widths = [max((len(row[i]) for row in rows), default=0) for i in range(3)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         line = "  ".join([*cells, row[3]])
         markup = {"red": True} if row[1].startswith(("FAILED", "KILLED")) else {}
         terminalreporter.write_line(line.rstrip(), **markup)
+    for grid, hidden in folded.items():
+        failed = sum(r.status != "FINISHED" for r in hidden)
+        terminalreporter.write_line(
+            f"... and {len(hidden)} more cells of {grid} ({len(hidden) - failed} passed, "
+            f"{failed} failed or killed); -v lists every run",
+            **({"red": True} if failed else {}),
+        )
+
+
+def fold_large_grids(
+    results: Sequence[RunSummary], directions: Mapping[str, str] | None = None
+) -> tuple[list[RunSummary], dict[str, list[RunSummary]]]:
+    """The runs to list, and per large grid the cells left out (all but its best few).
+
+    Cells are ranked as the grid's best cell is picked (its ``best=`` metric, else
+    the first metric, by its direction); failed cells rank last.
+    """
+    grids: dict[str, list[RunSummary]] = {}
+    for result in results:
+        if result.groups is not None and result.groups.grid:
+            grids.setdefault(result.groups.grid, []).append(result)
+    keep: set[int] = set()
+    folded: dict[str, list[RunSummary]] = {}
+    for grid, cells in grids.items():
+        if len(cells) <= LARGE_GRID:
+            continue
+        ranked = sorted(cells, key=_ranking(cells, directions))
+        keep.update(id(cell) for cell in ranked[:BEST_CELLS_SHOWN])
+        folded[grid] = ranked[BEST_CELLS_SHOWN:]
+    hidden = {id(cell) for cells in folded.values() for cell in cells}
+    return [r for r in results if id(r) not in hidden or id(r) in keep], folded
+
+
+def _ranking(cells: Sequence[RunSummary], directions: Mapping[str, str] | None) -> Any:
+    from ..directions import BestSpec
+
+    groups = cells[0].groups
+    spec = BestSpec.parse(groups.best if groups is not None else "")
+    metric = spec.metric or next((key for cell in cells for key in cell.metrics), None)
+    direction = spec.resolve(metric, directions) if metric is not None else None
+    sign = -1.0 if direction is not None and direction.direction == "up" else 1.0
+    known = direction is not None and direction.known
+
+    def key(cell: RunSummary) -> tuple[int, float]:
+        value = cell.metrics.get(metric) if metric is not None else None
+        if cell.status != "FINISHED" or value is None or math.isnan(value) or not known:
+            return (1, 0.0)
+        return (0, sign * value)
+
+    return key
 
 
 def format_metrics(metrics: Mapping[str, float], limit: int = SUMMARY_METRICS) -> str:
@@ -101,8 +190,17 @@ def format_metrics(metrics: Mapping[str, float], limit: int = SUMMARY_METRICS) -
     return " ".join(shown) or "-"
 
 
-def ui_command(tracking: TrackingConfig) -> str:
-    """The shortest ``mlflow ui`` command that opens the embedded store."""
-    if tracking.tracking_uri == uris.default_store_uri(tracking.rootdir):
-        return f"cd {tracking.rootdir} && mlflow ui"
-    return f"mlflow ui --backend-store-uri {tracking.tracking_uri}"
+def ui_command(tracking: TrackingConfig, python: str | None = None) -> str:
+    """The ``mlflow ui`` command that opens the embedded store, as this interpreter runs it.
+
+    It works from any folder and without activating a virtualenv: the Python
+    that ran pytest (``-m mlflow``), the store's absolute URI, and the folder
+    where experiments created from the UI keep their artifacts.
+    """
+    command = [python or sys.executable, "-m", "mlflow", "ui"]
+    command += ["--backend-store-uri", tracking.tracking_uri]
+    artifacts = tracking.store_artifact_dir
+    if artifacts is not None:
+        command += ["--default-artifact-root", str(artifacts)]
+    command += ["--port", str(uris.LOCAL_UI_PORT)]
+    return shlex.join(command)

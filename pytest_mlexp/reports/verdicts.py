@@ -14,17 +14,24 @@ from ..runs.summary import Verdict
 from ..settings.gate import GateSettings
 
 
-def write_gate_summary(terminalreporter: Any, outcome: GateOutcome) -> None:
-    """The regressions and improvements of the session, and tests without a baseline."""
+def write_gate_summary(terminalreporter: Any, outcome: GateOutcome, items: int = 0) -> None:
+    """The regressions and improvements of the session, and tests without a baseline.
+
+    ``items``: how many tracked items ran, so the count of judged ones says what it is of.
+    """
     verdicts, settings = outcome.verdicts, outcome.settings
     if verdicts:
-        _write_verdicts(terminalreporter, verdicts, settings, outcome.updated)
+        _write_verdicts(terminalreporter, verdicts, settings, outcome.updated, items)
     if outcome.cell_error is not None:
         terminalreporter.write_line(f"mlexp: {outcome.cell_error}", red=True)
 
 
 def _write_verdicts(
-    terminalreporter: Any, verdicts: list[Verdict], settings: GateSettings, updated: int
+    terminalreporter: Any,
+    verdicts: list[Verdict],
+    settings: GateSettings,
+    updated: int,
+    items: int = 0,
 ) -> None:
     title = "mlexp: metric gate"
     if settings.compares:
@@ -73,9 +80,39 @@ def _write_verdicts(
         )
     keys = (REGRESSED, IMPROVED, PASSED, NO_BASELINE)
     parts = [f"{counts[key]} {key}" for key in keys if counts.get(key)]
-    terminalreporter.write_line(f"{len(verdicts)} tests judged: " + ", ".join(parts or ["-"]))
+    terminalreporter.write_line(
+        judged_line(verdicts, settings, items) + ": " + ", ".join(parts or ["-"])
+    )
     if settings.update:
         terminalreporter.write_line(f"baseline file {settings.file_label}: {updated} tests updated")
+
+
+def judged_line(verdicts: list[Verdict], settings: GateSettings, items: int = 0) -> str:
+    """What was judged, of how many: ``4 of 8 items have a baseline (baseline.yaml)``.
+
+    ``items`` is how many tracked items ran, repeats of a cell aside. Without a
+    baseline, only items with ``expect=`` bounds are judged, and the line says so.
+    Repeats are judged by their bounds, repeated cells by their means: they are
+    counted apart.
+    """
+    repeats = [v for v in verdicts if v.repeat]
+    cells = [v for v in verdicts if v.cell_run_id]
+    plain = [v for v in verdicts if not v.repeat and not v.cell_run_id]
+    total = max(items, len(plain))
+    parts = []
+    if settings.compares and total:
+        with_baseline = sum(1 for v in plain if v.verdict != NO_BASELINE)
+        parts.append(f"{with_baseline} of {total} items have a baseline ({settings.source})")
+    elif plain:
+        parts.append(
+            f"{len(plain)} of {total} items judged by their expect= bounds "
+            "(no baseline given: --mlexp-baseline or --mlexp-baseline-file)"
+        )
+    if repeats:
+        parts.append(f"{len(repeats)} repeats by their expect= bounds")
+    if cells:
+        parts.append(f"{len(cells)} repeated cells by their means")
+    return "; ".join(parts)
 
 
 def write_markdown(outcome: GateOutcome) -> None:

@@ -61,6 +61,8 @@ class ExperimentRun:
         self.output_location: Path | None = None
         #: The Optuna trial this run is, in a search; set by ``search.plugin``.
         self.search_trial: ActiveTrial | None = None
+        #: Models logged with ``log_model``: name -> MLflow model id (``m-...``).
+        self.logged_models: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<ExperimentRun {self.run_id}>"
@@ -176,8 +178,51 @@ class ExperimentRun:
         self.client.log_text(self.run_id, text, artifact_file)
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
-        """Save a matplotlib or plotly figure as an artifact."""
+        """Save a matplotlib or plotly figure as an artifact.
+
+        A plotly figure saved as ``.html`` carries plotly.js inside (about 4.7 MB),
+        so it renders in the MLflow UI's artifact viewer with no network; MLflow's
+        own ``log_figure`` would load plotly.js from a CDN.
+        """
+        if artifact_file.lower().endswith((".html", ".htm")) and _is_plotly(figure):
+            html = figure.to_html(include_plotlyjs=True, full_html=True)
+            self.client.log_text(self.run_id, html, artifact_file)
+            return
         self.client.log_figure(self.run_id, figure, artifact_file)
+
+    # -- models ----------------------------------------------------------------
+
+    def log_model(
+        self,
+        model: Any,
+        name: str = "model",
+        input_example: Any = None,
+        signature: Any = None,
+        **flavor_kwargs: Any,
+    ) -> Any:
+        """Log ``model`` as an MLflow Model of this run, with MLflow's flavor for its type.
+
+        scikit-learn, XGBoost, LightGBM, CatBoost, statsmodels, PyTorch,
+        TensorFlow/Keras and transformers objects, and ``mlflow.pyfunc.PythonModel``;
+        anything else raises ``TypeError`` naming the MLflow function to call
+        (nothing is pickled behind your back). The signature is inferred from
+        ``input_example`` unless given; ``flavor_kwargs`` go to the flavor's
+        ``log_model`` (e.g. ``pip_requirements``). Returns MLflow's ``ModelInfo``
+        (``model_uri`` is ``models:/<model id>``). The model is linked to the run's
+        metrics, those logged after it included.
+        """
+        from ..models.logged import log_model
+
+        info = log_model(
+            self,
+            model,
+            name=name,
+            input_example=input_example,
+            signature=signature,
+            flavor_kwargs=flavor_kwargs,
+        )
+        self.logged_models[name] = str(info.model_id)
+        return info
 
     # -- sending ---------------------------------------------------------------
 
@@ -233,6 +278,11 @@ def log_returned(run: ExperimentRun, nodeid: str, value: Any) -> None:
             run.log_metric(str(key), float(item))
         else:
             run.log_param(str(key), stringify(item))
+
+
+def _is_plotly(figure: Any) -> bool:
+    """A plotly figure (told by its class's module, so plotly is not imported to check)."""
+    return type(figure).__module__.split(".", 1)[0] == "plotly" and hasattr(figure, "to_html")
 
 
 def _param_text(key: str, value: Any) -> str:

@@ -52,6 +52,8 @@ class ItemRuns:
         for item in tracked:
             item.stash[_TRACKED_KEY] = True
         self._running: dict[str, tuple[pytest.Item, ItemRun]] = {}
+        #: The summary of each item's latest finished attempt, until a rerun supersedes it.
+        self._finished: dict[str, RunSummary] = {}
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -102,6 +104,25 @@ class ItemRuns:
         return report
 
     @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # pytest-rerunfailures logs the failed phase of an attempt it reruns as
+        # "rerun", after the attempt's run ended and before its teardown report
+        # (which carries the summary to the session, or to the xdist controller).
+        if report.outcome != T.OUTCOME_RERUN:
+            return
+        summary = self._finished.pop(report.nodeid, None)
+        if summary is None:
+            return
+        summary.outcome = T.OUTCOME_RERUN
+        try:
+            self.session.backend.client.set_tag(summary.run_id, T.OUTCOME, T.OUTCOME_RERUN)
+        except Exception as exc:
+            warnings.warn(
+                MlexpWarning(f"could not mark run {summary.run_id} as a rerun attempt: {exc}"),
+                stacklevel=1,
+            )
+
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self) -> None:
         # Items cut short by Ctrl-C (or pytest.exit) never reach teardown.
         for item, item_run in list(self._running.values()):
@@ -132,6 +153,14 @@ class ItemRuns:
             },
             **self._standard_tags(item),
         }
+        attempt = attempt_of(item)
+        if attempt is not None:
+            tags[T.ATTEMPT] = str(attempt)
+            # A rerun is judged afresh: no verdict carried over from the attempt before.
+            if VERDICT_KEY in item.stash:
+                del item.stash[VERDICT_KEY]
+            if CELL_RULES_KEY in item.stash:
+                del item.stash[CELL_RULES_KEY]
         backend = self.session.backend
         run_id, experiment_id = start_run(
             backend, experiment=experiment, run_name=item.name, tags=tags
@@ -162,7 +191,10 @@ class ItemRuns:
                 traceback = redact_text(failed.longreprtext)
                 item_run.run.set_tag(T.ERROR, error_line(failed, traceback))
                 item_run.run.log_text(traceback, "mlexp/traceback.txt")
-            self.session.summarize(report, self._end(item, item_run, outcome, status))
+            summary = self._end(item, item_run, outcome, status)
+            self.session.summarize(report, summary)
+            if attempt_of(item) is not None:
+                self._finished[item.nodeid] = summary
         except Exception as exc:
             # The run could not be completed: show it as an error of this item.
             self._running.pop(item.nodeid, None)
@@ -175,6 +207,7 @@ class ItemRuns:
 
     def _end(self, item: pytest.Item, item_run: ItemRun, outcome: str, status: str) -> RunSummary:
         from ..backend.fluent import end_run
+        from ..models.registry import registered_name
 
         self._running.pop(item.nodeid, None)
         run = item_run.run
@@ -212,6 +245,8 @@ class ItemRuns:
             verdict=verdict,
             cell_rules=item.stash.get(CELL_RULES_KEY, None),
             spooled=is_spooled(self.session.backend.client, run.run_id),
+            attempt=attempt_of(item) or 1,
+            register=registered_name(item, self.settings.register),
         )
 
     def _terminate_quietly(self, run: ExperimentRun, status: str) -> None:
@@ -224,6 +259,12 @@ class ItemRuns:
             warnings.warn(
                 MlexpWarning(f"could not close run {run.run_id} as {status}: {exc}"), stacklevel=1
             )
+
+
+def attempt_of(item: pytest.Item) -> int | None:
+    """The attempt pytest-rerunfailures is running (1, 2...), or ``None`` without reruns."""
+    count = getattr(item, "execution_count", None)
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
 
 
 def source_name(item: pytest.Item, rootdir: Path) -> str:

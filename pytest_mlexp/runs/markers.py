@@ -19,6 +19,8 @@ MARKER_KWARGS = (
     "best",
     "repeats",
     "seeds",
+    # models
+    "register",
     # search (checked when the trials are collected: search.collection)
     "search",
     "trials",
@@ -82,6 +84,11 @@ def check_marker(item: pytest.Item, marker: pytest.Mark) -> None:
         raise pytest.UsageError(
             f"{where}: tags must be a dict such as tags={{'team': 'vision'}}, got {tags!r}"
         )
+    register = marker.kwargs.get("register")
+    if register is not None:
+        from ..settings.models import check_model_name
+
+        check_model_name(register, f"{where}: register")
     best = marker.kwargs.get("best")
     if best is not None:
         from ..directions import BestSpec

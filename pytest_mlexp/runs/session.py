@@ -10,6 +10,7 @@ the items' teardown reports; the controller does the session's end.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import weakref
@@ -55,22 +56,46 @@ class MlexpSession:
         )
         self._restore_sigterm = False
         self._collection_failed = False
+        self._preparing: threading.Thread | None = None
 
     # -- the tracking store ------------------------------------------------------------------
 
     @property
     def backend(self) -> Backend:
         """The tracking store, opened (and mlflow imported) on first use."""
+        if self._preparing is not None:
+            self._preparing.join()
+            self._preparing = None
         if self._backend is None:
             from ..pipeline import open_backend
 
             self._backend = open_backend(self.settings)
-            self._handle_sigterm()
+        self._handle_sigterm()
         return self._backend
+
+    def _prepare_backend(self) -> None:
+        """xdist controller: import mlflow and open the store while the workers run.
+
+        Started when the first run's summary arrives (so sessions without
+        experiments never pay for it); the session's end then finds the store
+        open instead of adding the import to the time after the last worker.
+        A failure is left for the session's end to meet again and report.
+        """
+        if self._backend is not None or self._preparing is not None:
+            return
+
+        def prepare() -> None:
+            from ..pipeline import open_backend
+
+            with contextlib.suppress(Exception):
+                self._backend = open_backend(self.settings)
+
+        self._preparing = threading.Thread(target=prepare, name="mlexp-prepare", daemon=True)
+        self._preparing.start()
 
     def _handle_sigterm(self) -> None:
         """Treat SIGTERM (a CI timeout, ``kill``) like Ctrl-C, so runs end as KILLED."""
-        if threading.current_thread() is not threading.main_thread():
+        if self._restore_sigterm or threading.current_thread() is not threading.main_thread():
             return
         if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
             return
@@ -184,6 +209,7 @@ class MlexpSession:
 
             if isinstance(report, pytest.TestReport):
                 self._summaries[report] = RunSummary.from_json(data[SUMMARY_FIELD])
+                self._prepare_backend()
         return report
 
     # -- the session's end -------------------------------------------------------------------

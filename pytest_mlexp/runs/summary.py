@@ -90,6 +90,15 @@ class RunSummary:
     cell_rules: dict[str, Any] | None = None
     #: The server was lost and the run went to the journal for ``mlexp sync``.
     spooled: bool = False
+    #: pytest-rerunfailures: the attempt this run is (``outcome`` is ``rerun`` if superseded).
+    attempt: int = 1
+    #: The registered model the function's best cell becomes a version of (``register=``).
+    register: str = ""
+
+    @property
+    def superseded(self) -> bool:
+        """An attempt that a rerun replaced: the item is counted by its last attempt."""
+        return self.outcome == "rerun"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

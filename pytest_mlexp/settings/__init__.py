@@ -21,6 +21,7 @@ from .autolog import resolve_autolog
 from .gate import GateSettings, resolve_gate
 from .grids import resolve_best
 from .lineage import resolve_lineage
+from .models import RegisterSettings, resolve_register
 from .params import ParamsSettings, resolve_params
 from .reports import resolve_html
 from .search import SearchSettings, resolve_search
@@ -53,6 +54,8 @@ class Settings:
     params: ParamsSettings
     #: Where the Optuna studies of searches are stored.
     search: SearchSettings
+    #: Registering the best cell's model at session end.
+    register: RegisterSettings
 
 
 def resolve(config: pytest.Config) -> Settings:
@@ -68,4 +71,5 @@ def resolve(config: pytest.Config) -> Settings:
         html=resolve_html(config),
         params=resolve_params(config),
         search=resolve_search(config),
+        register=resolve_register(config),
     )

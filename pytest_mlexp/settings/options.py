@@ -28,6 +28,7 @@ GRID_KEYS = ("best_metric",)
 SPOOL_KEYS = ("on_tracking_error",)
 PARAMS_KEYS = ("params_file",)
 SEARCH_KEYS = ("search_storage",)
+MODEL_KEYS = ("register", "register_alias")
 YAML_KEYS: tuple[str, ...] = (
     *TRACKING_KEYS,
     *LINEAGE_KEYS,
@@ -39,18 +40,24 @@ YAML_KEYS: tuple[str, ...] = (
     *SPOOL_KEYS,
     *PARAMS_KEYS,
     *SEARCH_KEYS,
+    *MODEL_KEYS,
 )
 
 MARKER = (
     "mlexp(experiment=None, tags=None, expect=None, tolerance=None, direction=None, "
-    "best=None, repeats=None, seeds=None): track this test as an MLflow run, optionally "
-    "in another experiment or with extra tags; gate its metrics with bounds "
+    "best=None, repeats=None, seeds=None, register=None): track this test as an MLflow run, "
+    "optionally in another experiment or with extra tags; gate its metrics with bounds "
     "(expect={'accuracy': '>= 0.9'}) and baseline tolerances and directions; best: "
-    "metric picking a grid's best cell; repeats/seeds: run each cell once per seed. "
+    "metric picking a grid's best cell; repeats/seeds: run each cell once per seed; "
+    "register: registered model name the best cell's logged model becomes a version of "
+    "when the session passes. "
     "search={'lr': 'loguniform(1e-4, 1e-1)', 'depth': 'int(2, 12)', 'kernel': ['rbf', "
     "'linear']}, trials=40, objective='val_loss:min', sampler='tpe', seed=0, "
     "pruner='median', study='svm-v1': an Optuna search, one item per trial."
 )
+
+#: The alias a registered version gets unless told otherwise.
+DEFAULT_REGISTER_ALIAS = "candidate"
 
 #: The default tolerance, as shown in ``--help``.
 DEFAULT_TOLERANCE_TEXT = "1%"
@@ -70,6 +77,7 @@ def add_options(parser: pytest.Parser) -> None:
         add_report_options,
         add_params_options,
         add_search_options,
+        add_model_options,
     ):
         add(group, parser)
 
@@ -327,3 +335,29 @@ def add_search_options(group: Any, parser: pytest.Parser) -> None:
     parser.addini(
         "mlexp_search_storage", "Database URL of the searches' Optuna studies.", default=""
     )
+
+
+def add_model_options(group: Any, parser: pytest.Parser) -> None:
+    group.addoption(
+        "--mlexp-register-alias",
+        dest="mlexp_register_alias",
+        metavar="ALIAS",
+        default=None,
+        help="Alias given to the model versions registered at session end "
+        f"(default: {DEFAULT_REGISTER_ALIAS}).",
+    )
+    group.addoption(
+        "--mlexp-no-register",
+        dest="mlexp_no_register",
+        action="store_true",
+        default=False,
+        help="Register no model in this session (e.g. on pull requests), whatever "
+        "register= and mlexp_register say.",
+    )
+    parser.addini(
+        "mlexp_register",
+        "Registered model per experiment function, one TEST=NAME a line "
+        "(TEST: the function's name or node id).",
+        type="linelist",
+    )
+    parser.addini("mlexp_register_alias", "Alias of the model versions registered at session end.")

@@ -31,6 +31,8 @@ class SpoolingClient:
         self._client = client
         self.journal = journal
         self._offline: dict[str, str] = {}  # run id -> journal id
+        #: Runs created in the journal: (run name, start time, tags), for ``offline_view``.
+        self._created: dict[str, tuple[str, int, dict[str, str]]] = {}
         self._warned = False
 
     def __getattr__(self, name: str) -> Any:
@@ -48,19 +50,46 @@ class SpoolingClient:
         local_id = uuid.uuid4().hex
         self._warn(exc)
         self._offline[local_id] = local_id
+        start_time = int(time.time() * 1000)
+        all_tags = {**tags, T.JOURNAL_ID: local_id}
+        self._created[local_id] = (run_name, start_time, all_tags)
         self.journal.append(
             local_id,
             {
                 "op": "create",
                 "experiment": experiment,
                 "run_name": run_name,
-                "tags": {**tags, T.JOURNAL_ID: local_id},
-                "start_time": int(time.time() * 1000),
+                "tags": all_tags,
+                "start_time": start_time,
             },
         )
         return local_id
 
-    def _write(
+    def offline_view(self, run_id: str) -> Any:
+        """An MLflow ``Run`` standing for a run created in the journal, or ``None``.
+
+        The fluent API keeps it as the active run, so that ``mlflow.log_*``
+        and autolog write into the journal with the item's run.
+        """
+        if run_id not in self._created:
+            return None
+        from mlflow.entities import Run, RunData, RunInfo, RunTag
+
+        run_name, start_time, tags = self._created[run_id]
+        info = RunInfo(
+            run_id=run_id,
+            experiment_id="",
+            user_id=tags.get(T.USER, ""),
+            status="RUNNING",
+            start_time=start_time,
+            end_time=None,
+            lifecycle_stage="active",
+            artifact_uri=None,
+            run_name=run_name,
+        )
+        return Run(info, RunData(tags=[RunTag(k, v) for k, v in tags.items()]))
+
+    def write(
         self,
         run_id: str,
         op: dict[str, Any] | Callable[[], dict[str, Any]],
@@ -69,6 +98,7 @@ class SpoolingClient:
         """Send now, or (the server being lost) append ``op`` to the run's journal.
 
         ``op`` may be a function, for entries that copy files only when spooled.
+        Used by this client and by the fluent API's store (``spool.store``).
         """
         if run_id not in self._offline:
             try:
@@ -102,7 +132,7 @@ class SpoolingClient:
             "params": [[p.key, p.value] for p in params],
             "tags": [[t.key, t.value] for t in tags],
         }
-        self._write(
+        self.write(
             run_id,
             op,
             lambda: self._client.log_batch(run_id, metrics=metrics, params=params, tags=tags),
@@ -110,7 +140,7 @@ class SpoolingClient:
 
     def set_tag(self, run_id: str, key: str, value: Any) -> None:
         op = {"op": "batch", "metrics": [], "params": [], "tags": [[key, str(value)]]}
-        self._write(run_id, op, lambda: self._client.set_tag(run_id, key, value))
+        self.write(run_id, op, lambda: self._client.set_tag(run_id, key, value))
 
     def set_terminated(
         self, run_id: str, status: str | None = None, end_time: int | None = None
@@ -120,11 +150,11 @@ class SpoolingClient:
             "status": status or "FINISHED",
             "end_time": end_time or int(time.time() * 1000),
         }
-        self._write(run_id, op, lambda: self._client.set_terminated(run_id, status, end_time))
+        self.write(run_id, op, lambda: self._client.set_terminated(run_id, status, end_time))
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         op = {"op": "text", "text": text, "artifact_file": artifact_file}
-        self._write(run_id, op, lambda: self._client.log_text(run_id, text, artifact_file))
+        self.write(run_id, op, lambda: self._client.log_text(run_id, text, artifact_file))
 
     def log_dict(self, run_id: str, dictionary: Any, artifact_file: str) -> None:
         if run_id not in self._offline:
@@ -147,15 +177,11 @@ class SpoolingClient:
             kept = self.journal.keep_file(self._offline[run_id], local_path)
             return {"op": "artifact", "path": kept, "artifact_path": artifact_path, "dir": False}
 
-        self._write(
-            run_id, op, lambda: self._client.log_artifact(run_id, local_path, artifact_path)
-        )
+        self.write(run_id, op, lambda: self._client.log_artifact(run_id, local_path, artifact_path))
 
     def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
         def op() -> dict[str, Any]:
             kept = self.journal.keep_file(self._offline[run_id], local_dir)
             return {"op": "artifact", "path": kept, "artifact_path": artifact_path, "dir": True}
 
-        self._write(
-            run_id, op, lambda: self._client.log_artifacts(run_id, local_dir, artifact_path)
-        )
+        self.write(run_id, op, lambda: self._client.log_artifacts(run_id, local_dir, artifact_path))

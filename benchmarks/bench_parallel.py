@@ -1,0 +1,156 @@
+"""Parallel efficiency on the embedded store: what pytest-xdist still gains with tracking on.
+
+1. CPU-bound cells (``--only cpu``): 24 cells burning 1 s of CPU each, on a
+   fresh embedded sqlite store. Four sessions per round, interleaved:
+   tracked ``-n 0`` and ``-n 2``, and the same cells untracked
+   (``-p no:mlexp``) ``-n 0`` and ``-n 2``. The efficiency is the tracked
+   speed-up over the untracked one (target >= 0.9).
+2. Trivial cells (``--only trivial``): 100 cells logging 2 params and
+   2 metrics, tracked, ``-n 1`` against ``-n 2`` (target: ``-n 2`` never slower).
+
+Run: ``python benchmarks/bench_parallel.py [--repeat 3] [--only cpu|trivial]
+[--before DIR]``. ``--before`` measures an earlier version of the package too
+(a folder holding its ``pytest_mlexp``), first on ``PYTHONPATH``, in the same rounds.
+Medians of the rounds are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+CPU_CELLS = 24
+CPU_SECONDS = 1.0
+TRIVIAL_CELLS = 100
+
+# The same file runs tracked and untracked: the ini collects experiment_* either way.
+INI = "[pytest]\npython_files = experiment_*.py\npython_functions = experiment_*\n"
+
+CPU_EXPERIMENT = textwrap.dedent(
+    f"""
+    import time
+    import pytest
+
+    @pytest.mark.parametrize("i", range({CPU_CELLS}))
+    def experiment_cpu(i):
+        start = time.process_time()
+        total = 0
+        while time.process_time() - start < {CPU_SECONDS}:
+            total += sum(range(1000))
+        return {{"score": i, "total": total}}
+    """
+)
+
+TRIVIAL_EXPERIMENT = textwrap.dedent(
+    f"""
+    import pytest
+
+    @pytest.mark.parametrize("i", range({TRIVIAL_CELLS}))
+    def experiment_grid(mlflow_run, i):
+        mlflow_run.log_params({{"p0": 0, "p1": i}})
+        mlflow_run.log_metrics({{"m0": 0, "m1": i}})
+    """
+)
+
+ENV = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLEXP_", "PYTEST_"))}
+ENV["PYTHONWARNINGS"] = "ignore"
+
+
+def session(root: Path, name: str, source: str, args: list[str], before: Path | None) -> float:
+    project = root / name
+    project.mkdir()
+    (project / "pytest.ini").write_text(INI)
+    (project / "experiment_cells.py").write_text(source)
+    env = ENV if before is None else {**ENV, "PYTHONPATH": str(before)}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *args]
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
+    return elapsed
+
+
+def rounds(
+    root: Path,
+    source: str,
+    sides: list[tuple[str, list[str], Path | None]],
+    repeat: int,
+) -> dict[str, float]:
+    times: dict[str, list[float]] = {label: [] for label, _, _ in sides}
+    for i in range(repeat):
+        for label, args, before in sides:
+            slug = "".join(c if c.isalnum() else "-" for c in label)
+            elapsed = session(root, f"{slug}-{i}", source, args, before)
+            times[label].append(elapsed)
+            print(f"  round {i + 1}: {label:28} {elapsed:6.2f} s", file=sys.stderr)
+    return {label: statistics.median(values) for label, values in times.items()}
+
+
+def cpu_cells(root: Path, repeat: int, before: Path | None) -> None:
+    versions: list[tuple[str, Path | None]] = [("", None)]
+    if before is not None:
+        versions.append((", before", before))
+    sides = [("untracked -n 0", ["-p", "no:mlexp", "-n", "0"], None)]
+    sides.append(("untracked -n 2", ["-p", "no:mlexp", "-n", "2"], None))
+    for suffix, version in versions:
+        sides.append((f"tracked -n 0{suffix}", ["-n", "0"], version))
+        sides.append((f"tracked -n 2{suffix}", ["-n", "2"], version))
+    medians = rounds(root, CPU_EXPERIMENT, sides, repeat)
+    print(
+        f"{CPU_CELLS} cells of {CPU_SECONDS:g} s CPU, embedded sqlite store, "
+        f"{os.cpu_count()} CPUs, median of {repeat} interleaved rounds:"
+    )
+    for label, seconds in medians.items():
+        print(f"  {label:28}: {seconds:6.2f} s")
+    untracked = medians["untracked -n 0"] / medians["untracked -n 2"]
+    print(f"  speed-up untracked -n 2     : {untracked:6.2f}x")
+    for suffix, _ in versions:
+        tracked = medians[f"tracked -n 0{suffix}"] / medians[f"tracked -n 2{suffix}"]
+        print(f"  speed-up tracked -n 2{suffix:7}: {tracked:6.2f}x")
+        print(
+            f"  efficiency tracked/untracked{suffix:0}: {tracked / untracked:6.2f}  (target >= 0.9)"
+        )
+
+
+def trivial_cells(root: Path, repeat: int, before: Path | None) -> None:
+    sides: list[tuple[str, list[str], Path | None]] = [
+        ("-n 1", ["-n", "1"], None),
+        ("-n 2", ["-n", "2"], None),
+    ]
+    if before is not None:
+        sides += [("-n 1, before", ["-n", "1"], before), ("-n 2, before", ["-n", "2"], before)]
+    medians = rounds(root, TRIVIAL_EXPERIMENT, sides, repeat)
+    print(
+        f"{TRIVIAL_CELLS} trivial cells, embedded sqlite store, "
+        f"median of {repeat} interleaved rounds:"
+    )
+    for label, seconds in medians.items():
+        print(f"  {label:28}: {seconds:6.2f} s")
+    for suffix in ("", ", before") if before is not None else ("",):
+        ratio = medians[f"-n 1{suffix}"] / medians[f"-n 2{suffix}"]
+        print(f"  speed-up -n 2 over -n 1{suffix:8}: {ratio:6.2f}x  (target >= 1.0x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", choices=("cpu", "trivial"), default=None)
+    parser.add_argument("--before", type=Path, default=None, help="an earlier checkout")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-parallel-") as tmp:
+        if args.only != "trivial":
+            cpu_cells(Path(tmp), args.repeat, args.before)
+        if args.only != "cpu":
+            trivial_cells(Path(tmp), args.repeat, args.before)
+
+
+if __name__ == "__main__":
+    main()

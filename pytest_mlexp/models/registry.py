@@ -1,0 +1,346 @@
+"""At session end: register each asking function's best model, when the session passed.
+
+A function asks with ``@pytest.mark.mlexp(register="churn-clf")`` or the
+``register`` mapping (ini ``mlexp_register``, ``mlexp.yaml``). Its best cell
+is the grid parent's (``mlexp.best_run_id``, set by ``grids.completion`` just
+before), the best repeat of a repeated cell by the same metric, or the
+function's single run. Its newest logged model becomes a new version of the
+registered model, with tags saying where it comes from and the alias
+(``candidate`` by default). Nothing is registered when the gate failed, a cell
+of the function failed, the session failed, or the best cell logged no model:
+one line says why.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..backend import tags as T
+from ..backend.client import one_line
+from ..directions import BestSpec, max_or_min
+from ..runs.markers import marker_options
+
+if TYPE_CHECKING:
+    import pytest
+
+    from ..backend.client import Backend
+    from ..gate.session_end import GateOutcome
+    from ..runs.summary import RunSummary
+    from ..settings import Settings
+    from ..settings.models import RegisterSettings
+
+#: How many of the best cell's metrics become tags of the version.
+MAX_METRIC_TAGS = 20
+#: MLflow's tag on a logged model listing its registered versions (``mlflow.utils.mlflow_tags``).
+MODEL_VERSIONS_TAG = "mlflow.modelVersions"
+
+REGISTERED = "registered"
+SKIPPED = "skipped"
+ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What registration did for one function, or why it did nothing: one terminal line."""
+
+    line: str
+    #: registered, skipped or error.
+    kind: str
+    #: The version's page in the tracking UI (servers only).
+    url: str | None = None
+
+
+class NotRegistered(Exception):
+    """Why a function's model is not registered; the message completes the terminal line."""
+
+
+def registered_name(item: pytest.Item, settings: RegisterSettings) -> str:
+    """The registered model an item's function registers to: the marker's, else the mapping's."""
+    name = marker_options(item).get("register")
+    if name:
+        return str(name).strip()
+    return settings.name_for(function_id(item.nodeid), getattr(item, "originalname", item.name))
+
+
+def function_id(nodeid: str) -> str:
+    """``path.py::experiment_clf[0.1-logreg]`` -> ``path.py::experiment_clf``."""
+    return nodeid.split("[", 1)[0]
+
+
+def register_models(
+    backend: Backend,
+    results: Sequence[RunSummary],
+    settings: Settings,
+    gate: GateOutcome | None,
+    exitstatus: int,
+) -> list[Registration]:
+    """Register the best cell's model of each function that asks for it; one line each."""
+    register = settings.register
+    done = [_unmatched(key, register, results) for key in register.names]
+    lines = [line for line in done if line is not None]
+    targets: dict[str, list[RunSummary]] = {}
+    for result in results:
+        if result.register:
+            targets.setdefault(function_id(result.nodeid), []).append(result)
+    if not targets:
+        return lines
+    if not register.enabled:
+        names = ", ".join(sorted({runs[0].register for runs in targets.values()}))
+        return [
+            *lines,
+            Registration(f"mlexp: nothing registered (--mlexp-no-register): {names}", SKIPPED),
+        ]
+    failures = gate_failures(gate)
+    for function, runs in targets.items():
+        name = runs[0].register
+        try:
+            lines.append(_register(backend, function, runs, settings, failures, exitstatus))
+        except NotRegistered as why:
+            lines.append(
+                Registration(f"mlexp: nothing registered as {name} for {function}: {why}", SKIPPED)
+            )
+        except Exception as exc:
+            lines.append(
+                Registration(
+                    f"mlexp: could not register {name} for {function} in {backend.display_uri}: "
+                    f"{type(exc).__name__}: {one_line(exc)[:300]}",
+                    ERROR,
+                )
+            )
+    return lines
+
+
+def gate_failures(gate: GateOutcome | None) -> list[str]:
+    """The tests and cells the gate failed in this session (regressions, missing baselines)."""
+    if gate is None:
+        return []
+    from ..gate.verdicts import NO_BASELINE, REGRESSED
+
+    failed = [
+        v.nodeid
+        for v in gate.verdicts
+        if v.verdict == REGRESSED
+        or v.problem is not None
+        or (gate.settings.require and v.verdict == NO_BASELINE)
+    ]
+    if gate.cell_error is not None:
+        failed.append("repeated cells not judged")
+    return failed
+
+
+def _unmatched(
+    key: str, register: RegisterSettings, results: Sequence[RunSummary]
+) -> Registration | None:
+    for result in results:
+        if key in (function_id(result.nodeid), function_id(result.name)):
+            return None
+    return Registration(
+        f"mlexp: register: {key!r} ({register.sources.get(key, 'register')}) matches no "
+        "experiment run in this session; give a function's name or node id",
+        SKIPPED,
+    )
+
+
+def _register(
+    backend: Backend,
+    function: str,
+    runs: Sequence[RunSummary],
+    settings: Settings,
+    failures: list[str],
+    exitstatus: int,
+) -> Registration:
+    if failures:
+        shown = ", ".join(failures[:3]) + (f" (+{len(failures) - 3})" if len(failures) > 3 else "")
+        raise NotRegistered(f"the gate failed ({shown})")
+    failed = [r.name for r in runs if r.status != "FINISHED"]
+    if failed:
+        shown = ", ".join(failed[:3]) + (f" (+{len(failed) - 3})" if len(failed) > 3 else "")
+        raise NotRegistered(f"a cell failed ({shown})")
+    if exitstatus != 0:
+        raise NotRegistered(f"the session failed (exit code {exitstatus})")
+    client = backend.client
+    best = _best_run(backend, runs, settings)
+    model_id, model_name = _newest_model(client, best.run)
+    best_name = str(best.run.info.run_name)
+    if model_id is None:
+        raise NotRegistered(
+            f"the best cell {best_name} logged no model; log one with mlflow_run.log_model(model)"
+        )
+    name = runs[0].register
+    alias = settings.register.alias
+    run_id = str(best.run.info.run_id)
+    judged = best.judged or best.run
+    version = _create_version(
+        client,
+        name,
+        model_id,
+        run_id,
+        tags=_version_tags(best, judged, settings.tracking.session_id),
+        description=_description(best, judged, model_name, settings.tracking.session_id),
+    )
+    client.set_registered_model_alias(name, alias, version)
+    backend.log_batch(
+        run_id,
+        tags=[
+            (T.REGISTERED_MODEL, name),
+            (T.REGISTERED_VERSION, version),
+            (T.REGISTERED_ALIAS, alias),
+        ],
+    )
+    url = backend.model_version_link(name, version)
+    return Registration(
+        f"mlexp: registered {name} v{version} @{alias} from {best_name}"
+        + (f" {url}" if url else ""),
+        REGISTERED,
+        url,
+    )
+
+
+@dataclass
+class _Best:
+    """The run whose model is registered, and how it was chosen."""
+
+    run: Any
+    #: e.g. ``accuracy=0.965 (max)``; empty for a single run.
+    how: str = ""
+    #: How many cells it was the best of.
+    among: int = 1
+    #: The run the gate judged, when not ``run`` (a repeat's cell run).
+    judged: Any = None
+
+
+def _best_run(backend: Backend, runs: Sequence[RunSummary], settings: Settings) -> _Best:
+    """The function's best cell: the grid parent's, the best repeat of a cell, or its run."""
+    client = backend.client
+    groups = runs[0].groups
+    first_metric = next((key for r in runs for key in r.metrics), None)
+    spec = BestSpec.parse(groups.best) if groups is not None else BestSpec(None)
+    if groups is not None and groups.grid_run_id:
+        parent = client.get_run(groups.grid_run_id)
+        tags = parent.data.tags
+        if parent.info.status != "FINISHED" or tags.get(T.FAILED, "0") != "0":
+            raise NotRegistered(
+                f"a cell failed (grid parent {groups.grid_run_id} is {parent.info.status}, "
+                f"{tags.get(T.FAILED, '?')} failed)"
+            )
+        best_id = tags.get(T.BEST_RUN_ID)
+        if not best_id:
+            raise NotRegistered(
+                "the grid has no best cell (see its line above: name the metric with "
+                "@pytest.mark.mlexp(best=...))"
+            )
+        metric, direction = tags.get(T.BEST_METRIC, ""), tags.get(T.BEST_DIRECTION, "")
+        spec = BestSpec.parse(f"{metric}:{direction}" if metric and direction else metric)
+        best = _Best(client.get_run(best_id), among=int(tags.get(T.GRID_SIZE, "0") or 0))
+    elif groups is not None and groups.cell_run_id:
+        best = _Best(client.get_run(groups.cell_run_id))
+    else:
+        best = _Best(client.get_run(runs[0].run_id))
+    if best.run.data.tags.get(T.KIND) == T.KIND_CELL:
+        best = _best_repeat(backend, best, spec, settings, first_metric)
+    if spec.metric is not None and spec.metric in best.run.data.metrics:
+        direction = spec.resolve(spec.metric, settings.gate.directions).direction
+        value = float(best.run.data.metrics[spec.metric])
+        shown = f" ({max_or_min(direction)})" if direction else ""
+        best.how = f"{spec.metric}={value:.4g}{shown}"
+    return best
+
+
+def _best_repeat(
+    backend: Backend, cell: _Best, spec: BestSpec, settings: Settings, first: str | None
+) -> _Best:
+    """A repeated cell's models are its repeats': the best repeat by the grid's metric."""
+    from ..grids.best import pick_best
+    from ..grids.completion import children
+
+    repeats = children(backend, str(cell.run.info.run_id))
+    picked = pick_best(repeats, spec, settings.gate.directions, first)
+    if picked.run is None:
+        raise NotRegistered(
+            f"no best repeat of cell {cell.run.info.run_name} by {picked.metric or 'any metric'}"
+        )
+    return _Best(picked.run, among=cell.among, judged=cell.run)
+
+
+def _newest_model(client: Any, run: Any) -> tuple[str | None, str]:
+    """The id and name of the newest model the run logged, or ``(None, "")``."""
+    outputs = getattr(run, "outputs", None)
+    model_ids = [o.model_id for o in (getattr(outputs, "model_outputs", None) or [])]
+    if not model_ids:
+        return None, ""
+    models = [client.get_logged_model(model_id) for model_id in model_ids]
+    newest = max(enumerate(models), key=lambda pair: (pair[1].creation_timestamp or 0, pair[0]))[1]
+    return str(newest.model_id), str(newest.name)
+
+
+def _version_tags(best: _Best, judged: Any, session_id: str) -> dict[str, str]:
+    run_tags, judged_tags = best.run.data.tags, judged.data.tags
+    tags = {
+        T.SESSION_ID: session_id,
+        T.NODEID: run_tags.get(T.NODEID, ""),
+        T.VERSION_RUN_NAME: str(best.run.info.run_name),
+        T.VERDICT: judged_tags.get(T.VERDICT, "not gated"),
+    }
+    if T.BASELINE_SOURCE in judged_tags:
+        tags[T.BASELINE_SOURCE] = judged_tags[T.BASELINE_SOURCE]
+    if T.GIT_COMMIT in run_tags:
+        tags[T.VERSION_GIT_COMMIT] = run_tags[T.GIT_COMMIT]
+    if T.GIT_DIRTY in run_tags:
+        tags[T.GIT_DIRTY] = run_tags[T.GIT_DIRTY]
+    if best.how:
+        tags[T.VERSION_BEST] = best.how
+    metrics = sorted(best.run.data.metrics.items())[:MAX_METRIC_TAGS]
+    tags.update({T.VERSION_METRIC_PREFIX + key: f"{value:.6g}" for key, value in metrics})
+    return {key: value for key, value in tags.items() if value}
+
+
+def _description(best: _Best, judged: Any, model_name: str, session_id: str) -> str:
+    run, tags = best.run, best.run.data.tags
+    chosen = (
+        f"the best of {best.among} cells by {best.how}"
+        if best.among > 1 and best.how
+        else "the experiment's run"
+    )
+    verdict = judged.data.tags.get(T.VERDICT)
+    source = judged.data.tags.get(T.BASELINE_SOURCE)
+    gate = f"gate: {verdict}" + (f" against {source}" if source else "") if verdict else "not gated"
+    commit = tags.get(T.GIT_COMMIT)
+    git = ""
+    if commit:
+        git = f"; git {commit[:12]}" + (" (dirty)" if tags.get(T.GIT_DIRTY) == "true" else "")
+    return (
+        f"Model '{model_name}' of {run.info.run_name} (run {run.info.run_id}), {chosen}; "
+        f"registered by pytest-mlexp session {session_id}; {gate}{git}."
+    )
+
+
+def _create_version(
+    client: Any, name: str, model_id: str, run_id: str, tags: dict[str, str], description: str
+) -> str:
+    """A new version of ``name`` (created if needed) from logged model ``model_id``."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import ALREADY_EXISTS, RESOURCE_ALREADY_EXISTS, ErrorCode
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        exists = (ErrorCode.Name(RESOURCE_ALREADY_EXISTS), ErrorCode.Name(ALREADY_EXISTS))
+        if exc.error_code not in exists:
+            raise
+    version = client.create_model_version(
+        name,
+        source=f"models:/{model_id}",
+        run_id=run_id,
+        tags=tags,
+        description=description,
+        model_id=model_id,
+    )
+    # As mlflow.register_model does: the logged model's page lists its registered versions.
+    logged = client.get_logged_model(model_id)
+    listed = json.loads(logged.tags.get(MODEL_VERSIONS_TAG, "[]"))
+    listed.append({"name": name, "version": str(version.version)})
+    client.set_logged_model_tags(model_id, {MODEL_VERSIONS_TAG: json.dumps(listed)})
+    return str(version.version)

@@ -1,0 +1,120 @@
+"""A server lost mid-session and restarted: after ``mlexp sync`` every value of every cell is there.
+
+Cells log through ``mlflow_run``, through ``mlflow.log_*`` and through
+autolog; the grid parent is completed again by ``mlexp sync``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from mlflow.tracking import MlflowClient
+
+FAST_RETRIES = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+}
+
+CELLS = 6
+
+#: The third cell stops the server half-way; the cells after it start without one.
+OUTAGE = f"""
+import os, signal, time, urllib.request
+
+import mlflow
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+def stop_server():
+    os.killpg(int(os.environ["TEST_SERVER_PID"]), signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(os.environ["TEST_SERVER_URL"] + "/health", timeout=1)
+        except OSError:
+            return
+        time.sleep(0.2)
+
+@pytest.mark.mlexp(best="mine:max")
+@pytest.mark.parametrize("i", range({CELLS}))
+def experiment_cell(mlflow_run, i):
+    mlflow_run.log_param("own_param", i)
+    mlflow.log_param("fluent_param", i * 10)
+    mlflow.set_tag("fluent_tag", f"tag{{i}}")
+    if i == 2:
+        mlflow_run.flush()
+        stop_server()
+    for step in range(3):
+        mlflow.log_metric("fluent_loss", i + step / 10, step=step)
+    mlflow.log_metrics({{"fluent_a": i, "fluent_b": -i}})
+    X, y = load_iris(return_X_y=True)
+    LogisticRegression(C=0.5 + i, max_iter=300).fit(X, y)
+    mlflow_run.log_metric("mine", float(i))
+"""
+
+
+def test_values_of_both_apis_and_autolog_come_back_after_sync(
+    ourtester, server_factory, monkeypatch, runs_of
+) -> None:
+    server = server_factory()
+    server.start()
+    monkeypatch.setenv("TEST_SERVER_PID", str(server.process.pid))
+    monkeypatch.setenv("TEST_SERVER_URL", server.url)
+    for name, value in FAST_RETRIES.items():
+        monkeypatch.setenv(name, value)
+    ourtester.makepyfile(experiment_outage=OUTAGE)
+    result = ourtester.runpytest(
+        "-p", "no:randomly", "--mlexp-tracking-uri", server.url, "--mlexp-lineage=none",
+        "--mlexp-on-tracking-error", "spool", "--mlexp-autolog=on",
+        "-W", "ignore::pytest_mlexp.MlexpWarning",
+    )  # fmt: skip
+    server.process.wait(timeout=30)
+    result.assert_outcomes(passed=CELLS)
+    result.stdout.fnmatch_lines(
+        [f"mlexp: {CELLS - 2} runs could not reach {server.url}; they are kept in *"]
+    )
+
+    server.start()
+    sync = [sys.executable, "-m", "pytest_mlexp", "sync"]
+    up = subprocess.run(sync, cwd=ourtester.path, capture_output=True, text=True)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert f"replayed {CELLS - 2} runs, 0 left" in up.stdout
+    assert (
+        f"mlexp grid experiment_outage.py::experiment_cell: {CELLS} cells, {CELLS} passed, "
+        f"0 failed; best mine={CELLS - 1} (max) at experiment_cell[{CELLS - 1}]"
+    ) in up.stdout
+
+    client = MlflowClient(tracking_uri=server.url)
+    runs = runs_of(client, ourtester.path.name, groups=True)
+    (parent,) = [r for r in runs if r.data.tags.get("mlexp.kind") == "grid"]
+    cells = {r.info.run_name: r for r in runs if r is not parent}
+    assert sorted(cells) == [f"experiment_cell[{i}]" for i in range(CELLS)]
+    for i in range(CELLS):
+        run = cells[f"experiment_cell[{i}]"]
+        where = f"cell {i}"
+        assert run.info.status == "FINISHED", where
+        assert run.data.tags["mlexp.outcome"] == "passed", where
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id, where
+        assert run.data.params["own_param"] == str(i), where
+        assert run.data.params["fluent_param"] == str(i * 10), where
+        assert run.data.params["C"] == str(0.5 + i), where  # autolog
+        assert run.data.tags["fluent_tag"] == f"tag{i}", where
+        assert run.data.metrics["fluent_a"] == i, where
+        assert run.data.metrics["fluent_b"] == -i, where
+        assert run.data.metrics["mine"] == i, where
+        if i < 2:
+            # MLflow 3's sklearn autolog logs the model before its training metrics;
+            # with the server lost, the model cannot be logged and autolog stops there.
+            assert run.data.metrics["training_accuracy_score"] > 0.9, where
+        history = client.get_metric_history(run.info.run_id, "fluent_loss")
+        assert sorted((m.step, m.value) for m in history) == [
+            (step, i + step / 10) for step in range(3)
+        ], where
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["mlexp.grid_size"] == str(CELLS)
+    assert parent.data.tags["mlexp.passed"] == str(CELLS)
+    best = cells[f"experiment_cell[{CELLS - 1}]"]
+    assert parent.data.tags["mlexp.best_run_id"] == best.info.run_id
