@@ -81,7 +81,10 @@ def test_seeded_tpe_search_gets_close_to_the_optimum(project, client) -> None:
     parent = parents[0]
     tags = parent.data.tags
     assert parent.info.status == "FINISHED"
-    assert parent.info.run_name == "experiment_bowl"
+    # Named as a grid's parent is: the function, then the session's stamp.
+    assert parent.info.run_name.split(" · ")[0] == "experiment_bowl"
+    assert tags["mlflow.note.content"].startswith("Search `experiment_bowl.py::experiment_bowl`")
+    assert "**40 trials: 40 complete, 0 pruned, 0 failed.**" in tags["mlflow.note.content"]
     assert tags["mlexp.search"] == "experiment_bowl.py::experiment_bowl"
     assert tags["mlexp.search.sampler"] == "tpe (seed 0)"
     assert (tags["mlexp.trials"], tags["mlexp.trials_complete"]) == ("40", "40")
@@ -120,9 +123,12 @@ def test_seeded_tpe_search_gets_close_to_the_optimum(project, client) -> None:
     assert study.best_value == best
     result.stdout.fnmatch_lines(
         [
+            # 40 trials are listed as a large grid's cells: the best five and a count.
+            "... and 35 more trials of experiment_bowl.py::experiment_bowl (35 passed, "
+            "0 failed or killed); -v lists every run",
             "mlexp search experiment_bowl.py::experiment_bowl: 40 trials, 40 complete, "
             "0 pruned, 0 failed (study experiment_bowl.py::experiment_bowl@*, tpe (seed 0)); "
-            "best loss=* (min) at experiment_bowl[[]trial-*[]]*; parent run *"
+            "best loss=* (min) at experiment_bowl[[]trial-*[]]*; parent run *",
         ]
     )
 
@@ -258,7 +264,7 @@ def test_failed_trials_are_told_as_failed(project, client) -> None:
     ourtester = project(experiment_failing=FAILING)
     result = ourtester.runpytest(*QUIET)
     parents, trials = search_runs(client, ourtester.path.name)
-    parents_by_name = {p.info.run_name: p for p in parents}
+    parents_by_name = {p.info.run_name.split(" · ")[0]: p for p in parents}
 
     diverging = [t for t in trials if t.info.run_name.startswith("experiment_diverges")]
     failed = [t for t in diverging if t.info.status == "FAILED"]
@@ -310,6 +316,38 @@ def test_without_optuna_a_search_names_the_extra(project) -> None:
         ]
     )
     assert not (ourtester.path / ".mlexp").exists()
+
+
+LOADED = """
+import sys
+
+def pytest_sessionfinish(session):
+    names = ("optuna", "mlflow", "pytest_mlexp.search.plugin", "pytest_mlexp.search.collection")
+    print("loaded:", [m for m in names if m in sys.modules])
+"""
+
+
+def test_collecting_a_search_imports_neither_optuna_nor_mlflow(project) -> None:
+    ourtester = project(experiment_bowl=bowl(40))
+    ourtester.makeconftest(LOADED)
+    result = ourtester.runpytest(*QUIET, "-s", "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            "experiment_bowl.py::experiment_bowl[[]trial-0[]]",
+            "experiment_bowl.py::experiment_bowl[[]trial-39[]]",
+            "*loaded: [[]'pytest_mlexp.search.plugin', 'pytest_mlexp.search.collection'[]]",
+        ]
+    )
+    assert not (ourtester.path / ".mlexp").exists(), "no study before a trial runs"
+
+
+def test_a_suite_without_searches_loads_no_search_module(ourtester) -> None:
+    ourtester.makeconftest(LOADED)
+    ourtester.makepyfile(test_plain="def test_one():\n    assert True\n")
+    result = ourtester.runpytest("-s", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*loaded: [[][]]"])
 
 
 FORMS = (
@@ -496,7 +534,7 @@ def test_the_gate_judges_a_search_by_its_best_trial(project, client) -> None:
             "FAILED     experiment_gated.py::experiment_gated: loss = *, expect <= 0.0001",
             "search experiment_gated.py::experiment_gated (best of 5 trials, parent run *) "
             "fails the session:",
-            "*1 tests judged: 1 regressed",
+            "1 search by its best trial: 1 regressed",
         ]
     )
 
@@ -563,3 +601,34 @@ def test_reports_show_the_trials_history_and_importances(project, client) -> Non
     trial_rows = [line.split() for line in lines if "experiment_bowl[trial-" in line]
     assert len(trial_rows) == 8, "the search's parent is not a row: its trials are"
     assert sorted(int(row[2]) for row in trial_rows) == list(range(8))
+
+
+REGISTERED = """
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+
+X, y = make_classification(n_samples=120, n_features=4, random_state=0)
+
+@pytest.mark.mlexp(search={"C": "loguniform(1e-4, 10)"}, trials=4, objective="accuracy:max",
+                   sampler="random", seed=0, register="search-clf")
+def experiment_clf(mlflow_run, C):
+    model = LogisticRegression(C=C).fit(X[:80], y[:80])
+    mlflow_run.log_model(model, pip_requirements=["scikit-learn"])
+    return {"accuracy": model.score(X[80:], y[80:])}
+"""
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning:mlflow.*")
+def test_register_takes_the_best_trials_model(project, client) -> None:
+    ourtester = project(experiment_clf=REGISTERED)
+    result = ourtester.runpytest(*QUIET)
+    result.assert_outcomes(passed=4)
+    (parent,), trials = search_runs(client, ourtester.path.name)
+    best_id = parent.data.tags["mlexp.best_run_id"]
+    version = client.get_model_version_by_alias("search-clf", "candidate")
+    assert version.run_id == best_id, "the best trial's model, not the first trial's"
+    assert "the best of 4 trials by accuracy=" in str(version.description)
+    best = next(t for t in trials if t.info.run_id == best_id)
+    shown = best.info.run_name.replace("[", "[[]")
+    result.stdout.fnmatch_lines([f"mlexp: registered search-clf v1 @candidate from {shown}"])

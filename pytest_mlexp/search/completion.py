@@ -16,11 +16,13 @@ from ..backend import tags as T
 from ..backend.client import MAX_PARAM_LENGTH, now_ms
 from ..directions import BestSpec
 from ..grids.best import pick_best
-from ..grids.completion import children, group_status
+from ..grids.completion import children, final_attempts, group_status
+from ..grids.labels import MAX_NOTE
 from .space import space_from_json
 
 if TYPE_CHECKING:
     from ..backend.client import Backend
+    from ..grids.best import Best
     from ..runs.summary import GroupRefs, RunSummary
 
 
@@ -50,7 +52,9 @@ def _complete(backend: Backend, run_id: str, groups: GroupRefs) -> str:
     from mlflow.exceptions import MlflowException
 
     parent = backend.client.get_run(run_id)
-    trials = sorted(children(backend, run_id), key=lambda r: int(r.data.tags.get(T.TRIAL, 0)))
+    # Attempts superseded by a rerun (pytest-rerunfailures) are not counted, as in a grid.
+    trials, reruns = final_attempts(children(backend, run_id))
+    trials.sort(key=lambda r: int(r.data.tags.get(T.TRIAL, 0)))
     outcomes = [trial_outcome(run) for run in trials]
     counts = {kind: outcomes.count(kind) for kind in ("complete", "pruned", "failed", "killed")}
     complete = [run for run, outcome in zip(trials, outcomes, strict=True) if outcome == "complete"]
@@ -69,6 +73,8 @@ def _complete(backend: Backend, run_id: str, groups: GroupRefs) -> str:
     ]
     if counts["killed"]:
         tags.append((T.KILLED, str(counts["killed"])))
+    if reruns:
+        tags.append((T.RERUNS, str(reruns)))
     metrics = [
         (T.TRIALS, float(len(trials)), now, 0),
         (T.TRIALS_COMPLETE, float(counts["complete"]), now, 0),
@@ -92,6 +98,7 @@ def _complete(backend: Backend, run_id: str, groups: GroupRefs) -> str:
         ]
         metrics += [(T.BEST_PREFIX + k, float(v), now, 0) for k, v in best.run.data.metrics.items()]
         best_params = [(T.BEST_PREFIX + k, v) for k, v in best.run.data.params.items()]
+    tags.append((T.NOTE, describe_search(groups.search or "", parent.data.tags, counts, best)))
     backend.log_batch(run_id, metrics=metrics, params=params, tags=tags)
     try:
         backend.log_batch(run_id, params=best_params)
@@ -108,3 +115,24 @@ def _complete(backend: Backend, run_id: str, groups: GroupRefs) -> str:
         + f" (study {tags_of.get(T.STUDY, '?')}, {tags_of.get(T.SAMPLER, '?')})"
     )
     return f"{head}; {best.describe()}; parent run {run_id}"
+
+
+def describe_search(
+    function: str, parent_tags: dict[str, str], counts: dict[str, int], best: Best
+) -> str:
+    """A search parent's description (markdown, shown on its page in the UI)."""
+    total = sum(counts.values())
+    outcome = (
+        f"{total} trials: {counts['complete']} complete, {counts['pruned']} pruned, "
+        f"{counts['failed']} failed" + (f", {counts['killed']} killed" if counts["killed"] else "")
+    )
+    best_text = best.describe()
+    lines = [
+        f"Search `{function}`, Optuna study `{parent_tags.get(T.STUDY, '?')}` "
+        f"({parent_tags.get(T.SAMPLER, '?')}, {parent_tags.get(T.SEARCH_STORAGE, '?')}).",
+        "",
+        f"**{outcome}.**",
+        "",
+        best_text[:1].upper() + best_text[1:] + ".",
+    ]
+    return "\n".join(lines)[:MAX_NOTE]

@@ -240,6 +240,7 @@ class SearchTrials:
         from ..backend.client import MAX_TAG_LENGTH
         from ..backend.groups import find_or_create_group
         from ..directions import max_or_min
+        from ..grids.labels import lineage_tags, stamped_name
         from ..grids.parents import host_name
         from ..runs.item_runs import source_name
         from .study import storage_label
@@ -252,6 +253,7 @@ class SearchTrials:
         tags = {
             **tracking.tags,
             **{str(k): str(v) for k, v in options.get("tags", {}).items()},
+            **lineage_tags(tracking.rootdir, self.settings.lineage),
             T.SEARCH: spec.function,
             T.BEST_METRIC: spec.objective,
             T.BEST_DIRECTION: max_or_min(spec.direction),
@@ -273,7 +275,12 @@ class SearchTrials:
             session_id=tracking.session_id,
             kind=T.KIND_SEARCH,
             key=spec.function,
-            name=getattr(item, "originalname", item.name),
+            # As a grid parent's: the session's stamp tells this session's search apart.
+            name=stamped_name(
+                getattr(item, "originalname", item.name),
+                tracking.session_id,
+                tags.get(T.GIT_COMMIT),
+            ),
             tags=tags,
         )
         self._parents[spec.function] = parent
