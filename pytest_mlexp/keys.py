@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .runs.item_runs import ItemRun
     from .runs.session import MlexpSession
     from .runs.summary import GroupRefs, Verdict
+    from .search.collection import Pending
     from .settings import Settings
 
 # -- config.stash ---------------------------------------------------------------------------
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 SETTINGS_KEY: pytest.StashKey[Settings] = pytest.StashKey()
 #: The session object: the backend, the runs, the summaries.
 SESSION_KEY: pytest.StashKey[MlexpSession] = pytest.StashKey()
+
+#: Set when collection met a search declaration (``search.collection``).
+SEARCH_COLLECTED_KEY: pytest.StashKey[bool] = pytest.StashKey()
 
 # -- item.stash -------------------------------------------------------------------------------
 #: The run of a tracked item while it runs (the ``mlflow_run`` fixture's).
@@ -39,3 +43,5 @@ CELL_RULES_KEY: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
 #: Set by params at activation: what the item took from the params file (its fixed values
 #: are params but not grid axes; lineage logs the file; reuse will fingerprint it).
 PARAMS_KEY: pytest.StashKey[ItemParams] = pytest.StashKey()
+#: Set by search at activation on a search's trials: the search and the trial's slot.
+TRIAL_KEY: pytest.StashKey[Pending] = pytest.StashKey()

@@ -21,6 +21,14 @@ MARKER_KWARGS = (
     "seeds",
     # models
     "register",
+    # search (checked when the trials are collected: search.collection)
+    "search",
+    "trials",
+    "objective",
+    "sampler",
+    "seed",
+    "pruner",
+    "study",
 )
 
 

@@ -24,6 +24,7 @@ from .lineage import resolve_lineage
 from .models import RegisterSettings, resolve_register
 from .params import ParamsSettings, resolve_params
 from .reports import resolve_html
+from .search import SearchSettings, resolve_search
 from .spool import resolve_policy
 from .tracking import TrackingConfig, resolve_tracking
 
@@ -51,6 +52,8 @@ class Settings:
     html: Path | None
     #: The params file and the ``--mlexp-set`` overrides of its values.
     params: ParamsSettings
+    #: Where the Optuna studies of searches are stored.
+    search: SearchSettings
     #: Registering the best cell's model at session end.
     register: RegisterSettings
 
@@ -67,5 +70,6 @@ def resolve(config: pytest.Config) -> Settings:
         on_tracking_error=resolve_policy(config),
         html=resolve_html(config),
         params=resolve_params(config),
+        search=resolve_search(config),
         register=resolve_register(config),
     )

@@ -27,6 +27,7 @@ GATE_KEYS = ("baseline", "baseline_file", "tolerance", "tolerances", "directions
 GRID_KEYS = ("best_metric",)
 SPOOL_KEYS = ("on_tracking_error",)
 PARAMS_KEYS = ("params_file",)
+SEARCH_KEYS = ("search_storage",)
 MODEL_KEYS = ("register", "register_alias")
 YAML_KEYS: tuple[str, ...] = (
     *TRACKING_KEYS,
@@ -38,6 +39,7 @@ YAML_KEYS: tuple[str, ...] = (
     *GRID_KEYS,
     *SPOOL_KEYS,
     *PARAMS_KEYS,
+    *SEARCH_KEYS,
     *MODEL_KEYS,
 )
 
@@ -48,7 +50,10 @@ MARKER = (
     "(expect={'accuracy': '>= 0.9'}) and baseline tolerances and directions; best: "
     "metric picking a grid's best cell; repeats/seeds: run each cell once per seed; "
     "register: registered model name the best cell's logged model becomes a version of "
-    "when the session passes."
+    "when the session passes. "
+    "search={'lr': 'loguniform(1e-4, 1e-1)', 'depth': 'int(2, 12)', 'kernel': ['rbf', "
+    "'linear']}, trials=40, objective='val_loss:min', sampler='tpe', seed=0, "
+    "pruner='median', study='svm-v1': an Optuna search, one item per trial."
 )
 
 #: The alias a registered version gets unless told otherwise.
@@ -71,6 +76,7 @@ def add_options(parser: pytest.Parser) -> None:
         add_gate_options,
         add_report_options,
         add_params_options,
+        add_search_options,
         add_model_options,
     ):
         add(group, parser)
@@ -314,6 +320,21 @@ def add_params_options(group: Any, parser: pytest.Parser) -> None:
         "alpha=[0.5,2].",
     )
     parser.addini("mlexp_params_file", "Path of the params file (see --mlexp-params-file).")
+
+
+def add_search_options(group: Any, parser: pytest.Parser) -> None:
+    group.addoption(
+        "--mlexp-search-storage",
+        dest="mlexp_search_storage",
+        metavar="URL",
+        default=None,
+        help="Database URL of the Optuna studies of searches, shared by workers and CI "
+        "shards, e.g. postgresql+psycopg://user@host/optuna (default: MLEXP_SEARCH_STORAGE, "
+        "ini mlexp_search_storage, else journal files under .mlexp/optuna in the rootdir).",
+    )
+    parser.addini(
+        "mlexp_search_storage", "Database URL of the searches' Optuna studies.", default=""
+    )
 
 
 def add_model_options(group: Any, parser: pytest.Parser) -> None:
