@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .runs.item_runs import ItemRun
     from .runs.session import MlexpSession
     from .runs.summary import GroupRefs, Verdict
+    from .search.collection import Pending
     from .settings import Settings
 
 # -- config.stash ---------------------------------------------------------------------------
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 SETTINGS_KEY: pytest.StashKey[Settings] = pytest.StashKey()
 #: The session object: the backend, the runs, the summaries.
 SESSION_KEY: pytest.StashKey[MlexpSession] = pytest.StashKey()
+
+#: Set when collection met a search declaration (``search.collection``).
+SEARCH_COLLECTED_KEY: pytest.StashKey[bool] = pytest.StashKey()
 
 # -- item.stash -------------------------------------------------------------------------------
 #: The run of a tracked item while it runs (the ``mlflow_run`` fixture's).
@@ -45,3 +49,5 @@ PARAMS_KEY: pytest.StashKey[ItemParams] = pytest.StashKey()
 FINGERPRINT_KEY: pytest.StashKey[Fingerprint] = pytest.StashKey()
 #: Set by reuse when the item's run starts: whether it is reused, or why it executes.
 REUSE_KEY: pytest.StashKey[Decision] = pytest.StashKey()
+#: Set by search at activation on a search's trials: the search and the trial's slot.
+TRIAL_KEY: pytest.StashKey[Pending] = pytest.StashKey()

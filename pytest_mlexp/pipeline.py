@@ -4,15 +4,15 @@
    anything runs (a baseline file that does not parse).
 2. ``activate``: once collection found tracked items, in the processes that
    run them, the features register their hooks: grid parents, lineage,
-   artifact discovery, autolog, the gate, the params file, models. Until then nothing of theirs is
-   imported, so test suites without experiments do not pay for them.
+   artifact discovery, autolog, the gate, the params file, models, searches' trials. Until
+   then nothing of theirs is imported, so test suites without experiments do not pay for them.
 3. ``open_backend``: the store, with the spool in front of it under
    ``--mlexp-on-tracking-error spool``.
 4. ``finish``: the controller's session-end work, in order: close the runs
-   of dead processes and complete the grid parents and repeated cells, save
-   the UI's view of the runs (its links), judge the cells' means and refresh
-   the baseline file, register the best cells' models when the session
-   passed, write the markdown and HTML reports.
+   of dead processes and complete the grid parents, repeated cells and search
+   parents, save the UI's view of the runs (its links), judge the cells' means
+   and refresh the baseline file, register the best cells' models when the
+   session passed, write the markdown and HTML reports.
    ``reports.terminal`` then prints what it did.
 """
 
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from .keys import SEARCH_COLLECTED_KEY
 from .redaction import redact_text
 
 if TYPE_CHECKING:
@@ -75,6 +76,11 @@ def activate(session: MlexpSession, tracked: list[pytest.Item]) -> None:
         for marker in item.iter_markers("mlexp"):
             check_marker(item, marker)
     config, settings = session.config, session.settings
+    trials = None
+    if config.stash.get(SEARCH_COLLECTED_KEY, False):
+        from .search.collection import check_searches
+
+        trials = check_searches(config, tracked)
     manager = config.pluginmanager
     if manager.has_plugin("mlexp-runs"):
         return
@@ -113,6 +119,13 @@ def activate(session: MlexpSession, tracked: list[pytest.Item]) -> None:
 
         log_files = "code" in settings.lineage
         manager.register(ParamsLog(params, tracked, log_files=log_files), "mlexp-params")
+    if trials:
+        # After mlexp-runs: its tryfirst setup (asking the study) runs before the run starts.
+        from .search.plugin import SearchTrials
+
+        search = SearchTrials(session, trials)
+        search.mark(tracked)
+        manager.register(search, "mlexp-search")
 
 
 def open_backend(settings: Settings) -> Backend:
@@ -168,6 +181,16 @@ def finish(session: MlexpSession, pytest_session: pytest.Session) -> SessionEnd:
             f"mlexp: could not complete grid parents in {backend.display_uri}: "
             f"{type(exc).__name__}: {redact_text(str(exc))[:300]}"
         ]
+    if any(r.groups is not None and r.groups.search_run_id for r in session.results):
+        from .search.completion import complete_searches
+
+        try:
+            end.grid_lines += complete_searches(backend, session.results)
+        except Exception as exc:
+            end.grid_lines.append(
+                f"mlexp: could not complete search parents in {backend.display_uri}: "
+                f"{type(exc).__name__}: {redact_text(str(exc))[:300]}"
+            )
 
     from .reports.ui_view import runs_links
 

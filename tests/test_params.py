@@ -343,17 +343,17 @@ ERRORS = [
         RIDGE,
         (),
         "experiments/params.yaml:2: experiment_ridge.parms: unknown section; accepted: "
-        "params, grid, search, trials (put values under params: or grid:)",
+        "params, grid, search, trials, objective, sampler, seed, pruner, study (put values "
+        "under params: or grid:)",
         id="unknown-section",
     ),
     pytest.param(
-        'experiment_ridge:\n  search: {alpha: "loguniform(1e-4, 1)"}\n  trials: 20\n',
+        "experiment_ridge:\n  trials: [20]\n",
         RIDGE,
         (),
-        "experiments/params.yaml:2: experiment_ridge.search: hyperparameter search is not "
-        "available yet in this version of pytest-mlexp; remove search: and trials: from "
-        "experiment_ridge, and give a grid: of values instead",
-        id="search-not-yet",
+        "experiments/params.yaml:2: experiment_ridge.trials: expected a positive number of "
+        "trials, got [[]20[]]",
+        id="trials-not-a-number",
     ),
 ]
 

@@ -93,7 +93,7 @@ def test_the_gate_judges_a_rerun_item_by_its_last_attempt(ourtester, read_runs) 
     )
     result = ourtester.runpytest("-p", "no:randomly", "--reruns", "2")
     assert outcomes(result) == {"passed": 1, "rerun": 1}
-    result.stdout.fnmatch_lines(["1 tests judged: 1 passed"])
+    result.stdout.fnmatch_lines(["1 of 1 items judged by their expect= bounds * 1 passed"])
     runs = by_name_and_attempt(read_runs(ourtester.path.name))
     assert runs[("experiment_gated", "1")].data.tags["mlexp.outcome"] == "rerun"
     assert runs[("experiment_gated", "1")].data.tags["mlexp.regression"] == "regressed"

@@ -46,7 +46,7 @@ KIND_GRID = "grid"
 KIND_CELL = "cell"
 KIND_SESSION = "session"
 #: Kinds of runs that hold other runs' results rather than an item's.
-CONTAINER_KINDS = frozenset({KIND_SESSION, KIND_GRID, "parent"})
+CONTAINER_KINDS = frozenset({KIND_SESSION, KIND_GRID, "parent", "search"})
 #: On the run holding the session's HTML report (value ``html``): not an experiment's run.
 REPORT = "mlexp.report"
 #: Shared by every process looking for the same group run (a hash of session and key).
@@ -75,6 +75,30 @@ FAILED_METRIC = "mlexp.failed"
 BEST_PREFIX = "best."
 #: ... and as tags under this one when a later CI shard found another best (params are final).
 LATER_BEST_PREFIX = "mlexp.best."
+
+# -- searches (Optuna) ----------------------------------------------------------------------
+#: A search's parent run holds its trials.
+KIND_SEARCH = "search"
+#: The search's function (node id without parameters), on the parent and its trials.
+SEARCH = "mlexp.search"
+#: A trial's number in its Optuna study.
+TRIAL = "mlexp.trial"
+#: The mlexp.outcome of a trial the pruner stopped (its run ends FINISHED, pytest skips it).
+OUTCOME_PRUNED = "pruned"
+STUDY = "mlexp.search.study"
+SEARCH_STORAGE = "mlexp.search.storage"
+SAMPLER = "mlexp.search.sampler"
+PRUNER = "mlexp.search.pruner"
+#: The space as JSON (``search.space``), so reports can rebuild the study from the runs.
+SPACE = "mlexp.search.space"
+TRIALS_PLANNED = "mlexp.search.trials_planned"
+TRIALS = "mlexp.trials"
+TRIALS_COMPLETE = "mlexp.trials_complete"
+TRIALS_PRUNED = "mlexp.trials_pruned"
+TRIALS_FAILED = "mlexp.trials_failed"
+BEST_TRIAL = "mlexp.best_trial"
+#: A search parent's space is logged as params under this prefix (``space.lr``).
+SPACE_PREFIX = "space."
 
 # -- the regression gate -----------------------------------------------------------------
 #: The verdict: passed, improved, regressed or no-baseline.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -141,6 +142,9 @@ def _code_files(backend: Backend, run_id: str, destination: Path) -> dict[str, P
     if not backend.client.list_artifacts(run_id, CODE_DIR):
         return {}
     destination.mkdir(parents=True)
+    # MLflow draws a tqdm progress bar on stderr when tqdm is installed (Optuna brings
+    # it): noise for a command's output. The user's own setting wins.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     local = Path(backend.client.download_artifacts(run_id, CODE_DIR, str(destination)))
     return {
         path.relative_to(local).as_posix(): path

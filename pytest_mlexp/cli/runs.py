@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..backend import tags as T
 from ..backend.client import StoreError
 from .project import open_project, reports_errors, store_options
 from .tables import cut, filters, model_mark, started, status, table
@@ -55,9 +56,13 @@ def run_runs(args: argparse.Namespace) -> int:
     if not shown:
         return 0
     several = len({r.experiment_id for r in shown}) > 1
+    # A search's trials: their number in the study (the name holds the item's slot).
+    trials = any(T.TRIAL in r.tags for r in shown)
     header = ["RUN ID", "NAME", "STATUS", "STARTED"]
     if several:
         header.insert(2, "EXPERIMENT")
+    if trials:
+        header.insert(2, "TRIAL")
     header += ["PARAMS", "METRICS"]
     models = any(run.models or run.registered for run in shown)
     if models:
@@ -67,6 +72,8 @@ def run_runs(args: argparse.Namespace) -> int:
         row = [run.run_id, run.name, status(run), started(run)]
         if several:
             row.insert(2, run.experiment)
+        if trials:
+            row.insert(2, run.tags.get(T.TRIAL, "-"))
         params = " ".join(f"{k}={v}" for k, v in sorted(run.params.items()))
         row += [cut(params, 40) or "-", format_metrics(dict(sorted(run.metrics.items())), 4)]
         if models:

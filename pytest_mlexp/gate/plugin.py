@@ -19,7 +19,7 @@ import pytest
 
 from ..backend import tags as T
 from ..grids.repeats import is_repeat
-from ..keys import CELL_RULES_KEY, RULES_KEY, RUN_KEY, SESSION_KEY, VERDICT_KEY
+from ..keys import CELL_RULES_KEY, RULES_KEY, RUN_KEY, SESSION_KEY, TRIAL_KEY, VERDICT_KEY
 from ..runs.markers import marker_experiment
 from ..runs.summary import Verdict
 from . import rules
@@ -65,7 +65,8 @@ class RegressionGate:
         result = yield
         item_run = item.stash.get(RUN_KEY, None)
         item_rules_ = item.stash.get(RULES_KEY, None)
-        if item_run is not None and item_rules_ is not None:
+        # A search's trials are judged as a whole, by their best (search.gate), at the end.
+        if item_run is not None and item_rules_ is not None and TRIAL_KEY not in item.stash:
             self._judge(item, item_run.run, item_rules_)
         return result
 

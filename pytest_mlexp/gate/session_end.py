@@ -54,6 +54,13 @@ def finish_gate(
         failed = _judge_cells(session_id, results, backend, outcome)
         if failed and pytest_session.exitstatus == pytest.ExitCode.OK:
             pytest_session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if any(r.groups is not None and r.groups.search_run_id for r in results):
+        from ..search.gate import judge_searches
+
+        # A search is judged by its best trial, bounds or not, once its parent is complete.
+        failed = judge_searches(session_id, results, backend, outcome)
+        if failed and pytest_session.exitstatus == pytest.ExitCode.OK:
+            pytest_session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if settings.update:
         outcome.updated = _update_file(settings, outcome.verdicts)
     return outcome

@@ -16,7 +16,7 @@ import pytest
 from ..backend import tags as T
 from ..backend.groups import find_or_create_group
 from ..directions import BestSpec
-from ..keys import GROUPS_KEY, PARAMS_KEY, SESSION_KEY
+from ..keys import GROUPS_KEY, PARAMS_KEY, SESSION_KEY, TRIAL_KEY
 from ..runs.item_runs import source_name
 from ..runs.markers import marker_options
 from ..runs.summary import GroupRefs
@@ -46,7 +46,8 @@ class GridParents:
     def pytest_mlexp_run_tags(self, item: pytest.Item) -> dict[str, str]:
         tags = {T.HOST: host_name(), T.PID: str(os.getpid())}
         callspec = getattr(item, "callspec", None)
-        if callspec is None:
+        if callspec is None or TRIAL_KEY in item.stash:
+            # A search's trials have the search's parent run (search.plugin), not a grid's.
             return tags
         options = marker_options(item)
         repeated = repeat_seeds(item) is not None and SEED_PARAM in callspec.params

@@ -3,12 +3,12 @@
 A function asks with ``@pytest.mark.mlexp(register="churn-clf")`` or the
 ``register`` mapping (ini ``mlexp_register``, ``mlexp.yaml``). Its best cell
 is the grid parent's (``mlexp.best_run_id``, set by ``grids.completion`` just
-before), the best repeat of a repeated cell by the same metric, or the
-function's single run. Its newest logged model becomes a new version of the
-registered model, with tags saying where it comes from and the alias
-(``candidate`` by default). Nothing is registered when the gate failed, a cell
-of the function failed, the session failed, or the best cell logged no model:
-one line says why.
+before), a search's best trial (``search.completion``), the best repeat of a
+repeated cell by the same metric, or the function's single run. Its newest
+logged model becomes a new version of the registered model, with tags saying
+where it comes from and the alias (``candidate`` by default). Nothing is
+registered when the gate failed, a cell of the function failed, the session
+failed, or the best cell logged no model: one line says why.
 """
 
 from __future__ import annotations
@@ -206,8 +206,9 @@ class _Best:
     run: Any
     #: e.g. ``accuracy=0.965 (max)``; empty for a single run.
     how: str = ""
-    #: How many cells it was the best of.
+    #: How many cells (or a search's trials: ``of="trials"``) it was the best of.
     among: int = 1
+    of: str = "cells"
     #: The run the gate judged, when not ``run`` (a repeat's cell run).
     judged: Any = None
 
@@ -235,6 +236,19 @@ def _best_run(backend: Backend, runs: Sequence[RunSummary], settings: Settings) 
         metric, direction = tags.get(T.BEST_METRIC, ""), tags.get(T.BEST_DIRECTION, "")
         spec = BestSpec.parse(f"{metric}:{direction}" if metric and direction else metric)
         best = _Best(client.get_run(best_id), among=int(tags.get(T.GRID_SIZE, "0") or 0))
+    elif groups is not None and groups.search_run_id:
+        # A search's best trial, as its parent holds it (search.completion, just before).
+        parent = client.get_run(groups.search_run_id)
+        tags = parent.data.tags
+        best_id = tags.get(T.BEST_RUN_ID)
+        if not best_id:
+            raise NotRegistered(
+                f"no trial of the search completed (parent run {parent.info.run_id})"
+            )
+        metric, direction = tags.get(T.BEST_METRIC, ""), tags.get(T.BEST_DIRECTION, "")
+        spec = BestSpec.parse(f"{metric}:{direction}" if metric and direction else metric)
+        complete = int(tags.get(T.TRIALS_COMPLETE, "0") or 0)
+        best = _Best(client.get_run(best_id), among=complete, of="trials")
     elif groups is not None and groups.cell_run_id:
         best = _Best(client.get_run(groups.cell_run_id))
     else:
@@ -300,7 +314,7 @@ def _version_tags(best: _Best, judged: Any, session_id: str) -> dict[str, str]:
 def _description(best: _Best, judged: Any, model_name: str, session_id: str) -> str:
     run, tags = best.run, best.run.data.tags
     chosen = (
-        f"the best of {best.among} cells by {best.how}"
+        f"the best of {best.among} {best.of} by {best.how}"
         if best.among > 1 and best.how
         else "the experiment's run"
     )

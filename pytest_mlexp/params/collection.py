@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -31,6 +31,7 @@ from .loading import FIXED, GRID, ParamsError, ParamsFile, dump, load_params_fil
 from .overrides import FunctionParams, apply_overrides, overridden_data
 
 if TYPE_CHECKING:
+    from ..search.collection import FileSearch
     from ..settings.params import ParamsSettings
 
 #: The fixture returning the cell's params as a dict.
@@ -106,6 +107,35 @@ def parametrize_from_file(metafunc: pytest.Metafunc, settings: ParamsSettings) -
     )
 
 
+def search_from_file(metafunc: pytest.Metafunc) -> FileSearch | None:
+    """The search the function's section declares (``search:``, ``trials:``...), if any.
+
+    Its values are checked, and its trials parametrized, by ``search.collection``.
+    """
+    state = metafunc.config.stash.get(_STATE_KEY, None)
+    if state is None or state.file is None:
+        return None
+    params = state.functions.get(metafunc.definition.name)
+    if params is None:
+        return None
+    entry, file = params.entry, state.file
+    options: dict[str, Any] = dict(entry.search_options)
+    if entry.search is not None:
+        options["search"] = entry.search
+    if entry.trials is not None:
+        options["trials"] = entry.trials
+    if not options:
+        return None
+    from ..search.collection import FileSearch
+
+    return FileSearch(
+        options=options,
+        where=lambda key: file.where(entry.line_of(key)),
+        grid=tuple(params.grid),
+        fixed=tuple(params.fixed),
+    )
+
+
 def display_path(path: Path, rootdir: Path) -> str:
     """``path`` from the rootdir when it is under it, else absolute."""
     try:
@@ -157,13 +187,6 @@ def _load(state: ParamsState, config: pytest.Config, settings: ParamsSettings) -
 def _check(metafunc: pytest.Metafunc, params: FunctionParams, file: ParamsFile) -> None:
     """``ParamsError`` for values the function cannot receive, naming the line and the fix."""
     entry, function = params.entry, metafunc.definition.name
-    if entry.search is not None or entry.trials is not None:
-        section = "search" if entry.search is not None else "trials"
-        raise ParamsError(
-            f"{file.where(entry.line_of(section))}: {function}.{section}: hyperparameter "
-            "search is not available yet in this version of pytest-mlexp; remove search: "
-            f"and trials: from {function}, and give a grid: of values instead"
-        )
     taken = set(metafunc.fixturenames)
     uses_fixture = PARAMS_FIXTURE in taken
     defaults = _default_arguments(metafunc)

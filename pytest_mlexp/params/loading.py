@@ -5,8 +5,10 @@ The file maps experiment function names to sections::
     experiment_ridge:
       params: {cv: 5}               # fixed values
       grid: {alpha: [0.1, 1.0]}     # axes, each a non-empty list
-      search: {lr: "loguniform(1e-4, 1e-1)"}   # hyperparameter search (not available yet)
+    experiment_svm:
+      search: {lr: "loguniform(1e-4, 1e-1)"}   # an Optuna search (pytest_mlexp.search)
       trials: 20
+      objective: val_loss:min       # and sampler:, seed:, pruner:, study:, as in the marker
 
 Every mistake is a ``ParamsError`` naming ``file:line``, the key and the fix.
 """
@@ -26,7 +28,9 @@ if TYPE_CHECKING:
 
 #: The sections of a function's entry.
 FIXED, GRID, SEARCH, TRIALS = "params", "grid", "search", "trials"
-SECTIONS = (FIXED, GRID, SEARCH, TRIALS)
+#: A search's other settings, single values as the marker takes them (``search.declaration``).
+SEARCH_OPTIONS = ("objective", "sampler", "seed", "pruner", "study")
+SECTIONS = (FIXED, GRID, SEARCH, TRIALS, *SEARCH_OPTIONS)
 
 # YAML 1.2 reads 1e-3, 1.5e3 and .5e3 as numbers; PyYAML (YAML 1.1) wants a dot and a sign.
 _EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
@@ -51,9 +55,11 @@ class Entry:
     line: int
     fixed: dict[str, Any] = field(default_factory=dict)
     grid: dict[str, list[Any]] = field(default_factory=dict)
-    #: ``search:`` and ``trials:``, kept for hyperparameter search (not available yet).
+    #: ``search:`` and ``trials:``: a hyperparameter search (``search.collection``).
     search: dict[str, Any] | None = None
     trials: int | None = None
+    #: The search's ``objective:``, ``sampler:``, ``seed:``, ``pruner:``, ``study:``.
+    search_options: dict[str, Any] = field(default_factory=dict)
     #: Line of every key: ``params.cv``, ``grid.alpha``, ``search``, ``trials``.
     lines: dict[str, int] = field(default_factory=dict)
 
@@ -211,6 +217,14 @@ def _entry(loader: Any, function: str, key_node: Any, node: Any, file: ParamsFil
                     'distribution, e.g. search: {lr: "loguniform(1e-4, 1e-1)"}'
                 )
             entry.search = search
+        elif section in SEARCH_OPTIONS:
+            option = loader.construct_object(value, deep=True)
+            if option is not None and not isinstance(option, str | int | float):
+                raise ParamsError(
+                    f"{where}: {function}.{section}: expected a single value, as "
+                    f"@pytest.mark.mlexp({section}=...) takes it, got {option!r}"
+                )
+            entry.search_options[section] = option
         else:
             trials = loader.construct_object(value, deep=True)
             if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:

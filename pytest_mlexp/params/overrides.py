@@ -75,6 +75,7 @@ def overridden_data(file: ParamsFile, resolved: dict[str, FunctionParams]) -> di
             section["search"] = entry.search
         if entry.trials is not None:
             section["trials"] = entry.trials
+        section.update(entry.search_options)
         data[function] = section or None
     return data
 

@@ -47,6 +47,8 @@ class Section:
     experiment_id: str
     runs: list[StoredRun]
     url: str | None = None
+    #: The parent runs of the searches among ``runs``, by group (``search.figures``).
+    searches: dict[str, list[Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -79,7 +81,12 @@ def build_report(
         if mine:
             mine.sort(key=lambda r: (r.group, r.name, r.start_time))
             url = backend.experiment_link(experiment_id)
-            report.sections.append(Section(str(experiment.name), experiment_id, mine, url))
+            section = Section(str(experiment.name), experiment_id, mine, url)
+            if any(T.TRIAL in r.tags for r in mine):
+                from ..search.figures import search_parents
+
+                section.searches = search_parents(backend, mine)
+            report.sections.append(section)
     return report
 
 
@@ -138,6 +145,10 @@ def _section(section: Section, plots: _Plots) -> str:
         groups.setdefault(run.group, []).append(run)
     for group, runs in groups.items():
         figures = _group_figures(runs, plots)
+        if group in section.searches:
+            from ..search.figures import search_figures
+
+            figures += search_figures(runs, section.searches[group], plots.html)
         if figures:
             parts.append(f"<h3><code>{_e(group)}</code></h3>")
             parts.extend(figures)

@@ -71,8 +71,13 @@ def write_summary(
     if end is not None and end.gate is not None:
         from .verdicts import write_gate_summary
 
-        # Repeats are judged through their cell: the count is of the other items.
-        items = sum(1 for r in results if r.groups is None or not r.groups.cell)
+        # Repeats are judged through their cell, trials through their search's best,
+        # and a rerun item by its last attempt: the count is of the other items, once each.
+        items = sum(
+            1
+            for r in results
+            if not r.superseded and (r.groups is None or not (r.groups.cell or r.groups.search))
+        )
         write_gate_summary(terminalreporter, end.gate, items=items)
     if end is not None:
         for registration in end.registrations:
@@ -137,8 +142,9 @@ def write_runs(
         terminalreporter.write_line(line.rstrip(), **markup)
     for grid, hidden in folded.items():
         failed = sum(r.status != "FINISHED" for r in hidden)
+        what = "trials" if hidden[0].groups is not None and hidden[0].groups.search else "cells"
         terminalreporter.write_line(
-            f"... and {len(hidden)} more cells of {grid} ({len(hidden) - failed} passed, "
+            f"... and {len(hidden)} more {what} of {grid} ({len(hidden) - failed} passed, "
             f"{failed} failed or killed); -v lists every run",
             **({"red": True} if failed else {}),
         )
@@ -157,12 +163,13 @@ def fold_large_grids(
     """The runs to list, and per large grid the cells left out (all but its best few).
 
     Cells are ranked as the grid's best cell is picked (its ``best=`` metric, else
-    the first metric, by its direction); failed cells rank last.
+    the first metric, by its direction); failed cells rank last. A search's trials
+    are folded as a grid's cells, ranked by its objective.
     """
     grids: dict[str, list[RunSummary]] = {}
     for result in results:
-        if result.groups is not None and result.groups.grid:
-            grids.setdefault(result.groups.grid, []).append(result)
+        if result.groups is not None and (result.groups.grid or result.groups.search):
+            grids.setdefault(result.groups.grid or str(result.groups.search), []).append(result)
     keep: set[int] = set()
     folded: dict[str, list[RunSummary]] = {}
     for grid, cells in grids.items():

@@ -53,11 +53,14 @@ def _write_verdicts(
         # A repeated cell fails the session, not an item: its table is shown here.
         if verdict.cell_run_id and not verdict.passed:
             failing = [row for row in verdict.rows if row.verdict in FAILING]
-            terminalreporter.write_line(
-                f"repeated cell {verdict.nodeid} (mean of {verdict.repeats} repeats, "
-                f"cell run {verdict.cell_run_id}) fails the session:",
-                red=True,
+            what = (
+                f"search {verdict.nodeid} (best of {verdict.repeats} trials, "
+                f"parent run {verdict.cell_run_id})"
+                if verdict.search
+                else f"repeated cell {verdict.nodeid} (mean of {verdict.repeats} repeats, "
+                f"cell run {verdict.cell_run_id})"
             )
+            terminalreporter.write_line(f"{what} fails the session:", red=True)
             if failing:
                 baseline = Baseline({}, verdict.source) if verdict.source else None
                 terminalreporter.write_line(failure_message(verdict.rows, failing, baseline))
@@ -89,11 +92,12 @@ def judged_line(verdicts: list[Verdict], settings: GateSettings, items: int = 0)
 
     ``items`` is how many tracked items ran, repeats of a cell aside. Without a
     baseline, only items with ``expect=`` bounds are judged, and the line says so.
-    Repeats are judged by their bounds, repeated cells by their means: they are
-    counted apart.
+    Repeats are judged by their bounds, repeated cells by their means, searches
+    by their best trial: they are counted apart.
     """
     repeats = [v for v in verdicts if v.repeat]
-    cells = [v for v in verdicts if v.cell_run_id]
+    cells = [v for v in verdicts if v.cell_run_id and not v.search]
+    searches = [v for v in verdicts if v.search]
     plain = [v for v in verdicts if not v.repeat and not v.cell_run_id]
     total = max(items, len(plain))
     parts = []
@@ -109,6 +113,9 @@ def judged_line(verdicts: list[Verdict], settings: GateSettings, items: int = 0)
         parts.append(f"{len(repeats)} repeats by their expect= bounds")
     if cells:
         parts.append(f"{len(cells)} repeated cells by their means")
+    if searches:
+        noun = "search by its" if len(searches) == 1 else "searches by their"
+        parts.append(f"{len(searches)} {noun} best trial")
     return "; ".join(parts)
 
 

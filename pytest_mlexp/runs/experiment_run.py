@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
     from ..backend.client import Backend
+    from ..search.plugin import ActiveTrial
 
 #: Buffered values are sent at least this often while a run is going.
 FLUSH_INTERVAL_SECONDS = 10.0
@@ -58,6 +59,8 @@ class ExperimentRun:
         self.logged_paths: set[Path] = set()
         #: Where ``output_dir`` is made; set by artifact discovery when the run starts.
         self.output_location: Path | None = None
+        #: The Optuna trial this run is, in a search; set by ``search.plugin``.
+        self.search_trial: ActiveTrial | None = None
         #: Models logged with ``log_model``: name -> MLflow model id (``m-...``).
         self.logged_models: dict[str, str] = {}
 
@@ -108,7 +111,25 @@ class ExperimentRun:
             )
         self.metrics[key] = number
         self._metrics.append((key, number, timestamp or int(time.time() * 1000), int(step or 0)))
+        if self.search_trial is not None and step is not None:
+            # The objective at a step is an intermediate value for the search's pruner.
+            self.search_trial.observe(key, number, int(step))
         self._maybe_flush()
+
+    def should_prune(self) -> bool:
+        """In a search with a pruner: whether this trial should stop now.
+
+        Report the objective at each step first (``log_metric(objective, v, step=s)``);
+        when this returns True, return (or ``raise optuna.TrialPruned()``): the trial
+        ends as pruned, its run FINISHED with ``mlexp.outcome=pruned``, and pytest
+        shows it as skipped. Outside a search it is always False::
+
+            for epoch in range(100):
+                mlflow_run.log_metric("val_loss", train_one_epoch(), step=epoch)
+                if mlflow_run.should_prune():
+                    return
+        """
+        return self.search_trial is not None and self.search_trial.should_prune()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         timestamp = int(time.time() * 1000)

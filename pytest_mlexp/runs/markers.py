@@ -25,6 +25,14 @@ MARKER_KWARGS = (
     "reuse",
     "inputs",
     "input_context",
+    # search (checked when the trials are collected: search.collection)
+    "search",
+    "trials",
+    "objective",
+    "sampler",
+    "seed",
+    "pruner",
+    "study",
 )
 
 

@@ -31,6 +31,13 @@ if TYPE_CHECKING:
 SUMMARY_FIELD = "mlexp_run"
 #: The user property of a reused item's call report (``backend.tags.REUSED_FROM``).
 REUSED_PROPERTY = "mlexp.reused_from"
+#: The marker's arguments that declare a search (``search.declaration.SEARCH_KWARGS``).
+_SEARCH_KWARGS = ("search", "trials", "objective", "sampler", "seed", "pruner", "study")
+
+
+def _declares_search(markers: list[pytest.Mark]) -> bool:
+    """Cheap: no search module is imported for functions that declare none."""
+    return any(key in marker.kwargs for marker in markers for key in _SEARCH_KWARGS)
 
 
 class MlexpSession:
@@ -123,14 +130,20 @@ class MlexpSession:
 
     @pytest.hookimpl(trylast=True)
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        file_search = None
         if self.settings.params.enabled:
             from .markers import is_tracked
 
             if is_tracked(metafunc.definition):
-                from ..params.collection import parametrize_from_file
+                from ..params.collection import parametrize_from_file, search_from_file
 
                 parametrize_from_file(metafunc, self.settings.params)
-        markers = metafunc.definition.iter_markers("mlexp")
+                file_search = search_from_file(metafunc)
+        markers = list(metafunc.definition.iter_markers("mlexp"))
+        if file_search is not None or _declares_search(markers):
+            from ..search.collection import parametrize_search
+
+            parametrize_search(metafunc, self.settings, file_search)
         if any("repeats" in marker.kwargs or "seeds" in marker.kwargs for marker in markers):
             from ..grids.repeats import parametrize_repeats
 

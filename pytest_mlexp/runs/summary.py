@@ -26,6 +26,9 @@ class GroupRefs:
     cell_run_id: str | None = None
     #: The metric picking the grid's best cell, as given (``"r2"``, ``"loss:min"``, ``""``).
     best: str = ""
+    #: A search's trial: the search's function (its test id) and its parent run.
+    search: str | None = None
+    search_run_id: str | None = None
 
 
 @dataclass
@@ -47,6 +50,8 @@ class Verdict:
     cell_run_id: str | None = None
     repeats: str = ""
     problem: str | None = None
+    #: A search judged by its best trial: ``cell_run_id`` is its parent, ``repeats`` its trials.
+    search: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -80,7 +85,8 @@ class RunSummary:
     index: int = 1 << 30
     groups: GroupRefs | None = None
     verdict: Verdict | None = None
-    #: For a repeat: the rules its cell's mean is judged by (JSON, see ``gate.cells``).
+    #: For a repeat: the rules its cell's mean is judged by (JSON, see ``gate.cells``);
+    #: for a search's trial, those its best trial is judged by (``search.gate``).
     cell_rules: dict[str, Any] | None = None
     #: The server was lost and the run went to the journal for ``mlexp sync``.
     spooled: bool = False

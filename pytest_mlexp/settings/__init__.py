@@ -25,6 +25,7 @@ from .models import RegisterSettings, resolve_register
 from .params import ParamsSettings, resolve_params
 from .reports import resolve_html
 from .reuse import ReuseSettings, resolve_reuse
+from .search import SearchSettings, resolve_search
 from .spool import resolve_policy
 from .tracking import TrackingConfig, resolve_tracking
 
@@ -52,6 +53,8 @@ class Settings:
     html: Path | None
     #: The params file and the ``--mlexp-set`` overrides of its values.
     params: ParamsSettings
+    #: Where the Optuna studies of searches are stored.
+    search: SearchSettings
     #: Registering the best cell's model at session end.
     register: RegisterSettings
     #: Reusing unchanged experiments' runs (``--mlexp-reuse``) and the declared inputs.
@@ -70,6 +73,7 @@ def resolve(config: pytest.Config) -> Settings:
         on_tracking_error=resolve_policy(config),
         html=resolve_html(config),
         params=resolve_params(config),
+        search=resolve_search(config),
         register=resolve_register(config),
         reuse=resolve_reuse(config),
     )

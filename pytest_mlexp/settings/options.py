@@ -27,6 +27,7 @@ GATE_KEYS = ("baseline", "baseline_file", "tolerance", "tolerances", "directions
 GRID_KEYS = ("best_metric",)
 SPOOL_KEYS = ("on_tracking_error",)
 PARAMS_KEYS = ("params_file",)
+SEARCH_KEYS = ("search_storage",)
 MODEL_KEYS = ("register", "register_alias")
 REUSE_KEYS = ("reuse", "inputs")
 YAML_KEYS: tuple[str, ...] = (
@@ -39,6 +40,7 @@ YAML_KEYS: tuple[str, ...] = (
     *GRID_KEYS,
     *SPOOL_KEYS,
     *PARAMS_KEYS,
+    *SEARCH_KEYS,
     *MODEL_KEYS,
     *REUSE_KEYS,
 )
@@ -53,7 +55,10 @@ MARKER = (
     "register: registered model name the best cell's logged model becomes a version of "
     "when the session passes; reuse=False: always execute it under --mlexp-reuse; inputs: "
     "globs of data files (from the rootdir) it reads, hashed into its fingerprint and logged "
-    "as datasets with input_context (default: training)."
+    "as datasets with input_context (default: training). "
+    "search={'lr': 'loguniform(1e-4, 1e-1)', 'depth': 'int(2, 12)', 'kernel': ['rbf', "
+    "'linear']}, trials=40, objective='val_loss:min', sampler='tpe', seed=0, "
+    "pruner='median', study='svm-v1': an Optuna search, one item per trial."
 )
 
 #: The alias a registered version gets unless told otherwise.
@@ -76,6 +81,7 @@ def add_options(parser: pytest.Parser) -> None:
         add_gate_options,
         add_report_options,
         add_params_options,
+        add_search_options,
         add_model_options,
         add_reuse_options,
     ):
@@ -320,6 +326,21 @@ def add_params_options(group: Any, parser: pytest.Parser) -> None:
         "alpha=[0.5,2].",
     )
     parser.addini("mlexp_params_file", "Path of the params file (see --mlexp-params-file).")
+
+
+def add_search_options(group: Any, parser: pytest.Parser) -> None:
+    group.addoption(
+        "--mlexp-search-storage",
+        dest="mlexp_search_storage",
+        metavar="URL",
+        default=None,
+        help="Database URL of the Optuna studies of searches, shared by workers and CI "
+        "shards, e.g. postgresql+psycopg://user@host/optuna (default: MLEXP_SEARCH_STORAGE, "
+        "ini mlexp_search_storage, else journal files under .mlexp/optuna in the rootdir).",
+    )
+    parser.addini(
+        "mlexp_search_storage", "Database URL of the searches' Optuna studies.", default=""
+    )
 
 
 def add_model_options(group: Any, parser: pytest.Parser) -> None:

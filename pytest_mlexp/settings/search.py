@@ -1,0 +1,45 @@
+"""Where a search's Optuna study is stored: journal files under the rootdir, or a database."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pytest
+
+from .sources import lookup
+
+#: Environment variable naming the search storage.
+STORAGE_ENV = "MLEXP_SEARCH_STORAGE"
+
+_DATABASE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9]*(\+[A-Za-z0-9_]+)?://")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The storage of the session's studies."""
+
+    #: A relational database URL (SQLAlchemy's form); ``None``: journal files under
+    #: ``<rootdir>/.mlexp/optuna/``, one per study.
+    storage: str | None = None
+    #: Where ``storage`` came from, for messages.
+    source: str = "default"
+
+
+def resolve_search(config: pytest.Config) -> SearchSettings:
+    """``--mlexp-search-storage``, ``MLEXP_SEARCH_STORAGE``, ini or yaml ``search_storage``."""
+    found = lookup(config, option="mlexp_search_storage", env=STORAGE_ENV, key="search_storage")
+    if found is None:
+        return SearchSettings()
+    value, source = str(found[0]).strip(), found[1]
+    if value.lower() in ("journal", "default"):
+        return SearchSettings(source=source)
+    if not _DATABASE_URL.match(value):
+        from ..redaction import redact_text
+
+        raise pytest.UsageError(
+            f"{source}: invalid search storage {redact_text(value)!r}; expected a database URL "
+            "such as postgresql+psycopg://user@host/optuna or sqlite:////abs/path/optuna.db, "
+            "or journal for journal files under .mlexp/optuna (the default)"
+        )
+    return SearchSettings(storage=value, source=source)
