@@ -269,6 +269,29 @@ def test_rerun_flag_and_reuse_false_execute(project: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["  experiment_noisy: reuse=False"])
 
 
+def test_a_searchs_trials_always_execute(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_exp_c="""
+        import pytest
+        from record import record
+
+        @pytest.mark.mlexp(search={"x": "uniform(0, 1)"}, trials=2, objective="loss:min",
+                           sampler="random", seed=0)
+        def experiment_search(mlflow_run, x):
+            record("trial")
+            return {"loss": x}
+        """
+    )
+    session(project, "--mlexp-reuse").assert_outcomes(passed=8, failed=1)
+    assert executed(project) == EVERYTHING + Counter(["trial", "trial"])
+    result = session(project, "--mlexp-reuse")
+    result.assert_outcomes(passed=8, failed=1)
+    assert executed(project) == Counter(["trial", "trial", "fails"])
+    result.stdout.fnmatch_lines(
+        ["  experiment_search[[]trial-0[]], experiment_search[[]trial-1[]]: a search's trial *"]
+    )
+
+
 def test_a_reused_cell_regressing_against_a_baseline_file_still_fails(
     project: pytest.Pytester,
 ) -> None:

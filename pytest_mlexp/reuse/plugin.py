@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ..backend import tags as T
-from ..keys import FINGERPRINT_KEY, REUSE_KEY, RUN_KEY
+from ..keys import FINGERPRINT_KEY, REUSE_KEY, RUN_KEY, TRIAL_KEY
 from ..redaction import redact_text
 from ..reports.reuse import NEW
 from ..runs.markers import marker_experiment, marker_options
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 #: Tag prefixes a reused run does not copy from its source: this session sets its own.
 _OWN_TAG_PREFIXES = ("mlflow.", "mlexp.")
+
+#: Why a search's trial always executes.
+SEARCH_TRIAL = "a search's trial (the study proposes new values and is told each result)"
 
 
 class Reuse:
@@ -124,6 +127,8 @@ class Reuse:
     def _decide(self, item: pytest.Item, fingerprint: Fingerprint) -> Decision:
         if marker_options(item).get("reuse") is False:
             return Decision(reason="reuse=False")
+        if TRIAL_KEY in item.stash:
+            return Decision(reason=SEARCH_TRIAL)
         if fingerprint.problem is not None:
             return Decision(reason=f"fingerprint could not be computed: {fingerprint.problem}")
         latest = self._latest_runs()
