@@ -164,6 +164,12 @@ def _register(
     client = backend.client
     best = _best_run(backend, runs, settings)
     model_id, model_name = _newest_model(client, best.run)
+    model_run_id = str(best.run.info.run_id)
+    reused_from = best.run.data.tags.get(T.REUSED_FROM)
+    if model_id is None and reused_from:
+        # A reused cell did not execute: its model is the one its source run logged.
+        model_id, model_name = _newest_model(client, client.get_run(reused_from))
+        model_run_id = reused_from
     best_name = str(best.run.info.run_name)
     if model_id is None:
         raise NotRegistered(
@@ -177,7 +183,7 @@ def _register(
         client,
         name,
         model_id,
-        run_id,
+        model_run_id,
         tags=_version_tags(best, judged, settings.tracking.session_id),
         description=_description(best, judged, model_name, settings.tracking.session_id),
     )
