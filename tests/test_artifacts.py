@@ -322,3 +322,14 @@ def test_concurrency_markers(tmp_path):
     gw0.close()
     gw1.close()
     assert not tmp_path.exists()
+
+
+def test_a_worker_that_finishes_first_does_not_break_the_others(tmp_path):
+    shared = tmp_path / "markers"
+    gw0, gw1 = Concurrency(shared, "gw0"), Concurrency(shared, "gw1")
+    gw1.close()  # gw1 ran its last item before gw0 began its first: the directory goes
+    assert not shared.exists()
+    window = gw0.begin()
+    assert gw0.end(window) is False
+    gw0.close()
+    assert not shared.exists()

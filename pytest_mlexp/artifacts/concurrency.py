@@ -31,12 +31,21 @@ class Concurrency:
         self._changes += 1
         marker = self.directory / self.worker
         temporary = marker.with_name(f".{self.worker}.tmp")
-        temporary.write_text(f"{int(active)} {self._changes}")
+        try:
+            temporary.write_text(f"{int(active)} {self._changes}")
+        except FileNotFoundError:
+            # A worker that finished its items removed the directory while it was empty.
+            self.directory.mkdir(parents=True, exist_ok=True)
+            temporary.write_text(f"{int(active)} {self._changes}")
         os.replace(temporary, marker)
 
     def _others(self) -> dict[str, tuple[bool, str]]:
-        states = {}
-        for marker in self.directory.iterdir():
+        states: dict[str, tuple[bool, str]] = {}
+        try:
+            markers = list(self.directory.iterdir())
+        except FileNotFoundError:
+            return states
+        for marker in markers:
             if marker.name.startswith(".") or marker.name == self.worker:
                 continue
             try:
@@ -47,7 +56,10 @@ class Concurrency:
         return states
 
     def close(self) -> None:
-        """Remove this worker's marker, and the directory once every worker has."""
+        """Remove this worker's marker, and the directory once it is empty.
+
+        Another worker may still be running: it makes the directory again.
+        """
         with contextlib.suppress(OSError):
             (self.directory / self.worker).unlink()
         with contextlib.suppress(OSError):
