@@ -189,7 +189,7 @@ def _check(metafunc: pytest.Metafunc, params: FunctionParams, file: ParamsFile) 
     entry, function = params.entry, metafunc.definition.name
     taken = set(metafunc.fixturenames)
     uses_fixture = PARAMS_FIXTURE in taken
-    defaults = _default_arguments(metafunc)
+    defaults = default_arguments(metafunc)
     marked = _parametrized_by_marker(metafunc.definition)
     for name in (*params.fixed, *params.grid):
         section = GRID if name in params.grid else FIXED
@@ -231,7 +231,8 @@ def _parametrize(metafunc: pytest.Metafunc, params: FunctionParams) -> None:
         metafunc.parametrize([axis], [(value,) for value in values])
 
 
-def _default_arguments(metafunc: pytest.Metafunc) -> set[str]:
+def default_arguments(metafunc: pytest.Metafunc) -> set[str]:
+    """The function's arguments that have a default value (pytest does not parametrize those)."""
     try:
         signature = inspect.signature(metafunc.function)
     except (TypeError, ValueError):

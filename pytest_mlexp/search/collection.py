@@ -16,7 +16,6 @@ accepted forms.
 from __future__ import annotations
 
 import importlib.util
-import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -182,8 +181,10 @@ def _check_arguments(
             f"{definition.name} has grid axes in the params file ({', '.join(file_search.grid)}) "
             "and a search; move the axes into search: as lists",
         )
+    from ..params.collection import default_arguments
+
     taken = set(metafunc.fixturenames)
-    defaults = _default_arguments(metafunc)
+    defaults = default_arguments(metafunc)
     for name in spec.space:
         key = f"search[{name!r}]"
         if name in RESERVED:
@@ -215,18 +216,6 @@ def _optuna_installed() -> bool:
         return importlib.util.find_spec("optuna") is not None
     except (ImportError, ValueError):
         return False
-
-
-def _default_arguments(metafunc: pytest.Metafunc) -> set[str]:
-    try:
-        signature = inspect.signature(metafunc.function)
-    except (TypeError, ValueError):
-        return set()
-    return {
-        name
-        for name, parameter in signature.parameters.items()
-        if parameter.default is not inspect.Parameter.empty
-    }
 
 
 def _definition_id(item: pytest.Item) -> str:
