@@ -15,7 +15,6 @@ Run: ``python benchmarks/bench_models.py [--repeat 3] [--cells 4]``.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,9 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+
+# The same fresh projects and environment as the overhead benchmark (run from this folder).
+from bench_overhead import ENV, fresh_project
 
 SETUP = """
 from sklearn.datasets import make_classification
@@ -65,22 +67,10 @@ def plain_script(cells: int) -> str:
     )
 
 
-ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "MLFLOW_TRACKING_URI": ""}
-
-
 def timed(command: list[str], cwd: Path) -> float:
     start = time.perf_counter()
     subprocess.run(command, cwd=cwd, env=ENV, check=True, capture_output=True)
     return time.perf_counter() - start
-
-
-def fresh_project(root: Path, name: str, files: dict[str, str]) -> Path:
-    project = root / name
-    project.mkdir()
-    (project / "pytest.ini").write_text("[pytest]\n")
-    for filename, content in files.items():
-        (project / filename).write_text(content)
-    return project
 
 
 def main() -> None:
