@@ -209,6 +209,50 @@ def server_factory(tmp_path: Path) -> Iterator[type[MlflowServer]]:
         server.stop()
 
 
+#: ``from server_control import stop_server``: what an experiment calls to lose its server.
+SERVER_CONTROL = """
+import os, signal, time, urllib.request
+
+def stop_server():
+    os.killpg(int(os.environ["TEST_SERVER_PID"]), signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(os.environ["TEST_SERVER_URL"] + "/health", timeout=1)
+        except OSError:
+            return
+        time.sleep(0.2)
+"""
+
+#: MLflow's HTTP retries made short, so a lost server is given up in seconds.
+FAST_RETRIES = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+}
+
+
+@pytest.fixture
+def losable_server(
+    ourtester: pytest.Pytester,
+    server_factory: Callable[..., MlflowServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> MlflowServer:
+    """A started server that ``ourtester``'s experiments stop with ``server_control.stop_server()``.
+
+    Retries are short; the test reaps the stopped process (``server.process.wait``).
+    """
+    server = server_factory()
+    server.start()
+    assert server.process is not None
+    monkeypatch.setenv("TEST_SERVER_PID", str(server.process.pid))
+    monkeypatch.setenv("TEST_SERVER_URL", server.url)
+    for name, value in FAST_RETRIES.items():
+        monkeypatch.setenv(name, value)
+    ourtester.makepyfile(server_control=SERVER_CONTROL)
+    return server
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     """One real tracking server for the whole test session."""

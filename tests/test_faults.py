@@ -11,17 +11,7 @@ from mlflow.tracking import MlflowClient
 
 #: Experiments that lose the server in the middle: the second one stops it.
 LOSING = """
-import os, signal, time, urllib.request
-
-def stop_server():
-    os.killpg(int(os.environ["TEST_SERVER_PID"]), signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(os.environ["TEST_SERVER_URL"] + "/health", timeout=1)
-        except OSError:
-            return
-        time.sleep(0.2)
+from server_control import stop_server
 
 def experiment_1_before(mlflow_run):
     mlflow_run.log_metric("m", 1)
@@ -39,12 +29,6 @@ def experiment_3_after(mlflow_run, tmp_path):
     mlflow_run.log_artifact(tmp_path / "model.txt")
     return {"m": 3}
 """
-
-FAST_RETRIES = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
-}
 
 
 def test_unreachable_server_at_start_is_a_usage_error(ourtester, unused_port) -> None:
@@ -74,12 +58,7 @@ def test_bad_policy_is_a_usage_error(ourtester) -> None:
     )
 
 
-def _lose_server(ourtester, monkeypatch, server, policy: str):  # type: ignore[no-untyped-def]
-    server.start()
-    monkeypatch.setenv("TEST_SERVER_PID", str(server.process.pid))
-    monkeypatch.setenv("TEST_SERVER_URL", server.url)
-    for name, value in FAST_RETRIES.items():
-        monkeypatch.setenv(name, value)
+def _lose_server(ourtester, server, policy: str):  # type: ignore[no-untyped-def]
     ourtester.makepyfile(experiment_lose=LOSING)
     result = ourtester.runpytest(
         "-p", "no:randomly", "--mlexp-tracking-uri", server.url,
@@ -89,11 +68,9 @@ def _lose_server(ourtester, monkeypatch, server, policy: str):  # type: ignore[n
     return result
 
 
-def test_lost_server_spools_runs_that_sync_replays_once(
-    ourtester, server_factory, monkeypatch, runs_of
-) -> None:
-    server = server_factory()
-    result = _lose_server(ourtester, monkeypatch, server, "spool")
+def test_lost_server_spools_runs_that_sync_replays_once(ourtester, losable_server, runs_of) -> None:
+    server = losable_server
+    result = _lose_server(ourtester, server, "spool")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
         [f"mlexp: 2 runs could not reach {server.url}; they are kept in *.mlexp/journal*mlexp sync"]
@@ -136,10 +113,10 @@ def test_lost_server_spools_runs_that_sync_replays_once(
 
 
 def test_lost_server_fails_the_items_and_the_next_session_kills_the_run(
-    ourtester, server_factory, monkeypatch, runs_of
+    ourtester, losable_server, runs_of
 ) -> None:
-    server = server_factory()
-    result = _lose_server(ourtester, monkeypatch, server, "fail")
+    server = losable_server
+    result = _lose_server(ourtester, server, "fail")
     # 1 passed; 2 passed its call but its run could not be completed: error at teardown;
     # 3 could not create its run: error at setup.
     assert result.parseoutcomes()["passed"] == 2

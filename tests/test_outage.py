@@ -11,32 +11,15 @@ import sys
 
 from mlflow.tracking import MlflowClient
 
-FAST_RETRIES = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
-}
-
 CELLS = 6
 
 #: The third cell stops the server half-way; the cells after it start without one.
 OUTAGE = f"""
-import os, signal, time, urllib.request
-
 import mlflow
 import pytest
+from server_control import stop_server
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
-
-def stop_server():
-    os.killpg(int(os.environ["TEST_SERVER_PID"]), signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(os.environ["TEST_SERVER_URL"] + "/health", timeout=1)
-        except OSError:
-            return
-        time.sleep(0.2)
 
 @pytest.mark.mlexp(best="mine:max")
 @pytest.mark.parametrize("i", range({CELLS}))
@@ -57,14 +40,9 @@ def experiment_cell(mlflow_run, i):
 
 
 def test_values_of_both_apis_and_autolog_come_back_after_sync(
-    ourtester, server_factory, monkeypatch, runs_of
+    ourtester, losable_server, runs_of
 ) -> None:
-    server = server_factory()
-    server.start()
-    monkeypatch.setenv("TEST_SERVER_PID", str(server.process.pid))
-    monkeypatch.setenv("TEST_SERVER_URL", server.url)
-    for name, value in FAST_RETRIES.items():
-        monkeypatch.setenv(name, value)
+    server = losable_server
     ourtester.makepyfile(experiment_outage=OUTAGE)
     result = ourtester.runpytest(
         "-p", "no:randomly", "--mlexp-tracking-uri", server.url, "--mlexp-lineage=none",
