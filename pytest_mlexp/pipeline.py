@@ -170,27 +170,19 @@ def finish(session: MlexpSession, pytest_session: pytest.Session) -> SessionEnd:
     except pytest.UsageError:
         return end
 
-    from .grids.completion import complete_groups, sweep_dead_runs
+    from .groups.completion import complete_groups
+    from .groups.sweep import sweep_dead_runs
 
     try:
         end.swept = sweep_dead_runs(backend, {r.experiment for r in session.results})
+        # Repeated cells, grid parents and search parents, from their members in the store.
         end.grid_lines = complete_groups(backend, final, settings)
     except Exception as exc:
         # A lost server: the next session's sweep closes what is left RUNNING.
         end.grid_lines = [
-            f"mlexp: could not complete grid parents in {backend.display_uri}: "
+            f"mlexp: could not complete the group runs in {backend.display_uri}: "
             f"{type(exc).__name__}: {redact_text(str(exc))[:300]}"
         ]
-    if any(r.groups is not None and r.groups.search_run_id for r in session.results):
-        from .search.completion import complete_searches
-
-        try:
-            end.grid_lines += complete_searches(backend, session.results)
-        except Exception as exc:
-            end.grid_lines.append(
-                f"mlexp: could not complete search parents in {backend.display_uri}: "
-                f"{type(exc).__name__}: {redact_text(str(exc))[:300]}"
-            )
 
     from .reports.ui_view import runs_links
 

@@ -40,9 +40,9 @@ def _wait_for(path):
 def pytest_configure(config):
     if os.environ["SHARD"] != "A":
         return
-    from pytest_mlexp.grids import completion
+    from pytest_mlexp.groups import members
 
-    read_cells = completion.children
+    read_cells = members.children
     first = []
 
     def children(backend, run_id):
@@ -54,7 +54,7 @@ def pytest_configure(config):
             _wait_for(signals / "b-done")
         return runs
 
-    completion.children = children
+    members.children = children
 
 def pytest_unconfigure(config):
     if os.environ["SHARD"] == "B":

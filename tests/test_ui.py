@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 from pytest_mlexp.backend import tags as T
 from pytest_mlexp.backend.client import Backend
 from pytest_mlexp.cli import main as mlexp_main
-from pytest_mlexp.grids.labels import session_stamp, stamped_name
+from pytest_mlexp.groups.naming import session_stamp, stamped_name
 from pytest_mlexp.reports.ui_view import VIEW_KEY, VIEW_NAME, read_view_state
 
 EXPERIMENTS = """
@@ -209,10 +209,10 @@ def test_experiments_are_marked_for_model_training_but_a_users_kind_is_kept(fres
 
 
 def test_session_stamp_names_group_runs():
-    assert session_stamp("20261128-001412-ce68dfe2") == "11-28 00:14"
+    assert session_stamp("20261128-001412-ce68dfe2") == "11-28 00:14:12"
     assert session_stamp("nightly-42") == "nightly-42"
     assert stamped_name("experiment_ridge", "20261128-001412-ce68dfe2", "a1b2c3d4e5f6") == (
-        "experiment_ridge · 11-28 00:14 · a1b2c3d"
+        "experiment_ridge · 11-28 00:14:12 · a1b2c3d"
     )
     assert stamped_name("experiment_ridge", "nightly-42") == "experiment_ridge · nightly-42"
 

@@ -72,15 +72,15 @@ def run_sync(args: argparse.Namespace) -> int:
 
 
 def _recomplete(backend: Backend, run_ids: list[str]) -> int:
-    """Complete again the grid parents and repeated cells of the replayed runs; 1 if it failed."""
-    from ..grids.completion import recomplete_groups
+    """Complete again the group runs (cells, grids, searches) of the replayed runs; 1 if not."""
+    from ..groups.completion import recomplete_groups
     from ..redaction import redact_text
 
     try:
         lines = recomplete_groups(backend, run_ids)
     except Exception as exc:
         print(
-            f"mlexp sync: could not complete the grid parents in {backend.display_uri}: "
+            f"mlexp sync: could not complete the group runs in {backend.display_uri}: "
             f"{type(exc).__name__}: {redact_text(str(exc))[:300]}"
         )
         return 1

@@ -273,8 +273,8 @@ def _best_repeat(
     backend: Backend, cell: _Best, spec: BestSpec, settings: Settings, first: str | None
 ) -> _Best:
     """A repeated cell's models are its repeats': the best repeat by the grid's metric."""
-    from ..grids.best import pick_best
-    from ..grids.completion import children
+    from ..groups.best import pick_best
+    from ..groups.members import children
 
     repeats = children(backend, str(cell.run.info.run_id))
     picked = pick_best(repeats, spec, settings.gate.directions, first)

@@ -47,7 +47,7 @@ def report_run(tracking: TrackingConfig, backend: Backend, artifact: str = "") -
     ``tags.`mlexp.report` IS NULL`` hides it), and a description saying what it
     is. Several pytest invocations sharing a session id (``MLEXP_SESSION_ID``) share it.
     """
-    from ..grids.labels import stamped_name
+    from ..groups.naming import stamped_name
     from ..runs.item_runs import current_user
 
     session = tracking.session_id

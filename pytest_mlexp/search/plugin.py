@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..backend import tags as T
-from ..keys import CELL_RULES_KEY, GROUPS_KEY, RULES_KEY, RUN_KEY, SESSION_KEY, TRIAL_KEY
-from ..runs.markers import marker_options
+from ..groups.creation import GroupRuns
+from ..keys import CELL_RULES_KEY, GROUPS_KEY, RULES_KEY, RUN_KEY, TRIAL_KEY
 from ..runs.summary import GroupRefs
 from ..warning_types import MlexpWarning
 from ..workers import worker_input
@@ -96,6 +96,14 @@ class ActiveTrial:
 _ACTIVE_KEY = pytest.StashKey[ActiveTrial]()
 
 
+def _at_item_location(report: pytest.TestReport, item: pytest.Item) -> None:
+    """Report a skip at the item's location (``-rs``), not where the plugin raised it."""
+    if isinstance(report.longrepr, tuple):
+        path, line = item.reportinfo()[:2]
+        if line is not None:
+            report.longrepr = (os.fspath(path), line + 1, report.longrepr[2])
+
+
 class SearchTrials:
     """Registered as ``mlexp-search``: asks, tracks and tells every trial run in this process."""
 
@@ -104,13 +112,12 @@ class SearchTrials:
         self.config = session.config
         self.settings = session.settings
         controller = worker_input(self.config) or {}
-        #: The controller's pid: parent runs belong to it, as they outlive workers.
-        self.owner_pid = int(controller.get("mlexp_controller_pid", os.getpid()))
+        #: The search parents, one per search, found or created by the first trial that needs it.
+        self.groups = GroupRuns(self.config, self.settings)
         worker = str(controller.get("workerid", "gw0"))
         self.worker = int(worker[2:]) if worker[2:].isdigit() else 0
         self._slots = dict(slots)
         self._studies: dict[str, Any] = {}
-        self._parents: dict[str, str] = {}
         self._open: dict[str, ActiveTrial] = {}
 
     def mark(self, items: list[pytest.Item]) -> None:
@@ -148,7 +155,7 @@ class SearchTrials:
         )
         rules = item.stash.get(RULES_KEY, None)
         if rules is not None:
-            from .gate import rules_to_json
+            from ..groups.judging import rules_to_json
 
             item.stash[CELL_RULES_KEY] = rules_to_json(rules)
         return {
@@ -195,6 +202,8 @@ class SearchTrials:
         active = item.stash.get(_ACTIVE_KEY, None)
         if active is None:
             return report
+        if report.when == "call" and report.skipped and active.state == PRUNED:
+            _at_item_location(report, item)
         if report.when == "teardown" or (report.when == "setup" and not report.passed):
             # Asked but never called (a fixture failed, a skip mark): not a result.
             self._close(item.nodeid, active)
@@ -233,27 +242,17 @@ class SearchTrials:
         return study
 
     def _parent(self, item: pytest.Item, spec: SearchSpec, active: ActiveTrial) -> str:
-        if spec.function in self._parents:
-            return self._parents[spec.function]
+        """The search's parent run (``groups.creation``), with the study and the space as tags."""
         import json
 
         from ..backend.client import MAX_TAG_LENGTH
-        from ..backend.groups import find_or_create_group
         from ..directions import max_or_min
-        from ..grids.labels import lineage_tags, stamped_name
-        from ..grids.parents import host_name
-        from ..runs.item_runs import source_name
         from .study import storage_label
 
-        options = marker_options(item)
         tracking = self.settings.tracking
-        experiment = str(options.get("experiment") or tracking.experiment)
         study_name = str(active.study.study_name)
         space = json.dumps(space_to_json(spec.space), separators=(",", ":"))
         tags = {
-            **tracking.tags,
-            **{str(k): str(v) for k, v in options.get("tags", {}).items()},
-            **lineage_tags(tracking.rootdir, self.settings.lineage),
             T.SEARCH: spec.function,
             T.BEST_METRIC: spec.objective,
             T.BEST_DIRECTION: max_or_min(spec.direction),
@@ -262,29 +261,12 @@ class SearchTrials:
             T.SAMPLER: spec.sampler_text(),
             T.PRUNER: spec.pruner_text(),
             T.TRIALS_PLANNED: str(spec.trials),
-            T.HOST: host_name(),
-            T.PID: str(self.owner_pid),
-            T.SOURCE_NAME: source_name(item, tracking.rootdir),
-            T.SOURCE_TYPE: "LOCAL",
         }
         if len(space) <= MAX_TAG_LENGTH:
             tags[T.SPACE] = space
-        parent = find_or_create_group(
-            self.config.stash[SESSION_KEY].backend,
-            experiment,
-            session_id=tracking.session_id,
-            kind=T.KIND_SEARCH,
-            key=spec.function,
-            # As a grid parent's: the session's stamp tells this session's search apart.
-            name=stamped_name(
-                getattr(item, "originalname", item.name),
-                tracking.session_id,
-                tags.get(T.GIT_COMMIT),
-            ),
-            tags=tags,
+        return self.groups.group(
+            item, T.KIND_SEARCH, spec.function, getattr(item, "originalname", item.name), tags
         )
-        self._parents[spec.function] = parent
-        return parent
 
     def _prune(self, active: ActiveTrial) -> None:
         active.tell(PRUNED)
@@ -292,10 +274,8 @@ class SearchTrials:
         if active.last is not None:
             step, value = active.last
             where = f" at step {step} ({active.spec.objective}={value:.4g})"
-        raise pytest.skip.Exception(
-            f"pruned{where}: trial {active.number} of the search",
-            _use_item_location=True,
-        )
+        # Shown at the item's location by ``pytest_runtest_makereport``, as a skip mark is.
+        pytest.skip(f"pruned{where}: trial {active.number} of the search")
 
     def _tell_objective(self, item: pytest.Item, active: ActiveTrial) -> None:
         objective = active.spec.objective

@@ -1,4 +1,4 @@
-"""The best cell of a grid: the passed cell with the best value of one metric."""
+"""The best member of a group run: the passed run with the best value of one metric."""
 
 from __future__ import annotations
 

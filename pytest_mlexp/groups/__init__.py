@@ -1,0 +1,22 @@
+"""Group runs: one run that holds others, made, named, completed and judged in one place.
+
+Three kinds (tag ``mlexp.kind``), linked to their members by ``mlflow.parentRunId``::
+
+    experiment_ridge · 11-28 00:14:12 · a1b2c3d   grid parent (kind grid), by ``grids``
+    └── experiment_ridge[0.1]                      repeated cell (kind cell), by ``grids``
+        └── experiment_ridge[0.1-seed0]
+    experiment_svm · 11-28 00:14:12 · a1b2c3d     search parent (kind search), by ``search``
+    └── experiment_svm[trial-0]
+
+- ``naming``: a top-level group run's name, stamped with its session (to the second);
+- ``creation``: found or created by whichever process needs it first (xdist
+  workers, CI shards sharing a session id), owned by the controller's pid;
+- ``best``: the best member by one metric;
+- ``kinds``: what completion writes on each kind (counts, means, best member, description);
+- ``completion``: at session end, and again after ``mlexp sync``, each group
+  run filled in from its members read back from the store, guarded against
+  shards ending together;
+- ``judging``: the gate's verdict on a repeated cell (its means) or a search
+  (its best trial), against one baseline lookup;
+- ``sweep``: RUNNING runs of processes that died, marked KILLED.
+"""

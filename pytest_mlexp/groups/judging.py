@@ -1,0 +1,302 @@
+"""The gate on group runs: a repeated cell by its means, a search by its best trial.
+
+Their members are not judged one by one against a baseline (a repeat is one
+draw of noise; most of a search's trials are worse than its best). At session
+end, once the group runs are complete (``completion``), each is judged under
+its test id (the cell's node id, the search's function) against its baseline:
+the same kind of group run of an earlier session in the store, or the
+baseline file's entry. The verdict goes on the group run; a failing group
+fails the session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from ..backend import tags as T
+from ..backend.search import search_runs
+from ..gate import rules as rules_module
+from ..gate.baselines import Baseline, is_safe_value
+from ..gate.markers import project_rules, rules_from_json
+from ..gate.markers import rules_to_json as cell_rules_to_json
+from ..gate.rules import FAILING, Bound, Rules
+from ..gate.verdicts import NO_BASELINE, failure_line, how_to_record, verdict_of, verdict_tags
+from ..redaction import redact_text
+from ..runs.summary import Verdict
+
+if TYPE_CHECKING:
+    from ..backend.client import Backend
+    from ..runs.summary import RunSummary
+    from ..settings.gate import GateSettings
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """How the gate reads one kind of group run."""
+
+    kind: str
+    #: How messages name it.
+    label: str
+    #: The tag holding its test id on the group run.
+    key_tag: str
+    #: The tag counting its members, shown with its verdict.
+    count_tag: str
+
+
+_KINDS = {
+    T.KIND_CELL: _Kind(T.KIND_CELL, "repeated cell", T.CELL, T.REPEATS),
+    T.KIND_SEARCH: _Kind(T.KIND_SEARCH, "search", T.SEARCH, T.TRIALS),
+}
+
+
+@dataclass(frozen=True)
+class _Target:
+    kind: _Kind
+    nodeid: str
+    run_id: str
+    experiment: str
+    rules: Rules
+
+
+@dataclass
+class Judgment:
+    """What the gate decided on the session's group runs."""
+
+    verdicts: list[Verdict] = field(default_factory=list)
+    #: A group run failed its gate (or could not be judged).
+    failed: bool = False
+    #: Why a group run could not be judged, if so.
+    error: str | None = None
+
+
+def rules_to_json(rules: Rules) -> dict[str, Any]:
+    """The rules a group run is judged by, bounds included, for the run summary."""
+    data = cell_rules_to_json(rules)
+    data["bounds"] = {m: [asdict(b) for b in bounds] for m, bounds in rules.bounds.items()}
+    return data
+
+
+def judge_groups(
+    session_id: str, results: Sequence[RunSummary], backend: Backend, settings: GateSettings
+) -> Judgment:
+    """Judge the session's repeated cells and searches, each against its baseline."""
+    judgment = Judgment()
+    targets = _targets(results, settings)
+    if not targets:
+        return judgment
+    try:
+        baselines = _baselines(backend, settings, session_id, targets)
+    except Exception as exc:
+        judgment.error = _could_not("the group runs", backend, exc)
+        judgment.failed = True
+        return judgment
+    for target in targets:
+        try:
+            verdict = _judge(backend, settings, target, baselines.get((target.kind, target.nodeid)))
+        except Exception as exc:
+            judgment.error = _could_not(f"{target.kind.label} {target.nodeid}", backend, exc)
+            judgment.failed = True
+            continue
+        if verdict is not None:
+            judgment.failed = judgment.failed or not verdict.passed
+            judgment.verdicts.append(verdict)
+    return judgment
+
+
+# -- internals ------------------------------------------------------------------------------
+
+
+def _could_not(what: str, backend: Backend, exc: Exception) -> str:
+    return (
+        f"could not judge {what} in {backend.display_uri}: "
+        f"{type(exc).__name__}: {redact_text(str(exc))[:300]}"
+    )
+
+
+def _targets(results: Sequence[RunSummary], settings: GateSettings) -> list[_Target]:
+    """The group runs of the session the gate has something to do with, in order."""
+    found: dict[tuple[_Kind, str], tuple[str, str, Mapping[str, Any] | None]] = {}
+    for result in results:
+        refs = result.groups
+        if refs is None:
+            continue
+        for kind, nodeid, run_id in (
+            (_KINDS[T.KIND_CELL], refs.cell, refs.cell_run_id),
+            (_KINDS[T.KIND_SEARCH], refs.search, refs.search_run_id),
+        ):
+            if not (nodeid and run_id):
+                continue
+            known = found.setdefault((kind, nodeid), (run_id, result.experiment, None))
+            if known[2] is None and result.cell_rules is not None:
+                found[(kind, nodeid)] = (known[0], known[1], result.cell_rules)
+    targets = []
+    # Cells first, then searches, each in the order of the session's items.
+    for (kind, nodeid), (run_id, experiment, raw) in sorted(
+        found.items(), key=lambda entry: list(_KINDS.values()).index(entry[0][0])
+    ):
+        rules = _rules(raw, settings)
+        if settings.compares or settings.update or settings.promote or rules.bounds:
+            targets.append(_Target(kind, nodeid, run_id, experiment, rules))
+    return targets
+
+
+def _rules(raw: Mapping[str, Any] | None, settings: GateSettings) -> Rules:
+    if raw is None:
+        return project_rules(settings)
+    rules = rules_from_json(raw)
+    bounds = raw.get("bounds") or {}
+    return Rules(
+        bounds=MappingProxyType(
+            {str(m): tuple(Bound(**b) for b in values) for m, values in bounds.items()}
+        ),
+        tolerances=rules.tolerances,
+        directions=rules.directions,
+        default_tolerance=rules.default_tolerance,
+    )
+
+
+def _judge(
+    backend: Backend, settings: GateSettings, target: _Target, baseline: Baseline | None
+) -> Verdict | None:
+    """Judge one group run and tag it with the verdict; None if there was nothing to judge."""
+    client = backend.client
+    run = client.get_run(target.run_id)
+    label = f"{target.kind.label} {target.nodeid}"
+    problem = None
+    metrics: dict[str, float] = {}
+    if target.kind.kind == T.KIND_CELL:
+        if run.info.status != "FINISHED":
+            return None  # a repeat failed (its item failed) or the cell was not completed
+        if not (settings.compares or settings.update):
+            client.set_tag(target.run_id, T.PROMOTED, "true")  # --mlexp-promote only
+            return None
+        metrics = dict(run.data.metrics)
+    else:
+        best_id = run.data.tags.get(T.BEST_RUN_ID)
+        if best_id is None:
+            problem = f"no trial of {label} completed: there is no best trial to judge"
+        else:
+            metrics = dict(client.get_run(best_id).data.metrics)
+    rows = rules_module.compare(metrics, baseline.metrics if baseline else None, target.rules)
+    verdict = verdict_of(rows, settings.compares, baseline)
+    failing = [row for row in rows if row.verdict in FAILING]
+    if verdict == NO_BASELINE and settings.require and problem is None:
+        problem = (
+            f"no baseline for {label} in {settings.source} "
+            f"(--mlexp-require-baseline). Record one first: {how_to_record(settings)}"
+        )
+    tags = verdict_tags(verdict, baseline)
+    if failing:
+        tags[T.ERROR] = failure_line(failing)[:500]
+    elif problem:
+        tags[T.ERROR] = problem[:500]
+    passed = not failing and problem is None
+    if settings.promote and passed:
+        tags[T.PROMOTED] = "true"
+    if not passed:
+        # Like a failed item: never the "latest" baseline of a later session.
+        tags[T.OUTCOME] = "failed"
+    backend.log_batch(target.run_id, tags=list(tags.items()))
+    if not passed:
+        client.set_terminated(target.run_id, "FAILED")
+    return Verdict(
+        nodeid=target.nodeid,
+        verdict=verdict,
+        source=baseline.source if baseline else None,
+        rows=rows,
+        metrics=metrics,
+        passed=passed,
+        cell_run_id=target.run_id,
+        repeats=run.data.tags.get(target.kind.count_tag, ""),
+        problem=problem,
+        search=target.kind.kind == T.KIND_SEARCH,
+    )
+
+
+def _baselines(
+    backend: Backend, settings: GateSettings, session_id: str, targets: Sequence[_Target]
+) -> dict[tuple[_Kind, str], Baseline]:
+    """The baseline of each target that has one: the baseline file's entry, else from the store."""
+    found: dict[tuple[_Kind, str], Baseline] = {}
+    if settings.baseline_file is not None:
+        from ..gate.baselines import read_file
+
+        entries = read_file(settings.baseline_file)
+        for target in targets:
+            entry = entries.get(target.nodeid)
+            if entry is not None:
+                found[(target.kind, target.nodeid)] = Baseline(entry, settings.file_label)
+        return found
+    spec = settings.spec
+    if spec is None:
+        return found
+    for kind in {target.kind for target in targets}:
+        wanted = {t.nodeid for t in targets if t.kind == kind}
+        experiments = {t.experiment for t in targets if t.kind == kind}
+        for nodeid, baseline in _store_baselines(
+            backend, spec, session_id, kind, wanted, experiments
+        ).items():
+            found[(kind, nodeid)] = baseline
+    return found
+
+
+def _store_baselines(
+    backend: Backend,
+    spec: Any,
+    session_id: str,
+    kind: _Kind,
+    wanted: set[str],
+    experiments: set[str],
+) -> dict[str, Baseline]:
+    """The newest earlier group run of ``kind`` for each test id in ``wanted`` matching ``spec``."""
+    client = backend.client
+    if spec.kind == "run":
+        from mlflow.exceptions import MlflowException
+
+        runs = []
+        for run_id in spec.run_ids:
+            try:
+                runs.append(client.get_run(run_id))
+            except MlflowException as exc:
+                raise ValueError(f"baseline run {run_id!r} cannot be read: {exc.message}") from None
+        if len(runs) == 1:
+            # One run: the baseline of every group run of the session, whatever its test id.
+            return {nodeid: _baseline(runs[0], "run") for nodeid in wanted}
+        return {
+            run.data.tags[kind.key_tag]: _baseline(run, "run")
+            for run in runs
+            if run.data.tags.get(kind.key_tag) in wanted
+        }
+    query = spec.filter_string(session_id) + f" and tags.`{T.KIND}` = '{kind.kind}'"
+    if len(wanted) == 1:
+        (only,) = wanted
+        if is_safe_value(only):
+            query += f" and tags.`{kind.key_tag}` = '{only}'"
+    experiment_ids = sorted({backend.experiment_id(name) for name in experiments})
+    newest_first = search_runs(
+        client, experiment_ids, query, order_by=["attributes.start_time DESC"]
+    )
+    found: dict[str, Baseline] = {}
+    for run in newest_first:
+        nodeid = run.data.tags.get(kind.key_tag)
+        if nodeid in wanted and nodeid not in found:
+            found[nodeid] = _baseline(run, str(spec))
+            if len(found) == len(wanted):
+                break
+    return found
+
+
+def _baseline(run: Any, label: str) -> Baseline:
+    """A search parent's best trial's metrics (``best.<metric>``), or a run's own metrics."""
+    metrics = dict(run.data.metrics)
+    if run.data.tags.get(T.KIND) == T.KIND_SEARCH:
+        metrics = {
+            key[len(T.BEST_PREFIX) :]: value
+            for key, value in metrics.items()
+            if key.startswith(T.BEST_PREFIX)
+        }
+    run_id = str(run.info.run_id)
+    return Baseline(metrics, f"run {run_id} ({label})", run_id)
