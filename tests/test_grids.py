@@ -313,3 +313,40 @@ def test_killed_session_runs_are_marked_killed_by_the_next_session(
     assert statuses["experiment_crash[2]"] == "KILLED"
     assert statuses["experiment_crash"] == "KILLED"
     assert "RUNNING" not in statuses.values()
+
+
+SESSIONS_IN_ONE_MINUTE = """
+import pytest
+
+@pytest.mark.parametrize("alpha", [0.1, 1.0])
+def experiment_ridge(mlflow_run, alpha):
+    return {"r2": 1 / (1 + alpha)}
+
+@pytest.mark.mlexp(repeats=2)
+def experiment_seeded(mlflow_run, seed):
+    return {"r2": 0.5 + seed / 10}
+"""
+
+
+def test_sessions_started_in_the_same_minute_name_their_group_runs_apart(
+    ourtester, read_runs, monkeypatch
+) -> None:
+    """A top-level group run's name has its session's start to the second."""
+    ourtester.makepyfile(experiment_minute=SESSIONS_IN_ONE_MINUTE)
+    # Default session ids (start time, random suffix), 40 s apart in the same minute.
+    for session in ("20261207-043201-0a1b2c3d", "20261207-043241-4e5f6a7b"):
+        monkeypatch.setenv("MLEXP_SESSION_ID", session)
+        result = ourtester.runpytest("-p", "no:randomly", "--mlexp-lineage=none")
+        result.assert_outcomes(passed=4)
+    runs = read_runs(ourtester.path.name, groups=True)
+    grids = sorted(r.info.run_name for r in runs if r.data.tags.get("mlexp.kind") == "grid")
+    assert grids == [
+        "experiment_ridge · 12-07 04:32:01",
+        "experiment_ridge · 12-07 04:32:41",
+    ]
+    # A repeated experiment without a grid: its cell run is the top-level group run.
+    cells = sorted(r.info.run_name for r in runs if r.data.tags.get("mlexp.kind") == "cell")
+    assert cells == [
+        "experiment_seeded · 12-07 04:32:01",
+        "experiment_seeded · 12-07 04:32:41",
+    ]

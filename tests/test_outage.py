@@ -1,7 +1,7 @@
 """A server lost mid-session and restarted: after ``mlexp sync`` every value of every cell is there.
 
 Cells log through ``mlflow_run``, through ``mlflow.log_*`` and through
-autolog; the grid parent is completed again by ``mlexp sync``.
+autolog; the grid parent is completed again by ``mlexp sync``, and so is a search's parent.
 """
 
 from __future__ import annotations
@@ -95,4 +95,60 @@ def test_values_of_both_apis_and_autolog_come_back_after_sync(
     assert parent.data.tags["mlexp.grid_size"] == str(CELLS)
     assert parent.data.tags["mlexp.passed"] == str(CELLS)
     best = cells[f"experiment_cell[{CELLS - 1}]"]
+    assert parent.data.tags["mlexp.best_run_id"] == best.info.run_id
+
+
+TRIALS = 6
+
+#: The third trial stops the server half-way; the trials after it start without one.
+SEARCH_OUTAGE = f"""
+import pytest
+from server_control import stop_server
+
+CALLS = []
+
+@pytest.mark.mlexp(search={{"x": "uniform(-5, 5)"}}, trials={TRIALS}, objective="loss:min",
+                   sampler="random", seed=0)
+def experiment_search(mlflow_run, x):
+    CALLS.append(x)
+    if len(CALLS) == 3:
+        mlflow_run.flush()
+        stop_server()
+    return {{"loss": (x - 1) ** 2}}
+"""
+
+
+def test_sync_completes_a_search_parent_again(ourtester, losable_server, runs_of) -> None:
+    """Trials spooled during an outage come back with ``mlexp sync``, and so does their parent."""
+    server = losable_server
+    ourtester.makepyfile(experiment_search_outage=SEARCH_OUTAGE)
+    result = ourtester.runpytest(
+        "-p", "no:randomly", "--mlexp-tracking-uri", server.url, "--mlexp-lineage=none",
+        "--mlexp-on-tracking-error", "spool", "-W", "ignore::pytest_mlexp.MlexpWarning",
+    )  # fmt: skip
+    server.process.wait(timeout=30)
+    result.assert_outcomes(passed=TRIALS)
+
+    server.start()
+    sync = [sys.executable, "-m", "pytest_mlexp", "sync"]
+    up = subprocess.run(sync, cwd=ourtester.path, capture_output=True, text=True)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert (
+        f"mlexp search experiment_search_outage.py::experiment_search: {TRIALS} trials, "
+        f"{TRIALS} complete, 0 pruned, 0 failed"
+    ) in up.stdout, up.stdout
+
+    client = MlflowClient(tracking_uri=server.url)
+    runs = runs_of(client, ourtester.path.name, groups=True)
+    (parent,) = [r for r in runs if r.data.tags.get("mlexp.kind") == "search"]
+    trials = [r for r in runs if r is not parent]
+    assert len(trials) == TRIALS
+    assert all(t.info.status == "FINISHED" for t in trials)
+    assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {parent.info.run_id}
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["mlexp.outcome"] == "passed"
+    assert parent.data.tags["mlexp.trials"] == str(TRIALS)
+    assert parent.data.tags["mlexp.trials_complete"] == str(TRIALS)
+    assert parent.data.metrics["mlexp.trials"] == TRIALS
+    best = min(trials, key=lambda t: t.data.metrics["loss"])
     assert parent.data.tags["mlexp.best_run_id"] == best.info.run_id

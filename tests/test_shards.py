@@ -1,4 +1,7 @@
-"""CI shards sharing a session that end together leave the grid parent with every shard's counts."""
+"""CI shards sharing a session that end together leave the group run with every shard's members.
+
+A grid parent gets every shard's cells, a search parent every shard's trials.
+"""
 
 from __future__ import annotations
 
@@ -98,3 +101,66 @@ def test_shards_ending_together_keep_every_shards_counts(ourtester, read_runs, t
     assert parent.data.tags["mlexp.killed"] == "0"
     assert parent.data.metrics["mlexp.cells"] == 4
     assert parent.data.tags["mlexp.best_run_id"] == cells["experiment_sharded[3]"].info.run_id
+
+
+SEARCH_SHARDED = """
+import os, time
+from pathlib import Path
+
+import pytest
+
+SHARD = os.environ["SHARD"]
+CALLS = []
+
+@pytest.mark.mlexp(search={"x": "uniform(0, 1)"}, trials=2, objective="score:max",
+                   sampler="random", seed=0)
+def experiment_searched(mlflow_run, x):
+    CALLS.append(x)
+    if SHARD == "B" and len(CALLS) == 2:
+        # B's last trial is still running when A reads the search's trials.
+        signal = Path(os.environ["SIGNALS"]) / "a-read"
+        deadline = time.monotonic() + 120
+        while not signal.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    return {"score": x}
+"""
+
+
+def test_shards_ending_together_keep_every_shards_trials(ourtester, read_runs, tmp_path) -> None:
+    """The search parent gets the trials of both shards, as a grid parent gets both shards' cells."""
+    ourtester.makepyfile(experiment_searched=SEARCH_SHARDED)
+    ourtester.makeconftest(CONFTEST)
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    command = [sys.executable, "-m", "pytest", "-p", "no:randomly", "--mlexp-lineage=none"]
+    shards = {}
+    for shard in ("A", "B"):
+        env = {
+            **os.environ,
+            "SHARD": shard,
+            "SIGNALS": str(signals),
+            "MLEXP_SESSION_ID": "ci-build-8",
+        }
+        shards[shard] = subprocess.Popen(
+            command, cwd=ourtester.path, env=env, stdout=subprocess.PIPE, text=True
+        )
+    outputs = {shard: process.communicate(timeout=600)[0] for shard, process in shards.items()}
+    for shard, process in shards.items():
+        assert process.returncode == 0, outputs[shard]
+    # A read B's last trial RUNNING, then wrote after B: it read again and wrote all four.
+    assert "2 passed" in outputs["A"]
+    last_a = [line for line in outputs["A"].splitlines() if line.startswith("mlexp search")]
+    assert last_a, outputs["A"]
+    assert "4 trials, 4 complete, 0 pruned, 0 failed" in last_a[-1], outputs["A"]
+
+    runs = read_runs(ourtester.path.name, groups=True)
+    (parent,) = [r for r in runs if r.data.tags.get("mlexp.kind") == "search"]
+    trials = [r for r in runs if r is not parent]
+    assert len(trials) == 4
+    assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {parent.info.run_id}
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["mlexp.trials"] == "4"
+    assert parent.data.tags["mlexp.trials_complete"] == "4"
+    assert "mlexp.killed" not in parent.data.tags
+    best = max(trials, key=lambda t: t.data.metrics["score"])
+    assert parent.data.tags["mlexp.best_run_id"] == best.info.run_id

@@ -1,4 +1,4 @@
-"""Grids: a parent run per parametrized experiment, repeats with seeds, and their completion.
+"""Grids: a parent run per parametrized experiment, and repeats with seeds.
 
 Run hierarchy in a session (``mlflow.parentRunId`` links each level)::
 
@@ -16,9 +16,8 @@ and with ``@pytest.mark.mlexp(repeats=3)`` (or ``seeds=[...]``)::
 
 - ``repeats``: one item per seed, at collection;
 - ``parents``: the group runs an item's run belongs to, found or created
-  when the run is created (``backend.groups``);
-- ``completion``: at session end the controller fills the group runs in from
-  their children read back from the store (counts, best cell, mean and std)
-  and closes the runs of processes that died;
-- ``best``: which cell is the best.
+  when the run is created (``groups.creation``).
+
+At session end the controller completes them (counts, best cell, mean and
+std: ``groups.completion``), as it completes a search's parent.
 """

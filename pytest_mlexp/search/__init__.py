@@ -15,10 +15,12 @@ def experiment_svm(mlflow_run, lr, kernel): ...
   database), its sampler and pruner;
 - ``plugin``: ask in setup, report intermediate values and prune during the
   call, tell after it; the search's parent run (``mlexp.kind=search``);
-- ``completion``: at session end, the parent's counts and best trial;
-- ``gate``: the search judged as a whole, by its best trial;
 - ``figures``: Optuna's optimization history and parameter importances for
   the HTML report, rebuilt from the stored runs.
+
+At session end, the parent's counts and best trial (``groups.completion``) and
+the search judged as a whole, by its best trial (``groups.judging``), are
+those of every group run.
 
 Optuna (``pip install 'pytest-mlexp[search]'``) is imported only when a
 trial runs; nothing here is imported unless a function declares a search.
