@@ -127,7 +127,7 @@ def experiment_searched(mlflow_run, x):
 
 
 def test_shards_ending_together_keep_every_shards_trials(ourtester, read_runs, tmp_path) -> None:
-    """The search parent gets the trials of both shards, as a grid parent gets both shards' cells."""
+    """A search parent gets the trials of both shards, as a grid parent gets their cells."""
     ourtester.makepyfile(experiment_searched=SEARCH_SHARDED)
     ourtester.makeconftest(CONFTEST)
     signals = tmp_path / "signals"
