@@ -27,11 +27,11 @@ class GateOutcome:
     """What the gate decided in this session, for the terminal summary."""
 
     settings: GateSettings
-    #: Verdicts of the items (from every worker) and of the repeated cells.
+    #: Verdicts of the items (from every worker) and of the group runs (cells, searches).
     verdicts: list[Verdict] = field(default_factory=list)
     #: How many tests the baseline file was refreshed for.
     updated: int = 0
-    #: Why the repeated cells could not be judged, if so.
+    #: Why a group run could not be judged, if so.
     cell_error: str | None = None
 
 
