@@ -15,11 +15,10 @@ import pytest
 from ..backend import tags as T
 from ..directions import BestSpec
 from ..groups.creation import GroupRuns, host_name
-from ..groups.kinds import SEED_PARAM
 from ..keys import GROUPS_KEY, PARAMS_KEY, TRIAL_KEY
 from ..runs.markers import marker_options
 from ..runs.summary import GroupRefs
-from .repeats import cell_nodeid, repeat_seeds
+from .repeats import SEED_PARAM, cell_nodeid, repeat_seeds
 
 if TYPE_CHECKING:
     from ..settings import Settings

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from ..groups.kinds import SEED_PARAM
 from ..runs.markers import marker_options
 
+SEED_PARAM = "seed"
 _SEED_ID = re.compile(r"(?:-|\[)seed\d+\]$")
 
 

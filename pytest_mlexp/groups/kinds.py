@@ -23,15 +23,13 @@ from typing import TYPE_CHECKING, Any
 from ..backend import tags as T
 from ..backend.client import MAX_PARAM_LENGTH, now_ms
 from ..directions import BestSpec
+from ..grids.repeats import SEED_PARAM
 from .best import pick_best
 from .members import final_attempts, group_status
 from .notes import describe_grid, describe_search
 
 if TYPE_CHECKING:
     from ..backend.client import Backend
-
-#: The param a repeated cell's members differ by (``repeats=``, ``seeds=``).
-SEED_PARAM = "seed"
 
 
 @dataclass(frozen=True)
