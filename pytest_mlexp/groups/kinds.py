@@ -157,7 +157,8 @@ def fill_search(backend: Backend, group: Group, runs: list[Any]) -> str | None:
         (T.TRIALS_FAILED, str(counts["failed"])),
         (T.OUTCOME, "passed" if status == "FINISHED" else "failed"),
     ]
-    if counts["killed"]:
+    if counts["killed"] or T.KILLED in parent.data.tags:
+        # Also when none are left: a shard's earlier pass may have counted a running trial.
         tags.append((T.KILLED, str(counts["killed"])))
     if reruns:
         tags.append((T.RERUNS, str(reruns)))
