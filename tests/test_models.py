@@ -152,12 +152,13 @@ def test_grid_logs_a_model_per_cell_and_registers_the_best(ourtester, run_models
 
 def test_a_reused_best_cell_registers_its_source_runs_model(ourtester, run_models, read_runs):
     ourtester.makepyfile(experiment_clf=classifier())
-    run_models("--mlexp-reuse").assert_outcomes(passed=2)
+    # The source session registers nothing: its model is no version yet.
+    run_models("--mlexp-reuse", "--mlexp-no-register").assert_outcomes(passed=2)
     source = by_name(read_runs(EXPERIMENT))["experiment_clf[0.1]"]
     result = run_models("--mlexp-reuse")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
-        [escaped("mlexp: registered churn-clf v2 @candidate from experiment_clf[0.1]")]
+        [escaped("mlexp: registered churn-clf v1 @candidate from experiment_clf[0.1]")]
     )
     client = MlflowClient(f"sqlite:///{ourtester.path / 'mlflow.db'}")
     reused = max(
@@ -166,9 +167,21 @@ def test_a_reused_best_cell_registers_its_source_runs_model(ourtester, run_model
     )
     assert reused.data.tags["mlexp.reused_from"] == source.info.run_id
     assert not reused.outputs.model_outputs  # not executed: no model of its own
-    # Version 2 is the model the source run logged, under the source run.
-    assert_registered(client, source, version="2")
-    assert reused.data.tags["mlexp.registered_version"] == "2"
+    # Version 1 is the model the source run logged, under the source run.
+    assert_registered(client, source, version="1")
+    assert reused.data.tags["mlexp.registered_version"] == "1"
+    # Once more unchanged: the same model is already the newest version, none is added.
+    result = run_models("--mlexp-reuse")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            escaped(
+                "mlexp: churn-clf v1 @candidate is already experiment_clf[0.1]'s model; "
+                "nothing registered"
+            )
+        ]
+    )
+    assert len(registered_versions(client, "churn-clf")) == 1
 
 
 def test_unsupported_object_is_a_clear_error_and_the_run_is_closed(

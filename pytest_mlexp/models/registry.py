@@ -8,7 +8,13 @@ repeated cell by the same metric, or the function's single run. Its newest
 logged model becomes a new version of the registered model, with tags saying
 where it comes from and the alias (``candidate`` by default). Nothing is
 registered when the gate failed, a cell of the function failed, the session
-failed, or the best cell logged no model: one line says why.
+failed, or the best cell logged no model: one line says why. When the best
+cell's model already is the newest version (a reused cell, ``--mlexp-reuse``),
+no version is added: the alias is set on that version.
+
+Each item counts by its final outcome: an attempt superseded by a rerun
+(pytest-rerunfailures) is left out. A search's version carries the verdict
+the gate gave the search as a whole (its parent run), not its best trial's.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backend import tags as T
 from ..backend.client import one_line
+from ..backend.search import quote
 from ..directions import BestSpec, max_or_min
 from ..runs.markers import marker_options
 
@@ -79,6 +86,8 @@ def register_models(
 ) -> list[Registration]:
     """Register the best cell's model of each function that asks for it; one line each."""
     register = settings.register
+    # An attempt superseded by a rerun (pytest-rerunfailures) is not the item's outcome.
+    results = [r for r in results if not r.superseded]
     done = [_unmatched(key, register, results) for key in register.names]
     lines = [line for line in done if line is not None]
     targets: dict[str, list[RunSummary]] = {}
@@ -179,6 +188,24 @@ def _register(
     alias = settings.register.alias
     run_id = str(best.run.info.run_id)
     judged = best.judged or best.run
+    newest = _newest_version(client, name)
+    if newest is not None and _made_from(newest, model_id):
+        # Reused (--mlexp-reuse): the same model once more is no new version.
+        version = str(newest.version)
+        client.set_registered_model_alias(name, alias, version)
+        backend.log_batch(
+            run_id,
+            tags=[
+                (T.REGISTERED_MODEL, name),
+                (T.REGISTERED_VERSION, version),
+                (T.REGISTERED_ALIAS, alias),
+            ],
+        )
+        return Registration(
+            f"mlexp: {name} v{version} @{alias} is already {best_name}'s model; nothing registered",
+            SKIPPED,
+            backend.model_version_link(name, version),
+        )
     version = _create_version(
         client,
         name,
@@ -215,7 +242,7 @@ class _Best:
     #: How many cells (or a search's trials: ``of="trials"``) it was the best of.
     among: int = 1
     of: str = "cells"
-    #: The run the gate judged, when not ``run`` (a repeat's cell run).
+    #: The run the gate judged, when not ``run`` (a repeat's cell run, a search's parent).
     judged: Any = None
 
 
@@ -254,7 +281,8 @@ def _best_run(backend: Backend, runs: Sequence[RunSummary], settings: Settings) 
         metric, direction = tags.get(T.BEST_METRIC, ""), tags.get(T.BEST_DIRECTION, "")
         spec = BestSpec.parse(f"{metric}:{direction}" if metric and direction else metric)
         complete = int(tags.get(T.TRIALS_COMPLETE, "0") or 0)
-        best = _Best(client.get_run(best_id), among=complete, of="trials")
+        # The gate judges a search as a whole: its verdict is on the parent, not the trial.
+        best = _Best(client.get_run(best_id), among=complete, of="trials", judged=parent)
     elif groups is not None and groups.cell_run_id:
         best = _Best(client.get_run(groups.cell_run_id))
     else:
@@ -294,6 +322,22 @@ def _newest_model(client: Any, run: Any) -> tuple[str | None, str]:
     models = [client.get_logged_model(model_id) for model_id in model_ids]
     newest = max(enumerate(models), key=lambda pair: (pair[1].creation_timestamp or 0, pair[0]))[1]
     return str(newest.model_id), str(newest.name)
+
+
+def _newest_version(client: Any, name: str) -> Any:
+    """The newest version of registered model ``name``, or None."""
+    found = client.search_model_versions(
+        f"name = '{quote(name)}'", max_results=1, order_by=["version_number DESC"]
+    )
+    return found[0] if found else None
+
+
+def _made_from(version: Any, model_id: str) -> bool:
+    """Whether model version ``version`` was made from logged model ``model_id``."""
+    return bool(
+        getattr(version, "model_id", None) == model_id
+        or getattr(version, "source", None) == f"models:/{model_id}"
+    )
 
 
 def _version_tags(best: _Best, judged: Any, session_id: str) -> dict[str, str]:

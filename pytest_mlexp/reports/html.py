@@ -131,17 +131,22 @@ def render(report: Report) -> str:
 
 
 def _section(section: Section, plots: _Plots) -> str:
-    statuses = Counter(r.status for r in section.runs)
+    # An attempt superseded by a rerun (pytest-rerunfailures) is listed, not counted nor plotted.
+    final = [r for r in section.runs if r.outcome != T.OUTCOME_RERUN]
+    superseded = len(section.runs) - len(final)
+    statuses = Counter(r.status for r in final)
     counts = ", ".join(f"{n} {status.lower()}" for status, n in sorted(statuses.items()))
+    if superseded:
+        counts += f"; {superseded} attempt{'s' if superseded != 1 else ''} superseded by a rerun"
     name = _e(section.name)
     heading = f"<a href='{_e(section.url)}'>{name}</a>" if section.url else name
     parts = [
         f"<section class='experiment'><h2>Experiment {heading}</h2>",
-        f"<p class='meta'>{len(section.runs)} runs: {_e(counts)}</p>",
+        f"<p class='meta'>{len(final)} runs: {_e(counts)}</p>",
         _run_table(section.runs),
     ]
     groups: dict[str, list[StoredRun]] = {}
-    for run in section.runs:
+    for run in final:
         groups.setdefault(run.group, []).append(run)
     for group, runs in groups.items():
         figures = _group_figures(runs, plots)

@@ -1,0 +1,289 @@
+"""Where features meet: each reads an item's FINAL outcome. One row per composition.
+
+what happens to the item | what must read it right | test name
+reruns (pytest-rerunfailures) | registration, the gate, the grid's best cell (serial, xdist -n 2) | test_a_rerun_cell_is_judged_and_registered_by_its_last_attempt
+reruns | the grid's best cell, the grid line (serial, xdist -n 2) | test_reruns.py::test_a_rerun_cell_is_counted_once_by_its_last_attempt
+reruns | the gate (bounds), a rerun's regressed first attempt | test_reruns.py::test_the_gate_judges_a_rerun_item_by_its_last_attempt
+reruns | reuse candidates: the passing rerun, never the superseded attempt | test_a_superseded_attempt_is_not_a_reuse_candidate_its_rerun_is
+reruns | reports: terminal, markdown, JUnit, HTML | test_reports_count_a_rerun_item_by_its_last_attempt
+reuse | registration: no new version of the newest version's model (xdist -n 2) | test_reuse_registers_no_second_version_of_the_same_model
+reuse | the gate: a reused cell is judged by the metrics it copies | test_a_reused_cell_is_judged_by_the_metrics_it_copies
+reuse | the gate against a baseline file | test_reuse.py::test_a_reused_cell_regressing_against_a_baseline_file_still_fails
+reuse | searches: trials always execute | test_reuse.py::test_a_searchs_trials_always_execute
+a search gated as a whole | registration: the version carries the search's verdict | test_a_gated_search_registers_with_the_searchs_verdict
+spool and sync | grid parents, repeat cells, search parents | (lead: spool helper's test)
+shards ending together | grids, searches | (lead: groups helper's test)
+xdist | all of the above | (lead: -n 2 rows above and the groups/spool helpers' tests)
+"""  # noqa: E501
+
+from __future__ import annotations
+
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+# Importing mlflow.pyfunc (log_model) warns about MLflow's own type hints.
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:mlflow.*")
+
+EXPERIMENT = "compose"
+#: Faster sessions: lineage and artifact discovery are not under test here.
+QUIET = ("-p", "no:randomly", "--mlexp-lineage", "none", "--mlexp-artifacts", "off")
+
+#: A 2-cell grid registering its best cell (C=0.1, accuracy 0.925). With ``{flaky}``, cell
+#: C=0.1 fails its first attempt (its accuracy regresses: the gate fails it) and passes its rerun.
+CLASSIFIER = """
+import pytest
+from pathlib import Path
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+
+X, y = make_classification(n_samples=120, n_features=4, random_state=0)
+
+@pytest.mark.mlexp(register="m", best="accuracy", expect={{"accuracy": ">= 0.4"}})
+@pytest.mark.parametrize("C", [0.001, 0.1])
+def experiment_clf(mlflow_run, C):
+    marker = Path(__file__).parent / f"attempted-{{C}}"
+    if {flaky} and C == 0.1 and not marker.exists():
+        marker.write_text("once")
+        return {{"accuracy": 0.1}}
+    model = LogisticRegression(C=C).fit(X[:80], y[:80])
+    mlflow_run.log_model(model, pip_requirements=["scikit-learn"])
+    return {{"accuracy": model.score(X[80:], y[80:])}}
+"""
+
+
+@pytest.fixture
+def project(ourtester: pytest.Pytester, empty_store: Path) -> pytest.Pytester:
+    shutil.copy(empty_store, ourtester.path / "mlflow.db")
+    return ourtester
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest("--mlexp-experiment", EXPERIMENT, *QUIET, *args)
+
+
+def store(pytester: pytest.Pytester) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{pytester.path / 'mlflow.db'}")
+
+
+def all_runs(pytester: pytest.Pytester) -> list[Any]:
+    client = store(pytester)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None
+    return list(
+        client.search_runs(
+            [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1000
+        )
+    )
+
+
+def newest(pytester: pytest.Pytester, name: str) -> Any:
+    return next(r for r in all_runs(pytester) if r.info.run_name == name)
+
+
+def outcomes(result: pytest.RunResult) -> dict[str, int]:
+    """pytest's counts from the last line (``assert_outcomes`` knows no reruns)."""
+    return {k: v for k, v in result.parseoutcomes().items() if k not in ("seconds",)}
+
+
+def escaped(pattern: str) -> str:
+    return pattern.replace("[", "[[]")
+
+
+# -- reruns --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_rerun_cell_is_judged_and_registered_by_its_last_attempt(
+    project: pytest.Pytester, workers: list[str]
+) -> None:
+    project.makepyfile(experiment_clf=CLASSIFIER.format(flaky=True))
+    result = run(project, "--reruns", "1", *workers)
+    assert outcomes(result) == {"passed": 2, "rerun": 1}
+    result.stdout.fnmatch_lines(
+        [
+            "mlexp grid experiment_clf.py::experiment_clf: 2 cells, 2 passed, 0 failed "
+            "(1 rerun); best accuracy=0.925 (max*) at experiment_clf?0.1?*",
+            "*2 of 2 items judged by their expect= bounds*2 passed*",
+            escaped("mlexp: registered m v1 @candidate from experiment_clf[0.1]"),
+        ]
+    )
+    attempts = {
+        r.data.tags["mlexp.attempt"]: r
+        for r in all_runs(project)
+        if r.info.run_name == "experiment_clf[0.1]"
+    }
+    assert attempts["1"].data.tags["mlexp.outcome"] == "rerun"
+    assert attempts["1"].data.tags["mlexp.regression"] == "regressed"
+    last = attempts["2"]
+    version = store(project).get_model_version_by_alias("m", "candidate")
+    assert str(version.version) == "1"
+    assert version.run_id == last.info.run_id
+    [output] = last.outputs.model_outputs
+    assert version.source == f"models:/{output.model_id}"
+    assert version.tags["mlexp.regression"] == "passed"
+    assert last.data.tags["mlexp.registered_version"] == "1"
+
+
+SIMPLE_FLAKY = """
+import pytest
+from pathlib import Path
+
+@pytest.mark.mlexp(expect={"score": ">= 0.5"})
+def experiment_flaky(mlflow_run):
+    marker = Path(__file__).parent / "attempted"
+    first = not marker.exists()
+    marker.write_text("once")
+    with open(Path(__file__).parent / "calls.log", "a") as log:
+        log.write("flaky\\n")
+    if first:
+        mlflow_run.log_metric("score", 0.1)
+        raise RuntimeError("flaky data loader")
+    mlflow_run.log_metric("score", 0.9)
+"""
+
+
+def test_a_superseded_attempt_is_not_a_reuse_candidate_its_rerun_is(
+    project: pytest.Pytester,
+) -> None:
+    project.makepyfile(experiment_flaky=SIMPLE_FLAKY)
+    result = run(project, "--reruns", "1", "--mlexp-reuse")
+    assert outcomes(result) == {"passed": 1, "rerun": 1}
+    attempts = {r.data.tags["mlexp.attempt"]: r for r in all_runs(project)}
+    assert attempts["2"].data.tags["mlexp.outcome"] == "passed"
+    (project.path / "calls.log").unlink()
+
+    result = run(project, "--reruns", "1", "--mlexp-reuse")
+    assert outcomes(result) == {"passed": 1}
+    assert not (project.path / "calls.log").exists(), "reused: not executed"
+    reused = newest(project, "experiment_flaky")
+    assert reused.data.tags["mlexp.outcome"] == "reused"
+    assert reused.data.tags["mlexp.reused_from"] == attempts["2"].info.run_id
+    assert reused.data.metrics == {"score": 0.9}
+
+
+def test_reports_count_a_rerun_item_by_its_last_attempt(project: pytest.Pytester) -> None:
+    project.makepyfile(experiment_flaky=SIMPLE_FLAKY)
+    result = run(
+        project,
+        "--reruns",
+        "1",
+        "--junitxml=junit.xml",
+        "--mlexp-report-md",
+        "metrics.md",
+        "--mlexp-html",
+        "report.html",
+    )
+    assert outcomes(result) == {"passed": 1, "rerun": 1}
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "mlexp: 1 attempt superseded by a rerun (tagged mlexp.outcome=rerun), each item "
+            "counted by its last attempt: experiment_flaky",
+            "*1 of 1 items judged by their expect= bounds*1 passed*",
+        ]
+    )
+    assert "regressed" not in result.stdout.str().lower()
+    markdown = (project.path / "metrics.md").read_text()
+    assert "1 experiments judged: 0 regressed" in markdown
+    assert "experiment_flaky" in markdown
+    suite = ET.parse(project.path / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("1", "0", "0")
+    page = (project.path / "report.html").read_text()
+    # The superseded attempt is listed as such, and counted apart from the item's outcome.
+    assert "FAILED (rerun)" in page
+    assert "1 runs: 1 finished; 1 attempt superseded by a rerun" in page
+
+
+# -- reuse ---------------------------------------------------------------------------------------
+
+
+def test_reuse_registers_no_second_version_of_the_same_model(project: pytest.Pytester) -> None:
+    project.makepyfile(experiment_clf=CLASSIFIER.format(flaky=False))
+    client = store(project)
+    run(project, "--mlexp-reuse", "-n", "2").assert_outcomes(passed=2)
+    source = newest(project, "experiment_clf[0.1]")
+    assert str(client.get_model_version_by_alias("m", "candidate").version) == "1"
+
+    for alias in ("candidate", "prod"):
+        result = run(project, "--mlexp-reuse", "-n", "2", "--mlexp-register-alias", alias)
+        result.assert_outcomes(passed=2)
+        reused = newest(project, "experiment_clf[0.1]")
+        assert reused.data.tags["mlexp.reused_from"] == source.info.run_id
+        result.stdout.fnmatch_lines(
+            [
+                escaped(
+                    f"mlexp: m v1 @{alias} is already experiment_clf[0.1]'s model; "
+                    "nothing registered"
+                )
+            ]
+        )
+        assert [str(v.version) for v in client.search_model_versions("name = 'm'")] == ["1"]
+        # The alias is set, on the newest version.
+        assert str(client.get_model_version_by_alias("m", alias).version) == "1"
+        assert reused.data.tags["mlexp.registered_version"] == "1"
+
+    # A changed best cell (the code changed: the cells execute) registers a new version.
+    source_text = (project.path / "experiment_clf.py").read_text()
+    (project.path / "experiment_clf.py").write_text(source_text + "\n# changed\n")
+    result = run(project, "--mlexp-reuse", "-n", "2")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [escaped("mlexp: registered m v2 @candidate from experiment_clf[0.1]")]
+    )
+    executed = newest(project, "experiment_clf[0.1]")
+    assert "mlexp.reused_from" not in executed.data.tags
+    assert client.get_model_version_by_alias("m", "candidate").run_id == executed.info.run_id
+
+
+def test_a_reused_cell_is_judged_by_the_metrics_it_copies(project: pytest.Pytester) -> None:
+    project.makepyfile(experiment_flaky=SIMPLE_FLAKY.replace("first = not", "first = False and"))
+    run(project, "--mlexp-reuse").assert_outcomes(passed=1)
+    result = run(project, "--mlexp-reuse")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*1 of 1 items judged by their expect= bounds*1 passed*"])
+    reused = newest(project, "experiment_flaky")
+    assert reused.data.tags["mlexp.outcome"] == "reused"
+    assert reused.data.metrics == {"score": 0.9}
+    assert reused.data.tags["mlexp.regression"] == "passed"
+
+
+# -- a search gated as a whole -------------------------------------------------------------------
+
+SEARCH = """
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+
+X, y = make_classification(n_samples=120, n_features=4, random_state=0)
+
+@pytest.mark.mlexp(search={"C": "loguniform(1e-4, 10)"}, trials=3, objective="accuracy:max",
+                   sampler="random", seed=0, register="search-clf",
+                   expect={"accuracy": ">= 0.5"})
+def experiment_search(mlflow_run, C):
+    model = LogisticRegression(C=C).fit(X[:80], y[:80])
+    mlflow_run.log_model(model, pip_requirements=["scikit-learn"])
+    return {"accuracy": model.score(X[80:], y[80:])}
+"""
+
+
+def test_a_gated_search_registers_with_the_searchs_verdict(project: pytest.Pytester) -> None:
+    project.makepyfile(experiment_search=SEARCH)
+    result = run(project)
+    result.assert_outcomes(passed=3)
+    assert result.ret == 0
+    client = store(project)
+    [parent] = [r for r in all_runs(project) if r.data.tags.get("mlexp.kind") == "search"]
+    assert parent.data.tags["mlexp.regression"] == "passed"
+    best = client.get_run(parent.data.tags["mlexp.best_run_id"])
+    assert "mlexp.regression" not in best.data.tags, "the gate judged the parent, not the trial"
+    version = client.get_model_version_by_alias("search-clf", "candidate")
+    assert version.run_id == best.info.run_id
+    assert version.tags["mlexp.regression"] == "passed"
+    assert "; gate: passed." in str(version.description)
+    assert "not gated" not in str(version.description)
