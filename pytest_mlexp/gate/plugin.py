@@ -65,7 +65,7 @@ class RegressionGate:
         result = yield
         item_run = item.stash.get(RUN_KEY, None)
         item_rules_ = item.stash.get(RULES_KEY, None)
-        # A search's trials are judged as a whole, by their best (search.gate), at the end.
+        # A search's trials are judged as a whole, by their best (groups.judging), at the end.
         if item_run is not None and item_rules_ is not None and TRIAL_KEY not in item.stash:
             self._judge(item, item_run.run, item_rules_)
         return result

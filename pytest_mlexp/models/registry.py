@@ -2,8 +2,8 @@
 
 A function asks with ``@pytest.mark.mlexp(register="churn-clf")`` or the
 ``register`` mapping (ini ``mlexp_register``, ``mlexp.yaml``). Its best cell
-is the grid parent's (``mlexp.best_run_id``, set by ``grids.completion`` just
-before), a search's best trial (``search.completion``), the best repeat of a
+is the grid parent's (``mlexp.best_run_id``, set by ``groups.completion`` just
+before), a search's best trial (``groups.completion``), the best repeat of a
 repeated cell by the same metric, or the function's single run. Its newest
 logged model becomes a new version of the registered model, with tags saying
 where it comes from and the alias (``candidate`` by default). Nothing is
@@ -270,7 +270,7 @@ def _best_run(backend: Backend, runs: Sequence[RunSummary], settings: Settings) 
         spec = BestSpec.parse(f"{metric}:{direction}" if metric and direction else metric)
         best = _Best(client.get_run(best_id), among=int(tags.get(T.GRID_SIZE, "0") or 0))
     elif groups is not None and groups.search_run_id:
-        # A search's best trial, as its parent holds it (search.completion, just before).
+        # A search's best trial, as its parent holds it (groups.completion, just before).
         parent = client.get_run(groups.search_run_id)
         tags = parent.data.tags
         best_id = tags.get(T.BEST_RUN_ID)
