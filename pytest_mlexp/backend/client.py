@@ -86,9 +86,18 @@ class Backend:
         """Open the store a pytest session writes to, creating it and ``experiment`` if needed.
 
         The fluent API (``mlflow.log_*``, autolog) is pointed at the same store.
+        A URI pytest-mlexp cannot use raises ``pytest.UsageError`` naming ``source``.
         """
         import mlflow
 
+        try:
+            # Settings keep a URI as given until a tracked item needs the store: a
+            # session without experiments never stops for it.
+            uri = uris.check_uri(uri)
+        except uris.UnsupportedUri as exc:
+            import pytest
+
+            raise pytest.UsageError(f"{source}: {exc}") from None
         shown = f"{redact_uri(uri)} (from {source})"
         if uris.is_server(uri):
             for name, value in HTTP_RETRY_DEFAULTS.items():
