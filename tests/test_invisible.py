@@ -143,3 +143,13 @@ def test_tracked_session_prints_the_line_after_collection_and_leaves_no_lock(
     assert run.data.metrics == {"m": 1.0}
     # The store's creation lock was taken (an embedded store) and removed after use.
     assert mlexp_locks(private_tmpdir) == []
+
+
+def test_refused_uri_stops_an_xdist_session_at_start(ourtester, monkeypatch):
+    """The xdist controller collects nothing itself: it refuses before its workers start."""
+    ourtester.makepyfile(**PLAIN_SUITE)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "file:./mlruns")
+    result = ourtester.runpytest_subprocess("-p", "no:randomly", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: MLFLOW_TRACKING_URI: the file store 'file:./mlruns' *"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()

@@ -59,6 +59,8 @@ def route_fluent_api(spool: SpoolingClient, uri: str) -> None:
 
     global _active
     _active = spool
+    _artifact_runs.clear()  # a new session: the last one's runs are not ours
+    _known_runs.clear()
     for scheme in ("http", "https"):
         mlflow_internals.register_artifact_repository(SCHEME_PREFIX + scheme, SpoolingArtifacts)
     mlflow.set_tracking_uri(SCHEME_PREFIX + uri)
