@@ -52,14 +52,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
-    resolved = config.stash.get(SETTINGS_KEY, None)
-    if resolved is None:
+    # Before collection: only under -v. Otherwise the line waits for a tracked
+    # item (pytest_report_collectionfinish), so sessions without one print nothing.
+    if config.get_verbosity() <= 0:
         return None
-    tracking = resolved.tracking
-    return (
-        f"mlexp: tracking {tracking.display_uri} ({tracking.uri_source}), "
-        f"experiment {tracking.experiment!r}, session {tracking.session_id}"
-    )
+    line = _tracking_line(config)
+    if line is not None:
+        config.stash[_LINE_SHOWN] = True
+    return line
 
 
 class XdistHooks:
@@ -116,3 +116,47 @@ def params(request: pytest.FixtureRequest) -> dict[str, Any]:
     """
     callspec = getattr(request.node, "callspec", None)
     return dict(callspec.params) if callspec is not None else {}
+
+
+#: Whether this session printed the ``mlexp: tracking ...`` line already.
+_LINE_SHOWN = pytest.StashKey[bool]()
+
+
+def _tracking_line(config: pytest.Config) -> str | None:
+    """``mlexp: tracking <uri> (<source>), experiment '<name>', session <id>``."""
+    resolved = config.stash.get(SETTINGS_KEY, None)
+    if resolved is None:
+        return None
+    tracking = resolved.tracking
+    return (
+        f"mlexp: tracking {tracking.display_uri} ({tracking.uri_source}), "
+        f"experiment {tracking.experiment!r}, session {tracking.session_id}"
+    )
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> str | None:
+    """The tracking line, after collection, when a tracked item was collected."""
+    if config.stash.get(_LINE_SHOWN, False):
+        return None
+    from .runs.markers import is_tracked
+
+    if not any(is_tracked(item) for item in items):
+        return None
+    line = _tracking_line(config)
+    if line is not None:
+        config.stash[_LINE_SHOWN] = True
+    return line
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """The xdist controller collects nothing itself: its line comes with the runs' summary."""
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None or session.is_worker or not session.results:
+        return
+    if config.stash.get(_LINE_SHOWN, False):
+        return
+    line = _tracking_line(config)
+    if line is not None:
+        config.stash[_LINE_SHOWN] = True
+        terminalreporter.write_line(line)

@@ -73,21 +73,30 @@ def test_lost_server_spools_runs_that_sync_replays_once(ourtester, losable_serve
     result = _lose_server(ourtester, server, "spool")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
-        [f"mlexp: 2 runs could not reach {server.url}; they are kept in *.mlexp/journal*mlexp sync"]
+        [
+            f"mlexp: 2 runs could not reach {server.url}; they are kept in *.mlexp/journal. "
+            f"Replay them with: cd {ourtester.path} && {sys.executable} -m pytest_mlexp sync"
+        ]
     )
     journal = ourtester.path / ".mlexp" / "journal"
     assert len(list(journal.glob("*.jsonl"))) == 2
 
-    # Nothing can be replayed while the server is down; nothing is lost either.
-    sync = [sys.executable, "-m", "pytest_mlexp", "sync"]
-    down = subprocess.run(sync, cwd=ourtester.path, capture_output=True, text=True)
+    # The command as printed, from elsewhere, in a shell whose PATH has no virtualenv (not
+    # activated): nothing can be replayed while the server is down; nothing is lost either.
+    printed = result.stdout.str().split("Replay them with: ", 1)[1].splitlines()[0]
+    bare_path = {**os.environ, "PATH": "/usr/bin:/bin"}
+    down = subprocess.run(
+        printed, shell=True, cwd="/", env=bare_path, capture_output=True, text=True
+    )
     assert down.returncode == 1, down.stdout + down.stderr
     assert "replayed 0 runs, 2 left" in down.stdout
     assert len(list(journal.glob("*.jsonl"))) == 2
 
     server.start()
     for attempt in range(2):
-        up = subprocess.run(sync, cwd=ourtester.path, capture_output=True, text=True)
+        up = subprocess.run(
+            printed, shell=True, cwd="/", env=bare_path, capture_output=True, text=True
+        )
         assert up.returncode == 0, up.stdout + up.stderr
         expected = "replayed 2 runs, 0 left" if attempt == 0 else "nothing to replay"
         assert expected in up.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -260,8 +261,8 @@ def test_missing_baseline_passes_with_a_note_unless_required(model, run_gate, ou
     required.stdout.fnmatch_lines(
         [
             f"mlexp: no baseline for {NODE}[[]b[]] in baseline.yaml (--mlexp-require-baseline)."
-            " Record one first: pytest --mlexp-baseline-file */baseline.yaml "
-            "--mlexp-update-baseline"
+            f" Record one first: {sys.executable} -m pytest --mlexp-baseline-file "
+            "*/baseline.yaml --mlexp-update-baseline"
         ]
     )
 

@@ -14,6 +14,8 @@ import contextlib
 import logging
 import os
 import re
+import shlex
+import sys
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -86,9 +88,18 @@ class Backend:
         """Open the store a pytest session writes to, creating it and ``experiment`` if needed.
 
         The fluent API (``mlflow.log_*``, autolog) is pointed at the same store.
+        A URI pytest-mlexp cannot use raises ``pytest.UsageError`` naming ``source``.
         """
         import mlflow
 
+        try:
+            # Settings keep a URI as given until a tracked item needs the store: a
+            # session without experiments never stops for it.
+            uri = uris.check_uri(uri)
+        except uris.UnsupportedUri as exc:
+            import pytest
+
+            raise pytest.UsageError(f"{source}: {exc}") from None
         shown = f"{redact_uri(uri)} (from {source})"
         if uris.is_server(uri):
             for name, value in HTTP_RETRY_DEFAULTS.items():
@@ -104,13 +115,13 @@ class Backend:
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         with _creation_lock(uri), quiet_store_warnings(), quiet_store_creation():
             created = _create_wal_store(uri)
+            if created or _is_wal(uri):
+                _sync_at_checkpoints(uri)  # before the client opens its connections
             backend = cls(MlflowClient(tracking_uri=uri), uri, source, artifact_location)
             try:
                 backend.experiment_id(experiment)
             except MlflowException as exc:
                 raise StoreError(f"cannot use tracking store {shown}: {one_line(exc)}") from None
-            if created or _is_wal(uri):
-                _sync_at_checkpoints(backend.client)
         return backend
 
     @classmethod
@@ -156,6 +167,16 @@ class Backend:
     # -- what it is ----------------------------------------------------------------------
 
     @property
+    def spools(self) -> bool:
+        """Whether the client keeps what a lost server cannot take (``spool.client``)."""
+        return callable(getattr(self.client, "offline_run", None))
+
+    def is_spooled(self, run_id: str) -> bool:
+        """Whether the run went to the spool's journal because the server was lost."""
+        check = getattr(self.client, "is_spooled", None)
+        return bool(check(run_id)) if callable(check) else False
+
+    @property
     def display_uri(self) -> str:
         """The URI with credentials removed, safe to print or log."""
         return redact_uri(self.uri)
@@ -186,9 +207,14 @@ class Backend:
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
             if experiment.lifecycle_stage == "deleted":
+                # This interpreter's mlflow: `mlflow` is on PATH only in an activated virtualenv.
+                mlflow_command = [sys.executable, "-m", "mlflow", "experiments", "restore"]
+                restore = shlex.join(
+                    [*mlflow_command, "--experiment-id", str(experiment.experiment_id)]
+                )
                 raise StoreError(
                     f"experiment {name!r} is deleted in {self.display_uri}; restore it "
-                    "(mlflow experiments restore) or choose another name with --mlexp-experiment"
+                    f"({restore}) or choose another name with --mlexp-experiment"
                 )
             self._mark_model_development(experiment)
             return str(experiment.experiment_id)
@@ -373,28 +399,38 @@ def _is_wal(uri: str) -> bool:
     return bool(mode) and str(mode[0]).lower() == "wal"
 
 
-def _sync_at_checkpoints(client: Any) -> None:
+#: sqlite store files (resolved) whose connections sync at checkpoints only.
+_CHECKPOINT_SYNCED: set[str] = set()
+
+
+def _sync_at_checkpoints(uri: str) -> None:
     """Let this process's connections to a WAL store sync at checkpoints, not at every commit.
 
     SQLite's ``synchronous=NORMAL`` in WAL mode: the file is never corrupted,
     but the last commits before a power cut (not a crash of the process) may
-    be lost. Every run's write would otherwise wait for the disk.
+    be lost. Every run's write would otherwise wait for the disk. Set, as
+    SQLAlchemy documents for sqlite pragmas, by a ``connect`` listener on the
+    ``Engine`` class, for connections to this store's file only.
     """
     from sqlalchemy import event
+    from sqlalchemy.engine import Engine
 
-    store = getattr(getattr(client, "_tracking_client", None), "store", None)
-    engine = getattr(store, "engine", None)
-    if engine is None or engine.dialect.name != "sqlite":
+    path = uris.sqlite_path(uri)
+    if path is None:
         return
-
-    if not event.contains(engine, "connect", _synchronous_normal):
-        event.listen(engine, "connect", _synchronous_normal)
-        # Connections opened before (creating the schema) reconnect with the setting.
-        engine.dispose()
+    _CHECKPOINT_SYNCED.add(str(path.resolve()))
+    if not event.contains(Engine, "connect", _synchronous_normal):
+        event.listen(Engine, "connect", _synchronous_normal)
 
 
 def _synchronous_normal(connection: Any, record: Any) -> None:
-    connection.execute("PRAGMA synchronous=NORMAL")
+    import sqlite3
+
+    if not _CHECKPOINT_SYNCED or not isinstance(connection, sqlite3.Connection):
+        return
+    files = {row[2] for row in connection.execute("PRAGMA database_list") if row[1] == "main"}
+    if files & _CHECKPOINT_SYNCED:
+        connection.execute("PRAGMA synchronous=NORMAL")
 
 
 def _batches(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import mlflow
 
+from . import mlflow_internals
 from .client import MAX_TAG_LENGTH
 from .tags import PARENT_RUN_ID
 
@@ -40,40 +41,32 @@ def start_run(
             log_system_metrics=False,
         )
     except Exception as exc:
-        from ..spool.client import SpoolingClient
-
-        if not isinstance(backend.client, SpoolingClient):
+        if not backend.spools:
             raise
         outer = mlflow.active_run()
         if outer is not None:
             tags = {**tags, PARENT_RUN_ID: outer.info.run_id}
         local_id = backend.client.offline_run(exc, experiment, run_name, tags)
         # mlflow.log_* and autolog write into the journal with the item's own values.
-        _activate_offline(backend.client.offline_view(local_id))
+        _activate_offline(local_id, backend.client.offline_view(local_id))
         return local_id, ""
     return str(active.info.run_id), experiment_id
 
 
-def _activate_offline(run: Run) -> None:
-    """Put a run that exists only in the journal on top of the fluent API's active runs.
+def _activate_offline(run_id: str, run: Run) -> None:
+    """Make a run that exists only in the journal the fluent API's active run.
 
-    ``mlflow.start_run(run_id=...)`` would ask the lost server for it, so the
-    run goes onto MLflow's stack of active runs as ``mlflow.start_run`` puts
-    it there; an MLflow without that stack gets the public call.
+    With the fluent API routed through the spool (a server), the store answers
+    for the run and ``mlflow.start_run(run_id=...)`` resumes it. Otherwise
+    nothing can answer for it: it goes onto MLflow's stack of active runs as
+    ``mlflow.start_run`` puts it there (``mlflow_internals``).
     """
     try:
-        from mlflow.tracking.fluent import ActiveRun, _active_run_stack
-
-        stack = _active_run_stack.get()  # type: ignore[no-untyped-call]
-    except (ImportError, AttributeError):
-        # An MLflow without that stack: resume the run through the public API.
         mlflow.start_run(
-            run_id=run.info.run_id,
-            nested=mlflow.active_run() is not None,
-            log_system_metrics=False,
+            run_id=run_id, nested=mlflow.active_run() is not None, log_system_metrics=False
         )
-        return
-    stack.append(ActiveRun(run))  # type: ignore[no-untyped-call]
+    except Exception:
+        mlflow_internals.push_active_run(run)
 
 
 def end_run(backend: Backend, run_id: str, status: str) -> None:
@@ -84,9 +77,7 @@ def end_run(backend: Backend, run_id: str, status: str) -> None:
                 mlflow.end_run(status)
             except Exception:
                 # The fluent stack is popped: a spooling client keeps the end for `mlexp sync`.
-                from ..spool.client import SpoolingClient
-
-                if not isinstance(backend.client, SpoolingClient):
+                if not backend.spools:
                     raise
                 backend.client.set_terminated(run_id, status)
             return

@@ -16,11 +16,10 @@ key)``): 600 requests for a report of 200 runs with 3 metrics. Instead:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from . import uris
+from . import mlflow_internals, uris
 
 #: The server's limits for one bulk request.
 SERVER_MAX_RUNS = 100
@@ -78,38 +77,21 @@ def _database_store(backend: Any) -> Any:
     """The client's SQL store when it has MLflow's bulk query (sqlite, PostgreSQL, MySQL)."""
     if uris.scheme(backend.uri) not in uris.DB_SCHEMES:
         return None
-    tracking = getattr(backend.client, "_tracking_client", None)
-    store = getattr(tracking, "store", None)
+    store = mlflow_internals.tracking_store(backend.client)
     return store if hasattr(store, "get_metric_history_bulk") else None
 
 
 def _from_database(store: Any, by_key: dict[str, list[str]]) -> Histories:
     """Every point of the wanted metrics, as rows: one query per ``DATABASE_MAX_RUNS`` runs."""
-    from mlflow.store.tracking.dbmodels.models import SqlMetric
-
     keys = set(by_key)
     run_ids = sorted({run_id for ids in by_key.values() for run_id in ids})
     wanted = {(run_id, key) for key, ids in by_key.items() for run_id in ids}
     histories: Histories = {}
     for start in range(0, len(run_ids), DATABASE_MAX_RUNS):
         ids = run_ids[start : start + DATABASE_MAX_RUNS]
-        with store.ManagedSessionMaker() as session:
-            rows = (
-                session.query(
-                    SqlMetric.run_uuid,
-                    SqlMetric.key,
-                    SqlMetric.step,
-                    SqlMetric.value,
-                    SqlMetric.timestamp,
-                    SqlMetric.is_nan,
-                )
-                .filter(SqlMetric.run_uuid.in_(ids), SqlMetric.key.in_(keys))
-                .all()
-            )
-        for run_id, key, step, value, timestamp, is_nan in rows:
+        for run_id, key, step, value, timestamp in mlflow_internals.metric_rows(store, ids, keys):
             if (run_id, key) in wanted:
-                number = math.nan if is_nan else float(value)
-                histories.setdefault((run_id, key), []).append((int(step), number, int(timestamp)))
+                histories.setdefault((run_id, key), []).append((step, value, timestamp))
     return histories
 
 

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+#: Lock files are named ``mlexp-<digest>.lock`` in the system temp directory.
+LOCK_PREFIX = "mlexp-"
 
 
 @contextlib.contextmanager
 def machine_lock(*key: str) -> Iterator[None]:
     """Hold an exclusive lock named by ``key`` against every process of this machine.
+
+    The lock file is removed when the lock is released, so none are left in
+    the temp directory. A process that opened the file before its removal
+    finds, once it holds the lock, that the path names another file (or none)
+    and tries again on the current one.
 
     On platforms without ``fcntl`` (Windows) it does not lock; callers must
     stay correct without it (a second look resolves races).
@@ -22,10 +31,24 @@ def machine_lock(*key: str) -> Iterator[None]:
         yield
         return
     digest = hashlib.sha1("\0".join(key).encode()).hexdigest()[:16]
-    path = Path(tempfile.gettempdir()) / f"mlexp-{digest}.lock"
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    path = Path(tempfile.gettempdir()) / f"{LOCK_PREFIX}{digest}.lock"
+    while True:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            yield
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+            held = os.fstat(descriptor)
+            if current is None or (current.st_dev, current.st_ino) != (held.st_dev, held.st_ino):
+                continue  # removed by its last holder while we waited: lock the new one
+            try:
+                yield
+            finally:
+                # Removed while still held: a waiter on this file then sees it gone.
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            return
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            os.close(descriptor)  # closing releases the lock

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
+
 from ..backend import tags as T
 from ..settings.gate import GateSettings
 from . import rules
@@ -65,8 +68,17 @@ def row_summary(row: Row) -> str:
 
 def how_to_record(settings: GateSettings) -> str:
     """The command that records a baseline where the session looks for one."""
+    # This interpreter's pytest: `pytest` is on PATH only in an activated virtualenv.
+    runner = [sys.executable, "-m", "pytest"]
     if settings.baseline_file is not None:
-        return f"pytest --mlexp-baseline-file {settings.baseline_file} --mlexp-update-baseline"
+        return shlex.join(
+            [
+                *runner,
+                "--mlexp-baseline-file",
+                str(settings.baseline_file),
+                "--mlexp-update-baseline",
+            ]
+        )
     if settings.spec is not None and settings.spec.kind == "promoted":
-        return "pytest --mlexp-promote-baseline on the reference code"
+        return f"{shlex.join([*runner, '--mlexp-promote-baseline'])} on the reference code"
     return "run the experiments once on the reference code"

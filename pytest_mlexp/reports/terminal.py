@@ -92,7 +92,7 @@ def write_summary(
         terminalreporter.write_line(
             f"mlexp: {len(spooled)} runs could not reach {tracking.display_uri}; "
             f"they are kept in {tracking.rootdir / JOURNAL_DIR}. Replay them with: "
-            f"cd {tracking.rootdir} && mlexp sync",
+            f"{sync_command(tracking)}",
             yellow=True,
         )
     if end is not None and end.html is not None:
@@ -206,6 +206,15 @@ def format_metrics(metrics: Mapping[str, float], limit: int = SUMMARY_METRICS) -
     if len(metrics) > limit:
         shown.append(f"(+{len(metrics) - limit})")
     return " ".join(shown) or "-"
+
+
+def sync_command(tracking: TrackingConfig, python: str | None = None) -> str:
+    """``cd <rootdir> && <python> -m pytest_mlexp sync``: runnable without an activated venv.
+
+    ``mlexp`` is on PATH only while the virtualenv is activated; this interpreter is not.
+    """
+    sync = shlex.join([python or sys.executable, "-m", "pytest_mlexp", "sync"])
+    return f"cd {shlex.quote(str(tracking.rootdir))} && {sync}"
 
 
 def ui_command(tracking: TrackingConfig, python: str | None = None) -> str:

@@ -74,7 +74,11 @@ def resolve_tracking(config: pytest.Config, *, reading: bool = False) -> Trackin
     """Resolve the tracking configuration from every source, or raise ``UsageError``.
 
     ``reading``: for a store that is only read (the ``mlexp`` command), which
-    may also be an old file store.
+    may also be an old file store; a URI it cannot use is refused at once.
+    Otherwise (a pytest session) such a URI is kept as given and refused when
+    a tracked item opens the store, so that sessions without experiments
+    never stop for a setting they do not use; but an xdist controller, which
+    collects nothing itself, refuses it at once (its workers could only crash).
     """
     rootdir = Path(config.rootpath)
     sources: dict[str, str] = {}
@@ -91,7 +95,11 @@ def resolve_tracking(config: pytest.Config, *, reading: bool = False) -> Trackin
         try:
             uri = uris.check_uri(str(found[0]), anchor, reading=reading)
         except uris.UnsupportedUri as exc:
-            raise pytest.UsageError(f"{found[1]}: {exc}") from None
+            if reading or _distributes(config):
+                raise pytest.UsageError(f"{found[1]}: {exc}") from None
+            # A pytest session without experiments never uses it: refused only when a
+            # tracked item opens the store (``Backend.for_session`` checks it again).
+            uri = str(found[0]).strip()
 
     found = lookup(
         config, option="mlexp_experiment", env="MLFLOW_EXPERIMENT_NAME", key="experiment"
@@ -118,6 +126,11 @@ def resolve_tracking(config: pytest.Config, *, reading: bool = False) -> Trackin
         artifact_location=uris.artifact_location(uri),
         sources=MappingProxyType(sources),
     )
+
+
+def _distributes(config: pytest.Config) -> bool:
+    """The controller of a pytest-xdist session (``-n``, ``--dist``): its workers collect."""
+    return worker_input(config) is None and getattr(config.option, "dist", "no") != "no"
 
 
 def _session_id(config: pytest.Config) -> str:

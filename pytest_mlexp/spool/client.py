@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 import time
 import uuid
 import warnings
@@ -39,6 +41,10 @@ class SpoolingClient:
         return getattr(self._client, name)
 
     def spooled(self, run_id: str) -> bool:
+        return run_id in self._offline
+
+    def is_spooled(self, run_id: str) -> bool:
+        """Whether the run went to the journal as the server was lost (``Backend.is_spooled``)."""
         return run_id in self._offline
 
     def offline_run(
@@ -118,7 +124,8 @@ class SpoolingClient:
             warnings.warn(
                 MlexpWarning(
                     f"tracking server {self.journal.tracking_uri} lost ({type(exc).__name__}); "
-                    f"spooling runs to {self.journal.root}; replay them with `mlexp sync`"
+                    f"spooling runs to {self.journal.root}; replay them with "
+                    f"`{shlex.join([sys.executable, '-m', 'pytest_mlexp', 'sync'])}`"
                 ),
                 stacklevel=3,
             )
@@ -154,7 +161,10 @@ class SpoolingClient:
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         op = {"op": "text", "text": text, "artifact_file": artifact_file}
-        self.write(run_id, op, lambda: self._client.log_text(run_id, text, artifact_file))
+        try:
+            self.write(run_id, op, lambda: self._client.log_text(run_id, text, artifact_file))
+        finally:
+            _forget_artifact_repository(run_id)
 
     def log_dict(self, run_id: str, dictionary: Any, artifact_file: str) -> None:
         if run_id not in self._offline:
@@ -164,6 +174,8 @@ class SpoolingClient:
             except Exception as exc:
                 if not is_transient(exc):
                     raise
+            finally:
+                _forget_artifact_repository(run_id)
         import yaml
 
         if artifact_file.endswith((".yaml", ".yml")):
@@ -173,15 +185,58 @@ class SpoolingClient:
         self.log_text(run_id, text, artifact_file)
 
     def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
-        def op() -> dict[str, Any]:
-            kept = self.journal.keep_file(self._offline[run_id], local_path)
-            return {"op": "artifact", "path": kept, "artifact_path": artifact_path, "dir": False}
-
-        self.write(run_id, op, lambda: self._client.log_artifact(run_id, local_path, artifact_path))
+        self.keep_artifact(
+            run_id,
+            local_path,
+            artifact_path,
+            directory=False,
+            send=lambda: self._client.log_artifact(run_id, local_path, artifact_path),
+        )
 
     def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
-        def op() -> dict[str, Any]:
-            kept = self.journal.keep_file(self._offline[run_id], local_dir)
-            return {"op": "artifact", "path": kept, "artifact_path": artifact_path, "dir": True}
+        self.keep_artifact(
+            run_id,
+            local_dir,
+            artifact_path,
+            directory=True,
+            send=lambda: self._client.log_artifacts(run_id, local_dir, artifact_path),
+        )
 
-        self.write(run_id, op, lambda: self._client.log_artifacts(run_id, local_dir, artifact_path))
+    def keep_artifact(
+        self,
+        run_id: str,
+        local: str,
+        artifact_path: str | None,
+        *,
+        directory: bool,
+        send: Callable[[], object],
+    ) -> None:
+        """Upload a file (or a folder) with ``send``, or keep a copy in the run's journal.
+
+        Also the fluent API's uploads (``spool.store.SpoolingArtifacts``).
+        """
+
+        def op() -> dict[str, Any]:
+            kept = self.journal.keep_file(self._offline[run_id], local)
+            return {
+                "op": "artifact",
+                "path": kept,
+                "artifact_path": artifact_path,
+                "dir": directory,
+            }
+
+        try:
+            self.write(run_id, op, send)
+        finally:
+            _forget_artifact_repository(run_id)
+
+
+def _forget_artifact_repository(run_id: str) -> None:
+    """MLflow caches a run's artifact repository for every client of the process.
+
+    One cached by the session's client (the server's) would take the fluent
+    API's next upload past the spool: the next upload asks its store again.
+    """
+    from ..backend import mlflow_internals
+
+    mlflow_internals.forget_artifact_repository(run_id)

@@ -1,0 +1,155 @@
+"""Invisible without experiments: a plain test suite sees no trace of the plugin.
+
+The plugin loads in every pytest run of an environment where it is installed.
+A session that collects no tracked item prints nothing more than pytest does,
+refuses no setting it does not use, and writes nothing, in the project or in
+the temp directory.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+PLAIN_SUITE = {
+    "test_numbers": """
+        import pytest
+
+        def test_adds():
+            assert 1 + 1 == 2
+
+        @pytest.mark.parametrize("n", [1, 2, 3])
+        def test_positive(n):
+            assert n > 0
+
+        def test_fails():
+            assert 2 * 2 == 5
+    """,
+    "test_skips": """
+        import pytest
+
+        @pytest.mark.skip(reason="not today")
+        def test_later():
+            pass
+    """,
+}
+
+
+def masked(output: str) -> str:
+    """pytest's output without what differs between two runs: timings, and mlexp in the plugins."""
+    output = re.sub(r"\bin \d+\.\d+s\b", "in <time>", output)
+    return re.sub(r"^(plugins: .*)\bmlexp-[^,\s]+(, )?", r"\1", output, flags=re.M)
+
+
+#: What pytester itself keeps in the project folder of a subprocess run.
+PYTESTER_FILES = ("stdout", "stderr", "runpytest-")
+
+
+def files_under(root: Path) -> set[str]:
+    found = {str(path.relative_to(root)) for path in root.rglob("*")}
+    return {name for name in found if not name.startswith(PYTESTER_FILES)}
+
+
+def mlexp_locks(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.glob("mlexp-*.lock"))
+
+
+@pytest.fixture
+def private_tmpdir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A temp directory of the pytest sessions under test's own, to see what they leave there."""
+    folder = tmp_path_factory.mktemp("system-tmp")
+    monkeypatch.setenv("TMPDIR", str(folder))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "uri", ["file:./mlruns", "ftp://host/runs", "sqlite:///never/created.db"], ids=str
+)
+def test_plain_suite_prints_and_writes_nothing(ourtester, monkeypatch, private_tmpdir, uri):
+    ourtester.makepyfile(**PLAIN_SUITE)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    before = files_under(ourtester.path)
+
+    args = ["-p", "no:randomly", "-p", "no:cacheprovider", "-rA"]
+    without = ourtester.runpytest_subprocess(*args, "-p", "no:mlexp")
+    with_plugin = ourtester.runpytest_subprocess(*args)
+
+    assert without.ret == with_plugin.ret == pytest.ExitCode.TESTS_FAILED
+    with_plugin.assert_outcomes(passed=4, failed=1, skipped=1)
+    assert "mlexp" not in without.stdout.str()  # the plugin really was left out
+    assert masked(with_plugin.stdout.str()) == masked(without.stdout.str())
+    assert with_plugin.stderr.str() == without.stderr.str() == ""
+    # No store, no folder, no lock: in the project, and in the temp directory.
+    assert files_under(ourtester.path) == before
+    assert mlexp_locks(private_tmpdir) == []
+    assert not any(private_tmpdir.iterdir())
+
+
+def test_verbose_plain_suite_shows_the_tracking_line(ourtester, monkeypatch):
+    ourtester.makepyfile(**PLAIN_SUITE)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "file:./mlruns")
+    result = ourtester.runpytest_subprocess("-p", "no:randomly", "-v")
+    result.assert_outcomes(passed=4, failed=1, skipped=1)
+    result.stdout.fnmatch_lines(["mlexp: tracking file:./mlruns (MLFLOW_TRACKING_URI), *"])
+    assert not (ourtester.path / "mlruns").exists()
+
+
+def test_refused_uri_stops_a_session_with_an_experiment(ourtester, monkeypatch, private_tmpdir):
+    ourtester.makepyfile(**PLAIN_SUITE)
+    ourtester.makepyfile(
+        experiment_tiny="""
+        def experiment_tiny(mlflow_run):
+            mlflow_run.log_metric("m", 1.0)
+        """
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "file:./mlruns")
+    result = ourtester.runpytest_subprocess("-p", "no:randomly")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: MLFLOW_TRACKING_URI: the file store 'file:./mlruns' is deprecated in "
+            "MLflow 3 and refused unless MLFLOW_ALLOW_FILE_STORE=true; use sqlite:///*"
+        ]
+    )
+    result.stdout.no_fnmatch_line("*passed*")  # refused before any test ran
+    assert not (ourtester.path / "mlruns").exists()
+    assert not (ourtester.path / "mlflow.db").exists()
+
+
+def test_tracked_session_prints_the_line_after_collection_and_leaves_no_lock(
+    ourtester, private_tmpdir, read_runs
+):
+    ourtester.makepyfile(**PLAIN_SUITE)
+    ourtester.makepyfile(
+        experiment_tiny="""
+        def experiment_tiny(mlflow_run):
+            mlflow_run.log_metric("m", 1.0)
+        """
+    )
+    result = ourtester.runpytest_subprocess("-p", "no:randomly", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5, failed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "collected 7 items",
+            f"mlexp: tracking sqlite:///{ourtester.path}/mlflow.db (default), "
+            f"experiment '{ourtester.path.name}', session *",
+            "",
+            "experiment_tiny.py .*",
+        ]
+    )
+    (run,) = read_runs(ourtester.path.name)
+    assert run.data.metrics == {"m": 1.0}
+    # The store's creation lock was taken (an embedded store) and removed after use.
+    assert mlexp_locks(private_tmpdir) == []
+
+
+def test_refused_uri_stops_an_xdist_session_at_start(ourtester, monkeypatch):
+    """The xdist controller collects nothing itself: it refuses before its workers start."""
+    ourtester.makepyfile(**PLAIN_SUITE)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "file:./mlruns")
+    result = ourtester.runpytest_subprocess("-p", "no:randomly", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: MLFLOW_TRACKING_URI: the file store 'file:./mlruns' *"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
