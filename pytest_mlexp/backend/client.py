@@ -241,6 +241,11 @@ class Backend:
 
     # -- writes ----------------------------------------------------------------------------
 
+    def is_spooled(self, run_id: str) -> bool:
+        """Whether the run went to the journal because the server was lost (a spooling client)."""
+        checker = getattr(self.client, "is_spooled", None)
+        return bool(checker(run_id)) if checker else False
+
     def log_batch(
         self,
         run_id: str,

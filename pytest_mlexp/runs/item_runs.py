@@ -8,11 +8,9 @@ leaves is a ``RunSummary``, handed to the session object.
 from __future__ import annotations
 
 import functools
-import getpass
 import inspect
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -20,8 +18,10 @@ import pytest
 from ..backend import tags as T
 from ..keys import CELL_RULES_KEY, GROUPS_KEY, REUSE_KEY, RUN_KEY, VERDICT_KEY
 from ..redaction import redact_text
-from ..spool.client import is_spooled
 from ..warning_types import MlexpWarning
+# Re-exported until grids/ and search/ import them from runs.identity.
+from .identity import current_user as current_user
+from .identity import source_name as source_name
 from .markers import marker_options
 from .outcome import error_line, outcome_and_status
 from .summary import RunSummary
@@ -245,7 +245,7 @@ class ItemRuns:
             groups=item.stash.get(GROUPS_KEY, None),
             verdict=verdict,
             cell_rules=item.stash.get(CELL_RULES_KEY, None),
-            spooled=is_spooled(self.session.backend.client, run.run_id),
+            spooled=self.session.backend.is_spooled(run.run_id),
             attempt=attempt_of(item) or 1,
             register=registered_name(item, self.settings.register),
             reused_from=reuse.reused_from if reuse is not None else "",
@@ -269,19 +269,3 @@ def attempt_of(item: pytest.Item) -> int | None:
     count = getattr(item, "execution_count", None)
     return count if isinstance(count, int) and not isinstance(count, bool) else None
 
-
-def source_name(item: pytest.Item, rootdir: Path) -> str:
-    """The item's module, relative to the rootdir when under it (tag ``mlflow.source.name``)."""
-    try:
-        return str(item.path.relative_to(rootdir))
-    except ValueError:
-        return str(item.path)
-
-
-@functools.cache
-def current_user() -> str:
-    """Who runs the session (tag ``mlflow.user``)."""
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "unknown"

@@ -41,6 +41,10 @@ class SpoolingClient:
     def spooled(self, run_id: str) -> bool:
         return run_id in self._offline
 
+    def is_spooled(self, run_id: str) -> bool:
+        """Whether the run went to the journal (``Backend.is_spooled`` asks this)."""
+        return self.spooled(run_id)
+
     def offline_run(
         self, exc: BaseException, experiment: str, run_name: str, tags: Mapping[str, str]
     ) -> str:
