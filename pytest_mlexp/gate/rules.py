@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..directions import IGNORE, UP, Direction, direction_of
+from ..runs.summary import Row as Row
 from ..settings.options import DEFAULT_TOLERANCE_TEXT
 
 #: Suffix of the metric holding the standard deviation of ``<metric>`` over repeats.
@@ -187,58 +188,6 @@ NEW = "new"
 
 #: Verdicts that fail the item.
 FAILING = frozenset({REGRESSED, MISSING, FAILED})
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of a verdict table."""
-
-    metric: str
-    baseline: float | None
-    current: float | None
-    allowed: str
-    verdict: str
-    #: ``up`` or ``down`` when the metric's direction was guessed from its name, not configured.
-    guessed: str = ""
-
-    @property
-    def change(self) -> float | None:
-        if self.baseline is None or self.current is None:
-            return None
-        return self.current - self.baseline
-
-    @property
-    def change_text(self) -> str:
-        change = self.change
-        if change is None or self.baseline is None:
-            return "-"
-        if abs(change) <= 1e-12 * max(1.0, abs(self.baseline)):
-            change = 0.0  # float noise, e.g. 1 - 0.8 against 0.2
-        text = f"{change:+.4g}"
-        if self.baseline != 0:
-            text += f" ({change / abs(self.baseline) * 100:+.2f}%)"
-        return text
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "metric": self.metric,
-            "baseline": self.baseline,
-            "current": self.current,
-            "allowed": self.allowed,
-            "verdict": self.verdict,
-            "guessed": self.guessed,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Row:
-        return cls(
-            str(data["metric"]),
-            data["baseline"],
-            data["current"],
-            str(data["allowed"]),
-            str(data["verdict"]),
-            str(data.get("guessed", "")),
-        )
 
 
 def compare(

@@ -12,6 +12,8 @@ from ..backend.search import PAGE_SIZE, search_runs
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
+#: Why an item with no earlier run executed: counted, not listed, by the terminal.
+NEW = "no earlier run"
 #: Outcomes of a run whose results can be reused (a reused run's own included).
 REUSABLE_OUTCOMES = frozenset({"passed", T.OUTCOME_REUSED})
 _REGRESSED = "regressed"

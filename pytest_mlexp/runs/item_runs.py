@@ -10,15 +10,16 @@ from __future__ import annotations
 import functools
 import inspect
 import warnings
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ..backend import tags as T
-from ..keys import CELL_RULES_KEY, GROUPS_KEY, REUSE_KEY, RUN_KEY, VERDICT_KEY
+from ..keys import CELL_RULES_KEY, GROUPS_KEY, REGISTER_KEY, REUSE_KEY, RUN_KEY, VERDICT_KEY
 from ..redaction import redact_text
 from ..warning_types import MlexpWarning
+from .experiment_run import ItemRun
+
 # Re-exported until grids/ and search/ import them from runs.identity.
 from .identity import current_user as current_user
 from .identity import source_name as source_name
@@ -31,15 +32,6 @@ if TYPE_CHECKING:
     from .session import MlexpSession
 
 _TRACKED_KEY = pytest.StashKey[bool]()
-
-
-@dataclass
-class ItemRun:
-    """What is known about a tracked item's run while it runs."""
-
-    run: ExperimentRun
-    experiment: str
-    reports: dict[str, pytest.TestReport] = field(default_factory=dict)
 
 
 class ItemRuns:
@@ -207,7 +199,6 @@ class ItemRuns:
 
     def _end(self, item: pytest.Item, item_run: ItemRun, outcome: str, status: str) -> RunSummary:
         from ..backend.fluent import end_run
-        from ..models.registry import registered_name
 
         self._running.pop(item.nodeid, None)
         run = item_run.run
@@ -247,7 +238,7 @@ class ItemRuns:
             cell_rules=item.stash.get(CELL_RULES_KEY, None),
             spooled=self.session.backend.is_spooled(run.run_id),
             attempt=attempt_of(item) or 1,
-            register=registered_name(item, self.settings.register),
+            register=item.stash.get(REGISTER_KEY, ""),
             reused_from=reuse.reused_from if reuse is not None else "",
             rerun_reason=reuse.reason if reuse is not None else "",
         )
@@ -268,4 +259,3 @@ def attempt_of(item: pytest.Item) -> int | None:
     """The attempt pytest-rerunfailures is running (1, 2...), or ``None`` without reruns."""
     count = getattr(item, "execution_count", None)
     return count if isinstance(count, int) and not isinstance(count, bool) else None
-

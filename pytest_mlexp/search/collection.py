@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ..keys import SEARCH_COLLECTED_KEY
 from ..runs.markers import marker_options
 from .declaration import EXTRA, SEARCH_KWARGS, DeclarationError, SearchSpec, read_declaration
 
@@ -76,7 +75,6 @@ def parametrize_search(
 ) -> None:
     """One item per trial; a bad declaration is kept for ``check_searches``."""
     state = metafunc.config.stash.setdefault(_STATE_KEY, SearchState())
-    metafunc.config.stash[SEARCH_COLLECTED_KEY] = True
     definition = metafunc.definition
     try:
         spec = _declaration(metafunc, settings, file_search)
