@@ -16,12 +16,14 @@ accepted forms.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ..params.collection import FileSearch as FileSearch
+from ..params.collection import default_arguments
 from ..runs.markers import marker_options
 from .declaration import EXTRA, SEARCH_KWARGS, DeclarationError, SearchSpec, read_declaration
 
@@ -44,19 +46,6 @@ class Pending:
 
     def __repr__(self) -> str:
         return f"<{self.name} of trial-{self.index}: asked from the study in setup>"
-
-
-@dataclass(frozen=True)
-class FileSearch:
-    """A search declared in the params file, with where each key is, for messages."""
-
-    options: Mapping[str, Any]
-    #: ``where("search")`` -> ``experiments/params.yaml:7``.
-    where: Callable[[str], str]
-    #: The function's grid axes in the file (a search cannot have any).
-    grid: Sequence[str] = ()
-    #: The function's fixed values in the file (a search cannot search them too).
-    fixed: Sequence[str] = ()
 
 
 @dataclass
@@ -179,8 +168,6 @@ def _check_arguments(
             f"{definition.name} has grid axes in the params file ({', '.join(file_search.grid)}) "
             "and a search; move the axes into search: as lists",
         )
-    from ..params.collection import default_arguments
-
     taken = set(metafunc.fixturenames)
     defaults = default_arguments(metafunc)
     for name in spec.space:
