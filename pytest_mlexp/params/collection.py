@@ -1,6 +1,6 @@
 """Each experiment function's section of the params file, turned into ``parametrize`` calls.
 
-Called from the session's ``pytest_generate_tests`` for tracked functions,
+Called from the pipeline's ``pytest_generate_tests`` for tracked functions,
 after ``@pytest.mark.parametrize`` and before repeats:
 
 - fixed values are parametrized as one hidden cell (``pytest.HIDDEN_PARAM``):
@@ -42,7 +42,7 @@ RESERVED = frozenset({"request", PARAMS_FIXTURE, "mlflow_run"})
 
 @dataclass(frozen=True)
 class ItemParams:
-    """What a tracked item took from the params file (``keys.PARAMS_KEY``)."""
+    """What a tracked item took from the params file (``params.keys.PARAMS_KEY``)."""
 
     #: The params file, as messages show it.
     display: str

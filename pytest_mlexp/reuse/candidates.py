@@ -21,7 +21,7 @@ _REGRESSED = "regressed"
 
 @dataclass
 class Decision:
-    """What reuse decided for one item (``keys.REUSE_KEY``)."""
+    """What reuse decided for one item (``reuse.keys.DECISION_KEY``)."""
 
     #: The run whose results the item's run copies, or ``""`` when the item executes.
     reused_from: str = ""

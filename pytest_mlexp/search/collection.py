@@ -1,6 +1,6 @@
 """A search's trials as pytest items: ``experiment_svm[trial-0]`` ... ``[trial-39]``.
 
-Called from the session's ``pytest_generate_tests`` for functions whose
+Called from the pipeline's ``pytest_generate_tests`` for functions whose
 marker (or params file section) declares ``search=``. Each search param is
 parametrized with one ``Pending`` value per trial, with ids ``trial-N``: the
 items exist up front, so ``-k``, xdist and the reports see them; the values
