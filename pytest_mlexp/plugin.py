@@ -53,8 +53,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if is_controller(config):
         # The session's end (finish, the terminal summary) happens once, where workers report.
         config.pluginmanager.register(Controller(session), "mlexp-controller")
-    if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(XdistHooks(config), "mlexp-xdist")
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(XdistHooks(config), "mlexp-xdist")
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -69,7 +69,7 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 
 class XdistHooks:
-    """Registered only when pytest-xdist is installed: what the controller hands its workers."""
+    """Registered in the controller when pytest-xdist is installed: what it hands its workers."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
