@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .runs.experiment_run import ItemRun
+    from .runs.item_run import ItemRun
     from .runs.session import MlexpSession
     from .runs.summary import GroupRefs, ReuseNote, Verdict
     from .settings import Settings

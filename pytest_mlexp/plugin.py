@@ -19,7 +19,8 @@ from .keys import RUN_KEY, SESSION_KEY, SETTINGS_KEY
 from .settings.options import MARKER, add_options
 
 if TYPE_CHECKING:
-    from .runs.experiment_run import ExperimentRun, ItemRun
+    from .runs.experiment_run import ExperimentRun
+    from .runs.item_run import ItemRun
     from .settings import TrackingConfig
 
 #: Name of the session object in pytest's plugin manager.

@@ -9,11 +9,8 @@ import re
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-
-import pytest
 
 from ..backend.client import (
     MAX_BATCH_METRICS,
@@ -278,15 +275,6 @@ class ExperimentRun:
             or time.monotonic() - self._last_flush > FLUSH_INTERVAL_SECONDS
         ):
             self.flush()
-
-
-@dataclass
-class ItemRun:
-    """What is known about a tracked item's run while it runs."""
-
-    run: ExperimentRun
-    experiment: str
-    reports: dict[str, pytest.TestReport] = field(default_factory=dict)
 
 
 def stringify(value: Any) -> str:

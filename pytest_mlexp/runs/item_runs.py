@@ -18,11 +18,11 @@ from ..backend import tags as T
 from ..keys import CELL_RULES_KEY, GROUPS_KEY, REGISTER_KEY, REUSE_KEY, RUN_KEY, VERDICT_KEY
 from ..redaction import redact_text
 from ..warning_types import MlexpWarning
-from .experiment_run import ItemRun
 
 # Re-exported until grids/ and search/ import them from runs.identity.
 from .identity import current_user as current_user
 from .identity import source_name as source_name
+from .item_run import ItemRun
 from .markers import marker_options
 from .outcome import error_line, outcome_and_status
 from .summary import RunSummary
