@@ -15,11 +15,6 @@ from ..warning_types import MlexpWarning
 from .journal import Journal
 
 
-def is_spooled(client: Any, run_id: str) -> bool:
-    """Whether the run went to the journal because the server was lost."""
-    return isinstance(client, SpoolingClient) and client.spooled(run_id)
-
-
 class SpoolingClient:
     """Wraps an ``MlflowClient``: a write that fails for good goes to the journal.
 
