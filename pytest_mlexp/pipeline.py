@@ -1,5 +1,11 @@
 """The features of a session and the order they act in, written down in one place.
 
+``plugin.py`` registers ``Pipeline`` in every process and ``Controller`` only
+in the process that ends the session (not in xdist workers), the way xdist
+registers its ``DSession`` only on the controller.
+
+0. ``Pipeline.pytest_generate_tests``: at collection, the params file, searches
+   and repeats parametrize the experiment functions that ask for it.
 1. ``check_early``: at session start, what must stop a broken session before
    anything runs (a baseline file that does not parse).
 2. ``activate``: once collection found tracked items, in the processes that
@@ -13,45 +19,24 @@
    parents, save the UI's view of the runs (its links), judge the cells' means
    and refresh the baseline file, register the best cells' models when the
    session passed, write the markdown and HTML reports.
-   ``reports.terminal`` then prints what it did.
+   ``reports.terminal`` then prints what it did (``Controller``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .keys import SEARCH_COLLECTED_KEY
 from .redaction import redact_text
+from .reports.end import SessionEnd
+from .runs.session import SUMMARY_FIELD
 
 if TYPE_CHECKING:
     from .backend.client import Backend
-    from .gate.session_end import GateOutcome
-    from .models.registry import Registration
-    from .reports.html import Report
     from .runs.session import MlexpSession
     from .settings import Settings
-
-
-@dataclass
-class SessionEnd:
-    """What the session's end did, for the terminal summary."""
-
-    #: One line per grid parent completed (or why they could not be).
-    grid_lines: list[str] = field(default_factory=list)
-    #: Runs of dead processes marked KILLED.
-    swept: list[str] = field(default_factory=list)
-    gate: GateOutcome | None = None
-    html: Report | None = None
-    html_path: Path | None = None
-    html_error: str | None = None
-    #: Experiment name -> its runs table in the MLflow UI (``reports.ui_view``).
-    runs_links: dict[str, str] = field(default_factory=dict)
-    #: One line per function registering its best cell's model (or why it did not).
-    registrations: list[Registration] = field(default_factory=list)
 
 
 def check_early(settings: Settings) -> None:
@@ -65,19 +50,119 @@ def check_early(settings: Settings) -> None:
             raise pytest.UsageError(f"--mlexp-baseline-file: {exc}") from None
 
 
-def activate(session: MlexpSession, tracked: list[pytest.Item]) -> None:
+#: Marker arguments whose presence means a search (``search.declaration.SEARCH_KWARGS``).
+_SEARCH_KWARGS = ("search", "trials", "objective", "sampler", "seed", "pruner", "study")
+
+
+class Pipeline:
+    """Registered as ``mlexp-pipeline`` in every process: collection, then the features."""
+
+    def __init__(self, session: MlexpSession) -> None:
+        self.session = session
+        self.settings = session.settings
+        #: Collection met a search declaration (a trial was parametrized).
+        self.searches = False
+
+    def pytest_sessionstart(self) -> None:
+        if self.settings.gate.baseline_file is not None:
+            check_early(self.settings)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        file_search = None
+        if self.settings.params.enabled:
+            from .runs.markers import is_tracked
+
+            if is_tracked(metafunc.definition):
+                from .params.collection import parametrize_from_file, search_from_file
+
+                parametrize_from_file(metafunc, self.settings.params)
+                file_search = search_from_file(metafunc)
+        markers = list(metafunc.definition.iter_markers("mlexp"))
+        # Cheap: no search module is imported for functions that declare none.
+        if file_search is not None or any(
+            key in marker.kwargs for marker in markers for key in _SEARCH_KWARGS
+        ):
+            from .search.collection import parametrize_search
+
+            self.searches = True
+            parametrize_search(metafunc, self.settings, file_search)
+        if any("repeats" in marker.kwargs or "seeds" in marker.kwargs for marker in markers):
+            from .grids.repeats import parametrize_repeats
+
+            parametrize_repeats(metafunc)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> Generator[None, Any, Any]:
+        try:
+            result = yield
+            from .runs.markers import is_tracked
+
+            tracked = [item for item in items if is_tracked(item)]
+            if tracked:
+                self.session.track(items)
+                activate(self.session, tracked, searches=self.searches)
+        except BaseException:
+            # pytest still calls pytest_collection_finish: don't open the store for nothing.
+            self.session.collection_failed = True
+            raise
+        return result
+
+
+class Controller:
+    """Registered as ``mlexp-controller`` only where the session ends (not in xdist workers)."""
+
+    def __init__(self, session: MlexpSession) -> None:
+        self.session = session
+        #: What the session's end did; read by the terminal summary.
+        self.end: SessionEnd | None = None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_report_from_serializable(self, data: Any) -> Generator[None, Any, Any]:
+        report = yield
+        if isinstance(data, dict) and data.get(SUMMARY_FIELD) is not None:
+            # A worker's run ended: import mlflow and open the store while the workers run.
+            self.session.prepare_backend()
+        return report
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.session.results:
+            self.end = finish(self.session, session)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.session.results:
+            return
+        from .reports.terminal import write_summary
+
+        write_summary(terminalreporter, self.session.settings, self.session.results, self.end)
+
+
+def check_markers(item: pytest.Item) -> None:
+    """Raise ``UsageError`` for a bad ``mlexp`` marker, naming the item and the argument.
+
+    The kernel's arguments first, then each feature's own.
+    """
+    from .models.plugin import check_marker as check_models_marker
+    from .reuse.markers import check_reuse_marker
+    from .runs.markers import check_best, check_marker, marker_place
+
+    for marker in item.iter_markers("mlexp"):
+        check_marker(item, marker)
+        check_models_marker(marker, marker_place(item))
+        check_reuse_marker(marker.kwargs, marker_place(item))
+        check_best(item, marker)
+
+
+def activate(session: MlexpSession, tracked: list[pytest.Item], *, searches: bool) -> None:
     """Check the tracked items' markers, then register the features that act on them.
 
     Raises ``UsageError`` for a bad marker, naming the item and the argument.
     """
-    from .runs.markers import check_marker
-
     for item in tracked:
-        for marker in item.iter_markers("mlexp"):
-            check_marker(item, marker)
+        check_markers(item)
     config, settings = session.config, session.settings
     trials = None
-    if config.stash.get(SEARCH_COLLECTED_KEY, False):
+    if searches:
         from .search.collection import check_searches
 
         trials = check_searches(config, tracked)
@@ -103,7 +188,7 @@ def activate(session: MlexpSession, tracked: list[pytest.Item]) -> None:
     manager.register(ArtifactDiscovery(config, settings), "mlexp-artifacts")
     from .models.plugin import ModelMetrics
 
-    manager.register(ModelMetrics(), "mlexp-models")
+    manager.register(ModelMetrics(settings.register), "mlexp-models")
     if settings.autolog:
         from .autolog import Autolog
 

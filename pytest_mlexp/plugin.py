@@ -1,7 +1,8 @@
 """pytest entry point: options, hooks, fixtures. Declarations only.
 
-The work lives in ``runs.session`` (one run per tracked item) and
-``pipeline`` (the features and the order they act in). Importing this
+The work lives in ``runs.session`` (the session's state and store) and
+``pipeline`` (the features and the order they act in): this module composes
+them, registering the controller's part only where the session ends. Importing this
 module must stay cheap: it is loaded in every pytest run of the environment,
 with or without experiments. ``mlflow`` is imported only when a tracked item
 is about to run.
@@ -19,7 +20,7 @@ from .settings.options import MARKER, add_options
 
 if TYPE_CHECKING:
     from .runs.experiment_run import ExperimentRun
-    from .runs.item_runs import ItemRun
+    from .runs.item_run import ItemRun
     from .settings import TrackingConfig
 
 #: Name of the session object in pytest's plugin manager.
@@ -37,18 +38,24 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     from . import settings
+    from .pipeline import Controller, Pipeline, open_backend
     from .runs.session import MlexpSession
+    from .workers import is_controller
 
     config.addinivalue_line("python_files", "experiment_*.py")
     config.addinivalue_line("python_functions", "experiment_*")
     config.addinivalue_line("markers", MARKER)
     resolved = settings.resolve(config)
     config.stash[SETTINGS_KEY] = resolved
-    session = MlexpSession(config, resolved)
+    session = MlexpSession(config, resolved, open_backend)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, SESSION_NAME)
-    if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(XdistHooks(config), "mlexp-xdist")
+    config.pluginmanager.register(Pipeline(session), "mlexp-pipeline")
+    if is_controller(config):
+        # The session's end (finish, the terminal summary) happens once, where workers report.
+        config.pluginmanager.register(Controller(session), "mlexp-controller")
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(XdistHooks(config), "mlexp-xdist")
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -63,7 +70,7 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 
 class XdistHooks:
-    """Registered only when pytest-xdist is installed: what the controller hands its workers."""
+    """Registered in the controller when pytest-xdist is installed: what it hands its workers."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
@@ -151,8 +158,10 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
 @pytest.hookimpl(tryfirst=True)
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """The xdist controller collects nothing itself: its line comes with the runs' summary."""
+    from .workers import is_controller
+
     session = config.stash.get(SESSION_KEY, None)
-    if session is None or session.is_worker or not session.results:
+    if session is None or not is_controller(config) or not session.results:
         return
     if config.stash.get(_LINE_SHOWN, False):
         return

@@ -22,6 +22,15 @@ def is_worker(session: pytest.Session) -> bool:
     return bool(is_xdist_worker(session))
 
 
+def is_controller(config: pytest.Config) -> bool:
+    """Whether this process ends the session: not an xdist worker (a serial run is one too).
+
+    Known from pytest_configure on: xdist hands a worker its ``workerinput``
+    before configuring it.
+    """
+    return worker_input(config) is None
+
+
 def worker_input(config: pytest.Config) -> Mapping[str, Any] | None:
     """The controller's ``workerinput`` in a worker; ``None`` in the controller or without xdist."""
     return getattr(config, "workerinput", None)

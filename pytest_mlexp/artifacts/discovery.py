@@ -61,7 +61,7 @@ class ArtifactDiscovery:
     def _pruned_dirs(self, settings: Settings) -> set[Path]:
         """Directories never part of a watched root: pytest's temp dirs, the tracking store."""
         pruned = set()
-        basetemp = self.config.option.basetemp
+        basetemp = self.config.getoption("basetemp")
         if basetemp:
             pruned.add(Path(basetemp).resolve())
             if worker_input(self.config) is not None:

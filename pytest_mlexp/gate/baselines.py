@@ -7,7 +7,6 @@ Also the promotion of a session's runs to be the baseline (``mlexp promote``).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,23 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 from ..backend import tags as T
 from ..backend.search import search_runs
+from ..settings.baselines import ACCEPTED_SPECS as ACCEPTED_SPECS
+from ..settings.baselines import BaselineSpec as BaselineSpec
+from ..settings.baselines import is_safe_value as is_safe_value
+from ..settings.baselines import parse_spec as parse_spec
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
-
-ACCEPTED_SPECS = (
-    "latest (the latest passed run of each test from an earlier session), "
-    "branch:NAME (the same, on git branch NAME), promoted (runs promoted with "
-    "--mlexp-promote-baseline or `mlexp promote`), tag:KEY=VALUE (runs with that tag), "
-    "session:ID (runs of that session), run:ID[,ID...] (those runs)"
-)
 
 FILE_HEADER = (
     "# Baseline metrics for pytest-mlexp: test id -> metric -> value.\n"
     "# Refresh with `pytest --mlexp-baseline-file PATH --mlexp-update-baseline`.\n"
 )
-
-_SAFE_VALUE = re.compile(r"^[^'\"\\`]+$")
 
 
 @dataclass(frozen=True)
@@ -42,61 +36,6 @@ class Baseline:
     #: e.g. ``run 1f2e... (latest)`` or ``experiments/baseline.yaml``.
     source: str
     run_id: str | None = None
-
-
-@dataclass(frozen=True)
-class BaselineSpec:
-    """A parsed ``--mlexp-baseline`` value."""
-
-    kind: str
-    value: str = ""
-    key: str = ""
-
-    def __str__(self) -> str:
-        if self.kind in ("latest", "promoted"):
-            return self.kind
-        if self.kind == "tag":
-            return f"tag:{self.key}={self.value}"
-        return f"{self.kind}:{self.value}"
-
-    @property
-    def run_ids(self) -> list[str]:
-        return [part.strip() for part in self.value.split(",") if part.strip()]
-
-    def filter_string(self, session_id: str) -> str:
-        """The ``search_runs`` filter selecting candidate runs (any test id)."""
-        clauses = ["attributes.status = 'FINISHED'", f"tags.`{T.OUTCOME}` = 'passed'"]
-        if self.kind == "session":
-            clauses.append(f"tags.`{T.SESSION_ID}` = '{self.value}'")
-        else:
-            # Never compare a session with itself (also covers repeated CI shards).
-            clauses.append(f"tags.`{T.SESSION_ID}` != '{session_id}'")
-        if self.kind == "branch":
-            clauses.append(f"tags.`{T.GIT_BRANCH}` = '{self.value}'")
-        elif self.kind == "promoted":
-            clauses.append(f"tags.`{T.PROMOTED}` = 'true'")
-        elif self.kind == "tag":
-            clauses.append(f"tags.`{self.key}` = '{self.value}'")
-        return " and ".join(clauses)
-
-
-def parse_spec(text: str) -> BaselineSpec:
-    """Parse ``latest``, ``branch:main``, ``promoted``, ``tag:K=V``, ``session:ID``, ``run:ID``."""
-    text = text.strip()
-    if text in ("latest", "promoted"):
-        return BaselineSpec(text)
-    kind, sep, value = text.partition(":")
-    value = value.strip()
-    if not sep or kind not in ("branch", "tag", "session", "run") or not value:
-        raise ValueError(f"unknown baseline {text!r}")
-    if not _SAFE_VALUE.match(value):
-        raise ValueError(f"baseline {text!r} may not contain quotes, backquotes or backslashes")
-    if kind == "tag":
-        key, sep, tag_value = value.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"baseline {text!r} needs tag:KEY=VALUE")
-        return BaselineSpec("tag", tag_value.strip(), key.strip())
-    return BaselineSpec(kind, value)
 
 
 def from_store(
@@ -128,7 +67,7 @@ def from_store(
         filter_string += f" and tags.`{T.KIND}` = '{T.KIND_CELL}'"
     if len(wanted) == 1:
         (only,) = wanted
-        if _SAFE_VALUE.match(only):
+        if is_safe_value(only):
             filter_string += f" and tags.`{key_tag}` = '{only}'"
     newest_first = search_runs(client, ids, filter_string, order_by=["attributes.start_time DESC"])
     for run in newest_first:
@@ -228,8 +167,3 @@ def promote_session(client: MlflowClient, session_id: str, experiment_ids: list[
         client.set_tag(run.info.run_id, T.PROMOTED, "true")
         promoted.append(str(run.info.run_id))
     return promoted
-
-
-def is_safe_value(text: str) -> bool:
-    """Whether ``text`` can go into a search filter as is (no quotes, backquotes, backslashes)."""
-    return bool(_SAFE_VALUE.match(text))

@@ -19,11 +19,13 @@ import pytest
 
 from ..backend import tags as T
 from ..grids.repeats import is_repeat
-from ..keys import CELL_RULES_KEY, RULES_KEY, RUN_KEY, SESSION_KEY, TRIAL_KEY, VERDICT_KEY
+from ..keys import CELL_RULES_KEY, RUN_KEY, SESSION_KEY, VERDICT_KEY
 from ..runs.markers import marker_experiment
 from ..runs.summary import Verdict
+from ..search.keys import TRIAL_KEY
 from . import rules
 from .baselines import Baseline
+from .keys import RULES_KEY
 from .markers import item_rules, rules_to_json
 from .rules import FAILING, Rules
 from .verdicts import (

@@ -20,7 +20,6 @@ Spellings (the same in markers, ini lines and ``mlexp.yaml``):
 from __future__ import annotations
 
 import math
-import numbers
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -28,7 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..directions import IGNORE, UP, Direction, direction_of
+from ..runs.summary import Row as Row
 from ..settings.options import DEFAULT_TOLERANCE_TEXT
+from ..settings.tolerances import ACCEPTED_TOLERANCES as ACCEPTED_TOLERANCES
+from ..settings.tolerances import RuleError as RuleError
+from ..settings.tolerances import Tolerance as Tolerance
+from ..settings.tolerances import format_number as format_number
+from ..settings.tolerances import parse_tolerance as parse_tolerance
 
 #: Suffix of the metric holding the standard deviation of ``<metric>`` over repeats.
 STD_SUFFIX = ".std"
@@ -36,11 +41,6 @@ STD_SUFFIX = ".std"
 ACCEPTED_BOUNDS = (
     "'>= 0.9', '> 0.9', '<= 0.5', '< 0.5', or several joined by 'and' ('>= 0.2 and < 1')"
 )
-ACCEPTED_TOLERANCES = (
-    "0.01 (absolute), '2%' (relative), '2 std' (times <metric>.std), "
-    "several joined by 'or' ('0.01 or 2 std'), or {'abs': 0.01, 'rel': 0.02, 'std': 2}"
-)
-
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
     ">": operator.gt,
@@ -48,12 +48,6 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
 }
 _BOUND_RE = re.compile(r"^\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
-_NUMBER_RE = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_TOLERANCE_PART_RE = re.compile(rf"^\s*({_NUMBER_RE})\s*(%|std)?\s*$")
-
-
-class RuleError(ValueError):
-    """A bound, tolerance or direction that cannot be understood; the message says why."""
 
 
 # -- bounds -------------------------------------------------------------------
@@ -87,69 +81,6 @@ def parse_bounds(expression: Any) -> tuple[Bound, ...]:
 
 
 # -- tolerances -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """How much worse a metric may get: the largest of abs, rel * |baseline| and std * sigma."""
-
-    abs: float = 0.0
-    rel: float = 0.0
-    std: float = 0.0
-
-    def allowed(self, baseline: float, std: float | None) -> float:
-        candidates = [self.abs, self.rel * abs(baseline)]
-        if self.std and std is not None and math.isfinite(std):
-            candidates.append(self.std * std)
-        return max(candidates)
-
-    def __str__(self) -> str:
-        parts = []
-        if self.abs or not (self.rel or self.std):
-            parts.append(format_number(self.abs))
-        if self.rel:
-            parts.append(f"{format_number(self.rel * 100)}%")
-        if self.std:
-            parts.append(f"{format_number(self.std)} std")
-        return " or ".join(parts)
-
-
-def parse_tolerance(value: Any) -> Tolerance:
-    """A tolerance in any accepted spelling; ``RuleError`` otherwise."""
-    if isinstance(value, bool):
-        raise RuleError(f"bad tolerance {value!r}")
-    if isinstance(value, numbers.Real):
-        return _checked(Tolerance(abs=float(value)), value)
-    if isinstance(value, Mapping):
-        unknown = sorted(str(k) for k in value if k not in ("abs", "rel", "std"))
-        if unknown or not value:
-            raise RuleError(f"bad tolerance {dict(value)!r}")
-        parts = {}
-        for key, number in value.items():
-            if isinstance(number, bool) or not isinstance(number, numbers.Real):
-                raise RuleError(f"bad tolerance {dict(value)!r}")
-            parts[str(key)] = float(number)
-        return _checked(Tolerance(**parts), value)
-    if isinstance(value, str):
-        found: dict[str, float] = {}
-        for part in re.split(r"\bor\b", value):
-            match = _TOLERANCE_PART_RE.match(part)
-            if match is None:
-                raise RuleError(f"bad tolerance {value!r}")
-            number, unit = float(match.group(1)), match.group(2)
-            kind = {"%": "rel", "std": "std"}.get(unit or "", "abs")
-            if kind in found:
-                raise RuleError(f"bad tolerance {value!r} ({kind} given twice)")
-            found[kind] = number / 100 if kind == "rel" else number
-        return _checked(Tolerance(**found), value)
-    raise RuleError(f"bad tolerance {value!r}")
-
-
-def _checked(tolerance: Tolerance, raw: Any) -> Tolerance:
-    values = (tolerance.abs, tolerance.rel, tolerance.std)
-    if any(v < 0 or not math.isfinite(v) for v in values):
-        raise RuleError(f"bad tolerance {raw!r} (must be finite and not negative)")
-    return tolerance
 
 
 #: Tolerance used when nothing else is configured.
@@ -187,58 +118,6 @@ NEW = "new"
 
 #: Verdicts that fail the item.
 FAILING = frozenset({REGRESSED, MISSING, FAILED})
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of a verdict table."""
-
-    metric: str
-    baseline: float | None
-    current: float | None
-    allowed: str
-    verdict: str
-    #: ``up`` or ``down`` when the metric's direction was guessed from its name, not configured.
-    guessed: str = ""
-
-    @property
-    def change(self) -> float | None:
-        if self.baseline is None or self.current is None:
-            return None
-        return self.current - self.baseline
-
-    @property
-    def change_text(self) -> str:
-        change = self.change
-        if change is None or self.baseline is None:
-            return "-"
-        if abs(change) <= 1e-12 * max(1.0, abs(self.baseline)):
-            change = 0.0  # float noise, e.g. 1 - 0.8 against 0.2
-        text = f"{change:+.4g}"
-        if self.baseline != 0:
-            text += f" ({change / abs(self.baseline) * 100:+.2f}%)"
-        return text
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "metric": self.metric,
-            "baseline": self.baseline,
-            "current": self.current,
-            "allowed": self.allowed,
-            "verdict": self.verdict,
-            "guessed": self.guessed,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Row:
-        return cls(
-            str(data["metric"]),
-            data["baseline"],
-            data["current"],
-            str(data["allowed"]),
-            str(data["verdict"]),
-            str(data.get("guessed", "")),
-        )
 
 
 def compare(
@@ -302,12 +181,6 @@ def _largest(*values: float | None) -> float | None:
 
 def _bounds_text(bounds: Iterable[Bound]) -> str:
     return " and ".join(str(bound) for bound in bounds)
-
-
-def format_number(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4g}"
 
 
 # -- tables -------------------------------------------------------------------------

@@ -15,9 +15,11 @@ import pytest
 from ..backend import tags as T
 from ..directions import BestSpec
 from ..groups.creation import GroupRuns, host_name
-from ..keys import GROUPS_KEY, PARAMS_KEY, TRIAL_KEY
+from ..keys import GROUPS_KEY
+from ..params.keys import PARAMS_KEY
 from ..runs.markers import marker_options
 from ..runs.summary import GroupRefs
+from ..search.keys import TRIAL_KEY
 from .repeats import SEED_PARAM, cell_nodeid, repeat_seeds
 
 if TYPE_CHECKING:

@@ -7,15 +7,38 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from ..keys import REGISTER_KEY
 from ..redaction import redact_text
 from ..warning_types import MlexpWarning
 
 if TYPE_CHECKING:
     from ..runs.experiment_run import ExperimentRun
+    from ..settings.models import RegisterSettings
+
+
+def check_marker(marker: pytest.Mark, where: str) -> None:
+    """Raise ``UsageError`` for a marker's ``register=`` that is not a model name."""
+    register = marker.kwargs.get("register")
+    if register is not None:
+        from ..settings.models import check_model_name
+
+        check_model_name(register, f"{where}: register")
 
 
 class ModelMetrics:
-    """When a run that logged models ends, its last metrics are linked to those models."""
+    """Models of a run: ``mlflow_run.log_model`` logs them, their registered name goes to the
+    run's summary, and when the run ends its last metrics are linked to them."""
+
+    def __init__(self, register: RegisterSettings) -> None:
+        self.register = register
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_mlexp_run_start(self, item: pytest.Item, run: ExperimentRun) -> None:
+        from .logged import log_model
+        from .registry import registered_name
+
+        run.model_logger = log_model
+        item.stash[REGISTER_KEY] = registered_name(item, self.register)
 
     @pytest.hookimpl(trylast=True)
     def pytest_mlexp_run_ending(

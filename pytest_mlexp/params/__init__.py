@@ -12,7 +12,7 @@ experiment_ridge:
 - ``overrides``: ``--mlexp-set KEY=VALUE`` applied to the file's values.
 - ``collection``: each experiment function's section turned into
   ``metafunc.parametrize`` calls, with the ids ``@pytest.mark.parametrize``
-  would give; called from the session's ``pytest_generate_tests``.
+  would give; called from the pipeline's ``pytest_generate_tests``.
 - ``plugin``: registered once collection found tracked items; logs the file
   with each run and tags the runs with the overrides.
 

@@ -1,6 +1,6 @@
 """Each experiment function's section of the params file, turned into ``parametrize`` calls.
 
-Called from the session's ``pytest_generate_tests`` for tracked functions,
+Called from the pipeline's ``pytest_generate_tests`` for tracked functions,
 after ``@pytest.mark.parametrize`` and before repeats:
 
 - fixed values are parametrized as one hidden cell (``pytest.HIDDEN_PARAM``):
@@ -21,6 +21,7 @@ so they collect the same cells in the same order.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,6 @@ from .loading import FIXED, GRID, ParamsError, ParamsFile, dump, load_params_fil
 from .overrides import FunctionParams, apply_overrides, overridden_data
 
 if TYPE_CHECKING:
-    from ..search.collection import FileSearch
     from ..settings.params import ParamsSettings
 
 #: The fixture returning the cell's params as a dict.
@@ -42,7 +42,7 @@ RESERVED = frozenset({"request", PARAMS_FIXTURE, "mlflow_run"})
 
 @dataclass(frozen=True)
 class ItemParams:
-    """What a tracked item took from the params file (``keys.PARAMS_KEY``)."""
+    """What a tracked item took from the params file (``params.keys.PARAMS_KEY``)."""
 
     #: The params file, as messages show it.
     display: str
@@ -107,6 +107,22 @@ def parametrize_from_file(metafunc: pytest.Metafunc, settings: ParamsSettings) -
     )
 
 
+@dataclass(frozen=True)
+class FileSearch:
+    """A search declared in the params file, with where each key is, for messages.
+
+    Read here, checked and parametrized by ``search.collection``.
+    """
+
+    options: Mapping[str, Any]
+    #: ``where("search")`` -> ``experiments/params.yaml:7``.
+    where: Callable[[str], str]
+    #: The function's grid axes in the file (a search cannot have any).
+    grid: Sequence[str] = ()
+    #: The function's fixed values in the file (a search cannot search them too).
+    fixed: Sequence[str] = ()
+
+
 def search_from_file(metafunc: pytest.Metafunc) -> FileSearch | None:
     """The search the function's section declares (``search:``, ``trials:``...), if any.
 
@@ -126,8 +142,6 @@ def search_from_file(metafunc: pytest.Metafunc) -> FileSearch | None:
         options["trials"] = entry.trials
     if not options:
         return None
-    from ..search.collection import FileSearch
-
     return FileSearch(
         options=options,
         where=lambda key: file.where(entry.line_of(key)),

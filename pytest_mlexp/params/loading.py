@@ -15,13 +15,14 @@ Every mistake is a ``ParamsError`` naming ``file:line``, the key and the fix.
 
 from __future__ import annotations
 
-import functools
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from ..settings.params import params_loader
+from ..settings.params import parse_value as parse_value
 
 if TYPE_CHECKING:
     import yaml
@@ -33,7 +34,6 @@ SEARCH_OPTIONS = ("objective", "sampler", "seed", "pruner", "study")
 SECTIONS = (FIXED, GRID, SEARCH, TRIALS, *SEARCH_OPTIONS)
 
 # YAML 1.2 reads 1e-3, 1.5e3 and .5e3 as numbers; PyYAML (YAML 1.1) wants a dot and a sign.
-_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
 
 
 class ParamsError(pytest.Collector.CollectError):
@@ -95,7 +95,7 @@ def load_params_file(path: Path, display: str) -> ParamsFile:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ParamsError(f"{display}: cannot read the params file: {exc}") from None
-    loader = _loader_class()(text)
+    loader = params_loader()(text)
     try:
         return _read(loader, ParamsFile(path, display, text, {}))
     except yaml.MarkedYAMLError as exc:
@@ -109,16 +109,6 @@ def load_params_file(path: Path, display: str) -> ParamsFile:
         raise ParamsError(f"{display}: not valid YAML: {exc}") from None
     finally:
         loader.dispose()
-
-
-def parse_value(text: str) -> Any:
-    """A ``--mlexp-set`` value read as YAML, the way the params file is; ``ValueError`` if bad."""
-    import yaml
-
-    try:
-        return yaml.load(text, Loader=_loader_class())  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise ValueError(" ".join(str(exc).split())) from None
 
 
 def dump(data: Any) -> str:
@@ -135,22 +125,6 @@ def dump(data: Any) -> str:
 
 
 # -- internals ------------------------------------------------------------------------------
-
-
-@functools.cache
-def _loader_class() -> type[Any]:
-    import yaml
-
-    # libyaml's parser when PyYAML was built with it: ten times faster, the same marks.
-    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-    class ParamsLoader(base):  # type: ignore[valid-type,misc]
-        """PyYAML's safe loader, reading ``1e-3`` as a number (YAML 1.2, as DVC does)."""
-
-    ParamsLoader.add_implicit_resolver(
-        "tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789")
-    )
-    return ParamsLoader
 
 
 def _line(node: yaml.Node) -> int:

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ..backend import tags as T
-from ..keys import PARAMS_KEY
 from ..warning_types import MlexpWarning
 from .collection import ParamsState, definition_id
+from .keys import PARAMS_KEY
 
 if TYPE_CHECKING:
     from ..runs.experiment_run import ExperimentRun

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..reuse.candidates import NEW
+
 if TYPE_CHECKING:
     from ..runs.summary import RunSummary
 
-#: Why an item with no earlier run executed (``reuse.plugin.NEW``): counted, not listed.
-NEW = "no earlier run"
 #: Most names listed on one line of the same reason.
 _NAMES_SHOWN = 4
 

@@ -48,7 +48,7 @@ def report_run(tracking: TrackingConfig, backend: Backend, artifact: str = "") -
     is. Several pytest invocations sharing a session id (``MLEXP_SESSION_ID``) share it.
     """
     from ..groups.naming import stamped_name
-    from ..runs.item_runs import current_user
+    from ..runs.identity import current_user
 
     session = tracking.session_id
     return find_or_create_group(

@@ -19,9 +19,9 @@ from ..backend import uris
 from ..redaction import redact_text
 
 if TYPE_CHECKING:
-    from ..pipeline import SessionEnd
     from ..runs.summary import RunSummary
     from ..settings import Settings, TrackingConfig
+    from .end import SessionEnd
 
 #: How many metrics a summary row shows.
 SUMMARY_METRICS = 3

@@ -12,6 +12,8 @@ from ..backend.search import PAGE_SIZE, search_runs
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
+#: Why an item with no earlier run executed: counted, not listed, by the terminal.
+NEW = "no earlier run"
 #: Outcomes of a run whose results can be reused (a reused run's own included).
 REUSABLE_OUTCOMES = frozenset({"passed", T.OUTCOME_REUSED})
 _REGRESSED = "regressed"
@@ -19,7 +21,7 @@ _REGRESSED = "regressed"
 
 @dataclass
 class Decision:
-    """What reuse decided for one item (``keys.REUSE_KEY``)."""
+    """What reuse decided for one item (``reuse.keys.DECISION_KEY``)."""
 
     #: The run whose results the item's run copies, or ``""`` when the item executes.
     reused_from: str = ""

@@ -19,15 +19,17 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ..backend import tags as T
-from ..keys import FINGERPRINT_KEY, REUSE_KEY, RUN_KEY, TRIAL_KEY
+from ..keys import REUSE_KEY, RUN_KEY
 from ..redaction import redact_text
-from ..reports.reuse import NEW
 from ..runs.markers import marker_experiment, marker_options
+from ..runs.summary import ReuseNote
+from ..search.keys import TRIAL_KEY
 from ..settings.reuse import DEFAULT_INPUT_CONTEXT
 from ..warning_types import MlexpWarning
-from .candidates import Decision, latest_runs, original, unusable
+from .candidates import NEW, Decision, latest_runs, original, unusable
 from .explain import changed_parts
 from .fingerprint import Fingerprint, Fingerprinter
+from .keys import DECISION_KEY, FINGERPRINT_KEY
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -70,7 +72,8 @@ class Reuse:
         tags = fingerprint.tags()
         if self.enabled:
             decision = self._decide(item, fingerprint)
-            item.stash[REUSE_KEY] = decision
+            item.stash[DECISION_KEY] = decision
+            item.stash[REUSE_KEY] = ReuseNote(decision.reused_from, decision.reason)
             if decision.reused_from:
                 tags[T.REUSED_FROM] = decision.reused_from
         return tags
@@ -98,7 +101,7 @@ class Reuse:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
-        decision = pyfuncitem.stash.get(REUSE_KEY, None)
+        decision = pyfuncitem.stash.get(DECISION_KEY, None)
         item_run = pyfuncitem.stash.get(RUN_KEY, None)
         if decision is None or decision.source is None or item_run is None:
             return None
@@ -118,7 +121,7 @@ class Reuse:
     def pytest_mlexp_run_ending(
         self, item: pytest.Item, run: ExperimentRun, status: str, outcome: str
     ) -> None:
-        decision = item.stash.get(REUSE_KEY, None)
+        decision = item.stash.get(DECISION_KEY, None)
         if decision is not None and decision.reused_from and outcome == "passed":
             run.set_tag(T.OUTCOME, T.OUTCOME_REUSED)
 

@@ -10,7 +10,7 @@ import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..backend.client import (
     MAX_BATCH_METRICS,
@@ -27,12 +27,36 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
     from ..backend.client import Backend
-    from ..search.plugin import ActiveTrial
 
 #: Buffered values are sent at least this often while a run is going.
 FLUSH_INTERVAL_SECONDS = 10.0
 
 _INVALID_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+class SearchTrial(Protocol):
+    """The trial of a search a run is (set by the search feature): it hears the run's steps."""
+
+    def observe(self, key: str, value: float, step: int) -> None:
+        """A metric logged at a step: an intermediate value for the search's pruner."""
+
+    def should_prune(self) -> bool:
+        """Whether the trial should stop now."""
+
+
+class ModelLogger(Protocol):
+    """Logs a model to a run with its flavor (installed by the models feature)."""
+
+    def __call__(
+        self,
+        run: ExperimentRun,
+        model: Any,
+        *,
+        name: str,
+        input_example: Any,
+        signature: Any,
+        flavor_kwargs: dict[str, Any],
+    ) -> Any: ...
 
 
 class ExperimentRun:
@@ -60,7 +84,9 @@ class ExperimentRun:
         #: Where ``output_dir`` is made; set by artifact discovery when the run starts.
         self.output_location: Path | None = None
         #: The Optuna trial this run is, in a search; set by ``search.plugin``.
-        self.search_trial: ActiveTrial | None = None
+        self.search_trial: SearchTrial | None = None
+        #: What ``log_model`` calls; installed by the models feature when the run starts.
+        self.model_logger: ModelLogger | None = None
         #: Models logged with ``log_model``: name -> MLflow model id (``m-...``).
         self.logged_models: dict[str, str] = {}
 
@@ -211,9 +237,12 @@ class ExperimentRun:
         (``model_uri`` is ``models:/<model id>``). The model is linked to the run's
         metrics, those logged after it included.
         """
-        from ..models.logged import log_model
-
-        info = log_model(
+        if self.model_logger is None:
+            raise RuntimeError(
+                "mlflow_run.log_model: models are logged by pytest-mlexp's models feature, "
+                "which is not active in this process"
+            )
+        info = self.model_logger(
             self,
             model,
             name=name,

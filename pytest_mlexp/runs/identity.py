@@ -1,4 +1,4 @@
-"""Who and where a run comes from: its source file and its user (tags ``mlflow.source.name``, ``mlflow.user``)."""
+"""Where a run comes from and who ran it (tags ``mlflow.source.name``, ``mlflow.user``)."""
 
 from __future__ import annotations
 

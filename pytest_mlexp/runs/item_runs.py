@@ -8,20 +8,20 @@ leaves is a ``RunSummary``, handed to the session object.
 from __future__ import annotations
 
 import functools
-import getpass
 import inspect
 import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ..backend import tags as T
-from ..keys import CELL_RULES_KEY, GROUPS_KEY, REUSE_KEY, RUN_KEY, VERDICT_KEY
+from ..keys import CELL_RULES_KEY, GROUPS_KEY, REGISTER_KEY, REUSE_KEY, RUN_KEY, VERDICT_KEY
 from ..redaction import redact_text
-from ..spool.client import is_spooled
 from ..warning_types import MlexpWarning
+
+# Re-exported until grids/ and search/ import them from runs.identity.
+from .identity import current_user, source_name
+from .item_run import ItemRun
 from .markers import marker_options
 from .outcome import error_line, outcome_and_status
 from .summary import RunSummary
@@ -31,15 +31,6 @@ if TYPE_CHECKING:
     from .session import MlexpSession
 
 _TRACKED_KEY = pytest.StashKey[bool]()
-
-
-@dataclass
-class ItemRun:
-    """What is known about a tracked item's run while it runs."""
-
-    run: ExperimentRun
-    experiment: str
-    reports: dict[str, pytest.TestReport] = field(default_factory=dict)
 
 
 class ItemRuns:
@@ -207,7 +198,6 @@ class ItemRuns:
 
     def _end(self, item: pytest.Item, item_run: ItemRun, outcome: str, status: str) -> RunSummary:
         from ..backend.fluent import end_run
-        from ..models.registry import registered_name
 
         self._running.pop(item.nodeid, None)
         run = item_run.run
@@ -245,9 +235,9 @@ class ItemRuns:
             groups=item.stash.get(GROUPS_KEY, None),
             verdict=verdict,
             cell_rules=item.stash.get(CELL_RULES_KEY, None),
-            spooled=is_spooled(self.session.backend.client, run.run_id),
+            spooled=self.session.backend.is_spooled(run.run_id),
             attempt=attempt_of(item) or 1,
-            register=registered_name(item, self.settings.register),
+            register=item.stash.get(REGISTER_KEY, ""),
             reused_from=reuse.reused_from if reuse is not None else "",
             rerun_reason=reuse.reason if reuse is not None else "",
         )
@@ -268,20 +258,3 @@ def attempt_of(item: pytest.Item) -> int | None:
     """The attempt pytest-rerunfailures is running (1, 2...), or ``None`` without reruns."""
     count = getattr(item, "execution_count", None)
     return count if isinstance(count, int) and not isinstance(count, bool) else None
-
-
-def source_name(item: pytest.Item, rootdir: Path) -> str:
-    """The item's module, relative to the rootdir when under it (tag ``mlflow.source.name``)."""
-    try:
-        return str(item.path.relative_to(rootdir))
-    except ValueError:
-        return str(item.path)
-
-
-@functools.cache
-def current_user() -> str:
-    """Who runs the session (tag ``mlflow.user``)."""
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "unknown"

@@ -65,9 +65,19 @@ def marker_options(node: Any) -> dict[str, Any]:
     return options
 
 
+def marker_place(item: pytest.Item) -> str:
+    """How errors about an item's marker begin."""
+    return f"@pytest.mark.mlexp on {item.nodeid}"
+
+
 def check_marker(item: pytest.Item, marker: pytest.Mark) -> None:
-    """Raise ``UsageError`` for a marker with arguments the plugin does not accept."""
-    where = f"@pytest.mark.mlexp on {item.nodeid}"
+    """Raise ``UsageError`` for a marker with arguments the plugin does not accept.
+
+    The kernel checks its own arguments (``experiment``, ``tags``); the
+    features check theirs (``pipeline.activate`` calls them in turn), then
+    ``check_best``.
+    """
+    where = marker_place(item)
     if marker.args:
         raise pytest.UsageError(
             f"{where}: takes keyword arguments only ({', '.join(MARKER_KWARGS)}), "
@@ -88,15 +98,10 @@ def check_marker(item: pytest.Item, marker: pytest.Mark) -> None:
         raise pytest.UsageError(
             f"{where}: tags must be a dict such as tags={{'team': 'vision'}}, got {tags!r}"
         )
-    register = marker.kwargs.get("register")
-    if register is not None:
-        from ..settings.models import check_model_name
 
-        check_model_name(register, f"{where}: register")
-    if {"reuse", "inputs", "input_context"} & set(marker.kwargs):
-        from ..reuse.markers import check_reuse_marker
 
-        check_reuse_marker(marker.kwargs, where)
+def check_best(item: pytest.Item, marker: pytest.Mark) -> None:
+    """Raise ``UsageError`` for a ``best=`` that names no metric and direction."""
     best = marker.kwargs.get("best")
     if best is not None:
         from ..directions import BestSpec
@@ -104,7 +109,7 @@ def check_marker(item: pytest.Item, marker: pytest.Mark) -> None:
         try:
             BestSpec.parse(best)
         except ValueError as exc:
-            raise pytest.UsageError(f"{where}: {exc}") from None
+            raise pytest.UsageError(f"{marker_place(item)}: {exc}") from None
 
 
 def marker_experiment(item: pytest.Item, default: str) -> str:

@@ -1,11 +1,12 @@
 """The session object: the session's settings, its store, and the summaries its runs leave.
 
 Registered by ``plugin.py`` in every pytest run, so it stays light: until
-collection finds a tracked item it only looks. Then ``pipeline.activate``
-registers the features, ``item_runs.ItemRuns`` among them, which starts and
-ends a run around each tracked item; ``mlflow`` is imported only then. Under
-pytest-xdist, the summaries cross from the workers to the controller with
-the items' teardown reports; the controller does the session's end.
+collection finds a tracked item it only looks. What acts on the items is
+composed elsewhere: ``pipeline`` registers the features once collection
+found tracked items (``item_runs.ItemRuns`` among them, which starts and ends
+a run around each tracked item; ``mlflow`` is imported only then), and the
+controller's session-end work. Under pytest-xdist, the summaries cross from
+the workers to the controller with the items' teardown reports.
 """
 
 from __future__ import annotations
@@ -14,16 +15,14 @@ import contextlib
 import signal
 import threading
 import weakref
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ..workers import is_worker
-
 if TYPE_CHECKING:
     from ..backend.client import Backend
-    from ..pipeline import SessionEnd
     from ..settings import Settings
     from .summary import RunSummary
 
@@ -31,33 +30,30 @@ if TYPE_CHECKING:
 SUMMARY_FIELD = "mlexp_run"
 #: The user property of a reused item's call report (``backend.tags.REUSED_FROM``).
 REUSED_PROPERTY = "mlexp.reused_from"
-#: The marker's arguments that declare a search (``search.declaration.SEARCH_KWARGS``).
-_SEARCH_KWARGS = ("search", "trials", "objective", "sampler", "seed", "pruner", "study")
-
-
-def _declares_search(markers: list[pytest.Mark]) -> bool:
-    """Cheap: no search module is imported for functions that declare none."""
-    return any(key in marker.kwargs for marker in markers for key in _SEARCH_KWARGS)
 
 
 class MlexpSession:
     """The session's state: settings, the store, and one summary per finished run."""
 
-    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+    def __init__(
+        self,
+        config: pytest.Config,
+        settings: Settings,
+        open_backend: Callable[[Settings], Backend],
+    ) -> None:
         self.config = config
         self.settings = settings
         #: One summary per finished run, as reports arrived (from every worker).
         self.results: list[RunSummary] = []
-        #: What the session's end did (controller only); read by the terminal summary.
-        self.end: SessionEnd | None = None
-        self.is_worker = False
+        #: Whether collection failed (pytest still calls ``pytest_collection_finish``).
+        self.collection_failed = False
+        self._open_backend = open_backend
         self._backend: Backend | None = None
         self._order: dict[str, int] = {}
         self._summaries: weakref.WeakKeyDictionary[pytest.TestReport, RunSummary] = (
             weakref.WeakKeyDictionary()
         )
         self._restore_sigterm = False
-        self._collection_failed = False
         self._preparing: threading.Thread | None = None
 
     # -- the tracking store ------------------------------------------------------------------
@@ -69,13 +65,11 @@ class MlexpSession:
             self._preparing.join()
             self._preparing = None
         if self._backend is None:
-            from ..pipeline import open_backend
-
-            self._backend = open_backend(self.settings)
+            self._backend = self._open_backend(self.settings)
         self._handle_sigterm()
         return self._backend
 
-    def _prepare_backend(self) -> None:
+    def prepare_backend(self) -> None:
         """xdist controller: import mlflow and open the store while the workers run.
 
         Started when the first run's summary arrives (so sessions without
@@ -87,10 +81,8 @@ class MlexpSession:
             return
 
         def prepare() -> None:
-            from ..pipeline import open_backend
-
             with contextlib.suppress(Exception):
-                self._backend = open_backend(self.settings)
+                self._backend = self._open_backend(self.settings)
 
         self._preparing = threading.Thread(target=prepare, name="mlexp-prepare", daemon=True)
         self._preparing.start()
@@ -113,13 +105,6 @@ class MlexpSession:
         if self._restore_sigterm:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        self.is_worker = is_worker(session)
-        if self.settings.gate.baseline_file is not None:
-            from ..pipeline import check_early
-
-            check_early(self.settings)
-
     # -- collection --------------------------------------------------------------------------
 
     def pytest_ignore_collect(self, collection_path: Path) -> bool | None:
@@ -128,49 +113,14 @@ class MlexpSession:
             return None
         return True if collection_path == self.settings.tracking.store_artifact_dir else None
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        file_search = None
-        if self.settings.params.enabled:
-            from .markers import is_tracked
-
-            if is_tracked(metafunc.definition):
-                from ..params.collection import parametrize_from_file, search_from_file
-
-                parametrize_from_file(metafunc, self.settings.params)
-                file_search = search_from_file(metafunc)
-        markers = list(metafunc.definition.iter_markers("mlexp"))
-        if file_search is not None or _declares_search(markers):
-            from ..search.collection import parametrize_search
-
-            parametrize_search(metafunc, self.settings, file_search)
-        if any("repeats" in marker.kwargs or "seeds" in marker.kwargs for marker in markers):
-            from ..grids.repeats import parametrize_repeats
-
-            parametrize_repeats(metafunc)
-
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> Any:
-        try:
-            result = yield
-            from .markers import is_tracked
-
-            tracked = [item for item in items if is_tracked(item)]
-            if tracked:
-                from ..pipeline import activate
-
-                self._order = {item.nodeid: index for index, item in enumerate(items)}
-                activate(self, tracked)
-        except BaseException:
-            # pytest still calls pytest_collection_finish: don't open the store for nothing.
-            self._collection_failed = True
-            raise
-        return result
+    def track(self, items: Sequence[pytest.Item]) -> None:
+        """Collection found tracked items: remember the collection order of ``items``."""
+        self._order = {item.nodeid: index for index, item in enumerate(items)}
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         # Reach the store before the first experiment runs, so that a wrong URI
         # or a dead server stops the session at once, not after an hour of work.
-        if self.config.option.collectonly or self._collection_failed or not self._order:
+        if self.config.getoption("collectonly") or self.collection_failed or not self._order:
             return
         self.backend  # noqa: B018 - opens the store
 
@@ -211,7 +161,6 @@ class MlexpSession:
 
             if isinstance(report, pytest.TestReport):
                 self._summaries[report] = RunSummary.from_json(data[SUMMARY_FIELD])
-                self._prepare_backend()
         return report
 
     @pytest.hookimpl(tryfirst=True)
@@ -223,18 +172,3 @@ class MlexpSession:
             if key == REUSED_PROPERTY:
                 return "passed", ".", (f"PASSED (reused from run {value})", {"green": True})
         return None
-
-    # -- the session's end -------------------------------------------------------------------
-
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.is_worker and self.results:
-            from ..pipeline import finish
-
-            self.end = finish(self, session)
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.is_worker or not self.results:
-            return
-        from ..reports.terminal import write_summary
-
-        write_summary(terminalreporter, self.settings, self.results, self.end)

@@ -9,11 +9,9 @@ work (grid parents, the gate, reports, the terminal) reads only summaries.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from ..gate.rules import Row
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -29,6 +27,68 @@ class GroupRefs:
     #: A search's trial: the search's function (its test id) and its parent run.
     search: str | None = None
     search_run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a verdict table (the gate's ``compare`` makes them)."""
+
+    metric: str
+    baseline: float | None
+    current: float | None
+    allowed: str
+    verdict: str
+    #: ``up`` or ``down`` when the metric's direction was guessed from its name, not configured.
+    guessed: str = ""
+
+    @property
+    def change(self) -> float | None:
+        if self.baseline is None or self.current is None:
+            return None
+        return self.current - self.baseline
+
+    @property
+    def change_text(self) -> str:
+        change = self.change
+        if change is None or self.baseline is None:
+            return "-"
+        if abs(change) <= 1e-12 * max(1.0, abs(self.baseline)):
+            change = 0.0  # float noise, e.g. 1 - 0.8 against 0.2
+        text = f"{change:+.4g}"
+        if self.baseline != 0:
+            text += f" ({change / abs(self.baseline) * 100:+.2f}%)"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "baseline": self.baseline,
+            "current": self.current,
+            "allowed": self.allowed,
+            "verdict": self.verdict,
+            "guessed": self.guessed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Row:
+        return cls(
+            str(data["metric"]),
+            data["baseline"],
+            data["current"],
+            str(data["allowed"]),
+            str(data["verdict"]),
+            str(data.get("guessed", "")),
+        )
+
+
+@dataclass(frozen=True)
+class ReuseNote:
+    """What ``--mlexp-reuse`` decided for an item, as its run's summary shows it."""
+
+    #: The run whose results the item's run copies, or ``""`` when the item executes.
+    reused_from: str = ""
+    #: Why the item executes although it ran before (``code changed (helpers.py)``).
+    reason: str = ""
 
 
 @dataclass
@@ -60,8 +120,6 @@ class Verdict:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Verdict:
-        from ..gate.rules import Row
-
         return cls(**{**data, "rows": [Row.from_dict(row) for row in data["rows"]]})
 
 
@@ -86,7 +144,7 @@ class RunSummary:
     groups: GroupRefs | None = None
     verdict: Verdict | None = None
     #: For a repeat: the rules its cell's mean is judged by (JSON, see ``gate.cells``);
-    #: for a search's trial, those its best trial is judged by (``search.gate``).
+    #: for a search's trial, those its best trial is judged by (``groups.judging``).
     cell_rules: dict[str, Any] | None = None
     #: The server was lost and the run went to the journal for ``mlexp sync``.
     spooled: bool = False

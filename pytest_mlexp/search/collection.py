@@ -1,6 +1,6 @@
 """A search's trials as pytest items: ``experiment_svm[trial-0]`` ... ``[trial-39]``.
 
-Called from the session's ``pytest_generate_tests`` for functions whose
+Called from the pipeline's ``pytest_generate_tests`` for functions whose
 marker (or params file section) declares ``search=``. Each search param is
 parametrized with one ``Pending`` value per trial, with ids ``trial-N``: the
 items exist up front, so ``-k``, xdist and the reports see them; the values
@@ -16,13 +16,14 @@ accepted forms.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ..keys import SEARCH_COLLECTED_KEY
+from ..params.collection import FileSearch as FileSearch
+from ..params.collection import default_arguments
 from ..runs.markers import marker_options
 from .declaration import EXTRA, SEARCH_KWARGS, DeclarationError, SearchSpec, read_declaration
 
@@ -47,19 +48,6 @@ class Pending:
         return f"<{self.name} of trial-{self.index}: asked from the study in setup>"
 
 
-@dataclass(frozen=True)
-class FileSearch:
-    """A search declared in the params file, with where each key is, for messages."""
-
-    options: Mapping[str, Any]
-    #: ``where("search")`` -> ``experiments/params.yaml:7``.
-    where: Callable[[str], str]
-    #: The function's grid axes in the file (a search cannot have any).
-    grid: Sequence[str] = ()
-    #: The function's fixed values in the file (a search cannot search them too).
-    fixed: Sequence[str] = ()
-
-
 @dataclass
 class SearchState:
     """The searches collection met in this process."""
@@ -76,7 +64,6 @@ def parametrize_search(
 ) -> None:
     """One item per trial; a bad declaration is kept for ``check_searches``."""
     state = metafunc.config.stash.setdefault(_STATE_KEY, SearchState())
-    metafunc.config.stash[SEARCH_COLLECTED_KEY] = True
     definition = metafunc.definition
     try:
         spec = _declaration(metafunc, settings, file_search)
@@ -181,8 +168,6 @@ def _check_arguments(
             f"{definition.name} has grid axes in the params file ({', '.join(file_search.grid)}) "
             "and a search; move the axes into search: as lists",
         )
-    from ..params.collection import default_arguments
-
     taken = set(metafunc.fixturenames)
     defaults = default_arguments(metafunc)
     for name in spec.space:

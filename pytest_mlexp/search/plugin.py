@@ -29,12 +29,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..backend import tags as T
+from ..gate.keys import RULES_KEY
 from ..groups.creation import GroupRuns
-from ..keys import CELL_RULES_KEY, GROUPS_KEY, RULES_KEY, RUN_KEY, TRIAL_KEY
+from ..keys import CELL_RULES_KEY, GROUPS_KEY, RUN_KEY
 from ..runs.summary import GroupRefs
 from ..warning_types import MlexpWarning
 from ..workers import worker_input
 from .declaration import SearchSpec
+from .keys import TRIAL_KEY
 from .space import space_to_json
 
 if TYPE_CHECKING:

@@ -6,15 +6,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
+from .baselines import ACCEPTED_SPECS, BaselineSpec, parse_spec
 from .sources import base_dir, lookup, yaml_mapping
-
-if TYPE_CHECKING:
-    from ..gate.baselines import BaselineSpec
-    from ..gate.rules import Tolerance
+from .tolerances import ACCEPTED_TOLERANCES, RuleError, Tolerance, parse_tolerance
 
 T = TypeVar("T")
 
@@ -59,8 +57,6 @@ def resolve_gate(config: pytest.Config) -> GateSettings:
     spec = None
     found = lookup(config, option="mlexp_baseline", key="baseline")
     if found is not None:
-        from ..gate.baselines import ACCEPTED_SPECS, parse_spec
-
         try:
             spec = parse_spec(str(found[0]))
         except ValueError as exc:
@@ -114,14 +110,10 @@ def resolve_gate(config: pytest.Config) -> GateSettings:
 
 def tolerance(value: Any, where: str) -> Tolerance:
     """A tolerance in any accepted spelling, or ``UsageError`` naming ``where``."""
-    from ..gate import rules
-
     try:
-        return rules.parse_tolerance(value)
-    except rules.RuleError as exc:
-        raise pytest.UsageError(
-            f"{where}: {exc}; accepted forms: {rules.ACCEPTED_TOLERANCES}"
-        ) from None
+        return parse_tolerance(value)
+    except RuleError as exc:
+        raise pytest.UsageError(f"{where}: {exc}; accepted forms: {ACCEPTED_TOLERANCES}") from None
 
 
 def direction(value: Any, where: str) -> str:

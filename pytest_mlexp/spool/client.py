@@ -17,11 +17,6 @@ from ..warning_types import MlexpWarning
 from .journal import Journal
 
 
-def is_spooled(client: Any, run_id: str) -> bool:
-    """Whether the run went to the journal because the server was lost."""
-    return isinstance(client, SpoolingClient) and client.spooled(run_id)
-
-
 class SpoolingClient:
     """Wraps an ``MlflowClient``: a write that fails for good goes to the journal.
 
@@ -39,9 +34,6 @@ class SpoolingClient:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
-
-    def spooled(self, run_id: str) -> bool:
-        return run_id in self._offline
 
     def is_spooled(self, run_id: str) -> bool:
         """Whether the run went to the journal as the server was lost (``Backend.is_spooled``)."""

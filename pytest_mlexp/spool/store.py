@@ -108,7 +108,7 @@ class SpoolingStore(RestStore):
     ) -> Any:
         status = run_status if isinstance(run_status, str) else RunStatus.to_string(run_status)
         if status == "RUNNING":
-            if _active is not None and _active.spooled(run_id):
+            if _active is not None and _active.is_spooled(run_id):
                 return None  # resumed by mlflow.start_run(run_id=...): nothing to send
             return RestStore.update_run_info(self, run_id, run_status, end_time, run_name)
         op = {"op": "terminate", "status": status, "end_time": end_time or now_ms()}
@@ -119,7 +119,7 @@ class SpoolingStore(RestStore):
         )
 
     def get_run(self, run_id: str) -> Run:
-        if _active is not None and _active.spooled(run_id):
+        if _active is not None and _active.is_spooled(run_id):
             offline = _active.offline_view(run_id)
             if offline is not None:
                 # Created in the journal: its files can only be kept there.

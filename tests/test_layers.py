@@ -1,0 +1,94 @@
+"""The package's layers, read from its imports (under TYPE_CHECKING and in functions too).
+
+From the bottom: settings/ backend/ and the small shared modules; the kernel
+(runs/, keys.py); the features; reports/ and cli/; pipeline.py and plugin.py
+compose them. A lower layer never imports a higher one.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "pytest_mlexp"
+FEATURES = (
+    "artifacts",
+    "autolog",
+    "gate",
+    "grids",
+    "lineage",
+    "models",
+    "params",
+    "reuse",
+    "search",
+    "spool",
+)
+ABOVE_FEATURES = ("reports", "cli", "pipeline", "plugin")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(source: str, name: str, is_package: bool = False) -> set[str]:
+    """The ``pytest_mlexp`` modules (or packages) module ``name`` imports, anywhere in it."""
+    package = name if is_package else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                anchor = parts[: len(parts) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {m for m in found if m.startswith("pytest_mlexp.")}
+
+
+def imports_of(path: Path) -> set[str]:
+    source = path.read_text(encoding="utf-8")
+    return imported(source, module_name(path), path.name == "__init__.py")
+
+
+def top(module: str) -> str:
+    """``pytest_mlexp.gate.rules`` -> ``gate``."""
+    return module.split(".")[1]
+
+
+def offending(paths: list[Path], forbidden: tuple[str, ...]) -> list[str]:
+    return sorted(
+        f"{module_name(path)} imports {module}"
+        for path in paths
+        for module in imports_of(path)
+        if top(module) in forbidden
+    )
+
+
+def test_the_kernel_imports_no_feature() -> None:
+    kernel = [*sorted((PACKAGE / "runs").glob("*.py")), PACKAGE / "keys.py"]
+    assert offending(kernel, (*FEATURES, *ABOVE_FEATURES)) == []
+
+
+def test_settings_import_no_feature_and_no_kernel() -> None:
+    settings = sorted((PACKAGE / "settings").glob("*.py"))
+    assert offending(settings, ("runs", "keys", *FEATURES, *ABOVE_FEATURES)) == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from ..gate.rules import Rules\n",
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..gate import rules\n",
+        "def f():\n    import pytest_mlexp.gate.rules\n",
+    ],
+    ids=["module level", "TYPE_CHECKING", "in a function"],
+)
+def test_the_check_sees_every_kind_of_import(source: str) -> None:
+    modules = imported(source, "pytest_mlexp.runs.item_runs")
+    assert "gate" in {top(module) for module in modules}
