@@ -455,7 +455,8 @@ def test_sigterm_marks_the_run_killed(ourtester, run_experiments, read_runs):
             time.sleep(30)
         """
     )
-    result = run_experiments()
+    # A process of its own: the experiment signals the process pytest runs in.
+    result = ourtester.runpytest_subprocess("--mlexp-experiment", EXPERIMENT, "-p", "no:randomly")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     (run,) = read_runs(EXPERIMENT)
     assert run.info.status == "KILLED"
