@@ -12,8 +12,8 @@ import subprocess
 import sys
 import sysconfig
 import time
-import warnings
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
