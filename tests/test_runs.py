@@ -250,6 +250,7 @@ def test_ordinary_tests_are_untouched_and_mlflow_not_imported(ourtester):
             assert 1 + 1 == 2
         """
     )
+    # A fresh interpreter on purpose: this process has imported mlflow already.
     result = ourtester.runpytest_subprocess("-p", "no:randomly")
     result.assert_outcomes(passed=1)
     assert (ourtester.path / "mlflow-imported.txt").read_text() == "False"
@@ -268,6 +269,7 @@ def test_collect_only_does_not_import_mlflow(ourtester):
         """
     )
     ourtester.makepyfile(experiment_a="def experiment_a(): pass")
+    # A fresh interpreter on purpose: this process has imported mlflow already.
     result = ourtester.runpytest_subprocess("--collect-only", "-q")
     result.stdout.fnmatch_lines(["experiment_a.py::experiment_a"])
     assert (ourtester.path / "mlflow-imported.txt").read_text() == "False"
