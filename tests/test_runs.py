@@ -177,7 +177,10 @@ def test_ctrl_c_marks_the_run_killed_and_keeps_earlier_runs(ourtester, run_exper
             pass
         """
     )
-    result = run_experiments()
+    # In-process, pytester would raise the inner session's Ctrl-C in this test.
+    result = ourtester.runpytest(
+        "--mlexp-experiment", EXPERIMENT, "-p", "no:randomly", no_reraise_ctrlc=True
+    )
     assert result.ret == pytest.ExitCode.INTERRUPTED
     runs = read_runs(EXPERIMENT)
     seen = {r.info.run_name: (r.data.tags["mlexp.outcome"], r.info.status) for r in runs}
