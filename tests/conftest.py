@@ -83,6 +83,22 @@ class _LibrariesKept(_pytest.pytester.SysModulesSnapshot):
 
 _pytest.pytester.SysModulesSnapshot = _LibrariesKept  # type: ignore[misc]
 
+#: The warning filters of this process, without this suite's ``error`` (applied while
+#: conftest files are imported).
+_PROCESS_FILTERS = [entry for entry in warnings.filters if entry[0] != "error"]
+_inline_run = pytest.Pytester.inline_run
+
+
+def _inline_run_with_process_filters(self: pytest.Pytester, *args: Any, **kwargs: Any) -> Any:
+    """An inner session sees the warning filters a fresh process would, not ``error``."""
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        warnings.filters.extend(_PROCESS_FILTERS)
+        return _inline_run(self, *args, **kwargs)
+
+
+pytest.Pytester.inline_run = _inline_run_with_process_filters  # type: ignore[method-assign]
+
 #: Imported once up front, so no test pays for it (and no test half-imports it).
 _WARM_MODULES = (
     "mlflow.sklearn",
