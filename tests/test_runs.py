@@ -279,8 +279,9 @@ def test_collect_only_does_not_import_mlflow(ourtester):
 
 
 def test_marked_tests_and_mlflow_run_users_are_tracked(ourtester, run_experiments, read_runs):
+    # Not test_models: in-process, that module name is this suite's tests/test_models.py.
     ourtester.makepyfile(
-        test_models="""
+        test_model_suite="""
         import pytest
 
         pytestmark = pytest.mark.mlexp(tags={"suite": "models"})
