@@ -37,7 +37,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    from . import settings
+    from . import process_state, settings
     from .pipeline import Controller, Pipeline, open_backend
     from .runs.session import MlexpSession
     from .workers import is_controller
@@ -45,6 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("python_files", "experiment_*.py")
     config.addinivalue_line("python_functions", "experiment_*")
     config.addinivalue_line("markers", MARKER)
+    config.pluginmanager.register(process_state.ProcessState(), "mlexp-process-state")
     resolved = settings.resolve(config)
     config.stash[SETTINGS_KEY] = resolved
     session = MlexpSession(config, resolved, open_backend)

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import _pytest.pytester
 import mlflow
 import pytest
 from mlflow.entities import Metric, Param, Run
 from mlflow.tracking import MlflowClient
+
+import pytest_mlexp
 
 #: Environment that would leak the developer's own MLflow setup into tests.
 _LEAKY_ENV = (
@@ -31,6 +38,92 @@ _LEAKY_ENV = (
     "MLEXP_SESSION_ID",
     "PYTEST_ADDOPTS",
 )
+
+
+# -- in-process pytester runs --------------------------------------------------------------
+#
+# pytester runs pytest in this process (no ``--runpytest=subprocess``): the plugin
+# puts back what it changes in the process at unconfigure (``process_state``).
+# After each run pytester drops the modules the run imported; dropping mlflow's,
+# SQLAlchemy's or the package's own modules half-way would leave the next run
+# two copies of their classes and state, and importing them again costs seconds.
+# Modules of installed libraries and of the package stay imported, as in a
+# long-lived process; the experiment projects' own modules are still dropped.
+
+#: Where installed libraries and the package live: their modules stay imported.
+_LIBRARY_DIRS = tuple(
+    os.path.realpath(path) + os.sep
+    for path in {
+        *(sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")),
+        os.path.dirname(pytest_mlexp.__file__),
+    }
+)
+_kept: dict[tuple[str, int], bool] = {}
+
+
+def _is_library(name: str) -> bool:
+    module = sys.modules.get(name)
+    key = (name, id(module))
+    if key not in _kept:
+        file = getattr(module, "__file__", None)
+        paths = [file] if file else list(getattr(module, "__path__", None) or [])
+        _kept[key] = all(os.path.realpath(path).startswith(_LIBRARY_DIRS) for path in paths)
+    return _kept[key]
+
+
+class _LibrariesKept(_pytest.pytester.SysModulesSnapshot):
+    """pytester's snapshot of ``sys.modules`` (pytest 8-9), keeping libraries' modules."""
+
+    def __init__(self, preserve: Callable[[str], bool] | None = None) -> None:
+        def keep(name: str) -> bool:
+            return (preserve is not None and preserve(name)) or _is_library(name)
+
+        super().__init__(preserve=keep)
+
+
+_pytest.pytester.SysModulesSnapshot = _LibrariesKept  # type: ignore[misc]
+
+#: The warning filters of this process, without this suite's ``error`` (applied while
+#: conftest files are imported).
+_PROCESS_FILTERS = [entry for entry in warnings.filters if entry[0] != "error"]
+_inline_run = pytest.Pytester.inline_run
+
+
+def _inline_run_with_process_filters(self: pytest.Pytester, *args: Any, **kwargs: Any) -> Any:
+    """An inner session sees the warning filters a fresh process would, not ``error``."""
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        warnings.filters.extend(_PROCESS_FILTERS)
+        return _inline_run(self, *args, **kwargs)
+
+
+pytest.Pytester.inline_run = _inline_run_with_process_filters  # type: ignore[method-assign]
+
+#: Imported once up front, so no test pays for it (and no test half-imports it).
+_WARM_MODULES = (
+    "mlflow.sklearn",
+    "mlflow.pyfunc",
+    "mlflow.models",
+    "mlflow.store.tracking.rest_store",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "optuna",
+    "sklearn.datasets",
+    "sklearn.linear_model",
+    "xdist.plugin",
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _package_imported() -> None:
+    """Every module of the package and the libraries experiments use, imported once."""
+    with warnings.catch_warnings():
+        # What importing says (MLflow's type hint notes...), each session's run says again.
+        warnings.simplefilter("ignore")
+        for module in pkgutil.walk_packages(pytest_mlexp.__path__, "pytest_mlexp."):
+            if module.name != "pytest_mlexp.__main__":
+                importlib.import_module(module.name)
+        for name in _WARM_MODULES:
+            importlib.import_module(name)
 
 
 @pytest.fixture(scope="session", autouse=True)

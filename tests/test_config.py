@@ -60,7 +60,7 @@ def test_relative_sqlite_in_ini_is_anchored_at_rootdir(ourtester):
     ourtester.makeini("[pytest]\nmlexp_tracking_uri = sqlite:///stores/runs.db\n")
     sub = ourtester.mkdir("sub")
     sub.joinpath("experiment_a.py").write_text("def experiment_a(): pass\n")
-    result = ourtester.runpytest_subprocess("sub", "-p", "no:randomly")
+    result = ourtester.runpytest("sub", "-p", "no:randomly")
     result.assert_outcomes(passed=1)
     assert (ourtester.path / "stores" / "runs.db").exists()
 
@@ -70,7 +70,7 @@ def test_default_store_is_anchored_at_rootdir_not_cwd(ourtester):
     sub.joinpath("experiment_a.py").write_text("def experiment_a(): pass\n")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(sub)
-        result = ourtester.runpytest_subprocess(".", "-p", "no:randomly")
+        result = ourtester.runpytest(".", "-p", "no:randomly")
     result.assert_outcomes(passed=1)
     assert (ourtester.path / "mlflow.db").exists()
     assert not (sub / "mlflow.db").exists()

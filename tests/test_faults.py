@@ -58,9 +58,11 @@ def test_bad_policy_is_a_usage_error(ourtester) -> None:
     )
 
 
-def _lose_server(ourtester, server, policy: str):  # type: ignore[no-untyped-def]
+def _lose_server(ourtester, server, policy: str, dies: bool = False):  # type: ignore[no-untyped-def]
     ourtester.makepyfile(experiment_lose=LOSING)
-    result = ourtester.runpytest(
+    # ``dies``: a process of its own, whose death the next session finds.
+    run = ourtester.runpytest_subprocess if dies else ourtester.runpytest
+    result = run(
         "-p", "no:randomly", "--mlexp-tracking-uri", server.url,
         "--mlexp-on-tracking-error", policy, "-W", "ignore::pytest_mlexp.MlexpWarning",
     )  # fmt: skip
@@ -125,7 +127,7 @@ def test_lost_server_fails_the_items_and_the_next_session_kills_the_run(
     ourtester, losable_server, runs_of
 ) -> None:
     server = losable_server
-    result = _lose_server(ourtester, server, "fail")
+    result = _lose_server(ourtester, server, "fail", dies=True)
     # 1 passed; 2 passed its call but its run could not be completed: error at teardown;
     # 3 could not create its run: error at setup.
     assert result.parseoutcomes()["passed"] == 2

@@ -296,7 +296,8 @@ def test_killed_session_runs_are_marked_killed_by_the_next_session(
     ourtester, client, runs_of
 ) -> None:
     ourtester.makepyfile(experiment_crash=KILLER)
-    killed = ourtester.runpytest("-p", "no:randomly")
+    # A process of its own: the experiment kills the process pytest runs in (kill -9).
+    killed = ourtester.runpytest_subprocess("-p", "no:randomly")
     assert killed.ret == -9
     running = [
         r for r in runs_of(client, ourtester.path.name, groups=True) if r.info.status == "RUNNING"

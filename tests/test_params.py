@@ -492,7 +492,8 @@ def test_a_suite_without_experiments_never_reads_the_file(ourtester) -> None:
         """
     )
     ourtester.makepyfile(test_plain="def test_one():\n    assert True\n")
-    result = ourtester.runpytest("-s")
+    # A fresh interpreter on purpose: this process has imported both already.
+    result = ourtester.runpytest_subprocess("-s")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*loaded: [[][]]"])
 

@@ -389,7 +389,8 @@ def test_on_a_server(ourtester: pytest.Pytester, mlflow_server: Any) -> None:
     ourtester.makeini(f"[pytest]\nmlexp_experiment = reuse-server-{ourtester.path.name}\n")
     ourtester.makepyfile(
         record=RECORD,
-        test_server="""
+        # Not test_server: in-process, that module name is this suite's tests/test_server.py.
+        test_reuse_on_server="""
         import pytest
         from record import record
 

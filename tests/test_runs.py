@@ -177,7 +177,10 @@ def test_ctrl_c_marks_the_run_killed_and_keeps_earlier_runs(ourtester, run_exper
             pass
         """
     )
-    result = run_experiments()
+    # In-process, pytester would raise the inner session's Ctrl-C in this test.
+    result = ourtester.runpytest(
+        "--mlexp-experiment", EXPERIMENT, "-p", "no:randomly", no_reraise_ctrlc=True
+    )
     assert result.ret == pytest.ExitCode.INTERRUPTED
     runs = read_runs(EXPERIMENT)
     seen = {r.info.run_name: (r.data.tags["mlexp.outcome"], r.info.status) for r in runs}
@@ -250,6 +253,7 @@ def test_ordinary_tests_are_untouched_and_mlflow_not_imported(ourtester):
             assert 1 + 1 == 2
         """
     )
+    # A fresh interpreter on purpose: this process has imported mlflow already.
     result = ourtester.runpytest_subprocess("-p", "no:randomly")
     result.assert_outcomes(passed=1)
     assert (ourtester.path / "mlflow-imported.txt").read_text() == "False"
@@ -268,14 +272,16 @@ def test_collect_only_does_not_import_mlflow(ourtester):
         """
     )
     ourtester.makepyfile(experiment_a="def experiment_a(): pass")
+    # A fresh interpreter on purpose: this process has imported mlflow already.
     result = ourtester.runpytest_subprocess("--collect-only", "-q")
     result.stdout.fnmatch_lines(["experiment_a.py::experiment_a"])
     assert (ourtester.path / "mlflow-imported.txt").read_text() == "False"
 
 
 def test_marked_tests_and_mlflow_run_users_are_tracked(ourtester, run_experiments, read_runs):
+    # Not test_models: in-process, that module name is this suite's tests/test_models.py.
     ourtester.makepyfile(
-        test_models="""
+        test_model_suite="""
         import pytest
 
         pytestmark = pytest.mark.mlexp(tags={"suite": "models"})
@@ -455,7 +461,8 @@ def test_sigterm_marks_the_run_killed(ourtester, run_experiments, read_runs):
             time.sleep(30)
         """
     )
-    result = run_experiments()
+    # A process of its own: the experiment signals the process pytest runs in.
+    result = ourtester.runpytest_subprocess("--mlexp-experiment", EXPERIMENT, "-p", "no:randomly")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     (run,) = read_runs(EXPERIMENT)
     assert run.info.status == "KILLED"

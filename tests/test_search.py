@@ -330,7 +330,8 @@ def pytest_sessionfinish(session):
 def test_collecting_a_search_imports_neither_optuna_nor_mlflow(project) -> None:
     ourtester = project(experiment_bowl=bowl(40))
     ourtester.makeconftest(LOADED)
-    result = ourtester.runpytest(*QUIET, "-s", "--collect-only", "-q")
+    # A fresh interpreter on purpose: this process has imported optuna and mlflow already.
+    result = ourtester.runpytest_subprocess(*QUIET, "-s", "--collect-only", "-q")
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(
         [
@@ -345,7 +346,8 @@ def test_collecting_a_search_imports_neither_optuna_nor_mlflow(project) -> None:
 def test_a_suite_without_searches_loads_no_search_module(ourtester) -> None:
     ourtester.makeconftest(LOADED)
     ourtester.makepyfile(test_plain="def test_one():\n    assert True\n")
-    result = ourtester.runpytest("-s", "-p", "no:randomly")
+    # A fresh interpreter on purpose: this process has imported the search modules already.
+    result = ourtester.runpytest_subprocess("-s", "-p", "no:randomly")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*loaded: [[][]]"])
 
