@@ -2,6 +2,10 @@
 
 Importing this package imports neither ``mlflow`` nor ``pytest``; its names
 are loaded on first access.
+
+PYTEST_DONT_REWRITE: the plugin's own asserts are internal checks, not tests;
+pytest need not rewrite them, nor warn that an in-process session (pytester)
+finds the package imported already.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 CELLS = 6
@@ -152,3 +153,64 @@ def test_sync_completes_a_search_parent_again(ourtester, losable_server, runs_of
     assert parent.data.metrics["mlexp.trials"] == TRIALS
     best = min(trials, key=lambda t: t.data.metrics["loss"])
     assert parent.data.tags["mlexp.best_run_id"] == best.info.run_id
+
+
+#: Two repeated cells of a grid; the second repeat of the first cell stops the server.
+REPEAT_OUTAGE = """
+import pytest
+from server_control import stop_server
+
+CALLS = []
+
+@pytest.mark.mlexp(repeats=2, best="score:max")
+@pytest.mark.parametrize("lr", [0.1, 0.2])
+def experiment_repeat(mlflow_run, lr, seed):
+    CALLS.append(seed)
+    if len(CALLS) == 2:
+        mlflow_run.flush()
+        stop_server()
+    return {"score": lr * 10 + seed}
+"""
+
+
+def test_sync_completes_repeated_cells_and_their_grid_again(
+    ourtester, losable_server, runs_of
+) -> None:
+    """Repeats spooled during an outage come back with ``mlexp sync``; so do their cells' means."""
+    server = losable_server
+    ourtester.makepyfile(experiment_repeat_outage=REPEAT_OUTAGE)
+    result = ourtester.runpytest(
+        "-p", "no:randomly", "--mlexp-tracking-uri", server.url, "--mlexp-lineage=none",
+        "--mlexp-on-tracking-error", "spool", "-W", "ignore::pytest_mlexp.MlexpWarning",
+    )  # fmt: skip
+    server.process.wait(timeout=30)
+    result.assert_outcomes(passed=4)
+
+    server.start()
+    sync = [sys.executable, "-m", "pytest_mlexp", "sync"]
+    up = subprocess.run(sync, cwd=ourtester.path, capture_output=True, text=True)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "mlexp grid experiment_repeat_outage.py::experiment_repeat: 2 cells, 2 passed" in (
+        up.stdout
+    ), up.stdout
+
+    client = MlflowClient(tracking_uri=server.url)
+    runs = runs_of(client, ourtester.path.name, groups=True)
+    kinds = {r.info.run_id: r.data.tags.get("mlexp.kind") for r in runs}
+    (grid,) = [r for r in runs if kinds[r.info.run_id] == "grid"]
+    cells = sorted(
+        (r for r in runs if kinds[r.info.run_id] == "cell"), key=lambda r: r.info.run_name
+    )
+    repeats = [r for r in runs if kinds[r.info.run_id] is None]
+    assert len(cells) == 2
+    assert len(repeats) == 4
+    assert all(r.info.status == "FINISHED" for r in repeats)
+    for cell, lr in zip(cells, (0.1, 0.2), strict=True):
+        assert cell.info.status == "FINISHED", cell.info.run_name
+        assert cell.data.tags["mlflow.parentRunId"] == grid.info.run_id
+        assert cell.data.tags["mlexp.repeats"] == "2"
+        assert cell.data.tags["mlexp.repeats_passed"] == "2"
+        assert cell.data.metrics["score"] == pytest.approx(lr * 10 + 0.5)
+    assert grid.info.status == "FINISHED"
+    assert grid.data.tags["mlexp.grid_size"] == "2"
+    assert grid.data.tags["mlexp.best_run_id"] == cells[1].info.run_id
