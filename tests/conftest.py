@@ -67,7 +67,10 @@ def _is_library(name: str) -> bool:
     if key not in _kept:
         file = getattr(module, "__file__", None)
         paths = [file] if file else list(getattr(module, "__path__", None) or [])
-        _kept[key] = all(os.path.realpath(path).startswith(_LIBRARY_DIRS) for path in paths)
+        # A name a test blocked (``sys.modules["optuna"] = None``) is no library: put back.
+        _kept[key] = bool(paths) and all(
+            os.path.realpath(path).startswith(_LIBRARY_DIRS) for path in paths
+        )
     return _kept[key]
 
 
