@@ -42,21 +42,28 @@ def find_or_create_group(
     ``mlexp.group`` and ``mlexp.session_id`` added.
     """
     group = group_tag(session_id, kind, key)
-    experiment_id = backend.experiment_id(experiment)
+    all_tags = {
+        **tags,
+        T.KIND: kind,
+        T.GROUP: group,
+        T.SESSION_ID: session_id,
+        T.RUN_NAME: name,
+    }
     with machine_lock("group", backend.uri, group):
-        found = _oldest(backend, experiment_id, group)
-        if found is not None:
-            return found
-        all_tags = {
-            **tags,
-            T.KIND: kind,
-            T.GROUP: group,
-            T.SESSION_ID: session_id,
-            T.RUN_NAME: name,
-        }
-        created = str(
-            backend.client.create_run(experiment_id, tags=all_tags, run_name=name).info.run_id
-        )
+        try:
+            experiment_id = backend.experiment_id(experiment)
+            found = _oldest(backend, experiment_id, group)
+            if found is not None:
+                return found
+            created = str(
+                backend.client.create_run(experiment_id, tags=all_tags, run_name=name).info.run_id
+            )
+        except Exception as exc:
+            if not backend.spools:
+                raise
+            # The server is lost: the group run goes to the journal with its members,
+            # and ``mlexp sync`` creates it before them (``spool.replay``).
+            return str(backend.client.offline_run(exc, experiment, name, all_tags))
         # Another machine (a CI shard) may have raced us: everyone keeps the oldest.
         keep = _oldest(backend, experiment_id, group) or created
         if keep != created:

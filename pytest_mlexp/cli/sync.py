@@ -42,24 +42,25 @@ def register(subparsers: Any) -> None:
 @reports_errors
 def run_sync(args: argparse.Namespace) -> int:
     from ..spool.journal import JOURNAL_DIR
-    from ..spool.replay import recorded_uri, replay
+    from ..spool.replay import recorded_uri, replay, replay_order
 
     tracking = project_tracking(args)
     root = Path(args.journal) if args.journal else tracking.rootdir / JOURNAL_DIR
-    files = sorted(root.glob("*.jsonl")) if root.is_dir() else []
+    files = replay_order(root.glob("*.jsonl")) if root.is_dir() else []
     if not files:
         print(f"mlexp sync: nothing to replay in {root}")
         return 0
     configured = tracking.tracking_uri if tracking.uri_source != "default" else None
     backends: dict[str, Backend] = {}
     replayed: dict[str, list[str]] = {}  # uri -> run ids
+    ids: dict[str, str] = {}  # journal id of a run created offline -> its id on the server
     done = failed = 0
     for path in files:
         try:
             uri = configured or recorded_uri(path) or tracking.tracking_uri
             if uri not in backends:
                 backends[uri] = _open(uri, tracking.uri_source if configured else "the journal")
-            replayed.setdefault(uri, []).append(replay(path, backends[uri]))
+            replayed.setdefault(uri, []).append(replay(path, backends[uri], ids))
         except Exception as exc:
             failed += 1
             print(f"mlexp sync: {path.name}: {type(exc).__name__}: {exc}; kept for the next sync")
