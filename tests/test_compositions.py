@@ -11,9 +11,16 @@ reuse | the gate: a reused cell is judged by the metrics it copies | test_a_reus
 reuse | the gate against a baseline file | test_reuse.py::test_a_reused_cell_regressing_against_a_baseline_file_still_fails
 reuse | searches: trials always execute | test_reuse.py::test_a_searchs_trials_always_execute
 a search gated as a whole | registration: the version carries the search's verdict | test_a_gated_search_registers_with_the_searchs_verdict
-spool and sync | grid parents, repeat cells, search parents | (lead: spool helper's test)
-shards ending together | grids, searches | (lead: groups helper's test)
-xdist | all of the above | (lead: -n 2 rows above and the groups/spool helpers' tests)
+spool and sync | grid parents, cells' values from both APIs and autolog | test_outage.py::test_values_of_both_apis_and_autolog_come_back_after_sync
+spool and sync | repeat cells and their grid, created while the server is lost | test_outage.py::test_sync_completes_repeated_cells_and_their_grid_again
+spool and sync | search parents | test_outage.py::test_sync_completes_a_search_parent_again
+spool and sync | files logged through mlflow.log_artifact/log_figure/log_dict | test_outage_artifacts.py::test_fluent_files_logged_during_an_outage_come_back_after_sync
+shards ending together | grids | test_shards.py::test_shards_ending_together_keep_every_shards_counts
+shards ending together | searches | test_shards.py::test_shards_ending_together_keep_every_shards_trials
+xdist | grid parents, repeat cells, the summary | test_grids.py::test_xdist_gives_the_same_runs_parents_and_summary
+xdist | registration, gate, reruns, reuse | the [xdist] rows above; test_models.py::test_registration_under_xdist_and_from_the_best_repeat
+xdist | searches: one study, one parent | test_search.py::test_workers_share_one_study_and_one_parent
+xdist | the gate's verdicts reach the controller | test_regression.py::test_verdicts_from_xdist_workers_reach_the_controller
 """  # noqa: E501
 
 from __future__ import annotations
