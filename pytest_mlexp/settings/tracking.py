@@ -130,7 +130,7 @@ def resolve_tracking(config: pytest.Config, *, reading: bool = False) -> Trackin
 
 def _distributes(config: pytest.Config) -> bool:
     """The controller of a pytest-xdist session (``-n``, ``--dist``): its workers collect."""
-    return worker_input(config) is None and getattr(config.option, "dist", "no") != "no"
+    return worker_input(config) is None and config.getoption("dist", "no") != "no"
 
 
 def _session_id(config: pytest.Config) -> str:
