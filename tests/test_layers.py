@@ -18,6 +18,7 @@ FEATURES = (
     "autolog",
     "gate",
     "grids",
+    "groups",
     "lineage",
     "models",
     "params",
@@ -26,6 +27,14 @@ FEATURES = (
     "spool",
 )
 ABOVE_FEATURES = ("reports", "cli", "pipeline", "plugin")
+#: The small shared modules beside settings/ and backend/.
+BOTTOM_MODULES = (
+    "directions.py",
+    "redaction.py",
+    "workers.py",
+    "warning_types.py",
+    "process_state.py",
+)
 
 
 def module_name(path: Path) -> str:
@@ -78,6 +87,14 @@ def test_the_kernel_imports_no_feature() -> None:
 def test_settings_import_no_feature_and_no_kernel() -> None:
     settings = sorted((PACKAGE / "settings").glob("*.py"))
     assert offending(settings, ("runs", "keys", *FEATURES, *ABOVE_FEATURES)) == []
+
+
+def test_the_bottom_layer_imports_no_kernel_and_no_feature() -> None:
+    bottom = [
+        *sorted((PACKAGE / "backend").glob("*.py")),
+        *(PACKAGE / name for name in BOTTOM_MODULES),
+    ]
+    assert offending(bottom, ("runs", "keys", *FEATURES, *ABOVE_FEATURES)) == []
 
 
 @pytest.mark.parametrize(
