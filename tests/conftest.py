@@ -209,6 +209,31 @@ def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "fresh_store: in a PREMADE_STORE module, the session creates its own default store",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _premade_store(request: pytest.FixtureRequest) -> None:
+    """In a module with ``PREMADE_STORE = True``, ``ourtester``'s default store already exists.
+
+    A copy of ``empty_store``: creating the tables is most of a small session's time.
+    Such modules' tests do not check the store's creation; a test that does (or that
+    checks no store is made) is marked ``fresh_store``.
+    """
+    if (
+        "ourtester" not in request.fixturenames
+        or not getattr(request.module, "PREMADE_STORE", False)
+        or request.node.get_closest_marker("fresh_store") is not None
+    ):
+        return
+    project: pytest.Pytester = request.getfixturevalue("ourtester")
+    shutil.copy(request.getfixturevalue("empty_store"), project.path / "mlflow.db")
+
+
 @pytest.fixture
 def read_runs(ourtester: pytest.Pytester):  # type: ignore[no-untyped-def]
     """``read_runs(experiment, uri=None, groups=False)``: the runs of an experiment, by name.

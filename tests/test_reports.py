@@ -26,6 +26,9 @@ from pytest_mlexp import cli
 
 EXPERIMENT = "demo"
 
+#: The project's default store exists before each session (conftest ``_premade_store``).
+PREMADE_STORE = True
+
 GRID = """
 import pytest
 
@@ -235,6 +238,7 @@ def test_report_that_cannot_be_written_is_said_and_loses_nothing(ourtester, read
     assert run.info.status == "FINISHED"
 
 
+@pytest.mark.fresh_store
 def test_no_report_without_tracked_runs(ourtester):
     ourtester.makepyfile(test_plain="def test_plain(): pass")
     result = ourtester.runpytest("--mlexp-html=report.html", "-p", "no:randomly")
@@ -244,6 +248,7 @@ def test_no_report_without_tracked_runs(ourtester):
     assert "HTML report" not in result.stdout.str()
 
 
+@pytest.mark.fresh_store
 def test_report_path_that_is_a_directory_is_refused(ourtester):
     ourtester.makepyfile(experiment_one="def experiment_one(): pass")
     ourtester.mkdir("reports")
