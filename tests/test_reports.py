@@ -571,7 +571,8 @@ def test_every_command_has_help_in_the_real_console_script(tmp_path):
     for flag in ("--experiment NAME", "--session ID", "-o PATH, --output PATH", "--tracking-uri"):
         assert flag in report
     assert "MLFLOW_TRACKING_URI" in report
-    assert "RUN_A" in help_of("compare")
-    assert "code/" in help_of("compare")
+    compare = help_of("compare")
+    assert "RUN_A" in compare
+    assert "code/" in compare
     assert "--filter EXPR" in help_of("runs")
     assert list(tmp_path.iterdir()) == []
