@@ -209,6 +209,31 @@ def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "fresh_store: in a PREMADE_STORE module, the session creates its own default store",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _premade_store(request: pytest.FixtureRequest) -> None:
+    """In a module with ``PREMADE_STORE = True``, ``ourtester``'s default store already exists.
+
+    A copy of ``empty_store``: creating the tables is most of a small session's time.
+    Such modules' tests do not check the store's creation; a test that does (or that
+    checks no store is made) is marked ``fresh_store``.
+    """
+    if (
+        "ourtester" not in request.fixturenames
+        or not getattr(request.module, "PREMADE_STORE", False)
+        or request.node.get_closest_marker("fresh_store") is not None
+    ):
+        return
+    project: pytest.Pytester = request.getfixturevalue("ourtester")
+    shutil.copy(request.getfixturevalue("empty_store"), project.path / "mlflow.db")
+
+
 @pytest.fixture
 def read_runs(ourtester: pytest.Pytester):  # type: ignore[no-untyped-def]
     """``read_runs(experiment, uri=None, groups=False)``: the runs of an experiment, by name.
@@ -239,16 +264,22 @@ def _free_port() -> int:
 class MlflowServer:
     """A real ``mlflow server`` on 127.0.0.1, started and stopped by tests."""
 
-    def __init__(self, root: Path, backend_uri: str | None = None, *extra: str) -> None:
+    def __init__(
+        self, root: Path, backend_uri: str | None = None, *extra: str, template: Path | None = None
+    ) -> None:
         self.root = root
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.backend_uri = backend_uri or f"sqlite:///{root / 'server.db'}"
         self.extra = extra
+        # Its own sqlite store starts as a copy of ``template``, when given (see ``server_store``).
+        self.template = None if backend_uri else template
         self.process: subprocess.Popen[bytes] | None = None
         self.log = root / "server.log"
 
     def start(self, timeout: float = 90.0) -> None:
+        if self.template is not None and not (self.root / "server.db").exists():
+            shutil.copy(self.template, self.root / "server.db")
         mlflow_cli = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or "mlflow"
         command = [
             mlflow_cli, "server",
@@ -289,13 +320,31 @@ class MlflowServer:
             self.process.wait()
 
 
+@pytest.fixture(scope="session")
+def server_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty sqlite store as ``mlflow server`` creates it, to copy into each server.
+
+    Creating and migrating the tables is most of a server's start (seconds per
+    server); the schema and the Default experiment (its artifacts served by the
+    server: ``mlflow-artifacts:/0``) are what the server itself would write.
+    """
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    path = tmp_path_factory.mktemp("server-store") / "server.db"
+    store = SqlAlchemyStore(f"sqlite:///{path}", "mlflow-artifacts:/")
+    store.engine.dispose()
+    return path
+
+
 @pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[type[MlflowServer]]:
+def server_factory(tmp_path: Path, server_store: Path) -> Iterator[type[MlflowServer]]:
     """Start extra servers (own backend, auth, restarts); all are stopped after the test."""
     started: list[MlflowServer] = []
 
     def make(backend_uri: str | None = None, *extra: str) -> MlflowServer:
-        server = MlflowServer(tmp_path / f"server{len(started)}", backend_uri, *extra)
+        server = MlflowServer(
+            tmp_path / f"server{len(started)}", backend_uri, *extra, template=server_store
+        )
         server.root.mkdir()
         started.append(server)
         return server
@@ -350,9 +399,11 @@ def losable_server(
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+def mlflow_server(
+    tmp_path_factory: pytest.TempPathFactory, server_store: Path
+) -> Iterator[MlflowServer]:
     """One real tracking server for the whole test session."""
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"), template=server_store)
     server.start()
     yield server
     server.stop()

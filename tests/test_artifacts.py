@@ -11,6 +11,9 @@ from pytest_mlexp.artifacts.scanner import Scanner, changed, kind_folder
 
 EXPERIMENT = "demo"
 
+#: The project's default store exists before each session (conftest ``_premade_store``).
+PREMADE_STORE = True
+
 
 def artifact_files(client, run_id: str, path: str | None = None) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """Every artifact file of a run and its size."""

@@ -6,6 +6,9 @@ import pytest
 
 EXPERIMENT = "demo"
 
+#: The project's default store exists before each session (conftest ``_premade_store``).
+PREMADE_STORE = True
+
 PROJECT = """
 import pytest
 from sklearn.datasets import load_iris

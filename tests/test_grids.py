@@ -7,6 +7,9 @@ import sqlite3
 
 import pytest
 
+#: The project's default store exists before each session (conftest ``_premade_store``).
+PREMADE_STORE = True
+
 GRID = """
 import pytest
 
@@ -238,6 +241,7 @@ def test_xdist_gives_the_same_runs_parents_and_summary(ourtester, client, runs_o
     assert len(serial_lines) > 13
 
 
+@pytest.mark.fresh_store
 def test_four_workers_share_a_new_sqlite_store(ourtester, client, runs_of) -> None:
     ourtester.makepyfile(
         experiment_many="""

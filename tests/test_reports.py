@@ -26,6 +26,9 @@ from pytest_mlexp import cli
 
 EXPERIMENT = "demo"
 
+#: The project's default store exists before each session (conftest ``_premade_store``).
+PREMADE_STORE = True
+
 GRID = """
 import pytest
 
@@ -235,6 +238,7 @@ def test_report_that_cannot_be_written_is_said_and_loses_nothing(ourtester, read
     assert run.info.status == "FINISHED"
 
 
+@pytest.mark.fresh_store
 def test_no_report_without_tracked_runs(ourtester):
     ourtester.makepyfile(test_plain="def test_plain(): pass")
     result = ourtester.runpytest("--mlexp-html=report.html", "-p", "no:randomly")
@@ -244,6 +248,7 @@ def test_no_report_without_tracked_runs(ourtester):
     assert "HTML report" not in result.stdout.str()
 
 
+@pytest.mark.fresh_store
 def test_report_path_that_is_a_directory_is_refused(ourtester):
     ourtester.makepyfile(experiment_one="def experiment_one(): pass")
     ourtester.mkdir("reports")
@@ -566,7 +571,8 @@ def test_every_command_has_help_in_the_real_console_script(tmp_path):
     for flag in ("--experiment NAME", "--session ID", "-o PATH, --output PATH", "--tracking-uri"):
         assert flag in report
     assert "MLFLOW_TRACKING_URI" in report
-    assert "RUN_A" in help_of("compare")
-    assert "code/" in help_of("compare")
+    compare = help_of("compare")
+    assert "RUN_A" in compare
+    assert "code/" in compare
     assert "--filter EXPR" in help_of("runs")
     assert list(tmp_path.iterdir()) == []

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+#: The project's default store exists before each session (conftest ``_premade_store``).
+PREMADE_STORE = True
+
 #: Cell 1.0 fails its first attempt (after logging the grid's best score) and passes its rerun.
 FLAKY_GRID = """
 import pytest

@@ -9,6 +9,9 @@ import pytest
 
 EXPERIMENT = "demo"
 
+#: The project's default store exists before each session (conftest ``_premade_store``).
+PREMADE_STORE = True
+
 
 @pytest.fixture
 def run_experiments(ourtester: pytest.Pytester):  # type: ignore[no-untyped-def]
@@ -237,6 +240,7 @@ def test_fluent_api_lands_in_the_items_run(ourtester, run_experiments, read_runs
     assert sorted((m.step, m.value) for m in acc) == [(0, 0.5), (1, 0.75)]
 
 
+@pytest.mark.fresh_store
 def test_ordinary_tests_are_untouched_and_mlflow_not_imported(ourtester):
     ourtester.makeconftest(
         """
@@ -261,6 +265,7 @@ def test_ordinary_tests_are_untouched_and_mlflow_not_imported(ourtester):
     assert "mlexp: " not in result.stdout.str().split("collected", 1)[1]
 
 
+@pytest.mark.fresh_store
 def test_collect_only_does_not_import_mlflow(ourtester):
     ourtester.makeconftest(
         """
@@ -349,6 +354,7 @@ def test_indirect_fixture_params_are_logged(ourtester, run_experiments, read_run
     ]
 
 
+@pytest.mark.fresh_store
 def test_disabled_with_no_mlexp(ourtester):
     ourtester.makepyfile(experiment_a="def experiment_a(): pass", test_a="def test_a(): pass")
     result = ourtester.runpytest("-p", "no:mlexp")

@@ -45,6 +45,9 @@ def experiment_curve(mlflow_run):
 #: Where the docs' screenshot of the runs table is written, when asked for.
 SCREENSHOT_ENV = "MLEXP_UI_SCREENSHOTS"
 
+#: The project's default store exists before each session (conftest ``_premade_store``).
+PREMADE_STORE = True
+
 
 def printed(result: pytest.RunResult, label: str) -> str:
     """The rest of the terminal line starting with ``label``."""
@@ -90,6 +93,7 @@ def offline_page(browser: Any, blocked: list[str]) -> Any:
     return page
 
 
+@pytest.mark.fresh_store
 def test_printed_ui_command_opens_the_runs_table_and_figures_offline(ourtester, browser, tmp_path):
     ourtester.makepyfile(experiment_ui=EXPERIMENTS)
     result = ourtester.runpytest("-p", "no:randomly")
@@ -217,6 +221,7 @@ def test_session_stamp_names_group_runs():
     assert stamped_name("experiment_ridge", "nightly-42") == "experiment_ridge · nightly-42"
 
 
+@pytest.mark.fresh_store
 def test_grid_parents_are_told_apart(ourtester, read_runs):
     """A parent says which session and commit made it, who ran it, and what its grid found."""
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
