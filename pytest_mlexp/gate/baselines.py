@@ -7,7 +7,7 @@ Also the promotion of a session's runs to be the baseline (``mlexp promote``).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,17 +79,23 @@ def from_store(
     return found
 
 
-def _explicit_runs(
-    client: MlflowClient, spec: BaselineSpec, wanted: set[str], key_tag: str
-) -> dict[str, Baseline]:
+def read_runs(client: Any, run_ids: Sequence[str]) -> list[Any]:
+    """The runs ``--mlexp-baseline run:ID[,ID...]`` names; ``ValueError`` for one it cannot read."""
     from mlflow.exceptions import MlflowException
 
     runs = []
-    for run_id in spec.run_ids:
+    for run_id in run_ids:
         try:
             runs.append(client.get_run(run_id))
         except MlflowException as exc:
             raise ValueError(f"baseline run {run_id!r} cannot be read: {exc.message}") from None
+    return runs
+
+
+def _explicit_runs(
+    client: MlflowClient, spec: BaselineSpec, wanted: set[str], key_tag: str
+) -> dict[str, Baseline]:
+    runs = read_runs(client, spec.run_ids)
     if len(runs) == 1:
         # One run: the baseline of every test of the session, whatever its test id.
         return {nodeid: _baseline(runs[0], "run") for nodeid in wanted}

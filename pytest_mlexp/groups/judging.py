@@ -254,14 +254,9 @@ def _store_baselines(
     """The newest earlier group run of ``kind`` for each test id in ``wanted`` matching ``spec``."""
     client = backend.client
     if spec.kind == "run":
-        from mlflow.exceptions import MlflowException
+        from ..gate.baselines import read_runs
 
-        runs = []
-        for run_id in spec.run_ids:
-            try:
-                runs.append(client.get_run(run_id))
-            except MlflowException as exc:
-                raise ValueError(f"baseline run {run_id!r} cannot be read: {exc.message}") from None
+        runs = read_runs(client, spec.run_ids)
         if len(runs) == 1:
             # One run: the baseline of every group run of the session, whatever its test id.
             return {nodeid: _baseline(runs[0], "run") for nodeid in wanted}
