@@ -192,15 +192,7 @@ def _register(
     if newest is not None and _made_from(newest, model_id):
         # Reused (--mlexp-reuse): the same model once more is no new version.
         version = str(newest.version)
-        client.set_registered_model_alias(name, alias, version)
-        backend.log_batch(
-            run_id,
-            tags=[
-                (T.REGISTERED_MODEL, name),
-                (T.REGISTERED_VERSION, version),
-                (T.REGISTERED_ALIAS, alias),
-            ],
-        )
+        _point_alias(backend, run_id, name, alias, version)
         return Registration(
             f"mlexp: {name} v{version} @{alias} is already {best_name}'s model; nothing registered",
             SKIPPED,
@@ -214,7 +206,19 @@ def _register(
         tags=_version_tags(best, judged, settings.tracking.session_id),
         description=_description(best, judged, model_name, settings.tracking.session_id),
     )
-    client.set_registered_model_alias(name, alias, version)
+    _point_alias(backend, run_id, name, alias, version)
+    url = backend.model_version_link(name, version)
+    return Registration(
+        f"mlexp: registered {name} v{version} @{alias} from {best_name}"
+        + (f" {url}" if url else ""),
+        REGISTERED,
+        url,
+    )
+
+
+def _point_alias(backend: Backend, run_id: str, name: str, alias: str, version: str) -> None:
+    """Point ``alias`` of ``name`` at ``version``, and tag the best cell's run with both."""
+    backend.client.set_registered_model_alias(name, alias, version)
     backend.log_batch(
         run_id,
         tags=[
@@ -222,13 +226,6 @@ def _register(
             (T.REGISTERED_VERSION, version),
             (T.REGISTERED_ALIAS, alias),
         ],
-    )
-    url = backend.model_version_link(name, version)
-    return Registration(
-        f"mlexp: registered {name} v{version} @{alias} from {best_name}"
-        + (f" {url}" if url else ""),
-        REGISTERED,
-        url,
     )
 
 
