@@ -249,6 +249,36 @@ def read_runs(ourtester: pytest.Pytester):  # type: ignore[no-untyped-def]
     return read
 
 
+def _mlexp_in_process(
+    capsys: pytest.CaptureFixture[str], cwd: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    from pytest_mlexp.cli import main
+    from pytest_mlexp.process_state import ProcessState
+
+    capsys.readouterr()  # what the test printed before is not the command's
+    before, state = os.getcwd(), ProcessState()
+    os.chdir(cwd)
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse: --help, bad usage
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        os.chdir(before)
+        state.pytest_unconfigure()  # what the command changed in the process (tracking URI)
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["mlexp", *args], code, out, err)
+
+
+@pytest.fixture
+def mlexp(capsys: pytest.CaptureFixture[str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``mlexp(cwd, *args)``: the ``mlexp`` command run in this process, from ``cwd``.
+
+    A process of its own costs an MLflow import (seconds); tests of the printed
+    commands and of the console script still spawn one.
+    """
+    return lambda cwd, *args: _mlexp_in_process(capsys, cwd, *args)
+
+
 @pytest.fixture
 def unused_port() -> int:
     """A TCP port on 127.0.0.1 nothing listens on."""
@@ -290,9 +320,11 @@ class MlflowServer:
             "--workers", "1",
             *self.extra,
         ]  # fmt: skip
+        # MLflow's job runner (for its GenAI jobs) is eight more Python processes per server.
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -6,7 +6,7 @@ reruns | the grid's best cell, the grid line (serial, xdist -n 2) | test_reruns.
 reruns | the gate (bounds), a rerun's regressed first attempt | test_reruns.py::test_the_gate_judges_a_rerun_item_by_its_last_attempt
 reruns | reuse candidates: the passing rerun, never the superseded attempt | test_a_superseded_attempt_is_not_a_reuse_candidate_its_rerun_is
 reruns | reports: terminal, markdown, JUnit, HTML | test_reports_count_a_rerun_item_by_its_last_attempt
-reuse | registration: no new version of the newest version's model (xdist -n 2) | test_reuse_registers_no_second_version_of_the_same_model
+reuse | registration: no new version of the newest version's model (xdist -n 2, then in one process) | test_reuse_registers_no_second_version_of_the_same_model
 reuse | the gate: a reused cell is judged by the metrics it copies | test_a_reused_cell_is_judged_by_the_metrics_it_copies
 reuse | the gate against a baseline file | test_reuse.py::test_a_reused_cell_regressing_against_a_baseline_file_still_fails
 reuse | searches: trials always execute | test_reuse.py::test_a_searchs_trials_always_execute
@@ -217,8 +217,9 @@ def test_reuse_registers_no_second_version_of_the_same_model(project: pytest.Pyt
     source = newest(project, "experiment_clf[0.1]")
     assert str(client.get_model_version_by_alias("m", "candidate").version) == "1"
 
-    for alias in ("candidate", "prod"):
-        result = run(project, "--mlexp-reuse", "-n", "2", "--mlexp-register-alias", alias)
+    # Under xdist, then in one process (its workers cost seconds a session).
+    for alias, workers in (("candidate", ["-n", "2"]), ("prod", [])):
+        result = run(project, "--mlexp-reuse", *workers, "--mlexp-register-alias", alias)
         result.assert_outcomes(passed=2)
         reused = newest(project, "experiment_clf[0.1]")
         assert reused.data.tags["mlexp.reused_from"] == source.info.run_id
@@ -238,7 +239,7 @@ def test_reuse_registers_no_second_version_of_the_same_model(project: pytest.Pyt
     # A changed best cell (the code changed: the cells execute) registers a new version.
     source_text = (project.path / "experiment_clf.py").read_text()
     (project.path / "experiment_clf.py").write_text(source_text + "\n# changed\n")
-    result = run(project, "--mlexp-reuse", "-n", "2")
+    result = run(project, "--mlexp-reuse")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
         [escaped("mlexp: registered m v2 @candidate from experiment_clf[0.1]")]

@@ -6,9 +6,6 @@ autolog; the grid parent is completed again by ``mlexp sync``, and so is a searc
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -41,7 +38,7 @@ def experiment_cell(mlflow_run, i):
 
 
 def test_values_of_both_apis_and_autolog_come_back_after_sync(
-    ourtester, losable_server, runs_of
+    ourtester, losable_server, runs_of, mlexp
 ) -> None:
     server = losable_server
     ourtester.makepyfile(experiment_outage=OUTAGE)
@@ -57,8 +54,7 @@ def test_values_of_both_apis_and_autolog_come_back_after_sync(
     )
 
     server.start()
-    sync = [sys.executable, "-m", "pytest_mlexp", "sync"]
-    up = subprocess.run(sync, cwd=ourtester.path, capture_output=True, text=True)
+    up = mlexp(ourtester.path, "sync")
     assert up.returncode == 0, up.stdout + up.stderr
     assert f"replayed {CELLS - 2} runs, 0 left" in up.stdout
     assert (
@@ -119,7 +115,7 @@ def experiment_search(mlflow_run, x):
 """
 
 
-def test_sync_completes_a_search_parent_again(ourtester, losable_server, runs_of) -> None:
+def test_sync_completes_a_search_parent_again(ourtester, losable_server, runs_of, mlexp) -> None:
     """Trials spooled during an outage come back with ``mlexp sync``, and so does their parent."""
     server = losable_server
     ourtester.makepyfile(experiment_search_outage=SEARCH_OUTAGE)
@@ -131,8 +127,7 @@ def test_sync_completes_a_search_parent_again(ourtester, losable_server, runs_of
     result.assert_outcomes(passed=TRIALS)
 
     server.start()
-    sync = [sys.executable, "-m", "pytest_mlexp", "sync"]
-    up = subprocess.run(sync, cwd=ourtester.path, capture_output=True, text=True)
+    up = mlexp(ourtester.path, "sync")
     assert up.returncode == 0, up.stdout + up.stderr
     assert (
         f"mlexp search experiment_search_outage.py::experiment_search: {TRIALS} trials, "
@@ -174,7 +169,7 @@ def experiment_repeat(mlflow_run, lr, seed):
 
 
 def test_sync_completes_repeated_cells_and_their_grid_again(
-    ourtester, losable_server, runs_of
+    ourtester, losable_server, runs_of, mlexp
 ) -> None:
     """Repeats spooled during an outage come back with ``mlexp sync``; so do their cells' means."""
     server = losable_server
@@ -187,8 +182,7 @@ def test_sync_completes_repeated_cells_and_their_grid_again(
     result.assert_outcomes(passed=4)
 
     server.start()
-    sync = [sys.executable, "-m", "pytest_mlexp", "sync"]
-    up = subprocess.run(sync, cwd=ourtester.path, capture_output=True, text=True)
+    up = mlexp(ourtester.path, "sync")
     assert up.returncode == 0, up.stdout + up.stderr
     assert "mlexp grid experiment_repeat_outage.py::experiment_repeat: 2 cells, 2 passed" in (
         up.stdout

@@ -8,8 +8,6 @@ without one, come back after ``mlexp sync`` like ``mlflow_run``'s files.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -45,7 +43,7 @@ def experiment_files(mlflow_run, tmp_path, i):
 
 
 def test_fluent_files_logged_during_an_outage_come_back_after_sync(
-    ourtester, losable_server, runs_of, tmp_path
+    ourtester, losable_server, runs_of, tmp_path, mlexp
 ) -> None:
     server = losable_server
     ourtester.makepyfile(experiment_files=FILES)
@@ -60,8 +58,7 @@ def test_fluent_files_logged_during_an_outage_come_back_after_sync(
     assert len(list(journal.glob("*.jsonl"))) == CELLS - 1
 
     server.start()
-    sync = [sys.executable, "-m", "pytest_mlexp", "sync"]
-    up = subprocess.run(sync, cwd=ourtester.path, capture_output=True, text=True)
+    up = mlexp(ourtester.path, "sync")
     assert up.returncode == 0, up.stdout + up.stderr
     assert f"replayed {CELLS - 1} runs, 0 left" in up.stdout
 

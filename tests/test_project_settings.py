@@ -8,8 +8,6 @@ experiment without being told.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -40,17 +38,6 @@ experiment: churn-yaml
 """
 
 
-def mlexp(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m pytest_mlexp ARGS`` in ``cwd``, as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_mlexp", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 @pytest.fixture(params=["pyproject", "mlexp.yaml"])
 def project(request: pytest.FixtureRequest, pytester: pytest.Pytester) -> tuple[Path, str, str]:
     """A project whose store and experiment are set in one place only; (root, db, experiment)."""
@@ -70,7 +57,7 @@ def project(request: pytest.FixtureRequest, pytester: pytest.Pytester) -> tuple[
 
 
 @pytest.mark.parametrize("where", [".", "sub/deeper"])
-def test_runs_report_compare_read_the_configured_store(project, where):
+def test_runs_report_compare_read_the_configured_store(project, where, mlexp):
     root, store, experiment = project
     cwd = root / where
 
@@ -93,7 +80,7 @@ def test_runs_report_compare_read_the_configured_store(project, where):
     assert "alpha  0.1  1.0  changed" in compare.stdout
 
 
-def test_promote_tags_the_session_in_the_configured_store(project):
+def test_promote_tags_the_session_in_the_configured_store(project, mlexp):
     root, store, experiment = project
     client = MlflowClient(f"sqlite:///{root / store}")
     (run, *_) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
@@ -109,7 +96,7 @@ def test_promote_tags_the_session_in_the_configured_store(project):
     assert len(tagged) == 2
 
 
-def test_sync_replays_the_projects_journal_into_the_configured_store(project):
+def test_sync_replays_the_projects_journal_into_the_configured_store(project, mlexp):
     root, store, experiment = project
     journal = Journal(root / ".mlexp" / "journal", "http://lost.example:5000")
     started = int(time.time() * 1000)
@@ -142,7 +129,7 @@ def test_sync_replays_the_projects_journal_into_the_configured_store(project):
     assert (run.info.status, run.data.metrics) == ("FINISHED", {"r2": 0.5})
 
 
-def test_flags_and_environment_win_over_the_project(project, tmp_path, monkeypatch):
+def test_flags_and_environment_win_over_the_project(project, tmp_path, monkeypatch, mlexp):
     root, _, _ = project
     missing = tmp_path / "elsewhere.db"
     flagged = mlexp(root, "runs", "--tracking-uri", f"sqlite:///{missing}")
@@ -154,7 +141,7 @@ def test_flags_and_environment_win_over_the_project(project, tmp_path, monkeypat
     assert "(from MLFLOW_TRACKING_URI)" in from_env.stderr
 
 
-def test_a_broken_project_setting_is_one_line(pytester):
+def test_a_broken_project_setting_is_one_line(pytester, mlexp):
     pytester.makefile(".yaml", mlexp="trackin_uri: sqlite:///x.db\n")
     pytester.makeini("[pytest]\n")
     result = mlexp(pytester.path, "runs")

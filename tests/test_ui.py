@@ -67,6 +67,8 @@ def free_port() -> int:
 def start_ui(command: list[str], cwd: Path, log: Path, port: int, timeout: float = 300.0) -> Any:
     """Run the printed command as a user would, without the virtualenv on PATH."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8"}
+    # Not the user's concern, but eight processes: MLflow's job runner for its GenAI jobs.
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     with open(log, "wb") as out:
         process = subprocess.Popen(
             command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
