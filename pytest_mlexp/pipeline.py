@@ -216,7 +216,8 @@ def activate(session: MlexpSession, tracked: list[pytest.Item], *, searches: boo
 def open_backend(settings: Settings) -> Backend:
     """Open the session's store, or raise ``UsageError`` saying what is wrong."""
     from .backend import uris
-    from .backend.client import Backend, StoreError
+    from .backend.client import Backend
+    from .backend.errors import StoreError
 
     tracking = settings.tracking
     try:

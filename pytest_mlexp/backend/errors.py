@@ -1,8 +1,26 @@
-"""Telling a lost tracking server from a refused request, by exception type and HTTP status."""
+"""The store's errors: one printable line, and a lost server told from a refused request.
+
+Imports no MLflow at module level: ``mlexp --help`` and the command's own
+errors need none.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+
+from ..redaction import redact_text
+
+
+class StoreError(Exception):
+    """The store, or what was asked of it, is not there. The message is one printable line."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message, credentials redacted."""
+    message = str(getattr(exc, "message", None) or exc)
+    first = next((line.strip() for line in message.splitlines() if line.strip()), "")
+    return redact_text(first)
+
 
 #: HTTP statuses of a server that is there but cannot answer now (MLflow has retried them).
 TRANSIENT_STATUSES = frozenset({408, 429, 502, 503, 504})

@@ -14,8 +14,11 @@ LOCK_PREFIX = "mlexp-"
 
 
 @contextlib.contextmanager
-def machine_lock(*key: str) -> Iterator[None]:
-    """Hold an exclusive lock named by ``key`` against every process of this machine.
+def machine_lock(*key: str, shared: bool = False) -> Iterator[None]:
+    """Hold a lock named by ``key`` against every process of this machine.
+
+    Exclusive by default; ``shared=True`` holders wait only for an exclusive
+    holder, not for each other.
 
     The lock file is removed when the lock is released, so none are left in
     the temp directory. A process that opened the file before its removal
@@ -35,7 +38,7 @@ def machine_lock(*key: str) -> Iterator[None]:
     while True:
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            fcntl.flock(descriptor, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             try:
                 current = os.stat(path)
             except FileNotFoundError:
@@ -46,7 +49,8 @@ def machine_lock(*key: str) -> Iterator[None]:
             try:
                 yield
             finally:
-                # Removed while still held: a waiter on this file then sees it gone.
+                # Removed while still held: a waiter on this file then sees it gone
+                # (shared holders may remove it under each other: they need no exclusion).
                 with contextlib.suppress(OSError):
                     os.unlink(path)
             return

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ..backend.client import StoreError
+from ..backend.errors import StoreError
 from ..redaction import redact_text
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..backend.client import StoreError
+from ..backend.errors import StoreError
 from .project import EXIT_FAILURE, open_project, reports_errors, store_options
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..backend.client import StoreError
+from ..backend.errors import StoreError
 from .project import open_project, reports_errors, store_options
 from .tables import filters
 

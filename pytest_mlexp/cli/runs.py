@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ..backend import tags as T
-from ..backend.client import StoreError
+from ..backend.errors import StoreError
 from .project import open_project, reports_errors, store_options
 from .tables import cut, filters, model_mark, started, status, table
 

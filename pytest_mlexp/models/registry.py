@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..backend import tags as T
-from ..backend.client import one_line
+from ..backend.errors import one_line
 from ..backend.search import quote
 from ..directions import BestSpec, max_or_min
 from ..runs.markers import marker_options

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..backend import tags as T
-from ..backend.client import StoreError, one_line
+from ..backend.errors import StoreError, one_line
 from ..backend.search import quote, search_runs, tag_equals
 
 if TYPE_CHECKING:
