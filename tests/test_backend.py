@@ -122,3 +122,26 @@ def test_a_lost_server_is_transient_and_a_refused_request_is_not(
     with pytest.raises(MlflowException) as refused:
         MlflowClient(mlflow_server.url).get_run("0" * 32)
     assert not is_transient(refused.value)
+
+
+def test_shared_holders_of_the_store_lock_wait_for_the_creator_not_for_each_other() -> None:
+    from pytest_mlexp.backend.locks import machine_lock
+
+    key = ("store", f"test-{id(object())}")
+    order: list[str] = []
+
+    def open_store() -> None:
+        with machine_lock(*key, shared=True):
+            order.append("opened")
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        with machine_lock(*key, shared=True):
+            # A second opener gets in while the first holds it (never, if it were exclusive).
+            pool.submit(open_store).result(timeout=30)
+        with machine_lock(*key):
+            order.append("created")
+            waiting = pool.submit(open_store)
+            done, _ = concurrent.futures.wait([waiting], timeout=0.5)
+            assert not done, "an opener did not wait for the store's creation"
+        waiting.result(timeout=30)
+    assert order == ["opened", "created", "opened"]

@@ -139,6 +139,8 @@ def test_tracked_session_prints_the_line_after_collection_and_leaves_no_lock(
             "experiment_tiny.py .*",
         ]
     )
+    # The process closed its store at exit: SQLite folded the write-ahead log back into it.
+    assert sorted(p.name for p in ourtester.path.glob("mlflow.db*")) == ["mlflow.db"]
     (run,) = read_runs(ourtester.path.name)
     assert run.data.metrics == {"m": 1.0}
     # The store's creation lock was taken (an embedded store) and removed after use.
