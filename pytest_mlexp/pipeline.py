@@ -20,11 +20,18 @@ registers its ``DSession`` only on the controller.
    and refresh the baseline file, register the best cells' models when the
    session passed, write the markdown and HTML reports.
    ``reports.terminal`` then prints what it did (``Controller``).
+
+Under xdist the first three are each worker's share, done at its own end with
+the store it has open (``Worker``): the controller prints what they sent and
+imports MLflow only when the session's end needs the whole session's runs
+(``needs_store``: the gate's group runs, registration, the HTML report) or
+when a worker did not send its share (it crashed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import os
+from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -36,6 +43,7 @@ from .runs.session import SUMMARY_FIELD
 if TYPE_CHECKING:
     from .backend.client import Backend
     from .runs.session import MlexpSession
+    from .runs.summary import RunSummary
     from .settings import Settings
 
 
@@ -109,6 +117,81 @@ class Pipeline:
         return result
 
 
+#: The ``workeroutput`` key of a worker's share of the session's end (``Worker``).
+WORKER_SHARE_FIELD = "mlexp_share"
+
+
+class Worker:
+    """Registered as ``mlexp-worker`` only in xdist workers: the last one closes the session's runs.
+
+    Each worker, at its end, leaves its runs' summaries for the others
+    (``workers.Enders``). The last worker to end, once every run of the
+    session has ended, does with the store it has open what the controller
+    would otherwise import MLflow for: it marks KILLED the runs of dead
+    processes, completes the group runs and writes the UI's view. It sends
+    the lines and links to the controller in ``workeroutput``, as xdist
+    documents; the others send that they ended.
+    """
+
+    def __init__(self, session: MlexpSession) -> None:
+        self.session = session
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self) -> None:
+        from .workers import Enders, worker_input
+
+        config = self.session.config
+        output = getattr(config, "workeroutput", None)
+        given = worker_input(config)
+        if output is None or given is None or not self.session.tracked:
+            return
+        enders = Enders(self.session.settings.tracking.session_id, given["mlexp_controller_pid"])
+        mine = [summary.to_json() for summary in self.session.results]
+        try:
+            everyone = enders.add(given["workerid"], mine, int(given["workercount"]))
+            if everyone is None:
+                output[WORKER_SHARE_FIELD] = {"last": False}
+                return
+            from .runs.summary import RunSummary
+
+            results = sorted((RunSummary.from_json(data) for data in everyone), key=_index)
+            if needs_store(results, self.session.settings):
+                # The controller opens the store anyway: it does it all, once.
+                output[WORKER_SHARE_FIELD] = {"last": False}
+                return
+            output[WORKER_SHARE_FIELD] = {"last": True, **worker_share(self.session, results)}
+        except Exception:
+            # No share: the controller does the work itself (and says what failed).
+            return
+
+
+def _index(result: RunSummary) -> int:
+    return result.index
+
+
+def worker_share(session: MlexpSession, results: list[RunSummary]) -> dict[str, Any]:
+    """The session's end that needs only the store, for every worker's ``results``; JSON."""
+    from .groups.completion import complete_groups
+    from .groups.sweep import sweep_dead_runs
+    from .reports.ui_view import runs_links
+
+    backend, settings = session.backend, session.settings
+    final = [r for r in results if not r.superseded]
+    swept = sweep_dead_runs(backend, {r.experiment for r in results})
+    lines = complete_groups(backend, final, settings)
+    links = runs_links(backend, settings.tracking, results)
+    return {"swept": swept, "lines": lines, "links": links}
+
+
+def needs_store(results: list[RunSummary], settings: Settings) -> bool:
+    """Whether the session's end needs the store beyond what the workers did."""
+    if settings.html is not None or settings.register.names or any(r.register for r in results):
+        return True
+    from .groups.judging import judges_any
+
+    return judges_any(results, settings.gate)
+
+
 class Controller:
     """Registered as ``mlexp-controller`` only where the session ends (not in xdist workers)."""
 
@@ -116,18 +199,40 @@ class Controller:
         self.session = session
         #: What the session's end did; read by the terminal summary.
         self.end: SessionEnd | None = None
+        #: The shares of the session's end that xdist workers sent (``Worker``).
+        self.shares: list[dict[str, Any]] = []
+        #: A worker ended without its share (it crashed): the controller does it all.
+        self.share_missing = False
 
     @pytest.hookimpl(wrapper=True)
     def pytest_report_from_serializable(self, data: Any) -> Generator[None, Any, Any]:
         report = yield
         if isinstance(data, dict) and data.get(SUMMARY_FIELD) is not None:
-            # A worker's run ended: import mlflow and open the store while the workers run.
-            self.session.prepare_backend()
+            from .runs.summary import RunSummary
+
+            summary = RunSummary.from_json(data[SUMMARY_FIELD])
+            if needs_store([summary], self.session.settings):
+                # Import mlflow and open the store while the workers run.
+                self.session.prepare_backend()
         return report
+
+    def worker_ended(self, output: dict[str, Any] | None, error: object) -> None:
+        """An xdist worker ended (``pytest_testnodedown``), sending its ``workeroutput``."""
+        share = (output or {}).get(WORKER_SHARE_FIELD)
+        if error is not None or not isinstance(share, dict):
+            self.share_missing = True
+        else:
+            self.shares.append(share)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.session.results:
-            self.end = finish(self.session, session)
+            self.end = finish(self.session, session, self.shares, complete=not self.share_missing)
+            if self.shares or self.share_missing:
+                from .workers import Enders
+
+                # What workers that died before the last one ended left behind.
+                settings = self.session.settings
+                Enders(settings.tracking.session_id, os.getpid()).discard()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.session.results:
@@ -243,18 +348,71 @@ def open_backend(settings: Settings) -> Backend:
     return backend
 
 
-def finish(session: MlexpSession, pytest_session: pytest.Session) -> SessionEnd:
-    """The controller's session-end work, in order; returns what it did."""
+def finish(
+    session: MlexpSession,
+    pytest_session: pytest.Session,
+    shares: Sequence[dict[str, Any]] = (),
+    *,
+    complete: bool = False,
+) -> SessionEnd:
+    """The controller's session-end work, in order; returns what it did.
+
+    ``shares``: what xdist workers sent of it (``Worker``); ``complete`` when
+    every worker sent one (none died).
+    """
     settings = session.settings
     end = SessionEnd()
     # The summary lists runs in collection order, with or without xdist.
     session.results.sort(key=lambda r: r.index)
     # An attempt superseded by a rerun (pytest-rerunfailures) is counted by its last attempt.
     final = [r for r in session.results if not r.superseded]
+    taken = complete and not needs_store(final, settings) and _take_shares(end, shares)
+    if not taken:
+        if not _close_runs(session, end, final):
+            return end
+        # Runs the last worker marked KILLED before the controller looked (a worker died).
+        end.swept = [run_id for share in shares for run_id in share.get("swept", [])] + end.swept
+
+    from .gate.session_end import finish_gate
+    from .reports.verdicts import write_markdown
+
+    end.gate = finish_gate(
+        settings.gate,
+        settings.tracking.session_id,
+        final,
+        lambda: session.backend,
+        pytest_session,
+    )
+    write_markdown(end.gate)
+
+    if any(r.register for r in session.results) or settings.register.names:
+        from .models.registry import register_models
+
+        # After the gate: its verdicts and the grid parents' best cells are known.
+        end.registrations = register_models(
+            session.backend, session.results, settings, end.gate, int(pytest_session.exitstatus)
+        )
+
+    if settings.html is not None:
+        from .reports.session_html import write_session_report
+
+        end.html_path = settings.html
+        try:
+            backend = session.backend
+            end.html = write_session_report(settings.tracking, final, backend, settings.html)
+        except Exception as exc:
+            # The runs are stored; only the report is missing. Say so, don't crash.
+            end.html_error = f"{type(exc).__name__}: {exc}"
+    return end
+
+
+def _close_runs(session: MlexpSession, end: SessionEnd, final: list[RunSummary]) -> bool:
+    """Sweep dead runs, complete the group runs, save the UI's view; False without a store."""
+    settings = session.settings
     try:
         backend = session.backend
     except pytest.UsageError:
-        return end
+        return False
 
     from .groups.completion import complete_groups
     from .groups.sweep import sweep_dead_runs
@@ -276,30 +434,15 @@ def finish(session: MlexpSession, pytest_session: pytest.Session) -> SessionEnd:
         end.runs_links = runs_links(backend, settings.tracking, session.results)
     except Exception:
         end.runs_links = {}  # Only links: the terminal then prints none.
+    return True
 
-    from .gate.session_end import finish_gate
-    from .reports.verdicts import write_markdown
 
-    end.gate = finish_gate(
-        settings.gate, settings.tracking.session_id, final, backend, pytest_session
-    )
-    write_markdown(end.gate)
-
-    if any(r.register for r in session.results) or settings.register.names:
-        from .models.registry import register_models
-
-        # After the gate: its verdicts and the grid parents' best cells are known.
-        end.registrations = register_models(
-            backend, session.results, settings, end.gate, int(pytest_session.exitstatus)
-        )
-
-    if settings.html is not None:
-        from .reports.session_html import write_session_report
-
-        end.html_path = settings.html
-        try:
-            end.html = write_session_report(settings.tracking, final, backend, settings.html)
-        except Exception as exc:
-            # The runs are stored; only the report is missing. Say so, don't crash.
-            end.html_error = f"{type(exc).__name__}: {exc}"
-    return end
+def _take_shares(end: SessionEnd, shares: Sequence[dict[str, Any]]) -> bool:
+    """What the last worker did of the session's end (``Worker``); False if none did it."""
+    last = [share for share in shares if share.get("last")]
+    if len(last) != 1:
+        return False
+    end.swept = list(last[0]["swept"])
+    end.grid_lines = list(last[0]["lines"])
+    end.runs_links = dict(last[0]["links"])
+    return True

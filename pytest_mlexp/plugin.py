@@ -19,6 +19,7 @@ from .keys import RUN_KEY, SESSION_KEY, SETTINGS_KEY
 from .settings.options import MARKER, add_options
 
 if TYPE_CHECKING:
+    from .pipeline import Controller
     from .runs.experiment_run import ExperimentRun
     from .runs.item_run import ItemRun
     from .settings import TrackingConfig
@@ -38,7 +39,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     from . import process_state, settings
-    from .pipeline import Controller, Pipeline, open_backend
+    from .pipeline import Controller, Pipeline, Worker, open_backend
     from .runs.session import MlexpSession
     from .workers import is_controller
 
@@ -54,9 +55,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(Pipeline(session), "mlexp-pipeline")
     if is_controller(config):
         # The session's end (finish, the terminal summary) happens once, where workers report.
-        config.pluginmanager.register(Controller(session), "mlexp-controller")
+        controller = Controller(session)
+        config.pluginmanager.register(controller, "mlexp-controller")
         if config.pluginmanager.hasplugin("xdist"):
-            config.pluginmanager.register(XdistHooks(config), "mlexp-xdist")
+            config.pluginmanager.register(XdistHooks(config, controller), "mlexp-xdist")
+    else:
+        # An xdist worker: its share of the session's end, sent to the controller.
+        config.pluginmanager.register(Worker(session), "mlexp-worker")
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -73,8 +78,9 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 class XdistHooks:
     """Registered in the controller when pytest-xdist is installed: what it hands its workers."""
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, controller: Controller) -> None:
         self.config = config
+        self.controller = controller
 
     def pytest_configure_node(self, node: Any) -> None:
         import os
@@ -83,6 +89,9 @@ class XdistHooks:
         # to the controller's process, as they outlive workers.
         node.workerinput["mlexp_session_id"] = self.config.stash[SETTINGS_KEY].tracking.session_id
         node.workerinput["mlexp_controller_pid"] = os.getpid()
+
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        self.controller.worker_ended(getattr(node, "workeroutput", None), error)
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,8 @@ xdist | grid parents, repeat cells, the summary | test_grids.py::test_xdist_give
 xdist | registration, gate, reruns, reuse | the [xdist] rows above; test_models.py::test_registration_under_xdist_and_from_the_best_repeat
 xdist | searches: one study, one parent | test_search.py::test_workers_share_one_study_and_one_parent
 xdist | the gate's verdicts reach the controller | test_regression.py::test_verdicts_from_xdist_workers_reach_the_controller
+xdist | grid parents completed by the last worker; the controller imports no MLflow | test_grids.py::test_xdist_controller_of_a_grid_imports_no_mlflow
+xdist, a worker dies | the controller sweeps its run and completes the grid itself | test_grids.py::test_killed_worker_runs_are_marked_killed_by_the_controller
 """  # noqa: E501
 
 from __future__ import annotations

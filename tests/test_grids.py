@@ -355,3 +355,49 @@ def test_sessions_started_in_the_same_minute_name_their_group_runs_apart(
         "experiment_seeded · 12-07 04:32:01",
         "experiment_seeded · 12-07 04:32:41",
     ]
+
+
+def test_xdist_controller_of_a_grid_imports_no_mlflow(ourtester, monkeypatch, tmp_path, read_runs):
+    """The last worker to end completes the grid parent; the controller prints what it sent."""
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(system_tmp))
+    ourtester.makepyfile(
+        experiment_grid="""
+        import pytest
+
+        @pytest.mark.parametrize("i", range(6))
+        def experiment_grid(i):
+            return {"score": i}
+        """
+    )
+    ourtester.makeconftest(
+        """
+        import sys
+
+        def pytest_unconfigure(config):
+            if not hasattr(config, "workerinput"):
+                with open("controller-imported-mlflow.txt", "w") as file:
+                    file.write(str("mlflow" in sys.modules))
+        """
+    )
+    result = ourtester.runpytest_subprocess("-p", "no:randomly", "-n", "2")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(
+        [
+            "mlexp grid experiment_grid.py::experiment_grid: 6 cells, 6 passed, 0 failed; "
+            "best score=5 (max, guessed) at experiment_grid?5? ?i=5?; parent run *",
+            "then open: http://127.0.0.1:5000/#/experiments/*viewStateShareKey=mlexp",
+        ]
+    )
+    assert (ourtester.path / "controller-imported-mlflow.txt").read_text() == "False"
+    (parent,) = [
+        r
+        for r in read_runs(ourtester.path.name, groups=True)
+        if r.data.tags.get("mlexp.kind") == "grid"
+    ]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params == {"best.i": "5"}
+    assert parent.data.tags["mlexp.grid_size"] == "6"
+    # The workers' summaries were passed on in the temp directory, and removed.
+    assert list(system_tmp.iterdir()) == []

@@ -8,7 +8,7 @@ it decided is shown by ``reports.verdicts``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -39,15 +39,18 @@ def finish_gate(
     settings: GateSettings,
     session_id: str,
     results: Sequence[RunSummary],
-    backend: Backend,
+    store: Callable[[], Backend],
     pytest_session: pytest.Session,
 ) -> GateOutcome:
-    """Judge the group runs and refresh the baseline file; a failed group run fails the session."""
+    """Judge the group runs and refresh the baseline file; a failed group run fails the session.
+
+    ``store`` opens the store, when a group run is to be judged.
+    """
     from ..groups.judging import judge_groups
 
     outcome = GateOutcome(settings, [r.verdict for r in results if r.verdict])
     # Repeated cells by their means, searches by their best trial, once they are complete.
-    judgment = judge_groups(session_id, results, backend, settings)
+    judgment = judge_groups(session_id, results, store, settings)
     outcome.verdicts += judgment.verdicts
     outcome.cell_error = judgment.error
     if judgment.failed and pytest_session.exitstatus == pytest.ExitCode.OK:

@@ -11,7 +11,7 @@ fails the session.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -79,14 +79,26 @@ def rules_to_json(rules: Rules) -> dict[str, Any]:
     return data
 
 
+def judges_any(results: Sequence[RunSummary], settings: GateSettings) -> bool:
+    """Whether the session has repeated cells or searches to judge (from the store)."""
+    return bool(_targets(results, settings))
+
+
 def judge_groups(
-    session_id: str, results: Sequence[RunSummary], backend: Backend, settings: GateSettings
+    session_id: str,
+    results: Sequence[RunSummary],
+    store: Callable[[], Backend],
+    settings: GateSettings,
 ) -> Judgment:
-    """Judge the session's repeated cells and searches, each against its baseline."""
+    """Judge the session's repeated cells and searches, each against its baseline.
+
+    ``store`` opens the store: only called when there is a group run to judge.
+    """
     judgment = Judgment()
     targets = _targets(results, settings)
     if not targets:
         return judgment
+    backend = store()
     try:
         baselines = _baselines(backend, settings, session_id, targets)
     except Exception as exc:

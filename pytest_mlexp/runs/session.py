@@ -117,6 +117,11 @@ class MlexpSession:
         """Collection found tracked items: remember the collection order of ``items``."""
         self._order = {item.nodeid: index for index, item in enumerate(items)}
 
+    @property
+    def tracked(self) -> bool:
+        """Whether collection found tracked items in this process."""
+        return bool(self._order)
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         # Reach the store before the first experiment runs, so that a wrong URI
         # or a dead server stops the session at once, not after an hour of work.
