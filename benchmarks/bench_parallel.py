@@ -1,15 +1,17 @@
 """Parallel efficiency on the embedded store: what pytest-xdist still gains with tracking on.
 
-1. CPU-bound cells (``--only cpu``): 24 cells burning 1 s of CPU each, on a
-   fresh embedded sqlite store. Four sessions per round, interleaved:
-   tracked ``-n 0`` and ``-n 2``, and the same cells untracked
-   (``-p no:mlexp``) ``-n 0`` and ``-n 2``. The efficiency is the tracked
-   speed-up over the untracked one (target >= 0.9).
+1. CPU-bound cells (``--only cpu``): 24 cells burning 1 s of CPU each, on the
+   embedded sqlite store. Four sessions per round, interleaved: tracked
+   ``-n 0`` and ``-n 2``, and the same cells untracked (``-p no:mlexp``)
+   ``-n 0`` and ``-n 2``. The efficiency is the tracked speed-up over the
+   untracked one (target >= 0.9). The store exists already, as from a
+   project's second session on (a copy of one made by a one-cell session);
+   ``--fresh-store`` makes every session create its own.
 2. Trivial cells (``--only trivial``): 100 cells logging 2 params and
    2 metrics, tracked, ``-n 1`` against ``-n 2`` (target: ``-n 2`` never slower).
 
 Run: ``python benchmarks/bench_parallel.py [--repeat 3] [--only cpu|trivial]
-[--before DIR]``. ``--before`` measures an earlier version of the package too
+[--fresh-store] [--before DIR]``. ``--before`` measures an earlier version of the package too
 (a folder holding its ``pytest_mlexp``), first on ``PYTHONPATH``, in the same rounds.
 Medians of the rounds are reported.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -63,10 +66,27 @@ ENV = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLEX
 ENV["PYTHONWARNINGS"] = "ignore"
 
 
+#: A store made once per run of the script, copied into each project (``existing_store``).
+STORE: Path | None = None
+
+
+def existing_store(root: Path) -> Path:
+    """An embedded store as a project has it after its first session: made by a one-cell one."""
+    project = root / "first-session"
+    project.mkdir()
+    (project / "pytest.ini").write_text(INI)
+    (project / "experiment_first.py").write_text("def experiment_first():\n    return 1.0\n")
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly"]
+    subprocess.run(command, cwd=project, env=ENV, capture_output=True, check=True)
+    return project / "mlflow.db"
+
+
 def session(root: Path, name: str, source: str, args: list[str], before: Path | None) -> float:
     project = root / name
     project.mkdir()
     (project / "pytest.ini").write_text(INI)
+    if STORE is not None:
+        shutil.copy(STORE, project / "mlflow.db")
     (project / "experiment_cells.py").write_text(source)
     env = ENV if before is None else {**ENV, "PYTHONPATH": str(before)}
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *args]
@@ -104,8 +124,9 @@ def cpu_cells(root: Path, repeat: int, before: Path | None) -> None:
         sides.append((f"tracked -n 0{suffix}", ["-n", "0"], version))
         sides.append((f"tracked -n 2{suffix}", ["-n", "2"], version))
     medians = rounds(root, CPU_EXPERIMENT, sides, repeat)
+    store = "an existing" if STORE is not None else "a new"
     print(
-        f"{CPU_CELLS} cells of {CPU_SECONDS:g} s CPU, embedded sqlite store, "
+        f"{CPU_CELLS} cells of {CPU_SECONDS:g} s CPU, {store} embedded sqlite store, "
         f"{os.cpu_count()} CPUs, median of {repeat} interleaved rounds:"
     )
     for label, seconds in medians.items():
@@ -128,8 +149,9 @@ def trivial_cells(root: Path, repeat: int, before: Path | None) -> None:
     if before is not None:
         sides += [("-n 1, before", ["-n", "1"], before), ("-n 2, before", ["-n", "2"], before)]
     medians = rounds(root, TRIVIAL_EXPERIMENT, sides, repeat)
+    store = "an existing" if STORE is not None else "a new"
     print(
-        f"{TRIVIAL_CELLS} trivial cells, embedded sqlite store, "
+        f"{TRIVIAL_CELLS} trivial cells, {store} embedded sqlite store, "
         f"median of {repeat} interleaved rounds:"
     )
     for label, seconds in medians.items():
@@ -144,8 +166,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=("cpu", "trivial"), default=None)
     parser.add_argument("--before", type=Path, default=None, help="an earlier checkout")
+    parser.add_argument(
+        "--fresh-store", action="store_true", help="every session creates its own store"
+    )
     args = parser.parse_args()
+    global STORE
     with tempfile.TemporaryDirectory(prefix="bench-parallel-") as tmp:
+        if not args.fresh_store:
+            STORE = existing_store(Path(tmp))
         if args.only != "trivial":
             cpu_cells(Path(tmp), args.repeat, args.before)
         if args.only != "cpu":
