@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -81,7 +82,10 @@ def existing_store(root: Path) -> Path:
     return project / "mlflow.db"
 
 
-def session(root: Path, name: str, source: str, args: list[str], before: Path | None) -> float:
+def session(
+    root: Path, name: str, source: str, args: list[str], before: Path | None
+) -> tuple[float, float]:
+    """Run one session; its wall time and the CPU time (user + system) of its processes."""
     project = root / name
     project.mkdir()
     (project / "pytest.ini").write_text(INI)
@@ -90,12 +94,18 @@ def session(root: Path, name: str, source: str, args: list[str], before: Path | 
     (project / "experiment_cells.py").write_text(source)
     env = ENV if before is None else {**ENV, "PYTHONPATH": str(before)}
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *args]
+    before_cpu = _children_cpu()
     start = time.perf_counter()
     done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
-    return elapsed
+    return elapsed, _children_cpu() - before_cpu
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def rounds(
@@ -103,15 +113,22 @@ def rounds(
     source: str,
     sides: list[tuple[str, list[str], Path | None]],
     repeat: int,
-) -> dict[str, float]:
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall times and median CPU times, by side."""
     times: dict[str, list[float]] = {label: [] for label, _, _ in sides}
+    cpu: dict[str, list[float]] = {label: [] for label, _, _ in sides}
     for i in range(repeat):
         for label, args, before in sides:
             slug = "".join(c if c.isalnum() else "-" for c in label)
-            elapsed = session(root, f"{slug}-{i}", source, args, before)
+            elapsed, used = session(root, f"{slug}-{i}", source, args, before)
             times[label].append(elapsed)
-            print(f"  round {i + 1}: {label:28} {elapsed:6.2f} s", file=sys.stderr)
-    return {label: statistics.median(values) for label, values in times.items()}
+            cpu[label].append(used)
+            print(
+                f"  round {i + 1}: {label:28} {elapsed:6.2f} s wall, {used:6.2f} s CPU",
+                file=sys.stderr,
+            )
+    wall = {label: statistics.median(values) for label, values in times.items()}
+    return wall, {label: statistics.median(values) for label, values in cpu.items()}
 
 
 def cpu_cells(root: Path, repeat: int, before: Path | None) -> None:
@@ -123,14 +140,14 @@ def cpu_cells(root: Path, repeat: int, before: Path | None) -> None:
     for suffix, version in versions:
         sides.append((f"tracked -n 0{suffix}", ["-n", "0"], version))
         sides.append((f"tracked -n 2{suffix}", ["-n", "2"], version))
-    medians = rounds(root, CPU_EXPERIMENT, sides, repeat)
+    medians, cpu = rounds(root, CPU_EXPERIMENT, sides, repeat)
     store = "an existing" if STORE is not None else "a new"
     print(
         f"{CPU_CELLS} cells of {CPU_SECONDS:g} s CPU, {store} embedded sqlite store, "
         f"{os.cpu_count()} CPUs, median of {repeat} interleaved rounds:"
     )
     for label, seconds in medians.items():
-        print(f"  {label:28}: {seconds:6.2f} s")
+        print(f"  {label:28}: {seconds:6.2f} s wall, {cpu[label]:6.2f} s CPU")
     untracked = medians["untracked -n 0"] / medians["untracked -n 2"]
     print(f"  speed-up untracked -n 2     : {untracked:6.2f}x")
     for suffix, _ in versions:
@@ -148,14 +165,14 @@ def trivial_cells(root: Path, repeat: int, before: Path | None) -> None:
     ]
     if before is not None:
         sides += [("-n 1, before", ["-n", "1"], before), ("-n 2, before", ["-n", "2"], before)]
-    medians = rounds(root, TRIVIAL_EXPERIMENT, sides, repeat)
+    medians, cpu = rounds(root, TRIVIAL_EXPERIMENT, sides, repeat)
     store = "an existing" if STORE is not None else "a new"
     print(
         f"{TRIVIAL_CELLS} trivial cells, {store} embedded sqlite store, "
         f"median of {repeat} interleaved rounds:"
     )
     for label, seconds in medians.items():
-        print(f"  {label:28}: {seconds:6.2f} s")
+        print(f"  {label:28}: {seconds:6.2f} s wall, {cpu[label]:6.2f} s CPU")
     for suffix in ("", ", before") if before is not None else ("",):
         ratio = medians[f"-n 1{suffix}"] / medians[f"-n 2{suffix}"]
         print(f"  speed-up -n 2 over -n 1{suffix:8}: {ratio:6.2f}x  (target >= 1.0x)")
