@@ -145,9 +145,12 @@ class Worker:
         given = worker_input(config)
         if output is None or given is None or not self.session.tracked:
             return
-        enders = Enders(self.session.settings.tracking.session_id, given["mlexp_controller_pid"])
+        if config.getoption("collectonly"):
+            return
         mine = [summary.to_json() for summary in self.session.results]
         try:
+            session_id = self.session.settings.tracking.session_id
+            enders = Enders(session_id, given["mlexp_controller_pid"])
             everyone = enders.add(given["workerid"], mine, int(given["workercount"]))
             if everyone is None:
                 output[WORKER_SHARE_FIELD] = {"last": False}
@@ -155,8 +158,9 @@ class Worker:
             from .runs.summary import RunSummary
 
             results = sorted((RunSummary.from_json(data) for data in everyone), key=_index)
-            if needs_store(results, self.session.settings):
-                # The controller opens the store anyway: it does it all, once.
+            if not results or needs_store(results, self.session.settings):
+                # Nothing ran (the store is not opened for nothing), or the controller
+                # opens the store anyway: then it does it all, once.
                 output[WORKER_SHARE_FIELD] = {"last": False}
                 return
             output[WORKER_SHARE_FIELD] = {"last": True, **worker_share(self.session, results)}
