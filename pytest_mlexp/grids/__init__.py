@@ -18,6 +18,7 @@ and with ``@pytest.mark.mlexp(repeats=3)`` (or ``seeds=[...]``)::
 - ``parents``: the group runs an item's run belongs to, found or created
   when the run is created (``groups.creation``).
 
-At session end the controller completes them (counts, best cell, mean and
-std: ``groups.completion``), as it completes a search's parent.
+At session end they are completed (counts, best cell, mean and std:
+``groups.completion``) as a search's parent is: by the session's process, or
+under xdist by its last worker to end.
 """

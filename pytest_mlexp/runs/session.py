@@ -72,9 +72,10 @@ class MlexpSession:
     def prepare_backend(self) -> None:
         """xdist controller: import mlflow and open the store while the workers run.
 
-        Started when the first run's summary arrives (so sessions without
-        experiments never pay for it); the session's end then finds the store
-        open instead of adding the import to the time after the last worker.
+        Started when the first summary arrives of a run the session's end
+        needs the store for (``pipeline.needs_store``), so other sessions never
+        pay for it; the session's end then finds the store open instead of
+        adding the import to the time after the last worker.
         A failure is left for the session's end to meet again and report.
         """
         if self._backend is not None or self._preparing is not None:
