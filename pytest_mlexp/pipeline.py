@@ -21,11 +21,11 @@ registers its ``DSession`` only on the controller.
    session passed, write the markdown and HTML reports.
    ``reports.terminal`` then prints what it did (``Controller``).
 
-Under xdist the first three are each worker's share, done at its own end with
-the store it has open (``Worker``): the controller prints what they sent and
-imports MLflow only when the session's end needs the whole session's runs
-(``needs_store``: the gate's group runs, registration, the HTML report) or
-when a worker did not send its share (it crashed).
+Under xdist the first three are done by the last worker to end, with the store
+it has open, for every worker's runs (``Worker``): the controller prints what it
+sent, and imports MLflow only when the session's end needs the store itself
+(``needs_store``: the gate's group runs, registration, the HTML report) or when
+a worker ended without a word (it died).
 """
 
 from __future__ import annotations
