@@ -430,6 +430,32 @@ def losable_server(
     return server
 
 
+@pytest.fixture
+def lose_server(
+    ourtester: pytest.Pytester, losable_server: MlflowServer
+) -> Callable[..., pytest.RunResult]:
+    """``lose_server(*args, policy="spool", own_process=False)``: a session whose server is lost.
+
+    Runs the project's experiments against ``losable_server`` (one of them stops
+    it) with ``--mlexp-on-tracking-error policy``, reaps the stopped server and
+    returns the session's result. ``own_process``: a process of its own, whose
+    death the next session finds.
+    """
+
+    def run(*args: str, policy: str = "spool", own_process: bool = False) -> pytest.RunResult:
+        session = ourtester.runpytest_subprocess if own_process else ourtester.runpytest
+        result = session(
+            "-p", "no:randomly", "--mlexp-tracking-uri", losable_server.url,
+            "--mlexp-on-tracking-error", policy, "-W", "ignore::pytest_mlexp.MlexpWarning",
+            *args,
+        )  # fmt: skip
+        assert losable_server.process is not None
+        losable_server.process.wait(timeout=30)  # stopped by the experiment: reap it
+        return result
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(
     tmp_path_factory: pytest.TempPathFactory, server_store: Path

@@ -58,21 +58,12 @@ def test_bad_policy_is_a_usage_error(ourtester) -> None:
     )
 
 
-def _lose_server(ourtester, server, policy: str, dies: bool = False):  # type: ignore[no-untyped-def]
-    ourtester.makepyfile(experiment_lose=LOSING)
-    # ``dies``: a process of its own, whose death the next session finds.
-    run = ourtester.runpytest_subprocess if dies else ourtester.runpytest
-    result = run(
-        "-p", "no:randomly", "--mlexp-tracking-uri", server.url,
-        "--mlexp-on-tracking-error", policy, "-W", "ignore::pytest_mlexp.MlexpWarning",
-    )  # fmt: skip
-    server.process.wait(timeout=30)  # stopped by the experiment: reap it
-    return result
-
-
-def test_lost_server_spools_runs_that_sync_replays_once(ourtester, losable_server, runs_of) -> None:
+def test_lost_server_spools_runs_that_sync_replays_once(
+    ourtester, losable_server, lose_server, runs_of
+) -> None:
     server = losable_server
-    result = _lose_server(ourtester, server, "spool")
+    ourtester.makepyfile(experiment_lose=LOSING)
+    result = lose_server()
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
         [
@@ -124,10 +115,12 @@ def test_lost_server_spools_runs_that_sync_replays_once(ourtester, losable_serve
 
 
 def test_lost_server_fails_the_items_and_the_next_session_kills_the_run(
-    ourtester, losable_server, runs_of
+    ourtester, losable_server, lose_server, runs_of
 ) -> None:
     server = losable_server
-    result = _lose_server(ourtester, server, "fail", dies=True)
+    ourtester.makepyfile(experiment_lose=LOSING)
+    # A process of its own, whose death the next session finds.
+    result = lose_server(policy="fail", own_process=True)
     # 1 passed; 2 passed its call but its run could not be completed: error at teardown;
     # 3 could not create its run: error at setup.
     assert result.parseoutcomes()["passed"] == 2

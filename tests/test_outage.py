@@ -38,16 +38,11 @@ def experiment_cell(mlflow_run, i):
 
 
 def test_values_of_both_apis_and_autolog_come_back_after_sync(
-    ourtester, losable_server, runs_of, mlexp
+    ourtester, losable_server, runs_of, mlexp, lose_server
 ) -> None:
     server = losable_server
     ourtester.makepyfile(experiment_outage=OUTAGE)
-    result = ourtester.runpytest(
-        "-p", "no:randomly", "--mlexp-tracking-uri", server.url, "--mlexp-lineage=none",
-        "--mlexp-on-tracking-error", "spool", "--mlexp-autolog=on",
-        "-W", "ignore::pytest_mlexp.MlexpWarning",
-    )  # fmt: skip
-    server.process.wait(timeout=30)
+    result = lose_server("--mlexp-lineage=none", "--mlexp-autolog=on")
     result.assert_outcomes(passed=CELLS)
     result.stdout.fnmatch_lines(
         [f"mlexp: {CELLS - 2} runs could not reach {server.url}; they are kept in *"]
@@ -115,15 +110,13 @@ def experiment_search(mlflow_run, x):
 """
 
 
-def test_sync_completes_a_search_parent_again(ourtester, losable_server, runs_of, mlexp) -> None:
+def test_sync_completes_a_search_parent_again(
+    ourtester, losable_server, runs_of, mlexp, lose_server
+) -> None:
     """Trials spooled during an outage come back with ``mlexp sync``, and so does their parent."""
     server = losable_server
     ourtester.makepyfile(experiment_search_outage=SEARCH_OUTAGE)
-    result = ourtester.runpytest(
-        "-p", "no:randomly", "--mlexp-tracking-uri", server.url, "--mlexp-lineage=none",
-        "--mlexp-on-tracking-error", "spool", "-W", "ignore::pytest_mlexp.MlexpWarning",
-    )  # fmt: skip
-    server.process.wait(timeout=30)
+    result = lose_server("--mlexp-lineage=none")
     result.assert_outcomes(passed=TRIALS)
 
     server.start()
@@ -169,16 +162,12 @@ def experiment_repeat(mlflow_run, lr, seed):
 
 
 def test_sync_completes_repeated_cells_and_their_grid_again(
-    ourtester, losable_server, runs_of, mlexp
+    ourtester, losable_server, runs_of, mlexp, lose_server
 ) -> None:
     """Repeats spooled during an outage come back with ``mlexp sync``; so do their cells' means."""
     server = losable_server
     ourtester.makepyfile(experiment_repeat_outage=REPEAT_OUTAGE)
-    result = ourtester.runpytest(
-        "-p", "no:randomly", "--mlexp-tracking-uri", server.url, "--mlexp-lineage=none",
-        "--mlexp-on-tracking-error", "spool", "-W", "ignore::pytest_mlexp.MlexpWarning",
-    )  # fmt: skip
-    server.process.wait(timeout=30)
+    result = lose_server("--mlexp-lineage=none")
     result.assert_outcomes(passed=4)
 
     server.start()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 SHARDED = """
 import os, time
@@ -65,9 +66,12 @@ def pytest_unconfigure(config):
 """
 
 
-def test_shards_ending_together_keep_every_shards_counts(ourtester, read_runs, tmp_path) -> None:
-    ourtester.makepyfile(experiment_sharded=SHARDED)
-    ourtester.makeconftest(CONFTEST)
+def run_two_shards(project: Path, tmp_path: Path, session_id: str) -> dict[str, str]:
+    """Shards A and B of one CI build (one session id), each a process, ending together.
+
+    ``CONFTEST`` makes A read its group run's members while B's last one runs,
+    and write after B. Returns each shard's output; both must pass.
+    """
     signals = tmp_path / "signals"
     signals.mkdir()
     command = [sys.executable, "-m", "pytest", "-p", "no:randomly", "--mlexp-lineage=none"]
@@ -77,14 +81,21 @@ def test_shards_ending_together_keep_every_shards_counts(ourtester, read_runs, t
             **os.environ,
             "SHARD": shard,
             "SIGNALS": str(signals),
-            "MLEXP_SESSION_ID": "ci-build-7",
+            "MLEXP_SESSION_ID": session_id,
         }
         shards[shard] = subprocess.Popen(
-            command, cwd=ourtester.path, env=env, stdout=subprocess.PIPE, text=True
+            command, cwd=project, env=env, stdout=subprocess.PIPE, text=True
         )
     outputs = {shard: process.communicate(timeout=600)[0] for shard, process in shards.items()}
     for shard, process in shards.items():
         assert process.returncode == 0, outputs[shard]
+    return outputs
+
+
+def test_shards_ending_together_keep_every_shards_counts(ourtester, read_runs, tmp_path) -> None:
+    ourtester.makepyfile(experiment_sharded=SHARDED)
+    ourtester.makeconftest(CONFTEST)
+    outputs = run_two_shards(ourtester.path, tmp_path, "ci-build-7")
     # A read B's last cell RUNNING, then wrote after B: it read again and wrote all four.
     assert "2 passed" in outputs["A"]
     last_a = [line for line in outputs["A"].splitlines() if line.startswith("mlexp grid")]
@@ -130,23 +141,7 @@ def test_shards_ending_together_keep_every_shards_trials(ourtester, read_runs, t
     """A search parent gets the trials of both shards, as a grid parent gets their cells."""
     ourtester.makepyfile(experiment_searched=SEARCH_SHARDED)
     ourtester.makeconftest(CONFTEST)
-    signals = tmp_path / "signals"
-    signals.mkdir()
-    command = [sys.executable, "-m", "pytest", "-p", "no:randomly", "--mlexp-lineage=none"]
-    shards = {}
-    for shard in ("A", "B"):
-        env = {
-            **os.environ,
-            "SHARD": shard,
-            "SIGNALS": str(signals),
-            "MLEXP_SESSION_ID": "ci-build-8",
-        }
-        shards[shard] = subprocess.Popen(
-            command, cwd=ourtester.path, env=env, stdout=subprocess.PIPE, text=True
-        )
-    outputs = {shard: process.communicate(timeout=600)[0] for shard, process in shards.items()}
-    for shard, process in shards.items():
-        assert process.returncode == 0, outputs[shard]
+    outputs = run_two_shards(ourtester.path, tmp_path, "ci-build-8")
     # A read B's last trial RUNNING, then wrote after B: it read again and wrote all four.
     assert "2 passed" in outputs["A"]
     last_a = [line for line in outputs["A"].splitlines() if line.startswith("mlexp search")]
