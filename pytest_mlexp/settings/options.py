@@ -22,14 +22,25 @@ ARTIFACT_KEYS = (
     "artifact_max_size",
 )
 AUTOLOG_KEYS = ("autolog",)
-REPORT_KEYS = ("html",)
-GATE_KEYS = ("baseline", "baseline_file", "tolerance", "tolerances", "directions")
+REPORT_KEYS = ("html", "figures")
+GATE_KEYS = (
+    "baseline",
+    "baseline_file",
+    "tolerance",
+    "tolerances",
+    "directions",
+    "gate",
+    "confidence",
+    "gate_strict",
+)
 GRID_KEYS = ("best_metric",)
 SPOOL_KEYS = ("on_tracking_error",)
 PARAMS_KEYS = ("params_file",)
 SEARCH_KEYS = ("search_storage",)
-MODEL_KEYS = ("register", "register_alias")
+MODEL_KEYS = ("register", "register_alias", "keep_models")
 REUSE_KEYS = ("reuse", "inputs")
+CLUSTER_KEYS = ("ray", "resources")
+SYSTEM_METRICS_KEYS = ("system_metrics",)
 YAML_KEYS: tuple[str, ...] = (
     *TRACKING_KEYS,
     *LINEAGE_KEYS,
@@ -43,6 +54,8 @@ YAML_KEYS: tuple[str, ...] = (
     *SEARCH_KEYS,
     *MODEL_KEYS,
     *REUSE_KEYS,
+    *CLUSTER_KEYS,
+    *SYSTEM_METRICS_KEYS,
 )
 
 MARKER = (
@@ -58,7 +71,10 @@ MARKER = (
     "as datasets with input_context (default: training). "
     "search={'lr': 'loguniform(1e-4, 1e-1)', 'depth': 'int(2, 12)', 'kernel': ['rbf', "
     "'linear']}, trials=40, objective='val_loss:min', sampler='tpe', seed=0, "
-    "pruner='median', study='svm-v1': an Optuna search, one item per trial."
+    "pruner='median', study='svm-v1': an Optuna search, one item per trial; "
+    "gate='bound'|'mean', confidence=0.95: how repeated cells are judged against their "
+    "baseline; resources={'num_gpus': 1, 'num_cpus': 4, 'memory': '8GB'}: what a Ray "
+    "cluster reserves for each of its items."
 )
 
 #: The alias a registered version gets unless told otherwise.
@@ -84,6 +100,8 @@ def add_options(parser: pytest.Parser) -> None:
         add_search_options,
         add_model_options,
         add_reuse_options,
+        add_cluster_options,
+        add_system_metrics_options,
     ):
         add(group, parser)
 
@@ -280,6 +298,31 @@ def add_gate_options(group: Any, parser: pytest.Parser) -> None:
         help="Write the metric verdicts as a markdown table (also appended to "
         "$GITHUB_STEP_SUMMARY when set).",
     )
+    group.addoption(
+        "--mlexp-gate",
+        dest="mlexp_gate",
+        metavar="bound|mean",
+        default=None,
+        help="How a repeated cell is judged against a baseline with seeds: bound (default), "
+        "a one-sided confidence bound of the difference of the means; mean, the plain "
+        "difference of the means.",
+    )
+    group.addoption(
+        "--mlexp-confidence",
+        dest="mlexp_confidence",
+        metavar="LEVEL",
+        default=None,
+        help="Confidence of the bound that judges repeated cells (default: 0.95).",
+    )
+    group.addoption(
+        "--mlexp-gate-strict",
+        dest="mlexp_gate_strict",
+        action="store_const",
+        const="true",
+        default=None,
+        help="Fail the session on an inconclusive verdict (too few seeds to decide), not only "
+        "on a regression.",
+    )
     parser.addini("mlexp_baseline", "Baseline runs to compare with (see --mlexp-baseline).")
     parser.addini("mlexp_baseline_file", "Baseline file to compare with (test id -> metrics).")
     parser.addini("mlexp_require_baseline", "Fail experiments that have no baseline.", type="bool")
@@ -292,6 +335,9 @@ def add_gate_options(group: Any, parser: pytest.Parser) -> None:
         "Direction per metric, one METRIC=up|down|ignore a line.",
         type="linelist",
     )
+    parser.addini("mlexp_gate", "How repeated cells are judged: bound or mean.")
+    parser.addini("mlexp_confidence", "Confidence of the bound that judges repeated cells.")
+    parser.addini("mlexp_gate_strict", "Fail the session on inconclusive verdicts.")
 
 
 def add_report_options(group: Any, parser: pytest.Parser) -> None:
@@ -303,7 +349,16 @@ def add_report_options(group: Any, parser: pytest.Parser) -> None:
         help="Write a self-contained HTML report of this session's runs (tables, Plotly "
         "plots) to PATH, and log it as an artifact of the session.",
     )
+    group.addoption(
+        "--mlexp-figures",
+        dest="mlexp_figures",
+        metavar="inline|cdn",
+        default=None,
+        help="How figures logged as HTML load plotly.js: inline, in every file (works "
+        "offline, the default), or from its CDN (a few kB a figure).",
+    )
     parser.addini("mlexp_html", "Path of the session's HTML report (see --mlexp-html).", default="")
+    parser.addini("mlexp_figures", "How HTML figures load plotly.js: inline or cdn.", default="")
 
 
 def add_params_options(group: Any, parser: pytest.Parser) -> None:
@@ -366,7 +421,17 @@ def add_model_options(group: Any, parser: pytest.Parser) -> None:
         "(TEST: the function's name or node id).",
         type="linelist",
     )
+    group.addoption(
+        "--mlexp-keep-models",
+        dest="mlexp_keep_models",
+        metavar="K|all",
+        default=None,
+        help="Keep logged models only for the best K members of each grid or search, "
+        "removing the others' model artifacts at session end; never a registered "
+        "version's (default: all).",
+    )
     parser.addini("mlexp_register_alias", "Alias of the model versions registered at session end.")
+    parser.addini("mlexp_keep_models", "Keep models of the best K members only (K or all).")
 
 
 def add_reuse_options(group: Any, parser: pytest.Parser) -> None:
@@ -394,3 +459,34 @@ def add_reuse_options(group: Any, parser: pytest.Parser) -> None:
         "the runs' fingerprints and logged as their datasets.",
         type="linelist",
     )
+
+
+def add_cluster_options(group: Any, parser: pytest.Parser) -> None:
+    group.addoption(
+        "--mlexp-ray",
+        dest="mlexp_ray",
+        metavar="ADDRESS",
+        default=None,
+        help="Run the session's items on a Ray cluster: auto, HOST:PORT or "
+        "ray://HOST:10001 (also env MLEXP_RAY; needs pytest-mlexp[ray]).",
+    )
+    parser.addini("mlexp_ray", "Address of the Ray cluster that runs the items.", default="")
+    parser.addini(
+        "mlexp_resources",
+        "What the cluster reserves for each item unless its marker says, one KEY=VALUE a "
+        "line (num_gpus=1, num_cpus=4, memory=8GB, or a custom resource).",
+        type="linelist",
+    )
+
+
+def add_system_metrics_options(group: Any, parser: pytest.Parser) -> None:
+    group.addoption(
+        "--mlexp-system-metrics",
+        dest="mlexp_system_metrics",
+        action="store_const",
+        const="true",
+        default=None,
+        help="Log MLflow's system metrics (CPU, memory, GPU with pynvml) with every run "
+        "(needs psutil).",
+    )
+    parser.addini("mlexp_system_metrics", "Log MLflow's system metrics with every run.")
