@@ -107,6 +107,10 @@ BASELINE_SOURCE = "mlexp.baseline.source"
 BASELINE_RUN_ID = "mlexp.baseline.run_id"
 #: Set to ``true`` on runs promoted to be the baseline.
 PROMOTED = "mlexp.baseline"
+#: How a repeated cell was judged: ``bound`` (a confidence bound over its seeds) or ``mean``.
+GATE_RULE = "mlexp.gate.rule"
+#: The confidence interval of the difference from the baseline, with n on each side.
+GATE_INTERVAL = "mlexp.regression.interval"
 
 # -- lineage -------------------------------------------------------------------------------
 GIT_DIRTY = "mlexp.git.dirty"
@@ -118,6 +122,14 @@ RANDOM_SEED = "mlexp.random_seed"
 # -- params from a file ----------------------------------------------------------------------
 #: The ``--mlexp-set`` overrides that changed the run's function, as given (shell-quoted).
 OVERRIDES = "mlexp.overrides"
+
+# -- Ray clusters ------------------------------------------------------------------------------
+#: The id of the Ray node that ran the item, on runs of a ``--mlexp-ray`` session.
+RAY_NODE = "mlexp.ray.node"
+
+# -- reproduction ----------------------------------------------------------------------------
+#: On a run made by ``mlexp reproduce``: the id of the run it reproduces.
+REPRODUCES = "mlexp.reproduces"
 
 # -- the spool -------------------------------------------------------------------------------
 #: A spooled run's journal id, so a replay cut short never creates it twice.
