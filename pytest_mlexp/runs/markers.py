@@ -15,6 +15,8 @@ MARKER_KWARGS = (
     "expect",
     "tolerance",
     "direction",
+    "gate",
+    "confidence",
     # grids
     "best",
     "repeats",
@@ -33,6 +35,8 @@ MARKER_KWARGS = (
     "seed",
     "pruner",
     "study",
+    # Ray clusters
+    "resources",
 )
 
 
