@@ -18,15 +18,17 @@ import pytest
 
 from .artifacts import DiscoverySettings, resolve_discovery
 from .autolog import resolve_autolog
+from .cluster import ClusterSettings, resolve_cluster
 from .gate import GateSettings, resolve_gate
 from .grids import resolve_best
 from .lineage import resolve_lineage
 from .models import RegisterSettings, resolve_register
 from .params import ParamsSettings, resolve_params
-from .reports import resolve_html
+from .reports import resolve_figures, resolve_html
 from .reuse import ReuseSettings, resolve_reuse
 from .search import SearchSettings, resolve_search
 from .spool import resolve_policy
+from .system_metrics import resolve_system_metrics
 from .tracking import TrackingConfig, resolve_tracking
 
 if TYPE_CHECKING:
@@ -59,6 +61,12 @@ class Settings:
     register: RegisterSettings
     #: Reusing unchanged experiments' runs (``--mlexp-reuse``) and the declared inputs.
     reuse: ReuseSettings
+    #: The Ray cluster running the items (``--mlexp-ray``), and each item's default resources.
+    cluster: ClusterSettings
+    #: Logging MLflow's system metrics (CPU, memory, GPU) with every run.
+    system_metrics: bool
+    #: How HTML figures load plotly.js: ``inline`` or ``cdn``.
+    figures: str
 
 
 def resolve(config: pytest.Config) -> Settings:
@@ -76,4 +84,7 @@ def resolve(config: pytest.Config) -> Settings:
         search=resolve_search(config),
         register=resolve_register(config),
         reuse=resolve_reuse(config),
+        cluster=resolve_cluster(config),
+        system_metrics=resolve_system_metrics(config),
+        figures=resolve_figures(config),
     )

@@ -1,4 +1,4 @@
-"""Where the session's HTML report is written, if anywhere."""
+"""Where the session's HTML report is written, if anywhere, and how HTML figures load plotly.js."""
 
 from __future__ import annotations
 
@@ -24,3 +24,21 @@ def resolve_html(config: pytest.Config) -> Path | None:
             "e.g. --mlexp-html=report.html"
         )
     return path
+
+
+#: How HTML figures load plotly.js: inside every file, or from plotly's CDN.
+FIGURES = ("inline", "cdn")
+
+
+def resolve_figures(config: pytest.Config) -> str:
+    """``--mlexp-figures`` (ini ``mlexp_figures``, yaml ``figures``): ``inline`` or ``cdn``."""
+    found = lookup(config, option="mlexp_figures", key="figures")
+    if found is None:
+        return "inline"
+    value, source = str(found[0]).strip().lower(), found[1]
+    if value not in FIGURES:
+        raise pytest.UsageError(
+            f"{source}: invalid value {found[0]!r} for figures; accepted: inline (plotly.js in "
+            "every file, works offline) or cdn (plotly.js from its CDN, a few kB a figure)"
+        )
+    return value
