@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "pytest_mlexp"
 FEATURES = (
     "artifacts",
     "autolog",
+    "cluster",
     "gate",
     "grids",
     "groups",
@@ -25,6 +26,7 @@ FEATURES = (
     "reuse",
     "search",
     "spool",
+    "system_metrics",
 )
 ABOVE_FEATURES = ("reports", "cli", "pipeline", "plugin")
 #: The small shared modules beside settings/ and backend/.
