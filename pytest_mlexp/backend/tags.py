@@ -7,11 +7,17 @@ the MLflow UI shows in its own columns (user, source, parent, git commit).
 from __future__ import annotations
 
 # -- MLflow's own ---------------------------------------------------------------------
+#: The run's name: the item's name, e.g. ``experiment_ridge[0.1]``; a group run's ``<function> ·
+#: <start> · <commit>``.
 RUN_NAME = "mlflow.runName"
+#: The group run (grid parent, cell run, search parent) a run belongs to.
 PARENT_RUN_ID = "mlflow.parentRunId"
+#: Who ran the session.
 USER = "mlflow.user"
+#: The experiment module, as a path from the rootdir; with its type (``LOCAL``).
 SOURCE_NAME = "mlflow.source.name"
 SOURCE_TYPE = "mlflow.source.type"
+#: Git lineage: the commit, branch and remote URL (without credentials) of the rootdir's repository.
 GIT_COMMIT = "mlflow.source.git.commit"
 GIT_BRANCH = "mlflow.source.git.branch"
 GIT_REPO_URL = "mlflow.source.git.repoURL"
@@ -25,7 +31,9 @@ KIND_MODEL_DEVELOPMENT = "custom_model_development"
 SAVED_VIEW_PREFIX = "mlflow.sharedViewState."
 
 # -- every run of a tracked item --------------------------------------------------------
+#: The pytest node id of the item the run records.
 NODEID = "mlexp.nodeid"
+#: The pytest session that made the run (``MLEXP_SESSION_ID`` or time + random suffix).
 SESSION_ID = "mlexp.session_id"
 #: pytest's outcome: passed, failed, error, skipped, xfailed, xpassed, interrupted.
 OUTCOME = "mlexp.outcome"
@@ -55,14 +63,18 @@ GROUP = "mlexp.group"
 GRID = "mlexp.grid"
 #: A repeated cell's node id, on the cell run and its repeats.
 CELL = "mlexp.cell"
+#: On a group run: its members, and how many passed, failed and were killed.
 GRID_SIZE = "mlexp.grid_size"
 PASSED = "mlexp.passed"
 FAILED = "mlexp.failed"
 KILLED = "mlexp.killed"
+#: On a group run: the metric and direction that picked its best member, and that member's run id
+#: and name.
 BEST_METRIC = "mlexp.best_metric"
 BEST_DIRECTION = "mlexp.best_direction"
 BEST_RUN_ID = "mlexp.best_run_id"
 BEST_RUN_NAME = "mlexp.best_run_name"
+#: On a repeated cell's run: how many repeats ran, and how many passed.
 REPEATS = "mlexp.repeats"
 REPEATS_PASSED = "mlexp.repeats_passed"
 #: Attempts of a group's runs superseded by a rerun (pytest-rerunfailures), not counted.
@@ -85,12 +97,16 @@ SEARCH = "mlexp.search"
 TRIAL = "mlexp.trial"
 #: The mlexp.outcome of a trial the pruner stopped (its run ends FINISHED, pytest skips it).
 OUTCOME_PRUNED = "pruned"
+#: On a search's parent and trials: the Optuna study, its storage (password hidden), sampler and
+#: pruner.
 STUDY = "mlexp.search.study"
 SEARCH_STORAGE = "mlexp.search.storage"
 SAMPLER = "mlexp.search.sampler"
 PRUNER = "mlexp.search.pruner"
 #: The space as JSON (``search.space``), so reports can rebuild the study from the runs.
 SPACE = "mlexp.search.space"
+#: On a search's parent: the trials planned, run, complete, pruned and failed, and the best
+#: trial's number.
 TRIALS_PLANNED = "mlexp.search.trials_planned"
 TRIALS = "mlexp.trials"
 TRIALS_COMPLETE = "mlexp.trials_complete"
@@ -103,6 +119,7 @@ SPACE_PREFIX = "space."
 # -- the regression gate -----------------------------------------------------------------
 #: The verdict: passed, improved, regressed or no-baseline.
 VERDICT = "mlexp.regression"
+#: The baseline a run was judged against: its source (``latest``, a file...) and run id.
 BASELINE_SOURCE = "mlexp.baseline.source"
 BASELINE_RUN_ID = "mlexp.baseline.run_id"
 #: Set to ``true`` on runs promoted to be the baseline.
@@ -113,6 +130,8 @@ GATE_RULE = "mlexp.gate.rule"
 GATE_INTERVAL = "mlexp.regression.interval"
 
 # -- lineage -------------------------------------------------------------------------------
+#: Lineage: uncommitted changes in the repository (``true``/``false``), the Python version, the
+#: platform, the pytest command line and the pytest-randomly seed.
 GIT_DIRTY = "mlexp.git.dirty"
 PYTHON_VERSION = "mlexp.python_version"
 PLATFORM = "mlexp.platform"

@@ -7,37 +7,47 @@ from typing import Any
 
 import pytest
 
-#: Keyword arguments accepted by ``@pytest.mark.mlexp``.
-MARKER_KWARGS = (
-    "experiment",
-    "tags",
+#: Keyword arguments accepted by ``@pytest.mark.mlexp``, each with its meaning (the
+#: documentation's reference is generated from this mapping; iterate it for the names).
+MARKER_KWARGS: dict[str, str] = {
+    "experiment": "The MLflow experiment of the runs, instead of the session's.",
+    "tags": "A dict of tags every run gets, merged with the session's (the closest marker wins).",
     # the gate
-    "expect",
-    "tolerance",
-    "direction",
-    "gate",
-    "confidence",
+    "expect": "Bounds on metrics, checked every session: `{'accuracy': '>= 0.9', "
+    "'rmse': '< 0.5'}`; several joined by `and`.",
+    "tolerance": "How much worse than the baseline a metric may get, per metric "
+    "(`'*'`: the test's default): `0.01`, `'2%'`, `'2 std'`, `'0.01 or 2%'`.",
+    "direction": "A metric's direction for the gate and the best cell: `up`, `down` or "
+    "`ignore`, e.g. `{'throughput': 'up'}`.",
+    "gate": "How a repeated cell is judged against a baseline with seeds: `'bound'` (a "
+    "confidence bound) or `'mean'`.",
+    "confidence": "The confidence of that bound, e.g. `0.95`.",
     # grids
-    "best",
-    "repeats",
-    "seeds",
+    "best": "The metric that picks a grid's best cell: `'r2'`, `'val_loss:min'`, `'score:max'`.",
+    "repeats": "Run each cell this many times, with seeds 0, 1, ... (the function takes `seed`).",
+    "seeds": "Run each cell once per seed of this list.",
     # models
-    "register",
+    "register": "The registered model whose new version the best cell's logged model "
+    "becomes when the session passes.",
     # reuse
-    "reuse",
-    "inputs",
-    "input_context",
+    "reuse": "`False`: always execute this function under `--mlexp-reuse`.",
+    "inputs": "Globs (from the rootdir) of the data files it reads: hashed into its "
+    "fingerprint and logged as its datasets.",
+    "input_context": "The dataset context of those inputs (default `training`).",
     # search (checked when the trials are collected: search.collection)
-    "search",
-    "trials",
-    "objective",
-    "sampler",
-    "seed",
-    "pruner",
-    "study",
+    "search": "An Optuna search space, one item per trial: name -> `'uniform(a, b)'`, "
+    "`'loguniform(a, b)'`, `'int(a, b)'`, `'int(a, b, log)'`, a list, or a distribution.",
+    "trials": "How many trials this session runs.",
+    "objective": "The metric told to the study: `'val_loss:min'`, `'accuracy:max'`, or a "
+    "name whose direction is known.",
+    "sampler": "`'tpe'` (default), `'random'`, `'qmc'`, or an Optuna sampler.",
+    "seed": "The sampler's seed, for a reproducible serial search.",
+    "pruner": "`'median'`, `'hyperband'`, `'successive_halving'`, or an Optuna pruner.",
+    "study": "A study name to continue across sessions (default: one study per session).",
     # Ray clusters
-    "resources",
-)
+    "resources": "What a Ray cluster reserves for each of its items: `{'num_gpus': 1, "
+    "'num_cpus': 4, 'memory': '8GB'}`.",
+}
 
 
 def is_tracked(item: pytest.Item) -> bool:
