@@ -1,0 +1,158 @@
+"""Make the documentation's pictures: re-run after a change to what users see.
+
+    python docs/pictures.py            # writes docs/ui-runs.png, docs/report.png, docs/terminal.png
+
+Copies this repository's ``experiments/`` (and the ``conftest.py`` with their
+data fixtures) into a fresh project named
+``project`` under a temporary folder, runs ``pytest experiments/
+--mlexp-html report.html`` there as a user would, then photographs, in
+headless Chromium (Debian's ``/usr/bin/chromium``, driven by playwright):
+
+- the terminal session, rendered as a page of its own (``terminal.png``);
+- the MLflow UI's runs table, opened by the link the session printed, with
+  ``mlflow ui`` on a free port (``ui-runs.png``);
+- the session's HTML report (``report.png``).
+
+Not run by the test suite: it takes a minute (the classifier grid logs models).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = REPO / "docs"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+#: The terminal's look: a dark page, the size of an 80-column window.
+TERMINAL_PAGE = """<!doctype html><meta charset="utf-8"><style>
+body {{ margin: 0; background: #1e1e2e; }}
+pre {{ margin: 0; padding: 16px 20px; color: #e0e0e0; font: 13px/1.35 "DejaVu Sans Mono",
+      monospace; white-space: pre; }}
+.prompt {{ color: #89b4fa; }} .ok {{ color: #a6e3a1; }} .head {{ color: #f9e2af; }}
+</style><pre>{body}</pre>"""
+
+
+def run_session(project: Path) -> str:
+    """``pytest experiments/`` in ``project``: its terminal output."""
+    shutil.copytree(REPO / "experiments", project / "experiments")
+    shutil.copy(REPO / "conftest.py", project / "conftest.py")  # the examples' data fixtures
+    (project / "pytest.ini").write_text("[pytest]\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "100"}
+    command = [sys.executable, "-m", "pytest", "experiments/", "-p", "no:randomly"]
+    done = subprocess.run(
+        [*command, "--mlexp-html", "report.html"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the session failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def terminal_html(output: str) -> str:
+    """The session as a terminal shows it: the command, then what pytest printed."""
+    lines = [line for line in output.splitlines() if not line.startswith(("platform ", "cachedir"))]
+    shown = ['<span class="prompt">$</span> pytest experiments/ --mlexp-html report.html']
+    for line in lines:
+        text = html.escape(line)
+        if line.startswith("=") or line.startswith("mlexp grid"):
+            text = f'<span class="head">{text}</span>'
+        elif "passed" in line or "FINISHED" in line:
+            text = f'<span class="ok">{text}</span>'
+        shown.append(text)
+    return TERMINAL_PAGE.format(body="\n".join(shown))
+
+
+def free_port() -> int:
+    """A port of 5190-5199 nothing listens on (this project's range on shared machines)."""
+    for port in range(5190, 5200):
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise SystemExit("ports 5190-5199 are all taken")
+
+
+def start_ui(command: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``mlflow ui`` in a process group of its own, without MLflow's job runner."""
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    process = subprocess.Popen(
+        [*command[:-1], str(port)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return process
+        except OSError:
+            time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    raise SystemExit(f"mlflow ui did not answer: {log.read_text()[-2000:]}")
+
+
+def printed(output: str, label: str) -> str:
+    found = re.search(rf"^{re.escape(label)} (.+)$", output, re.M)
+    if found is None:
+        raise SystemExit(f"the session did not print {label!r}")
+    return found.group(1)
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="mlexp-pictures-") as tmp:
+        project = Path(tmp) / "project"
+        project.mkdir()
+        output = run_session(project)
+        port = free_port()
+        command = shlex.split(printed(output, "open the MLflow UI with:"))
+        link = printed(output, "then open:").replace(":5000/", f":{port}/")
+        process = start_ui(command, port, Path(tmp) / "ui.log")
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(
+                    executable_path=CHROMIUM, args=CHROMIUM_ARGS
+                )
+                page = browser.new_page(viewport={"width": 880, "height": 10})
+                page.set_content(terminal_html(output))
+                page.screenshot(path=str(DOCS / "terminal.png"), full_page=True)
+
+                page = browser.new_page(viewport={"width": 1500, "height": 800})
+                page.goto(link)
+                page.get_by_text("matching runs").wait_for(timeout=120_000)
+                page.locator(".ag-header-cell[col-id='metrics.`r2`']").wait_for(timeout=30_000)
+                page.screenshot(path=str(DOCS / "ui-runs.png"))
+
+                page = browser.new_page(viewport={"width": 1400, "height": 1100})
+                page.goto((project / "report.html").as_uri())
+                page.wait_for_timeout(3000)
+                page.screenshot(path=str(DOCS / "report.png"))
+                browser.close()
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+    for name in ("terminal.png", "ui-runs.png", "report.png"):
+        print(f"wrote {DOCS / name}")
+
+
+if __name__ == "__main__":
+    main()
