@@ -129,9 +129,7 @@ def main() -> None:
         process = start_ui(command, port, Path(tmp) / "ui.log")
         try:
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path=CHROMIUM, args=CHROMIUM_ARGS
-                )
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": 880, "height": 10})
                 page.set_content(terminal_html(output))
                 page.screenshot(path=str(DOCS / "terminal.png"), full_page=True)
