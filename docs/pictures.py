@@ -36,11 +36,12 @@ REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+TERMINAL_COLUMNS = 120
 #: The terminal's look: a dark page, the size of an 80-column window.
 TERMINAL_PAGE = """<!doctype html><meta charset="utf-8"><style>
 body {{ margin: 0; background: #1e1e2e; }}
-pre {{ margin: 0; padding: 16px 20px; color: #e0e0e0; font: 13px/1.35 "DejaVu Sans Mono",
-      monospace; white-space: pre; }}
+pre {{ display: inline-block; margin: 0; padding: 16px 20px; color: #e0e0e0;
+      font: 13px/1.35 "DejaVu Sans Mono", monospace; white-space: pre; }}
 .prompt {{ color: #89b4fa; }} .ok {{ color: #a6e3a1; }} .head {{ color: #f9e2af; }}
 </style><pre>{body}</pre>"""
 
@@ -50,7 +51,7 @@ def run_session(project: Path) -> str:
     shutil.copytree(REPO / "experiments", project / "experiments")
     shutil.copy(REPO / "conftest.py", project / "conftest.py")  # the examples' data fixtures
     (project / "pytest.ini").write_text("[pytest]\n")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "100"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": str(TERMINAL_COLUMNS)}
     command = [sys.executable, "-m", "pytest", "experiments/", "-p", "no:randomly"]
     done = subprocess.run(
         [*command, "--mlexp-html", "report.html"],
@@ -65,9 +66,20 @@ def run_session(project: Path) -> str:
     return done.stdout
 
 
-def terminal_html(output: str) -> str:
-    """The session as a terminal shows it: the command, then what pytest printed."""
-    lines = [line for line in output.splitlines() if not line.startswith(("platform ", "cachedir"))]
+def terminal_html(output: str, project: Path) -> str:
+    """The session as a 120-column terminal shows it: the command, then what pytest printed.
+
+    The temporary project's path is shown as ``/home/me/project``, as in the README.
+    """
+    output = output.replace(sys.executable, "/home/me/project/.venv/bin/python")
+    output = output.replace(str(project), "/home/me/project")
+    hidden = ("platform ", "cachedir", "rootdir", "configfile", "plugins")
+    lines = [
+        line[start : start + TERMINAL_COLUMNS]
+        for line in output.splitlines()
+        if not line.startswith(hidden)
+        for start in range(0, max(len(line), 1), TERMINAL_COLUMNS)
+    ]
     shown = ['<span class="prompt">$</span> pytest experiments/ --mlexp-html report.html']
     for line in lines:
         text = html.escape(line)
@@ -130,14 +142,23 @@ def main() -> None:
         try:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 880, "height": 10})
-                page.set_content(terminal_html(output))
-                page.screenshot(path=str(DOCS / "terminal.png"), full_page=True)
+                page = browser.new_page(viewport={"width": 1400, "height": 10})
+                page.set_content(terminal_html(output, project))
+                page.locator("pre").screenshot(path=str(DOCS / "terminal.png"))
 
                 page = browser.new_page(viewport={"width": 1500, "height": 800})
                 page.goto(link)
                 page.get_by_text("matching runs").wait_for(timeout=120_000)
                 page.locator(".ag-header-cell[col-id='metrics.`r2`']").wait_for(timeout=30_000)
+                # MLflow 3.17 opens its assistant beside the table: close it.
+                close = page.get_by_role("button", name="Close")
+                if close.count():
+                    close.first.click()
+                # Unfold the ridge grid's parent, to show its cells and their metrics.
+                parent = page.locator(".ag-row", has_text="experiment_ridge · ").first
+                parent.locator("[col-id='attributes.`Run Name`'] button").first.click()
+                page.locator(".ag-row", has_text="experiment_ridge[0.1]").wait_for(timeout=30_000)
+                page.wait_for_timeout(1000)
                 page.screenshot(path=str(DOCS / "ui-runs.png"))
 
                 page = browser.new_page(viewport={"width": 1400, "height": 1100})

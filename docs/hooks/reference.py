@@ -2,7 +2,8 @@
 
 An MkDocs hook (``hooks:`` in ``mkdocs.yml``): a page line such as
 ``<!-- generated: settings -->`` is replaced by what ``GENERATORS`` makes of
-the package as it is, so the reference cannot drift from the code. Each
+the package as it is (``<!-- generated: settings:reuse -->``: the settings of
+``add_reuse_options`` only, for a guide), so the reference cannot drift from the code. Each
 generator is a plain function returning markdown, tested in ``tests/test_docs.py``.
 
 Two private APIs are read, each in one place: pytest's ``Parser._inidict``
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pytest_mlexp"
-PLACEHOLDER = re.compile(r"^<!-- generated: ([a-z-]+) -->$", re.MULTILINE)
+PLACEHOLDER = re.compile(r"^<!-- generated: ([a-z-]+)(?::([a-z_]+))? -->$", re.MULTILINE)
 #: The marker before a generated code block: shown, not run (see tests/test_docs.py).
 NOT_RUN = "<!-- not run: generated from the code -->"
 
@@ -172,7 +173,10 @@ def _cell(text: Any) -> str:
     if text in (None, ""):
         return ""
     text = re.sub(r"``([^`]+)``", r"`\1`", str(text))
-    return text.replace("|", "\\|").replace("\n", " ")
+    # Outside code spans, <rootdir> is text, not an HTML tag.
+    parts = text.split("`")
+    parts[::2] = [part.replace("<", "&lt;").replace(">", "&gt;") for part in parts[::2]]
+    return "`".join(parts).replace("|", "\\|").replace("\n", " ")
 
 
 def _flag(option: dict[str, Any]) -> str:
@@ -181,35 +185,61 @@ def _flag(option: dict[str, Any]) -> str:
     return _cell(f"`{names} {metavar}`" if metavar else f"`{names}`")
 
 
+def settings_table(feature: Feature) -> str:
+    """One row per setting of ``feature``: its flag, variable, ini key and yaml key joined.
+
+    A flag's ``dest``, an ini key and a yaml key name the same setting when
+    they are equal once the ``mlexp_`` prefix is taken off (``mlexp_reuse``,
+    ``reuse``), as ``settings/sources.py`` looks them up.
+    """
+    env_by_option = {v.option: v.name for v in environment_variables() if v.option}
+    rows: dict[str, dict[str, str]] = {}
+
+    def row(name: str) -> dict[str, str]:
+        return rows.setdefault(name.removeprefix("mlexp_"), {})
+
+    for option in feature.flags:
+        found = row(option["dest"])
+        found["flag"] = _flag(option)
+        found["help"] = _cell((option.get("help") or "").replace("%%", "%"))
+        env = env_by_option.get(option["dest"])
+        found["env"] = f"`{env}`" if env else ""
+    for key, text, kind, _default in feature.ini:
+        found = row(key)
+        found["ini"] = f"`{key}`" + (" (lines)" if kind == "linelist" else "")
+        found.setdefault("help", _cell(text))
+    for key in feature.yaml_keys:
+        row(key)["yaml"] = f"`{key}`"
+    out = [
+        "| flag | environment | ini key | `mlexp.yaml` key | what |",
+        "|---|---|---|---|---|",
+    ]
+    for found in rows.values():
+        cells = [found.get(column, "") for column in ("flag", "env", "ini", "yaml", "help")]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def feature_settings(name: str) -> str:
+    """The settings table of one feature (``add_<name>_options``), for a guide."""
+    for feature in features():
+        if feature.name == name:
+            return settings_table(feature)
+    raise KeyError(f"no add_{name}_options in settings/options.py")
+
+
 def settings_markdown() -> str:
     """Every flag, ini key and ``mlexp.yaml`` key per feature, then the environment variables."""
-    env_by_option = {v.option: v.name for v in environment_variables() if v.option}
     out = [
         "Resolution, highest first: command-line flag, environment variable, ini key "
         "(`pytest.ini`, `[tool.pytest.ini_options]`, `tox.ini`, `setup.cfg`), "
         "`mlexp.yaml` key, default. Each feature's table is generated from "
-        "`pytest_mlexp/settings/options.py`.",
+        '`pytest_mlexp/settings/options.py`; "(lines)" marks an ini key that takes '
+        "one value a line.",
         "",
     ]
     for feature in features():
-        out += [f"### {feature.name.replace('_', ' ').capitalize()}", ""]
-        if feature.flags:
-            out += ["| flag | environment | help |", "|---|---|---|"]
-            for option in feature.flags:
-                help_text = (option.get("help") or "").replace("%%", "%")
-                env = env_by_option.get(option["dest"], "")
-                out.append(
-                    f"| {_flag(option)} | {f'`{env}`' if env else ''} | {_cell(help_text)} |"
-                )
-            out.append("")
-        if feature.ini:
-            out += ["| ini key | type | help |", "|---|---|---|"]
-            for key, text, kind, _default in feature.ini:
-                out.append(f"| `{key}` | {kind} | {_cell(text)} |")
-            out.append("")
-        if feature.yaml_keys:
-            keys = ", ".join(f"`{key}`" for key in feature.yaml_keys)
-            out += [f"`mlexp.yaml` keys: {keys}.", ""]
+        out += [f"### {feature.name.replace('_', ' ').capitalize()}", "", settings_table(feature)]
     out += [
         "### Environment variables",
         "",
@@ -420,7 +450,13 @@ GENERATORS: dict[str, Callable[[], str]] = {
 
 def render(markdown: str) -> str:
     """``markdown`` with each ``<!-- generated: NAME -->`` line replaced by its generator's."""
-    return PLACEHOLDER.sub(lambda m: GENERATORS[m.group(1)](), markdown)
+
+    def generate(match: re.Match[str]) -> str:
+        if match.group(1) == "settings" and match.group(2):
+            return feature_settings(match.group(2))
+        return GENERATORS[match.group(1)]()
+
+    return PLACEHOLDER.sub(generate, markdown)
 
 
 def on_page_markdown(markdown: str, **_: Any) -> str:
