@@ -93,9 +93,7 @@ def test_an_option_added_later_appears_without_touching_the_generator(monkeypatc
     monkeypatch.setattr(options, "add_later_options", add_later_options, raising=False)
     monkeypatch.setattr(options, "LATER_KEYS", ("later",), raising=False)
     page = reference.settings_markdown()
-    assert "`--mlexp-later X`" in page
-    assert "`mlexp_later`" in page
-    assert "`mlexp.yaml` keys: `later`." in page
+    assert "| `--mlexp-later X` |  | `mlexp_later` | `later` | Added later. |" in page
 
 
 def test_markers_tags_hooks_and_commands_are_in_the_reference():
