@@ -326,14 +326,28 @@ def tags() -> list[Tag]:
 
 
 def tags_markdown() -> str:
+    """The tags by section; tags sharing one comment (a group) share a row."""
     out: list[str] = []
     section = None
+    rows: list[tuple[list[str], str]] = []
     for tag in tags():
         if tag.section != section:
+            out += _tag_rows(rows)
+            rows = []
             section = tag.section
-            out += ["", f"### {section.capitalize()}", "", "| tag | meaning |", "|---|---|"]
-        out.append(f"| `{tag.name}` | {_cell(tag.meaning)} |")
+            title = section[0].upper() + section[1:]
+            out += ["", f"### {title}", "", "| tag | meaning |", "|---|---|"]
+        if rows and rows[-1][1] == tag.meaning:
+            rows[-1][0].append(tag.name)
+        else:
+            rows.append(([tag.name], tag.meaning))
+    out += _tag_rows(rows)
     return "\n".join(out).lstrip() + "\n"
+
+
+def _tag_rows(rows: list[tuple[list[str], str]]) -> list[str]:
+    shown = [(", ".join(f"`{name}`" for name in names), meaning) for names, meaning in rows]
+    return [f"| {names} | {_cell(meaning)} |" for names, meaning in shown]
 
 
 # -- hooks -----------------------------------------------------------------------------------

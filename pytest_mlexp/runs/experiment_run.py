@@ -70,7 +70,9 @@ class ExperimentRun:
     def __init__(self, backend: Backend, run_id: str, experiment_id: str) -> None:
         self.backend = backend
         self.run_id = run_id
+        """The MLflow run id: ``run.client.get_run(run.run_id)`` reads the run back."""
         self.experiment_id = experiment_id
+        """The id of the MLflow experiment the run is in."""
         #: Latest value of every metric logged through this handle.
         self.metrics: dict[str, float] = {}
         #: Every param logged through this handle, as sent.
@@ -117,6 +119,7 @@ class ExperimentRun:
         self._maybe_flush()
 
     def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log several params, as ``log_param`` does each."""
         for key, value in params.items():
             self.log_param(key, value)
 
@@ -158,6 +161,7 @@ class ExperimentRun:
         return self.search_trial is not None and self.search_trial.should_prune()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log several metric values at once, optionally at a ``step``."""
         timestamp = int(time.time() * 1000)
         for key, value in metrics.items():
             self.log_metric(key, value, step=step, timestamp=timestamp)
@@ -165,10 +169,12 @@ class ExperimentRun:
     # -- tags -----------------------------------------------------------------
 
     def set_tag(self, key: str, value: Any) -> None:
+        """Set one tag on the run (a tag, unlike a param, may change)."""
         self._tags[key] = cut(str(value), MAX_TAG_LENGTH)
         self._maybe_flush()
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set several tags, as ``set_tag`` does each."""
         for key, value in tags.items():
             self.set_tag(key, value)
 
@@ -201,6 +207,7 @@ class ExperimentRun:
         self.client.log_dict(self.run_id, dict(dictionary), artifact_file)
 
     def log_text(self, text: str, artifact_file: str) -> None:
+        """Save ``text`` as an artifact file (``notes/summary.md``)."""
         self.client.log_text(self.run_id, text, artifact_file)
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
