@@ -36,9 +36,6 @@ SAMPLING_INTERVAL = 1.0
 #: ``MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING`` wins when set.
 SAMPLES_BEFORE_LOGGING = 5
 
-#: The thread name MLflow gives its monitors.
-THREAD_NAME = "SystemMetricsMonitor"
-
 
 def load_monitor() -> type[Any]:
     """MLflow's ``SystemMetricsMonitor``, or ``UsageError`` naming the extra to install.
@@ -47,12 +44,15 @@ def load_monitor() -> type[Any]:
     that cannot load its monitors all the same.
     """
     try:
+        import psutil
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
     except Exception as exc:
         raise pytest.UsageError(
             f"--mlexp-system-metrics: MLflow's system metrics cannot be loaded "
             f"({type(exc).__name__}: {exc}); {EXTRA_HINT}"
         ) from None
+    # Its first call answers 0.0: the session's first sample would halve its item's step.
+    psutil.cpu_percent()
     # One "Started/Stopping/terminated monitoring" line per item is noise; MLflow's
     # warnings (a sample that could not be logged) still show. A level the user set wins.
     quiet = logging.getLogger("mlflow.system_metrics")

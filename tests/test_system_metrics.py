@@ -120,16 +120,17 @@ def test_without_psutil_the_session_stops_before_anything_runs(
 ) -> None:
     ourtester.makepyfile(PROJECT)
     ourtester.makefile(".yaml", mlexp="system_metrics: yes\n")
-    with monkeypatch.context() as patch:
-        patch.setitem(sys.modules, "psutil", None)  # `import psutil` fails
-        result = ourtester.runpytest(*ARGS)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(
-        [
-            "ERROR: mlexp.yaml system_metrics: MLflow's system metrics need psutil, which is "
-            "not installed; pip install 'pytest-mlexp[system-metrics]'"
-        ]
-    )
+    for workers in ([], ["-n", "2"]):  # under xdist, the controller stops before any worker
+        with monkeypatch.context() as patch:
+            patch.setitem(sys.modules, "psutil", None)  # `import psutil` fails
+            result = ourtester.runpytest(*ARGS, *workers)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines(
+            [
+                "ERROR: mlexp.yaml system_metrics: MLflow's system metrics need psutil, which is "
+                "not installed; pip install 'pytest-mlexp[system-metrics]'"
+            ]
+        )
     # An MLflow that cannot load its monitors stops the session the same way.
     with monkeypatch.context() as patch:
         patch.setitem(sys.modules, "mlflow.system_metrics.system_metrics_monitor", None)
@@ -142,3 +143,41 @@ def test_without_psutil_the_session_stops_before_anything_runs(
         ]
     )
     assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
+
+
+#: Not in this branch's modules: /tmp/wt20s-others.patch (the issue 20 item 6 report).
+NEEDS_PATCH = pytest.mark.xfail(
+    strict=True, reason="gate, reuse, groups and reports must leave MLflow's system/ metrics out"
+)
+
+
+#: A cell of two repeats: its run averages its repeats' metrics.
+REPEATED = """
+import pytest
+
+@pytest.mark.mlexp(repeats=2)
+def experiment_repeated(mlflow_run, seed):
+    mlflow_run.log_metric("acc", 0.5)
+"""
+
+
+@NEEDS_PATCH
+def test_the_gate_reuse_and_cells_leave_the_machines_metrics_out(ourtester, read_runs) -> None:
+    ourtester.makepyfile(PROJECT)
+    ourtester.makepyfile(experiment_repeated=REPEATED)
+    select = ("-k", "quick or repeated", "--mlexp-system-metrics")
+    ourtester.runpytest(*ARGS, *select).assert_outcomes(passed=3, deselected=3)
+    (cell,) = [r for r in read_runs(EXPERIMENT, groups=True) if "mlexp.kind" in r.data.tags]
+    assert cell.data.metrics == {"acc": 0.5, "acc.std": 0.0}  # not the machine's means
+    # The baseline run's system/ metrics are the machine's: not judged (MISSING), not copied.
+    result = ourtester.runpytest(*ARGS, "-k", "quick", "--mlexp-system-metrics",
+                                 "--mlexp-baseline", "latest", "--mlexp-reuse")  # fmt: skip
+    result.assert_outcomes(passed=1, deselected=5)
+    result.stdout.no_fnmatch_line("*system/*")
+    first, reused = sorted(
+        (r for r in read_runs(EXPERIMENT) if r.info.run_name == "experiment_quick"),
+        key=lambda r: r.info.start_time,
+    )
+    assert reused.data.tags["mlexp.reused_from"] == first.info.run_id
+    assert system_metrics(first) >= CPU_AND_MEMORY
+    assert reused.data.metrics == {"acc": 0.9}  # executed nothing: sampled nothing
