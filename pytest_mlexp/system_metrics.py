@@ -82,7 +82,7 @@ class SystemMetrics:
 
     def __init__(self) -> None:
         self._monitor_class = load_monitor()
-        #: run id -> (node id of the item, its monitor), while the run is going.
+        #: run id -> (the item's nodeid, its monitor), while the run is going.
         self._monitors: dict[str, tuple[str, Any]] = {}
 
     def pytest_mlexp_run_start(self, item: pytest.Item, run: ExperimentRun) -> None:
