@@ -302,6 +302,11 @@ def activate(session: MlexpSession, tracked: list[pytest.Item], *, searches: boo
         from .autolog import Autolog
 
         manager.register(Autolog(), "mlexp-autolog")
+    if settings.system_metrics:
+        from .system_metrics import SystemMetrics
+
+        # Raises UsageError without psutil, before any item runs.
+        manager.register(SystemMetrics(), "mlexp-system-metrics")
     gate = RegressionGate(config, settings)
     gate.prepare(tracked)
     manager.register(gate, "mlexp-gate")

@@ -23,6 +23,8 @@ xdist | searches: one study, one parent | test_search.py::test_workers_share_one
 xdist | the gate's verdicts reach the controller | test_regression.py::test_verdicts_from_xdist_workers_reach_the_controller
 xdist | grid parents completed by the last worker; the controller imports no MLflow | test_grids.py::test_xdist_controller_of_a_grid_imports_no_mlflow
 xdist, a worker dies | the controller sweeps its run and completes the grid itself | test_grids.py::test_killed_worker_runs_are_marked_killed_by_the_controller
+system metrics, reruns | each attempt's run samples its own, finished before it ends | test_system_metrics.py::test_every_run_samples_while_it_runs_and_none_without_the_flag
+system metrics, xdist | without psutil the controller stops (exit 4) before any worker starts | test_system_metrics.py::test_without_psutil_the_session_stops_before_anything_runs
 """  # noqa: E501
 
 from __future__ import annotations
