@@ -167,6 +167,11 @@ VERSION_BEST = "mlexp.best"
 #: The best cell's metrics, one tag each: ``mlexp.metric.accuracy``.
 VERSION_METRIC_PREFIX = "mlexp.metric."
 
+# -- system metrics ----------------------------------------------------------------------------
+#: MLflow's system metrics (``--mlexp-system-metrics``): the machine's, not the experiment's.
+#: Never judged by the gate, copied by reuse, averaged into group runs nor listed as results.
+SYSTEM_METRICS_PREFIX = "system/"
+
 # -- reuse -------------------------------------------------------------------------------------
 #: What a run's result depends on, hashed: equal fingerprints, same result (``--mlexp-reuse``).
 FINGERPRINT = "mlexp.fingerprint"

@@ -124,7 +124,15 @@ def _stored_group(backend: Backend, run: Any, kind: str) -> Group:
     first = None
     if spec.metric is None and kind != T.KIND_CELL:
         finished = [r for r in members.children(backend, run_id) if r.info.status == "FINISHED"]
-        first = min((key for r in finished for key in r.data.metrics), default=None)
+        first = min(
+            (
+                key
+                for r in finished
+                for key in r.data.metrics
+                if not key.startswith(T.SYSTEM_METRICS_PREFIX)
+            ),
+            default=None,
+        )
     name_tag = {T.KIND_CELL: T.CELL, T.KIND_GRID: T.GRID, T.KIND_SEARCH: T.SEARCH}[kind]
     name = tags.get(name_tag) or run.info.run_name or run_id
     return Group(run_id, kind, name, spec, {}, first)

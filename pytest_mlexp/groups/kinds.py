@@ -57,7 +57,8 @@ def fill_cell(backend: Backend, group: Group, runs: list[Any]) -> str | None:
     values: dict[str, list[float]] = {}
     for run in passed:
         for key, value in run.data.metrics.items():
-            values.setdefault(key, []).append(float(value))
+            if not key.startswith(T.SYSTEM_METRICS_PREFIX):  # the machine's, not the cell's
+                values.setdefault(key, []).append(float(value))
     now = now_ms()
     metrics = []
     for key, series in values.items():
@@ -210,7 +211,11 @@ def _write(
         ]
         metrics = [
             *metrics,
-            *((T.BEST_PREFIX + k, float(v), now, 0) for k, v in best.run.data.metrics.items()),
+            *(
+                (T.BEST_PREFIX + k, float(v), now, 0)
+                for k, v in best.run.data.metrics.items()
+                if not k.startswith(T.SYSTEM_METRICS_PREFIX)
+            ),
         ]
         best_params = [(T.BEST_PREFIX + k, v) for k, v in best.run.data.params.items()]
     backend.log_batch(run_id, metrics=metrics, params=params, tags=tags)

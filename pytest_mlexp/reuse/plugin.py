@@ -174,7 +174,10 @@ def copy_results(source: Run, run: ExperimentRun, keep: Collection[str] = ()) ->
     for key, value in source.data.params.items():
         if key not in run.params:
             run.log_param(key, value)
-    run.log_metrics(dict(source.data.metrics))
+    # Not MLflow's system metrics: a reused run executes nothing on this machine.
+    run.log_metrics(
+        {k: v for k, v in source.data.metrics.items() if not k.startswith(T.SYSTEM_METRICS_PREFIX)}
+    )
     run.set_tags(
         {
             key: value
