@@ -7,7 +7,7 @@ from types import MappingProxyType
 
 import pytest
 
-from ..settings.gate import GateSettings, direction, tolerance
+from ..settings.gate import GateSettings, confidence_level, direction, gate_rule, tolerance
 from . import rules
 from .rules import Bound, RuleError, Rules
 
@@ -19,7 +19,12 @@ def item_rules(item: pytest.Item, settings: GateSettings) -> Rules:
     tolerances = dict(settings.tolerances)
     directions = dict(settings.directions)
     default = settings.default_tolerance or rules.DEFAULT_TOLERANCE
+    gate, confidence = settings.rule, settings.confidence
     for marker in reversed(list(item.iter_markers("mlexp"))):
+        if marker.kwargs.get("gate") is not None:
+            gate = gate_rule(marker.kwargs["gate"], f"{where}: gate")
+        if marker.kwargs.get("confidence") is not None:
+            confidence = confidence_level(marker.kwargs["confidence"], f"{where}: confidence")
         expect = marker.kwargs.get("expect")
         if expect is not None:
             if not isinstance(expect, Mapping):
@@ -65,6 +70,8 @@ def item_rules(item: pytest.Item, settings: GateSettings) -> Rules:
         tolerances=MappingProxyType(tolerances),
         directions=MappingProxyType(directions),
         default_tolerance=default,
+        gate=gate,
+        confidence=confidence,
     )
 
 
@@ -74,6 +81,8 @@ def project_rules(settings: GateSettings) -> Rules:
         tolerances=settings.tolerances,
         directions=settings.directions,
         default_tolerance=settings.default_tolerance or rules.DEFAULT_TOLERANCE,
+        gate=settings.rule,
+        confidence=settings.confidence,
     )
 
 
@@ -85,6 +94,8 @@ def rules_to_json(rules: Rules) -> dict[str, object]:
         "tolerances": {k: asdict(v) for k, v in rules.tolerances.items()},
         "directions": dict(rules.directions),
         "default": asdict(rules.default_tolerance),
+        "gate": rules.gate,
+        "confidence": rules.confidence,
     }
 
 
@@ -99,4 +110,6 @@ def rules_from_json(data: Mapping[str, object]) -> Rules:
         tolerances=MappingProxyType({str(k): rules.Tolerance(**v) for k, v in tolerances.items()}),
         directions=MappingProxyType({str(k): str(v) for k, v in directions.items()}),
         default_tolerance=rules.Tolerance(**default),
+        gate=str(data.get("gate", rules.BOUND)),
+        confidence=float(str(data.get("confidence", rules.DEFAULT_CONFIDENCE))),
     )

@@ -33,6 +33,8 @@ class GateOutcome:
     updated: int = 0
     #: Why a group run could not be judged, if so.
     cell_error: str | None = None
+    #: Test id -> its run's page in the tracking UI, for the markdown report.
+    links: dict[str, str] = field(default_factory=dict)
 
 
 def finish_gate(
@@ -57,7 +59,43 @@ def finish_gate(
         pytest_session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if settings.update:
         outcome.updated = _update_file(settings, outcome.verdicts)
+    if settings.report_md is not None and outcome.verdicts:
+        outcome.links = _links(outcome.verdicts, results, store)
     return outcome
+
+
+def _links(
+    verdicts: Sequence[Verdict], results: Sequence[RunSummary], store: Callable[[], Backend]
+) -> dict[str, str]:
+    """Test id -> the page of the run its verdict is on: the item's run, the cell or search run.
+
+    A server's own UI; for a local sqlite store, where ``mlflow ui`` serves it by default.
+    """
+    from ..backend import uris
+
+    try:
+        backend = store()
+        base = backend.ui_base or (uris.LOCAL_UI_BASE if uris.is_embedded(backend.uri) else None)
+        if base is None:
+            return {}
+        runs: dict[str, tuple[str, str]] = {}
+        for result in results:
+            refs = result.groups
+            runs.setdefault(result.nodeid, (result.experiment, result.run_id))
+            if refs is not None and refs.cell and refs.cell_run_id:
+                runs.setdefault(refs.cell, (result.experiment, refs.cell_run_id))
+            if refs is not None and refs.search and refs.search_run_id:
+                runs.setdefault(refs.search, (result.experiment, refs.search_run_id))
+        links = {}
+        for verdict in verdicts:
+            if verdict.nodeid in runs:
+                experiment, run_id = runs[verdict.nodeid]
+                link = uris.run_link(base, backend.experiment_id(experiment), run_id)
+                if link is not None:
+                    links[verdict.nodeid] = link
+        return links
+    except Exception:
+        return {}  # the report without links rather than none
 
 
 def _update_file(settings: GateSettings, verdicts: list[Verdict]) -> int:

@@ -23,7 +23,17 @@ from ..gate.baselines import Baseline, is_safe_value
 from ..gate.markers import project_rules, rules_from_json
 from ..gate.markers import rules_to_json as cell_rules_to_json
 from ..gate.rules import FAILING, Bound, Rules
-from ..gate.verdicts import NO_BASELINE, failure_line, how_to_record, verdict_of, verdict_tags
+from ..gate.verdicts import (
+    INCONCLUSIVE,
+    NO_BASELINE,
+    failure_line,
+    gate_tags,
+    how_to_record,
+    inconclusive_line,
+    verdict_of,
+    verdict_tags,
+    with_counts,
+)
 from ..redaction import redact_text
 from ..runs.summary import Verdict
 
@@ -167,6 +177,8 @@ def _rules(raw: Mapping[str, Any] | None, settings: GateSettings) -> Rules:
         tolerances=rules.tolerances,
         directions=rules.directions,
         default_tolerance=rules.default_tolerance,
+        gate=rules.gate,
+        confidence=rules.confidence,
     )
 
 
@@ -185,14 +197,15 @@ def _judge(
         if not (settings.compares or settings.update):
             client.set_tag(target.run_id, T.PROMOTED, "true")  # --mlexp-promote only
             return None
-        metrics = dict(run.data.metrics)
+        metrics = with_counts(dict(run.data.metrics), run.data.tags.get(T.REPEATS_PASSED))
     else:
         best_id = run.data.tags.get(T.BEST_RUN_ID)
         if best_id is None:
             problem = f"no trial of {label} completed: there is no best trial to judge"
         else:
             metrics = dict(client.get_run(best_id).data.metrics)
-    rows = rules_module.compare(metrics, baseline.metrics if baseline else None, target.rules)
+    compare = rules_module.compare_cell if target.kind.kind == T.KIND_CELL else rules_module.compare
+    rows = compare(metrics, baseline.metrics if baseline else None, target.rules)
     verdict = verdict_of(rows, settings.compares, baseline)
     failing = [row for row in rows if row.verdict in FAILING]
     if verdict == NO_BASELINE and settings.require and problem is None:
@@ -200,7 +213,12 @@ def _judge(
             f"no baseline for {label} in {settings.source} "
             f"(--mlexp-require-baseline). Record one first: {how_to_record(settings)}"
         )
-    tags = verdict_tags(verdict, baseline)
+    if verdict == INCONCLUSIVE and settings.strict and problem is None:
+        problem = (
+            f"{label} is inconclusive (--mlexp-gate-strict): its seeds cannot tell a "
+            f"regression from noise: {inconclusive_line(rows)}"
+        )
+    tags = verdict_tags(verdict, baseline) | gate_tags(rows)
     if failing:
         tags[T.ERROR] = failure_line(failing)[:500]
     elif problem:
@@ -305,5 +323,8 @@ def _baseline(run: Any, label: str) -> Baseline:
             for key, value in metrics.items()
             if key.startswith(T.BEST_PREFIX)
         }
+    elif run.data.tags.get(T.KIND) == T.KIND_CELL:
+        # The seeds behind each mean, for the confidence bound.
+        metrics = with_counts(metrics, run.data.tags.get(T.REPEATS_PASSED))
     run_id = str(run.info.run_id)
     return Baseline(metrics, f"run {run_id} ({label})", run_id)
