@@ -138,7 +138,8 @@ def test_baseline_file_holds_cell_means_and_gates_them(cell_model, run_gate, our
     # Text as is (no &lt;), every row linking its run (where `mlflow ui` serves this store).
     link = f"http://127.0.0.1:5000/#/experiments/{cells[-1].info.experiment_id}/runs/"
     assert f"| [`{CELL}`]({link}{cells[-1].info.run_id}) | accuracy | 0.81 | 0.71 |" in report
-    assert "| `change >= -0.0081 (tol 1%)` | [-0.1174, -0.08259] 95%, n 3/3 | **REGRESSED** |" in report
+    interval = "[-0.1174, -0.08259] 95%, n 3/3"
+    assert f"| `change >= -0.0081 (tol 1%)` | {interval} | **REGRESSED** |" in report
     assert "&lt;" not in report
     assert cells[0].data.tags["mlexp.baseline"] == "true"  # promoted with the first session
     assert "mlexp.baseline" not in cells[-1].data.tags

@@ -193,7 +193,12 @@ def judged_line(verdicts: list[Verdict], settings: GateSettings, items: int = 0)
         )
     if repeats:
         parts.append(f"{len(repeats)} repeats by their expect= bounds")
-    if cells:
+    if cells and settings.update:
+        parts.append(
+            f"{len(cells)} repeated cells recorded into the baseline file {settings.file_label} "
+            "(means, spreads and seeds)"
+        )
+    elif cells:
         parts.append(f"{len(cells)} repeated cells by their means")
     if searches:
         noun = "search by its" if len(searches) == 1 else "searches by their"
