@@ -23,6 +23,9 @@ xdist | searches: one study, one parent | test_search.py::test_workers_share_one
 xdist | the gate's verdicts reach the controller | test_regression.py::test_verdicts_from_xdist_workers_reach_the_controller
 xdist | grid parents completed by the last worker; the controller imports no MLflow | test_grids.py::test_xdist_controller_of_a_grid_imports_no_mlflow
 xdist, a worker dies | the controller sweeps its run and completes the grid itself | test_grids.py::test_killed_worker_runs_are_marked_killed_by_the_controller
+xdist | the confidence bound of a repeated cell, over every worker's seeds, once at the end | test_confidence.py::test_noise_passes_a_regression_fails_few_seeds_are_inconclusive
+shards ending together | the confidence bound of a repeated cell, over every shard's seeds | test_confidence.py::test_ci_shards_judge_the_cell_over_every_shards_seeds
+a repeated cell judged by its bound | reports: terminal table, markdown, HTML verdict cell (interval, n each side) | test_confidence.py::test_noise_passes_a_regression_fails_few_seeds_are_inconclusive
 """  # noqa: E501
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def test_the_bound_is_welchs() -> None:
     assert interval.needed == needed
     assert needed is not None
     assert 4 < needed < 100
-    assert "seeds to decide" in str(interval)
+    assert "seeds a side to decide" in str(interval)
     # Lower is better: the same values judge the other way.
     assert judge(baseline, current, 0.0, up=False).low == pytest.approx(interval.low)
     assert judge(Sample(0.7, 0.01, 5), Sample(0.8, 0.01, 5), 0.01, up=True).verdict == REGRESSED
@@ -122,14 +122,14 @@ def test_noise_passes_a_regression_fails_few_seeds_are_inconclusive(session, our
     result.stdout.fnmatch_lines(
         [
             f"REGRESSED  {NOISY}[[]worse]: accuracy regressed: *, interval [[]*] 95%, n 3/3",
-            f"INCONCLUSIVE {FEW}: accuracy inconclusive: *, n 2/2, ~* seeds to decide",
+            f"INCONCLUSIVE {FEW}: accuracy inconclusive: *, n 2/2, ~* seeds a side to decide",
             "repeated cells against their baseline:",
             # Better beyond the noise (the lower bound above 0): improved, a pass.
             f"{NOISY}[[]draw1]  accuracy  * +0.001661 * [[]+0.000925*] 95%, n 3/3 * improved",
             f"{NOISY}[[]draw2]  accuracy  * [[]-0.001858, +0.00031*] 95%, n 3/3 * ok",
             f"{NOISY}[[]old]  * mean rule, n 3/? (baseline without seeds) *ok",
             "1 inconclusive repeated cells: * they do not fail the session "
-            "(--mlexp-gate-strict would); run more seeds to decide",
+            "(--mlexp-gate-strict would); run more seeds a side to decide",
             "repeated cells judged by their means, not a confidence bound (baseline without "
             "seeds): their baseline has no seed counts and spreads*",
             "*5 repeated cells by their means: 1 regressed, 1 inconclusive, 1 improved, 2 passed",
@@ -155,12 +155,13 @@ def test_noise_passes_a_regression_fails_few_seeds_are_inconclusive(session, our
     rows = [line for line in report.splitlines() if line.startswith("| [")]
     assert "REGRESSED" in rows[0]
     assert "INCONCLUSIVE" in rows[1]
-    assert "seeds to decide" in rows[1]
+    assert "seeds a side to decide" in rows[1]
 
     # Other noise again, strict: the noisy cells pass, the inconclusive cell fails the session.
     strict = session(
-        "--mlexp-baseline-file", "b.yaml", "-k", "draw or few", "--mlexp-gate-strict", draw=3
-    )
+        "--mlexp-baseline-file", "b.yaml", "-k", "draw or few", "--mlexp-gate-strict",
+        "--mlexp-html", "report.html", draw=3,
+    )  # fmt: skip
     strict.assert_outcomes(passed=8)
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
     strict.stdout.fnmatch_lines(
@@ -173,6 +174,11 @@ def test_noise_passes_a_regression_fails_few_seeds_are_inconclusive(session, our
     assert cells[f"{NOISY}[draw2]"].data.tags["mlexp.regression"] == "passed"
     assert cells[FEW].info.status == "FAILED"
     assert cells[FEW].data.tags["mlexp.outcome"] == "failed"
+    # The HTML report's verdict column shows the interval too.
+    html = (ourtester.path / "report.html").read_text()
+    interval = cells[FEW].data.tags["mlexp.regression.interval"]
+    assert interval.endswith("n 2/2, ~44 seeds a side to decide")
+    assert f"<span class='interval' title='gate: bound'>{interval}</span>" in html
 
 
 SHARDED = """

@@ -70,16 +70,16 @@ class Interval:
     needed: int | None = None
 
     def __str__(self) -> str:
-        """``[-0.0123, +0.0041] 95%, n 5/5`` (and ``~12 seeds to decide`` if inconclusive)."""
+        """``[-0.0123, +0.0041] 95%, n 5/5`` (and ``~12 seeds a side to decide`` if inconclusive)."""
         text = (
             f"[{self.low:+.4g}, {self.high:+.4g}] {self.confidence * 100:g}%, "
             f"n {self.n_current}/{self.n_baseline}"
         )
         if self.verdict == INCONCLUSIVE:
             text += (
-                f", ~{self.needed} seeds to decide"
+                f", ~{self.needed} seeds a side to decide"
                 if self.needed is not None
-                else f", > {MAX_SEEDS} seeds to decide"
+                else f", > {MAX_SEEDS} seeds a side to decide"
             )
         return text
 
