@@ -7,6 +7,8 @@ session with ``DRAW``, as the noise of a real experiment does.
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+
 import pytest
 import yaml
 from test_shards import CONFTEST, run_two_shards
@@ -129,7 +131,7 @@ def test_noise_passes_a_regression_fails_few_seeds_are_inconclusive(session, our
             f"{NOISY}[[]draw2]  accuracy  * [[]-0.001858, +0.00031*] 95%, n 3/3 * ok",
             f"{NOISY}[[]old]  * mean rule, n 3/? (baseline without seeds) *ok",
             "1 inconclusive repeated cells: * they do not fail the session "
-            "(--mlexp-gate-strict would); run more seeds a side to decide",
+            "(--mlexp-gate-strict would); run more seeds to decide",
             "repeated cells judged by their means, not a confidence bound (baseline without "
             "seeds): their baseline has no seed counts and spreads*",
             "*5 repeated cells by their means: 1 regressed, 1 inconclusive, 1 improved, 2 passed",
@@ -160,7 +162,7 @@ def test_noise_passes_a_regression_fails_few_seeds_are_inconclusive(session, our
     # Other noise again, strict: the noisy cells pass, the inconclusive cell fails the session.
     strict = session(
         "--mlexp-baseline-file", "b.yaml", "-k", "draw or few", "--mlexp-gate-strict",
-        "--mlexp-html", "report.html", draw=3,
+        "--mlexp-html", "report.html", "--junitxml", "junit.xml", draw=3,
     )  # fmt: skip
     strict.assert_outcomes(passed=8)
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
@@ -179,6 +181,11 @@ def test_noise_passes_a_regression_fails_few_seeds_are_inconclusive(session, our
     interval = cells[FEW].data.tags["mlexp.regression.interval"]
     assert interval.endswith("n 2/2, ~44 seeds a side to decide")
     assert f"<span class='interval' title='gate: bound'>{interval}</span>" in html
+    # JUnit XML: the cell is no test case; its verdict is a property of the suite.
+    suite = ET.parse(ourtester.path / "junit.xml").find("testsuite")
+    assert suite is not None
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props[f"mlexp.cell {FEW}"] == f"inconclusive: {interval}"
 
 
 SHARDED = """

@@ -70,7 +70,7 @@ class Interval:
     needed: int | None = None
 
     def __str__(self) -> str:
-        """``[-0.0123, +0.0041] 95%, n 5/5`` (and ``~12 seeds a side to decide`` if inconclusive)."""
+        """E.g. ``[-0.0123, +0.0041] 95%, n 5/5, ~12 seeds a side to decide``."""
         text = (
             f"[{self.low:+.4g}, {self.high:+.4g}] {self.confidence * 100:g}%, "
             f"n {self.n_current}/{self.n_baseline}"

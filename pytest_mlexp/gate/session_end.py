@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from ..backend import tags as T
 from ..runs.summary import Verdict
 from ..settings.gate import GateSettings
 
@@ -57,6 +58,7 @@ def finish_gate(
     outcome.cell_error = judgment.error
     if judgment.failed and pytest_session.exitstatus == pytest.ExitCode.OK:
         pytest_session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    _junit_properties(pytest_session, judgment.verdicts)
     if settings.update:
         outcome.updated = _update_file(settings, outcome.verdicts)
     if settings.report_md is not None and outcome.verdicts:
@@ -111,3 +113,28 @@ def _update_file(settings: GateSettings, verdicts: list[Verdict]) -> int:
     if updated:
         write_file(settings.baseline_file, entries)
     return updated
+
+
+def _junit_properties(pytest_session: pytest.Session, verdicts: Sequence[Verdict]) -> None:
+    """Each repeated cell's verdict and intervals as a property of the JUnit XML test suite.
+
+    A cell is no test case (its repeats are), and is judged once they all
+    reported: its verdict goes to the suite's ``<properties>``, e.g. ``mlexp.cell
+    test_x.py::test_x[0.1]`` = ``inconclusive: accuracy [-0.05, +0.02] 95%, n 2/2, ...``.
+    Through pytest's ``junitxml`` stash key (checked with pytest 8 and 9).
+    """
+    from .verdicts import gate_tags
+
+    try:
+        from _pytest.junitxml import xml_key
+    except ImportError:  # pragma: no cover - pytest moved it
+        return
+    xml = pytest_session.config.stash.get(xml_key, None)
+    if xml is None:
+        return
+    for verdict in verdicts:
+        intervals = gate_tags(verdict.rows).get(T.GATE_INTERVAL)
+        if verdict.cell_run_id and not verdict.search and intervals:
+            xml.add_global_property(
+                f"mlexp.cell {verdict.nodeid}", f"{verdict.verdict}: {intervals}"
+            )
