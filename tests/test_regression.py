@@ -218,7 +218,13 @@ def test_baseline_file_is_written_sorted_and_compared(model, run_gate, ourtester
     model(b=0.80, a=0.90)
     update = run_gate("--mlexp-baseline-file", "baseline.yaml", "--mlexp-update-baseline")
     update.assert_outcomes(passed=2)
-    update.stdout.fnmatch_lines(["baseline file baseline.yaml: 2 tests updated"])
+    # It says what the session did: a baseline file was given, and written.
+    update.stdout.fnmatch_lines(
+        [
+            "2 of 2 items recorded into the baseline file baseline.yaml: 2 passed",
+            "baseline file baseline.yaml: 2 tests updated",
+        ]
+    )
     path = ourtester.path / "baseline.yaml"
     text = path.read_text()
     assert text.startswith("# Baseline metrics for pytest-mlexp")
