@@ -7,7 +7,15 @@ from types import MappingProxyType
 
 import pytest
 
-from ..settings.gate import GateSettings, confidence_level, direction, gate_rule, tolerance
+from ..grids.repeats import is_repeat
+from ..settings.gate import (
+    BEST,
+    GateSettings,
+    confidence_level,
+    direction,
+    gate_rule,
+    tolerance,
+)
 from . import rules
 from .rules import Bound, RuleError, Rules
 
@@ -22,7 +30,7 @@ def item_rules(item: pytest.Item, settings: GateSettings) -> Rules:
     gate, confidence = settings.rule, settings.confidence
     for marker in reversed(list(item.iter_markers("mlexp"))):
         if marker.kwargs.get("gate") is not None:
-            gate = gate_rule(marker.kwargs["gate"], f"{where}: gate")
+            gate = gate_rule(marker.kwargs["gate"], f"{where}: gate", marker=True)
         if marker.kwargs.get("confidence") is not None:
             confidence = confidence_level(marker.kwargs["confidence"], f"{where}: confidence")
         expect = marker.kwargs.get("expect")
@@ -65,6 +73,11 @@ def item_rules(item: pytest.Item, settings: GateSettings) -> Rules:
                 )
             for metric, value in marker_direction.items():
                 directions[str(metric)] = direction(value, f"{where}: direction[{metric!r}]")
+    if gate == BEST and (getattr(item, "callspec", None) is None or is_repeat(item)):
+        raise pytest.UsageError(
+            f"{where}: gate='best' gates a grid by its best cell: it needs a parametrized "
+            "experiment without repeats (repeated cells are judged by gate='bound' or 'mean')"
+        )
     return Rules(
         bounds=MappingProxyType(bounds),
         tolerances=MappingProxyType(tolerances),
@@ -86,17 +99,24 @@ def project_rules(settings: GateSettings) -> Rules:
     )
 
 
-def rules_to_json(rules: Rules) -> dict[str, object]:
-    """The rules a cell's mean is judged by, for its summary (bounds stay with each repeat)."""
+def rules_to_json(rules: Rules, *, bounds: bool = False) -> dict[str, object]:
+    """The rules a cell's mean is judged by, for its summary (bounds stay with each repeat).
+
+    With ``bounds``, the ``expect=`` bounds too: a search or a ``gate='best'`` grid
+    is judged by them as a whole.
+    """
     from dataclasses import asdict
 
-    return {
+    data: dict[str, object] = {
         "tolerances": {k: asdict(v) for k, v in rules.tolerances.items()},
         "directions": dict(rules.directions),
         "default": asdict(rules.default_tolerance),
         "gate": rules.gate,
         "confidence": rules.confidence,
     }
+    if bounds:
+        data["bounds"] = {m: [asdict(b) for b in values] for m, values in rules.bounds.items()}
+    return data
 
 
 def rules_from_json(data: Mapping[str, object]) -> Rules:

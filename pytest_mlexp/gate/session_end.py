@@ -36,6 +36,9 @@ class GateOutcome:
     cell_error: str | None = None
     #: Test id -> its run's page in the tracking UI, for the markdown report.
     links: dict[str, str] = field(default_factory=dict)
+    #: Grids judged by their best cell (``gate="best"``), and how many cells they had.
+    grids: set[str] = field(default_factory=set)
+    grid_cells: int = 0
 
 
 def finish_gate(
@@ -56,6 +59,10 @@ def finish_gate(
     judgment = judge_groups(session_id, results, store, settings)
     outcome.verdicts += judgment.verdicts
     outcome.cell_error = judgment.error
+    outcome.grids = judgment.grids
+    outcome.grid_cells = sum(
+        1 for r in results if r.groups is not None and r.groups.grid in judgment.grids
+    )
     if judgment.failed and pytest_session.exitstatus == pytest.ExitCode.OK:
         pytest_session.exitstatus = pytest.ExitCode.TESTS_FAILED
     _junit_properties(pytest_session, judgment.verdicts)

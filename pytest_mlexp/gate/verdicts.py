@@ -95,9 +95,7 @@ def with_counts(metrics: dict[str, float], seeds: str | None) -> dict[str, float
     if not seeds or not seeds.isdigit():
         return metrics
     counts = {
-        name + rules.N_SUFFIX: float(seeds)
-        for name in metrics
-        if name + rules.STD_SUFFIX in metrics
+        name + rules.N_SUFFIX: int(seeds) for name in metrics if name + rules.STD_SUFFIX in metrics
     }
     return {**metrics, **counts}
 

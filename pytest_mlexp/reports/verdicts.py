@@ -31,7 +31,9 @@ def write_gate_summary(terminalreporter: Any, outcome: GateOutcome, items: int =
     """
     verdicts, settings = outcome.verdicts, outcome.settings
     if verdicts:
-        _write_verdicts(terminalreporter, verdicts, settings, outcome.updated, items)
+        # A gate="best" grid's cells are judged through their grid, counted apart.
+        items = max(0, items - outcome.grid_cells)
+        _write_verdicts(terminalreporter, verdicts, settings, outcome.updated, items, outcome.grids)
     if outcome.cell_error is not None:
         terminalreporter.write_line(f"mlexp: {outcome.cell_error}", red=True)
 
@@ -42,6 +44,7 @@ def _write_verdicts(
     settings: GateSettings,
     updated: int,
     items: int = 0,
+    grids: set[str] | None = None,
 ) -> None:
     title = "mlexp: metric gate"
     if settings.compares:
@@ -66,13 +69,21 @@ def _write_verdicts(
         # A repeated cell fails the session, not an item: its table is shown here.
         if verdict.cell_run_id and not verdict.passed:
             failing = [row for row in verdict.rows if row.verdict in FAILING]
-            what = (
-                f"search {verdict.nodeid} (best of {verdict.repeats} trials, "
-                f"parent run {verdict.cell_run_id})"
-                if verdict.search
-                else f"repeated cell {verdict.nodeid} (mean of {verdict.repeats} repeats, "
-                f"cell run {verdict.cell_run_id})"
-            )
+            if verdict.nodeid in (grids or ()):
+                what = (
+                    f"grid {verdict.nodeid} (best of {verdict.repeats} cells, "
+                    f"parent run {verdict.cell_run_id})"
+                )
+            elif verdict.search:
+                what = (
+                    f"search {verdict.nodeid} (best of {verdict.repeats} trials, "
+                    f"parent run {verdict.cell_run_id})"
+                )
+            else:
+                what = (
+                    f"repeated cell {verdict.nodeid} (mean of {verdict.repeats} repeats, "
+                    f"cell run {verdict.cell_run_id})"
+                )
             terminalreporter.write_line(f"{what} fails the session:", red=True)
             if failing:
                 baseline = Baseline({}, verdict.source) if verdict.source else None
@@ -95,7 +106,7 @@ def _write_verdicts(
     keys = (REGRESSED, INCONCLUSIVE, IMPROVED, PASSED, NO_BASELINE)
     parts = [f"{counts[key]} {key}" for key in keys if counts.get(key)]
     terminalreporter.write_line(
-        judged_line(verdicts, settings, items) + ": " + ", ".join(parts or ["-"])
+        judged_line(verdicts, settings, items, grids) + ": " + ", ".join(parts or ["-"])
     )
     if settings.update:
         terminalreporter.write_line(f"baseline file {settings.file_label}: {updated} tests updated")
@@ -164,7 +175,9 @@ def cell_table(pairs: Sequence[tuple[str, Row]]) -> str:
     )
 
 
-def judged_line(verdicts: list[Verdict], settings: GateSettings, items: int = 0) -> str:
+def judged_line(
+    verdicts: list[Verdict], settings: GateSettings, items: int = 0, grids: set[str] | None = None
+) -> str:
     """What was judged, of how many: ``4 of 8 items have a baseline (baseline.yaml)``.
 
     ``items`` is how many tracked items ran, repeats of a cell aside. Without a
@@ -174,7 +187,8 @@ def judged_line(verdicts: list[Verdict], settings: GateSettings, items: int = 0)
     """
     repeats = [v for v in verdicts if v.repeat]
     cells = [v for v in verdicts if v.cell_run_id and not v.search]
-    searches = [v for v in verdicts if v.search]
+    by_best = [v for v in verdicts if v.search and v.nodeid in (grids or ())]
+    searches = [v for v in verdicts if v.search and v not in by_best]
     plain = [v for v in verdicts if not v.repeat and not v.cell_run_id]
     total = max(items, len(plain))
     parts = []
@@ -203,6 +217,9 @@ def judged_line(verdicts: list[Verdict], settings: GateSettings, items: int = 0)
     if searches:
         noun = "search by its" if len(searches) == 1 else "searches by their"
         parts.append(f"{len(searches)} {noun} best trial")
+    if by_best:
+        noun = "grid by its" if len(by_best) == 1 else "grids by their"
+        parts.append(f"{len(by_best)} {noun} best cell")
     return "; ".join(parts)
 
 

@@ -20,8 +20,12 @@ T = TypeVar("T")
 #: How a repeated cell with seeds on both sides is judged: a confidence bound, or the means.
 BOUND = "bound"
 MEAN = "mean"
+#: On a grid's marker: the grid is gated as a whole, by its best cell (like a search).
+BEST = "best"
 GATE_RULES = (BOUND, MEAN)
 ACCEPTED_GATES = "bound (a one-sided confidence bound over the seeds) or mean (the means alone)"
+MARKER_GATES = (BOUND, MEAN, BEST)
+ACCEPTED_MARKER_GATES = ACCEPTED_GATES + ", or best (a grid gated by its best cell)"
 ACCEPTED_CONFIDENCE = "a level from 0.5 to below 1, such as 0.95 or '95%'"
 DEFAULT_CONFIDENCE = 0.95
 
@@ -134,11 +138,12 @@ def resolve_gate(config: pytest.Config) -> GateSettings:
     )
 
 
-def gate_rule(value: Any, where: str) -> str:
-    """``bound`` or ``mean``, or ``UsageError`` naming ``where``."""
+def gate_rule(value: Any, where: str, *, marker: bool = False) -> str:
+    """``bound`` or ``mean`` (or, on a marker, ``best``), or ``UsageError`` naming ``where``."""
     text = str(value).strip().lower()
-    if text not in GATE_RULES:
-        raise pytest.UsageError(f"{where}: unknown gate {value!r}; accepted: {ACCEPTED_GATES}")
+    if text not in (MARKER_GATES if marker else GATE_RULES):
+        accepted = ACCEPTED_MARKER_GATES if marker else ACCEPTED_GATES
+        raise pytest.UsageError(f"{where}: unknown gate {value!r}; accepted: {accepted}")
     return text
 
 
