@@ -204,7 +204,7 @@ SHARDED_CELL = "experiment_sharded.py::experiment_sharded"
 def test_ci_shards_judge_the_cell_over_every_shards_seeds(ourtester, read_runs, tmp_path):  # type: ignore[no-untyped-def]
     ourtester.makepyfile(experiment_sharded=SHARDED)
     ourtester.makeconftest(CONFTEST)
-    ourtester.makeini("[pytest]\nmlexp_baseline_file = b.yaml\n")
+    ourtester.makeini("[pytest]\nmlexp_baseline_file = b.yaml\nmlexp_confidence = 90%\n")
     # The six seeds' mean and std, as a baseline of 6 seeds.
     entry = {"accuracy": 0.705, "accuracy.std": 0.0037417, "accuracy.n": 6}
     (ourtester.path / "b.yaml").write_text(yaml.safe_dump({SHARDED_CELL: entry}))
@@ -213,5 +213,35 @@ def test_ci_shards_judge_the_cell_over_every_shards_seeds(ourtester, read_runs, 
     (cell,) = [r for r in runs if r.data.tags.get("mlexp.kind") == "cell"]
     assert cell.data.tags["mlexp.repeats"] == "6"
     assert cell.data.tags["mlexp.regression"] == "passed"
-    # Judged once every shard's seeds were in: n 6 now, against 6 in the file.
-    assert cell.data.tags["mlexp.regression.interval"].endswith("95%, n 6/6")
+    # Judged once every shard's seeds were in: n 6 now, against 6 in the file; at the
+    # confidence of the ini file.
+    assert cell.data.tags["mlexp.regression.interval"].endswith("90%, n 6/6")
+
+
+def test_bad_gate_settings_stop_the_session(ourtester):  # type: ignore[no-untyped-def]
+    ourtester.makepyfile(
+        experiment_one="""
+        import pytest
+
+        @pytest.mark.mlexp(repeats=2, confidence=2)
+        def experiment_one(seed):
+            return {"accuracy": 0.9}
+        """
+    )
+    result = ourtester.runpytest("--mlexp-gate", "median")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --mlexp-gate: unknown gate 'median'; accepted: bound (a one-sided confidence "
+         "bound over the seeds) or mean (the means alone)"]
+    )  # fmt: skip
+    result = ourtester.runpytest("--mlexp-confidence", "1.5")
+    result.stderr.fnmatch_lines(
+        ["ERROR: --mlexp-confidence: bad confidence '1.5'; accepted: a level from 0.5 to below "
+         "1, such as 0.95 or '95%'"]
+    )  # fmt: skip
+    result = ourtester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: @pytest.mark.mlexp on experiment_one.py::experiment_one[[]seed*]: confidence: "
+         "bad confidence 2; accepted: *"]
+    )  # fmt: skip
