@@ -66,6 +66,10 @@ def test_the_bound_is_welchs() -> None:
     assert "seeds a side to decide" in str(interval)
     # Lower is better: the same values judge the other way.
     assert judge(baseline, current, 0.0, up=False).low == pytest.approx(interval.low)
+    # Shown as the tables show a change, current - baseline, whatever the direction.
+    down = judge(current, baseline, 0.005, up=False)
+    assert down.change == pytest.approx((interval.low, interval.high))
+    assert str(down).startswith(str(interval).split("]")[0])
     assert judge(Sample(0.7, 0.01, 5), Sample(0.8, 0.01, 5), 0.01, up=True).verdict == REGRESSED
 
 

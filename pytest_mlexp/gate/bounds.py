@@ -19,6 +19,8 @@ tolerance ``tau`` (how much worse is acceptable, in the metric's units):
 
 With nothing changed, a cell is called regressed with probability at most
 ``1 - confidence`` (less with a tolerance), whatever the noise and the seeds.
+The interval is shown for current - baseline, as the verdict tables show a
+change, whatever the metric's direction.
 """
 
 from __future__ import annotations
@@ -68,11 +70,19 @@ class Interval:
     verdict: str
     #: For an inconclusive verdict: seeds per side estimated to decide; None if many.
     needed: int | None = None
+    #: Higher is better; else ``low``/``high`` bound the baseline - current difference.
+    up: bool = True
+
+    @property
+    def change(self) -> tuple[float, float]:
+        """The interval of current - baseline, as the verdict tables show changes."""
+        return (self.low, self.high) if self.up else (-self.high, -self.low)
 
     def __str__(self) -> str:
         """E.g. ``[-0.0123, +0.0041] 95%, n 5/5, ~12 seeds a side to decide``."""
+        low, high = self.change
         text = (
-            f"[{self.low:+.4g}, {self.high:+.4g}] {self.confidence * 100:g}%, "
+            f"[{low:+.4g}, {high:+.4g}] {self.confidence * 100:g}%, "
             f"n {self.n_current}/{self.n_baseline}"
         )
         if self.verdict == INCONCLUSIVE:
@@ -131,6 +141,7 @@ def judge(
         tolerance=tolerance,
         verdict=verdict,
         needed=needed,
+        up=up,
     )
 
 

@@ -254,7 +254,11 @@ def _cell_row(
     assert row.baseline is not None
     tau = tolerance.allowed(row.baseline, _largest(now.std, before.std))
     interval = judge_by_bound(now, before, tau, up=up, confidence=rules.confidence)
-    allowed = f"change >= {format_number(-tau)} (tol {tolerance})"
+    allowed = (
+        f"change >= {format_number(-tau)} (tol {tolerance})"
+        if up
+        else f"change <= +{format_number(tau)} (tol {tolerance})"
+    )
     return CellRow(
         row.metric,
         row.baseline,
