@@ -25,6 +25,9 @@ xdist | grid parents completed by the last worker; the controller imports no MLf
 xdist, a worker dies | the controller sweeps its run and completes the grid itself | test_grids.py::test_killed_worker_runs_are_marked_killed_by_the_controller
 system metrics, reruns | each attempt's run samples its own, finished before it ends | test_system_metrics.py::test_every_run_samples_while_it_runs_and_none_without_the_flag
 system metrics, xdist | without psutil the controller stops (exit 4) before any worker starts | test_system_metrics.py::test_without_psutil_the_session_stops_before_anything_runs
+xdist | the confidence bound of a repeated cell, over every worker's seeds, once at the end | test_confidence.py::test_noise_passes_a_regression_fails_few_seeds_are_inconclusive
+shards ending together | the confidence bound of a repeated cell, over every shard's seeds | test_confidence.py::test_ci_shards_judge_the_cell_over_every_shards_seeds
+a repeated cell judged by its bound | reports: terminal table, markdown, HTML verdict cell (interval, n each side) | test_confidence.py::test_noise_passes_a_regression_fails_few_seeds_are_inconclusive
 """  # noqa: E501
 
 from __future__ import annotations

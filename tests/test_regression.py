@@ -218,7 +218,13 @@ def test_baseline_file_is_written_sorted_and_compared(model, run_gate, ourtester
     model(b=0.80, a=0.90)
     update = run_gate("--mlexp-baseline-file", "baseline.yaml", "--mlexp-update-baseline")
     update.assert_outcomes(passed=2)
-    update.stdout.fnmatch_lines(["baseline file baseline.yaml: 2 tests updated"])
+    # It says what the session did: a baseline file was given, and written.
+    update.stdout.fnmatch_lines(
+        [
+            "2 of 2 items recorded into the baseline file baseline.yaml: 2 passed",
+            "baseline file baseline.yaml: 2 tests updated",
+        ]
+    )
     path = ourtester.path / "baseline.yaml"
     text = path.read_text()
     assert text.startswith("# Baseline metrics for pytest-mlexp")
@@ -466,12 +472,17 @@ def test_markdown_junit_and_step_summary(model, run_gate, ourtester, monkeypatch
         "| test | metric | baseline | current | change | allowed | verdict |",
         "|---|---|---|---|---|---|---|",
     ]
-    assert (
-        f"| {NODE}[a] | accuracy | 0.9 | 0.8 | -0.1 (-11.11%) | >= 0.891 (tol 1%) | **REGRESSED** |"
-        in markdown
+    rows = markdown.splitlines()[6:]
+    # Regressions first; text as is (no &lt;); each row links its run, where `mlflow ui`
+    # serves this sqlite store.
+    assert [row.endswith("| **REGRESSED** |") for row in rows] == [True, True, False, False]
+    assert rows[0].startswith(f"| [`{NODE}[a]`](http://127.0.0.1:5000/#/experiments/")
+    assert rows[0].endswith(
+        "| accuracy | 0.9 | 0.8 | -0.1 (-11.11%) | `>= 0.891 (tol 1%)` | **REGRESSED** |"
     )
     # Float noise (0.2 vs 1 - 0.8) shows as no change.
-    assert f"| {NODE}[b] | rmse | 0.2 | 0.2 | +0 (+0.00%) | &lt;= 0.202 (tol 1%) | ok |" in markdown
+    assert rows[3].endswith("| rmse | 0.2 | 0.2 | +0 (+0.00%) | `<= 0.202 (tol 1%)` | ok |")
+    assert "&lt;" not in markdown
     assert summary.read_text() == "earlier step\n" + markdown + "\n"
 
     cases = {
@@ -550,3 +561,55 @@ def test_compare_judges_each_metric():
     # A NaN never passes.
     (row,) = compare({"accuracy": float("nan")}, {"accuracy": 0.9}, rules)
     assert row.verdict == "REGRESSED"
+
+
+def test_a_grid_gated_by_its_best_cell(model, run_gate, read_runs):  # type: ignore[no-untyped-def]
+    # Cell b explores (bad on purpose): with gate="best" only the grid's best cell is judged,
+    # by the bounds and against the baseline, under the function's test id.
+    marker = '@pytest.mark.mlexp(gate="best", best="accuracy", expect={"accuracy": ">= 0.85"})'
+    model(marker, a=0.9, b=0.3)
+    first = run_gate("--mlexp-baseline", "latest")
+    first.assert_outcomes(passed=2)
+    assert first.ret == pytest.ExitCode.OK
+    first.stdout.fnmatch_lines([f"no baseline for 1 tests (passed unchecked): {NODE}"])
+    first.stdout.fnmatch_lines(["1 grid by its best cell: 1 no-baseline"])
+    parents = [r for r in read_runs(EXPERIMENT, groups=True) if "mlexp.grid_size" in r.data.tags]
+    (recorded,) = parents
+    assert recorded.data.tags["mlexp.outcome"] == "passed"  # a baseline for later sessions
+    assert not any("mlexp.regression" in r.data.tags for r in read_runs(EXPERIMENT))
+
+    model(marker, a=0.8, b=0.3)  # the best cell is worse than the last best: the grid regresses
+    worse = run_gate("--mlexp-baseline", "latest")
+    worse.assert_outcomes(passed=2)
+    assert worse.ret == pytest.ExitCode.TESTS_FAILED
+    worse.stdout.fnmatch_lines(
+        [
+            escaped(f"grid {NODE} (best of 2 cells, parent run *) fails the session:"),
+            f"mlexp: 3 metrics out of bounds against baseline run {recorded.info.run_id} (latest)",
+            "1 grid by its best cell: 1 regressed",
+        ]
+    )
+    runs = read_runs(EXPERIMENT, groups=True)
+    (parent,) = [r for r in runs if "mlexp.grid_size" in r.data.tags and r is not recorded
+                 and r.info.run_id != recorded.info.run_id]  # fmt: skip
+    assert parent.data.tags["mlexp.regression"] == "regressed"
+    assert parent.data.tags["mlexp.baseline.run_id"] == recorded.info.run_id
+    assert parent.info.status == "FAILED"
+
+
+def test_gate_best_needs_a_grid(ourtester, run_gate):  # type: ignore[no-untyped-def]
+    ourtester.makepyfile(
+        experiment_one="""
+        import pytest
+
+        @pytest.mark.mlexp(gate="best")
+        def experiment_one():
+            return {"accuracy": 0.9}
+        """
+    )
+    result = run_gate()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: @pytest.mark.mlexp on experiment_one.py::experiment_one: gate='best' gates a "
+         "grid by its best cell: it needs a parametrized experiment without repeats*"]
+    )  # fmt: skip

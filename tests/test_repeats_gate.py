@@ -72,7 +72,7 @@ def test_cell_mean_is_gated_against_the_latest_cell_run(cell_model, run_gate, re
     assert len(repeats) == 3
     assert not any("mlexp.regression" in r.data.tags for r in repeats)
 
-    cell_model(0.7)  # mean 0.71 against 0.81
+    cell_model(0.7)  # mean 0.71 against 0.81: worse beyond the noise of 3 seeds a side
     worse = run_gate("--mlexp-baseline", "latest")
     worse.assert_outcomes(passed=3)  # every seed ran fine: the session fails, not an item
     assert worse.ret == pytest.ExitCode.TESTS_FAILED
@@ -81,7 +81,8 @@ def test_cell_mean_is_gated_against_the_latest_cell_run(cell_model, run_gate, re
             escaped(f"REGRESSED  {CELL}: accuracy regressed: 0.81 -> 0.71, change -0.1 (-12.35%)*"),
             escaped(f"repeated cell {CELL} (mean of 3 repeats, cell run *) fails the session:"),
             f"mlexp: 1 metric out of bounds against baseline run {recorded.info.run_id} (latest)",
-            "accuracy  0.81 *0.71 *-0.1 (-12.35%)*>= 0.8019 (tol 1%)*REGRESSED",
+            "accuracy  0.81 *0.71 *-0.1 (-12.35%)*change >= -0.0081 (tol 1%)*"
+            "[[]-0.1174, -0.08259] 95%, n 3/3*REGRESSED",
             "1 repeated cells by their means: 1 regressed",
         ]
     )
@@ -89,13 +90,20 @@ def test_cell_mean_is_gated_against_the_latest_cell_run(cell_model, run_gate, re
     assert regressed.data.tags["mlexp.regression"] == "regressed"
     assert regressed.data.tags["mlexp.baseline.run_id"] == recorded.info.run_id
     assert regressed.data.tags["mlexp.error"].startswith("accuracy regressed: 0.81 -> 0.71")
+    # By the bound: the store's cell run gives the baseline's seeds (tag mlexp.repeats_passed).
+    assert regressed.data.tags["mlexp.gate.rule"] == "bound"
+    assert (
+        regressed.data.tags["mlexp.regression.interval"]
+        == "accuracy [-0.1174, -0.08259] 95%, n 3/3"
+    )
     # A regressed cell is failed, so it never becomes the "latest" baseline.
     assert regressed.info.status == "FAILED"
     assert regressed.data.tags["mlexp.outcome"] == "failed"
 
-    # Mean 0.795: 0.015 below 0.81, more than 1% but within 2 std (2 x 0.01). The
-    # marker's tolerance reaches the controller from xdist workers.
-    cell_model(0.785, ', tolerance="2 std"')
+    # The old rule, gate="mean": the means alone, whatever the seeds. Mean 0.795: 0.015
+    # below 0.81, more than 1% but within 2 std (2 x 0.01); the bound would not decide it
+    # with 3 seeds a side. The marker's rules reach the controller from xdist workers.
+    cell_model(0.785, ', tolerance="2 std", gate="mean"')
     noisy = run_gate("--mlexp-baseline", "latest", "-n", "2")
     noisy.assert_outcomes(passed=3)
     assert noisy.ret == pytest.ExitCode.OK
@@ -104,6 +112,8 @@ def test_cell_mean_is_gated_against_the_latest_cell_run(cell_model, run_gate, re
     assert latest.data.tags["mlexp.regression"] == "passed"
     assert latest.data.tags["mlexp.baseline.run_id"] == recorded.info.run_id
     assert latest.info.status == "FINISHED"
+    assert latest.data.tags["mlexp.gate.rule"] == "mean"
+    assert latest.data.tags["mlexp.regression.interval"] == "accuracy mean rule, n 3/3"
 
 
 def test_baseline_file_holds_cell_means_and_gates_them(cell_model, run_gate, ourtester, read_runs):
@@ -117,6 +127,7 @@ def test_baseline_file_holds_cell_means_and_gates_them(cell_model, run_gate, our
     assert list(entries) == [CELL]  # the cell's test id, no seed ids
     assert entries[CELL]["accuracy"] == pytest.approx(0.81)
     assert entries[CELL]["accuracy.std"] == pytest.approx(0.01)
+    assert entries[CELL]["accuracy.n"] == 3  # the seeds behind the mean, for the bound
 
     cell_model(0.7, ', expect={"accuracy": ">= 0.5"}')  # bounds still hold per seed
     worse = run_gate("--mlexp-baseline-file", "b.yaml", "--mlexp-report-md", "report.md")
@@ -130,10 +141,14 @@ def test_baseline_file_holds_cell_means_and_gates_them(cell_model, run_gate, our
             "1 regressed, 3 passed",
         ]
     )
-    report = (ourtester.path / "report.md").read_text()
-    assert f"| {CELL} | accuracy | 0.81 | 0.71 |" in report
-    assert "**REGRESSED**" in report
     cells, repeats = cells_and_repeats(read_runs)
+    report = (ourtester.path / "report.md").read_text()
+    # Text as is (no &lt;), every row linking its run (where `mlflow ui` serves this store).
+    link = f"http://127.0.0.1:5000/#/experiments/{cells[-1].info.experiment_id}/runs/"
+    assert f"| [`{CELL}`]({link}{cells[-1].info.run_id}) | accuracy | 0.81 | 0.71 |" in report
+    interval = "[-0.1174, -0.08259] 95%, n 3/3"
+    assert f"| `change >= -0.0081 (tol 1%)` | {interval} | **REGRESSED** |" in report
+    assert "&lt;" not in report
     assert cells[0].data.tags["mlexp.baseline"] == "true"  # promoted with the first session
     assert "mlexp.baseline" not in cells[-1].data.tags
     assert cells[-1].data.tags["mlexp.regression"] == "regressed"

@@ -145,12 +145,6 @@ def test_without_psutil_the_session_stops_before_anything_runs(
     assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
 
 
-#: Not in this branch's modules: /tmp/wt20s-others.patch (the issue 20 item 6 report).
-NEEDS_PATCH = pytest.mark.xfail(
-    strict=True, reason="gate, reuse, groups and reports must leave MLflow's system/ metrics out"
-)
-
-
 #: A cell of two repeats: its run averages its repeats' metrics.
 REPEATED = """
 import pytest
@@ -161,7 +155,6 @@ def experiment_repeated(mlflow_run, seed):
 """
 
 
-@NEEDS_PATCH
 def test_the_gate_reuse_and_cells_leave_the_machines_metrics_out(ourtester, read_runs) -> None:
     ourtester.makepyfile(PROJECT)
     ourtester.makepyfile(experiment_repeated=REPEATED)

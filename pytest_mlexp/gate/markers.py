@@ -7,7 +7,15 @@ from types import MappingProxyType
 
 import pytest
 
-from ..settings.gate import GateSettings, direction, tolerance
+from ..grids.repeats import is_repeat
+from ..settings.gate import (
+    BEST,
+    GateSettings,
+    confidence_level,
+    direction,
+    gate_rule,
+    tolerance,
+)
 from . import rules
 from .rules import Bound, RuleError, Rules
 
@@ -19,7 +27,12 @@ def item_rules(item: pytest.Item, settings: GateSettings) -> Rules:
     tolerances = dict(settings.tolerances)
     directions = dict(settings.directions)
     default = settings.default_tolerance or rules.DEFAULT_TOLERANCE
+    gate, confidence = settings.rule, settings.confidence
     for marker in reversed(list(item.iter_markers("mlexp"))):
+        if marker.kwargs.get("gate") is not None:
+            gate = gate_rule(marker.kwargs["gate"], f"{where}: gate", marker=True)
+        if marker.kwargs.get("confidence") is not None:
+            confidence = confidence_level(marker.kwargs["confidence"], f"{where}: confidence")
         expect = marker.kwargs.get("expect")
         if expect is not None:
             if not isinstance(expect, Mapping):
@@ -60,11 +73,18 @@ def item_rules(item: pytest.Item, settings: GateSettings) -> Rules:
                 )
             for metric, value in marker_direction.items():
                 directions[str(metric)] = direction(value, f"{where}: direction[{metric!r}]")
+    if gate == BEST and (getattr(item, "callspec", None) is None or is_repeat(item)):
+        raise pytest.UsageError(
+            f"{where}: gate='best' gates a grid by its best cell: it needs a parametrized "
+            "experiment without repeats (repeated cells are judged by gate='bound' or 'mean')"
+        )
     return Rules(
         bounds=MappingProxyType(bounds),
         tolerances=MappingProxyType(tolerances),
         directions=MappingProxyType(directions),
         default_tolerance=default,
+        gate=gate,
+        confidence=confidence,
     )
 
 
@@ -74,18 +94,29 @@ def project_rules(settings: GateSettings) -> Rules:
         tolerances=settings.tolerances,
         directions=settings.directions,
         default_tolerance=settings.default_tolerance or rules.DEFAULT_TOLERANCE,
+        gate=settings.rule,
+        confidence=settings.confidence,
     )
 
 
-def rules_to_json(rules: Rules) -> dict[str, object]:
-    """The rules a cell's mean is judged by, for its summary (bounds stay with each repeat)."""
+def rules_to_json(rules: Rules, *, bounds: bool = False) -> dict[str, object]:
+    """The rules a cell's mean is judged by, for its summary (bounds stay with each repeat).
+
+    With ``bounds``, the ``expect=`` bounds too: a search or a ``gate='best'`` grid
+    is judged by them as a whole.
+    """
     from dataclasses import asdict
 
-    return {
+    data: dict[str, object] = {
         "tolerances": {k: asdict(v) for k, v in rules.tolerances.items()},
         "directions": dict(rules.directions),
         "default": asdict(rules.default_tolerance),
+        "gate": rules.gate,
+        "confidence": rules.confidence,
     }
+    if bounds:
+        data["bounds"] = {m: [asdict(b) for b in values] for m, values in rules.bounds.items()}
+    return data
 
 
 def rules_from_json(data: Mapping[str, object]) -> Rules:
@@ -99,4 +130,6 @@ def rules_from_json(data: Mapping[str, object]) -> Rules:
         tolerances=MappingProxyType({str(k): rules.Tolerance(**v) for k, v in tolerances.items()}),
         directions=MappingProxyType({str(k): str(v) for k, v in directions.items()}),
         default_tolerance=rules.Tolerance(**default),
+        gate=str(data.get("gate", rules.BOUND)),
+        confidence=float(str(data.get("confidence", rules.DEFAULT_CONFIDENCE))),
     )

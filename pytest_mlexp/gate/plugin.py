@@ -23,6 +23,7 @@ from ..keys import CELL_RULES_KEY, RUN_KEY, SESSION_KEY, VERDICT_KEY
 from ..runs.markers import marker_experiment
 from ..runs.summary import Verdict
 from ..search.keys import TRIAL_KEY
+from ..settings.gate import BEST
 from . import rules
 from .baselines import Baseline
 from .keys import RULES_KEY
@@ -67,9 +68,16 @@ class RegressionGate:
         result = yield
         item_run = item.stash.get(RUN_KEY, None)
         item_rules_ = item.stash.get(RULES_KEY, None)
-        # A search's trials are judged as a whole, by their best (groups.judging), at the end.
-        if item_run is not None and item_rules_ is not None and TRIAL_KEY not in item.stash:
-            self._judge(item, item_run.run, item_rules_)
+        # A search's trials are judged as a whole, by their best (groups.judging), at the end;
+        # so are the cells of a grid marked gate="best".
+        if item_run is None or item_rules_ is None or TRIAL_KEY in item.stash:
+            return result
+        if item_rules_.gate == BEST:
+            item.stash[CELL_RULES_KEY] = rules_to_json(item_rules_, bounds=True)
+            for name, value in sorted(item_run.run.metrics.items()):
+                item.user_properties.append((name, value))
+            return result
+        self._judge(item, item_run.run, item_rules_)
         return result
 
     def _judge(self, item: pytest.Item, run: ExperimentRun, item_rules_: Rules) -> None:

@@ -26,17 +26,26 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..backend.tags import SYSTEM_METRICS_PREFIX
 from ..directions import IGNORE, UP, Direction, direction_of
 from ..runs.summary import Row as Row
+from ..settings.gate import BOUND as BOUND
+from ..settings.gate import DEFAULT_CONFIDENCE as DEFAULT_CONFIDENCE
+from ..settings.gate import MEAN as MEAN
 from ..settings.options import DEFAULT_TOLERANCE_TEXT
 from ..settings.tolerances import ACCEPTED_TOLERANCES as ACCEPTED_TOLERANCES
 from ..settings.tolerances import RuleError as RuleError
 from ..settings.tolerances import Tolerance as Tolerance
 from ..settings.tolerances import format_number as format_number
 from ..settings.tolerances import parse_tolerance as parse_tolerance
+from .bounds import INCONCLUSIVE as INCONCLUSIVE
+from .bounds import Interval, Sample
+from .bounds import judge as judge_by_bound
 
 #: Suffix of the metric holding the standard deviation of ``<metric>`` over repeats.
 STD_SUFFIX = ".std"
+#: Suffix of the number of seeds behind a repeated cell's ``<metric>`` (in baseline files).
+N_SUFFIX = ".n"
 
 ACCEPTED_BOUNDS = (
     "'>= 0.9', '> 0.9', '<= 0.5', '< 0.5', or several joined by 'and' ('>= 0.2 and < 1')"
@@ -98,6 +107,10 @@ class Rules:
     tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
     directions: Mapping[str, str] = field(default_factory=dict)
     default_tolerance: Tolerance = DEFAULT_TOLERANCE
+    #: How a repeated cell's means are judged: ``bound`` (confidence bound) or ``mean``.
+    gate: str = BOUND
+    #: The confidence of that bound.
+    confidence: float = DEFAULT_CONFIDENCE
 
     def direction(self, metric: str) -> Direction:
         return direction_of(metric, self.directions)
@@ -143,7 +156,9 @@ def compare(
     if baseline is None:
         return rows
     for metric in sorted(baseline):
-        if metric.endswith(STD_SUFFIX):
+        if metric.endswith(STD_SUFFIX) or _is_count(metric, baseline):
+            continue
+        if metric.startswith(SYSTEM_METRICS_PREFIX):  # the machine's, not the experiment's
             continue
         direction = rules.direction(metric)
         if direction.direction == IGNORE:
@@ -174,6 +189,110 @@ def compare(
     return rows
 
 
+@dataclass(frozen=True)
+class CellRow(Row):
+    """A row of a repeated cell: how it was judged, and the interval when by the bound."""
+
+    #: ``bound``, or ``mean`` (asked for, or one side has no spread: ``why``).
+    rule: str = BOUND
+    interval: Interval | None = None
+    #: Why the means were compared instead of the bound, e.g. ``baseline without spread``.
+    why: str = ""
+    n_current: int | None = None
+    n_baseline: int | None = None
+
+    @property
+    def interval_text(self) -> str:
+        if self.interval is not None:
+            return str(self.interval)
+        if self.n_current is None and self.n_baseline is None:
+            return "-"
+        text = f"mean rule, n {_count(self.n_current)}/{_count(self.n_baseline)}"
+        return text + (f" ({self.why})" if self.why else "")
+
+
+def compare_cell(
+    current: Mapping[str, float], baseline: Mapping[str, float] | None, rules: Rules
+) -> list[Row]:
+    """Judge a repeated cell's means against its baseline's, by the bound where both have seeds.
+
+    ``current`` and ``baseline`` hold each metric's mean, its std as
+    ``<metric>.std`` and its number of seeds as ``<metric>.n``. A metric whose
+    two sides have at least 2 seeds and a spread each is judged by the
+    confidence bound of the difference (``bounds.judge``), at ``rules.confidence``
+    and with the tolerance converted to the metric's units as ``compare`` does;
+    else, or with ``rules.gate == "mean"``, by its means (``compare``).
+    """
+    rows = compare(current, baseline, rules)
+    if baseline is None:
+        return rows
+    judged: list[Row] = []
+    for row in rows:
+        if row.baseline is None or row.verdict not in (OK, IMPROVED, REGRESSED):
+            judged.append(row)
+            continue
+        judged.append(_cell_row(row, current, baseline, rules))
+    return judged
+
+
+def _cell_row(
+    row: Row, current: Mapping[str, float], baseline: Mapping[str, float], rules: Rules
+) -> CellRow:
+    metric = row.metric
+    now = _sample(current, metric)
+    before = _sample(baseline, metric)
+    fields = (row.metric, row.baseline, row.current, row.allowed, row.verdict, row.guessed)
+    n_current, n_baseline = now.n or None, before.n or None
+    why = ""
+    if rules.gate == MEAN:
+        return CellRow(*fields, rule=MEAN, n_current=n_current, n_baseline=n_baseline)
+    if not before.has_spread:
+        why = "baseline without seeds" if not before.n else "baseline has 1 seed"
+    elif not now.has_spread:
+        why = "1 seed"
+    if why:
+        return CellRow(*fields, rule=MEAN, why=why, n_current=n_current, n_baseline=n_baseline)
+    up = rules.direction(metric).direction == UP
+    tolerance = rules.tolerance(metric)
+    assert row.baseline is not None
+    tau = tolerance.allowed(row.baseline, _largest(now.std, before.std))
+    interval = judge_by_bound(now, before, tau, up=up, confidence=rules.confidence)
+    allowed = (
+        f"change >= {format_number(-tau)} (tol {tolerance})"
+        if up
+        else f"change <= +{format_number(tau)} (tol {tolerance})"
+    )
+    return CellRow(
+        row.metric,
+        row.baseline,
+        row.current,
+        allowed,
+        interval.verdict,
+        row.guessed,
+        rule=BOUND,
+        interval=interval,
+        n_current=n_current,
+        n_baseline=n_baseline,
+    )
+
+
+def _sample(metrics: Mapping[str, float], metric: str) -> Sample:
+    n = metrics.get(metric + N_SUFFIX)
+    std = metrics.get(metric + STD_SUFFIX)
+    if n is None or std is None or not math.isfinite(n):
+        return Sample(metrics[metric], math.nan, 0)
+    return Sample(metrics[metric], std, int(n))
+
+
+def _count(n: int | None) -> str:
+    return "?" if n is None else str(n)
+
+
+def _is_count(metric: str, metrics: Mapping[str, float]) -> bool:
+    """``<metric>.n``, the seeds behind ``<metric>``, is no metric to compare."""
+    return metric.endswith(N_SUFFIX) and metric[: -len(N_SUFFIX)] in metrics
+
+
 def _largest(*values: float | None) -> float | None:
     present = [v for v in values if v is not None and math.isfinite(v)]
     return max(present) if present else None
@@ -186,43 +305,81 @@ def _bounds_text(bounds: Iterable[Bound]) -> str:
 # -- tables -------------------------------------------------------------------------
 
 COLUMNS = ("metric", "baseline", "current", "change", "allowed", "verdict")
+#: A repeated cell's tables also show the interval of the difference and n on each side.
+INTERVAL_COLUMN = "interval (n now/before)"
+CELL_COLUMNS = ("metric", "baseline", "current", "change", "allowed", INTERVAL_COLUMN, "verdict")
 
 
-def _cells(row: Row) -> tuple[str, ...]:
-    return (
+def _cells(row: Row, with_interval: bool = False) -> tuple[str, ...]:
+    cells = [
         row.metric,
         format_number(row.baseline),
         format_number(row.current),
         row.change_text,
         row.allowed,
-        row.verdict,
-    )
+    ]
+    if with_interval:
+        cells.append(row.interval_text if isinstance(row, CellRow) else "-")
+    cells.append(row.verdict)
+    return tuple(cells)
+
+
+def has_intervals(rows: Iterable[Row]) -> bool:
+    """Whether some row is a repeated cell's, with an interval or seed counts to show."""
+    return any(isinstance(row, CellRow) and row.interval_text != "-" for row in rows)
 
 
 def format_table(rows: Iterable[Row]) -> str:
     """A plain-text table, aligned for a terminal."""
-    lines = [COLUMNS, *(_cells(row) for row in rows)]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
+    rows = list(rows)
+    wide = has_intervals(rows)
+    columns = CELL_COLUMNS if wide else COLUMNS
+    lines = [columns, *(_cells(row, wide) for row in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         for line in lines
     )
 
 
-def markdown_table(rows: Iterable[tuple[str, Row]]) -> str:
-    """A GitHub-flavoured markdown table of ``(test id, row)`` pairs."""
+def markdown_table(rows: Iterable[tuple[str, Row]], links: Mapping[str, str] | None = None) -> str:
+    """A GitHub-flavoured markdown table of ``(test id, row)`` pairs, failures first.
+
+    Text is shown as is, in code spans where it holds ``<`` or ``>``; ``links``
+    (test id -> URL) link each test to its run.
+    """
+    pairs = sorted(rows, key=lambda pair: _rank(pair[1]))
+    links = links or {}
+    wide = has_intervals(row for _, row in pairs)
+    columns = CELL_COLUMNS if wide else COLUMNS
     lines = [
-        "| test | " + " | ".join(COLUMNS) + " |",
-        "|---|" + "---|" * len(COLUMNS),
+        "| test | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
     ]
-    for nodeid, row in rows:
-        cells = list(_cells(row))
+    for nodeid, row in pairs:
+        test = f"`{_md_cell(nodeid)}`"
+        if nodeid in links:
+            test = f"[{test}]({links[nodeid]})"
+        cells = [_md_code(cell) for cell in _cells(row, wide)]
         if row.verdict in FAILING:
             cells[-1] = f"**{cells[-1]}**"
-        escaped = [_md_escape(cell) for cell in (nodeid, *cells)]
-        lines.append("| " + " | ".join(escaped) + " |")
+        lines.append("| " + " | ".join([test, *cells]) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;")
+def _rank(row: Row) -> int:
+    """Failures first, then inconclusive rows, improvements, the rest."""
+    if row.verdict in FAILING:
+        return 0
+    return {INCONCLUSIVE: 1, IMPROVED: 2}.get(row.verdict, 3)
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _md_code(text: str) -> str:
+    """Text with ``<``/``>`` in a code span, so markdown shows it as is."""
+    if "<" in text or ">" in text:
+        return f"`{_md_cell(text)}`"
+    return _md_cell(text)

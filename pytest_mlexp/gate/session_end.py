@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from ..backend import tags as T
 from ..runs.summary import Verdict
 from ..settings.gate import GateSettings
 
@@ -33,6 +34,11 @@ class GateOutcome:
     updated: int = 0
     #: Why a group run could not be judged, if so.
     cell_error: str | None = None
+    #: Test id -> its run's page in the tracking UI, for the markdown report.
+    links: dict[str, str] = field(default_factory=dict)
+    #: Grids judged by their best cell (``gate="best"``), and how many cells they had.
+    grids: set[str] = field(default_factory=set)
+    grid_cells: int = 0
 
 
 def finish_gate(
@@ -53,11 +59,52 @@ def finish_gate(
     judgment = judge_groups(session_id, results, store, settings)
     outcome.verdicts += judgment.verdicts
     outcome.cell_error = judgment.error
+    outcome.grids = judgment.grids
+    outcome.grid_cells = sum(
+        1 for r in results if r.groups is not None and r.groups.grid in judgment.grids
+    )
     if judgment.failed and pytest_session.exitstatus == pytest.ExitCode.OK:
         pytest_session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    _junit_properties(pytest_session, judgment.verdicts)
     if settings.update:
         outcome.updated = _update_file(settings, outcome.verdicts)
+    if settings.report_md is not None and outcome.verdicts:
+        outcome.links = _links(outcome.verdicts, results, store)
     return outcome
+
+
+def _links(
+    verdicts: Sequence[Verdict], results: Sequence[RunSummary], store: Callable[[], Backend]
+) -> dict[str, str]:
+    """Test id -> the page of the run its verdict is on: the item's run, the cell or search run.
+
+    A server's own UI; for a local sqlite store, where ``mlflow ui`` serves it by default.
+    """
+    from ..backend import uris
+
+    try:
+        backend = store()
+        base = backend.ui_base or (uris.LOCAL_UI_BASE if uris.is_embedded(backend.uri) else None)
+        if base is None:
+            return {}
+        runs: dict[str, tuple[str, str]] = {}
+        for result in results:
+            refs = result.groups
+            runs.setdefault(result.nodeid, (result.experiment, result.run_id))
+            if refs is not None and refs.cell and refs.cell_run_id:
+                runs.setdefault(refs.cell, (result.experiment, refs.cell_run_id))
+            if refs is not None and refs.search and refs.search_run_id:
+                runs.setdefault(refs.search, (result.experiment, refs.search_run_id))
+        links = {}
+        for verdict in verdicts:
+            if verdict.nodeid in runs:
+                experiment, run_id = runs[verdict.nodeid]
+                link = uris.run_link(base, backend.experiment_id(experiment), run_id)
+                if link is not None:
+                    links[verdict.nodeid] = link
+        return links
+    except Exception:
+        return {}  # the report without links rather than none
 
 
 def _update_file(settings: GateSettings, verdicts: list[Verdict]) -> int:
@@ -73,3 +120,28 @@ def _update_file(settings: GateSettings, verdicts: list[Verdict]) -> int:
     if updated:
         write_file(settings.baseline_file, entries)
     return updated
+
+
+def _junit_properties(pytest_session: pytest.Session, verdicts: Sequence[Verdict]) -> None:
+    """Each repeated cell's verdict and intervals as a property of the JUnit XML test suite.
+
+    A cell is no test case (its repeats are), and is judged once they all
+    reported: its verdict goes to the suite's ``<properties>``, e.g. ``mlexp.cell
+    test_x.py::test_x[0.1]`` = ``inconclusive: accuracy [-0.05, +0.02] 95%, n 2/2, ...``.
+    Through pytest's ``junitxml`` stash key (checked with pytest 8 and 9).
+    """
+    from .verdicts import gate_tags
+
+    try:
+        from _pytest.junitxml import xml_key
+    except ImportError:  # pragma: no cover - pytest moved it
+        return
+    xml = pytest_session.config.stash.get(xml_key, None)
+    if xml is None:
+        return
+    for verdict in verdicts:
+        intervals = gate_tags(verdict.rows).get(T.GATE_INTERVAL)
+        if verdict.cell_run_id and not verdict.search and intervals:
+            xml.add_global_property(
+                f"mlexp.cell {verdict.nodeid}", f"{verdict.verdict}: {intervals}"
+            )

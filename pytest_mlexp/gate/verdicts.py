@@ -16,14 +16,18 @@ PASSED = "passed"
 IMPROVED = "improved"
 REGRESSED = "regressed"
 NO_BASELINE = "no-baseline"
+#: A repeated cell whose seeds cannot tell a regression from noise (``gate.bounds``).
+INCONCLUSIVE = "inconclusive"
 
 
 def verdict_of(rows: list[Row], compares: bool, baseline: Baseline | None) -> str:
-    """regressed, no-baseline, improved or passed, from a comparison's rows."""
+    """regressed, no-baseline, inconclusive, improved or passed, from a comparison's rows."""
     if any(row.verdict in FAILING for row in rows):
         return REGRESSED
     if compares and baseline is None:
         return NO_BASELINE
+    if any(row.verdict == rules.INCONCLUSIVE for row in rows):
+        return INCONCLUSIVE
     if any(row.verdict == rules.IMPROVED for row in rows):
         return IMPROVED
     return PASSED
@@ -56,13 +60,15 @@ def failure_line(failing: list[Row]) -> str:
 
 
 def row_summary(row: Row) -> str:
+    shown = row.interval_text if isinstance(row, rules.CellRow) else "-"
+    interval = f", interval {shown}" if shown != "-" else ""
     if row.verdict == rules.MISSING:
         return f"{row.metric} not logged (baseline {rules.format_number(row.baseline)})"
     if row.baseline is None:
         return f"{row.metric} = {row.current:.4g}, {row.allowed}"
     return (
         f"{row.metric} {row.verdict.lower()}: {row.baseline:.4g} -> {row.current:.4g}, "
-        f"change {row.change_text}, allowed {row.allowed}"
+        f"change {row.change_text}, allowed {row.allowed}{interval}"
     )
 
 
@@ -82,3 +88,33 @@ def how_to_record(settings: GateSettings) -> str:
     if settings.spec is not None and settings.spec.kind == "promoted":
         return f"{shlex.join([*runner, '--mlexp-promote-baseline'])} on the reference code"
     return "run the experiments once on the reference code"
+
+
+def with_counts(metrics: dict[str, float], seeds: str | None) -> dict[str, float]:
+    """A cell run's metrics with ``<metric>.n``, the seeds behind each mean (tag ``seeds``)."""
+    if not seeds or not seeds.isdigit():
+        return metrics
+    counts = {
+        name + rules.N_SUFFIX: int(seeds) for name in metrics if name + rules.STD_SUFFIX in metrics
+    }
+    return {**metrics, **counts}
+
+
+def gate_tags(rows: list[Row]) -> dict[str, str]:
+    """A repeated cell's rule (``bound`` or ``mean``) and each metric's interval, as tags."""
+    cells = [row for row in rows if isinstance(row, rules.CellRow)]
+    if not cells:
+        return {}
+    rule = rules.BOUND if any(row.rule == rules.BOUND for row in cells) else rules.MEAN
+    intervals = "; ".join(f"{row.metric} {row.interval_text}" for row in cells)
+    return {T.GATE_RULE: rule, T.GATE_INTERVAL: intervals[:5000]}
+
+
+def inconclusive_line(rows: list[Row]) -> str:
+    """``accuracy: change -0.01, interval [...]`` for each inconclusive row."""
+    return "; ".join(
+        f"{row.metric}: change {row.change_text}, allowed {row.allowed}, "
+        f"interval {row.interval_text}"
+        for row in rows
+        if isinstance(row, rules.CellRow) and row.verdict == rules.INCONCLUSIVE
+    )

@@ -12,7 +12,7 @@ fails the session.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +23,20 @@ from ..gate.baselines import Baseline, is_safe_value
 from ..gate.markers import project_rules, rules_from_json
 from ..gate.markers import rules_to_json as cell_rules_to_json
 from ..gate.rules import FAILING, Bound, Rules
-from ..gate.verdicts import NO_BASELINE, failure_line, how_to_record, verdict_of, verdict_tags
+from ..gate.verdicts import (
+    INCONCLUSIVE,
+    NO_BASELINE,
+    failure_line,
+    gate_tags,
+    how_to_record,
+    inconclusive_line,
+    verdict_of,
+    verdict_tags,
+    with_counts,
+)
 from ..redaction import redact_text
 from ..runs.summary import Verdict
+from ..settings.gate import BEST
 
 if TYPE_CHECKING:
     from ..backend.client import Backend
@@ -49,7 +60,11 @@ class _Kind:
 _KINDS = {
     T.KIND_CELL: _Kind(T.KIND_CELL, "repeated cell", T.CELL, T.REPEATS),
     T.KIND_SEARCH: _Kind(T.KIND_SEARCH, "search", T.SEARCH, T.TRIALS),
+    # Only a grid marked gate="best": by its best cell, like a search.
+    T.KIND_GRID: _Kind(T.KIND_GRID, "grid", T.GRID, T.GRID_SIZE),
 }
+#: Judged by their best member.
+_BY_BEST = frozenset({T.KIND_SEARCH, T.KIND_GRID})
 
 
 @dataclass(frozen=True)
@@ -70,13 +85,13 @@ class Judgment:
     failed: bool = False
     #: Why a group run could not be judged, if so.
     error: str | None = None
+    #: The test ids of the grids judged by their best cell (``gate="best"``).
+    grids: set[str] = field(default_factory=set)
 
 
 def rules_to_json(rules: Rules) -> dict[str, Any]:
     """The rules a group run is judged by, bounds included, for the run summary."""
-    data = cell_rules_to_json(rules)
-    data["bounds"] = {m: [asdict(b) for b in bounds] for m, bounds in rules.bounds.items()}
-    return data
+    return cell_rules_to_json(rules, bounds=True)
 
 
 def judges_any(results: Sequence[RunSummary], settings: GateSettings) -> bool:
@@ -115,6 +130,8 @@ def judge_groups(
         if verdict is not None:
             judgment.failed = judgment.failed or not verdict.passed
             judgment.verdicts.append(verdict)
+            if target.kind.kind == T.KIND_GRID:
+                judgment.grids.add(target.nodeid)
     return judgment
 
 
@@ -135,9 +152,11 @@ def _targets(results: Sequence[RunSummary], settings: GateSettings) -> list[_Tar
         refs = result.groups
         if refs is None:
             continue
+        by_best = (result.cell_rules or {}).get("gate") == BEST
         for kind, nodeid, run_id in (
             (_KINDS[T.KIND_CELL], refs.cell, refs.cell_run_id),
             (_KINDS[T.KIND_SEARCH], refs.search, refs.search_run_id),
+            (_KINDS[T.KIND_GRID], refs.grid if by_best else None, refs.grid_run_id),
         ):
             if not (nodeid and run_id):
                 continue
@@ -167,6 +186,8 @@ def _rules(raw: Mapping[str, Any] | None, settings: GateSettings) -> Rules:
         tolerances=rules.tolerances,
         directions=rules.directions,
         default_tolerance=rules.default_tolerance,
+        gate=rules.gate,
+        confidence=rules.confidence,
     )
 
 
@@ -185,14 +206,16 @@ def _judge(
         if not (settings.compares or settings.update):
             client.set_tag(target.run_id, T.PROMOTED, "true")  # --mlexp-promote only
             return None
-        metrics = dict(run.data.metrics)
+        metrics = with_counts(dict(run.data.metrics), run.data.tags.get(T.REPEATS_PASSED))
     else:
         best_id = run.data.tags.get(T.BEST_RUN_ID)
         if best_id is None:
-            problem = f"no trial of {label} completed: there is no best trial to judge"
+            member = "trial" if target.kind.kind == T.KIND_SEARCH else "cell"
+            problem = f"no {member} of {label} completed: there is no best {member} to judge"
         else:
             metrics = dict(client.get_run(best_id).data.metrics)
-    rows = rules_module.compare(metrics, baseline.metrics if baseline else None, target.rules)
+    compare = rules_module.compare_cell if target.kind.kind == T.KIND_CELL else rules_module.compare
+    rows = compare(metrics, baseline.metrics if baseline else None, target.rules)
     verdict = verdict_of(rows, settings.compares, baseline)
     failing = [row for row in rows if row.verdict in FAILING]
     if verdict == NO_BASELINE and settings.require and problem is None:
@@ -200,7 +223,12 @@ def _judge(
             f"no baseline for {label} in {settings.source} "
             f"(--mlexp-require-baseline). Record one first: {how_to_record(settings)}"
         )
-    tags = verdict_tags(verdict, baseline)
+    if verdict == INCONCLUSIVE and settings.strict and problem is None:
+        problem = (
+            f"{label} is inconclusive (--mlexp-gate-strict): its seeds cannot tell a "
+            f"regression from noise: {inconclusive_line(rows)}"
+        )
+    tags = verdict_tags(verdict, baseline) | gate_tags(rows)
     if failing:
         tags[T.ERROR] = failure_line(failing)[:500]
     elif problem:
@@ -211,6 +239,9 @@ def _judge(
     if not passed:
         # Like a failed item: never the "latest" baseline of a later session.
         tags[T.OUTCOME] = "failed"
+    elif target.kind.kind == T.KIND_GRID and run.info.status == "FINISHED":
+        # A grid parent has no outcome of its own: a passed one is a later baseline.
+        tags[T.OUTCOME] = "passed"
     backend.log_batch(target.run_id, tags=list(tags.items()))
     if not passed:
         client.set_terminated(target.run_id, "FAILED")
@@ -224,7 +255,7 @@ def _judge(
         cell_run_id=target.run_id,
         repeats=run.data.tags.get(target.kind.count_tag, ""),
         problem=problem,
-        search=target.kind.kind == T.KIND_SEARCH,
+        search=target.kind.kind in _BY_BEST,
     )
 
 
@@ -299,11 +330,14 @@ def _store_baselines(
 def _baseline(run: Any, label: str) -> Baseline:
     """A search parent's best trial's metrics (``best.<metric>``), or a run's own metrics."""
     metrics = dict(run.data.metrics)
-    if run.data.tags.get(T.KIND) == T.KIND_SEARCH:
+    if run.data.tags.get(T.KIND) in _BY_BEST:
         metrics = {
             key[len(T.BEST_PREFIX) :]: value
             for key, value in metrics.items()
             if key.startswith(T.BEST_PREFIX)
         }
+    elif run.data.tags.get(T.KIND) == T.KIND_CELL:
+        # The seeds behind each mean, for the confidence bound.
+        metrics = with_counts(metrics, run.data.tags.get(T.REPEATS_PASSED))
     run_id = str(run.info.run_id)
     return Baseline(metrics, f"run {run_id} ({label})", run_id)

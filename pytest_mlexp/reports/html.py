@@ -220,6 +220,14 @@ def _baseline_cell(run: StoredRun) -> str:
     shown = [f"<b class='verdict {_e(verdict.lower())}'>{_e(verdict)}</b>"]
     if run.baseline_source:
         shown.append(f"vs {_e(run.baseline_source)}")
+    # A repeated cell: the interval of the change and the seeds on each side, per metric.
+    interval = run.tags.get(T.GATE_INTERVAL, "")
+    if interval:
+        rule = run.tags.get(T.GATE_RULE, "")
+        shown += [
+            f"<span class='interval' title='gate: {_e(rule)}'>{_e(part.strip())}</span>"
+            for part in interval.split(";")
+        ]
     return f"<td class='baseline'>{'<br>'.join(shown)}</td>"
 
 

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from ..gate import rules
 from ..gate.baselines import Baseline
 from ..gate.rules import FAILING, Row
 from ..gate.session_end import GateOutcome
-from ..gate.verdicts import IMPROVED, NO_BASELINE, PASSED, REGRESSED, failure_message, row_summary
+from ..gate.verdicts import (
+    IMPROVED,
+    INCONCLUSIVE,
+    NO_BASELINE,
+    PASSED,
+    REGRESSED,
+    failure_message,
+    how_to_record,
+    row_summary,
+)
 from ..runs.summary import Verdict
 from ..settings.gate import GateSettings
 
@@ -21,7 +31,9 @@ def write_gate_summary(terminalreporter: Any, outcome: GateOutcome, items: int =
     """
     verdicts, settings = outcome.verdicts, outcome.settings
     if verdicts:
-        _write_verdicts(terminalreporter, verdicts, settings, outcome.updated, items)
+        # A gate="best" grid's cells are judged through their grid, counted apart.
+        items = max(0, items - outcome.grid_cells)
+        _write_verdicts(terminalreporter, verdicts, settings, outcome.updated, items, outcome.grids)
     if outcome.cell_error is not None:
         terminalreporter.write_line(f"mlexp: {outcome.cell_error}", red=True)
 
@@ -32,6 +44,7 @@ def _write_verdicts(
     settings: GateSettings,
     updated: int,
     items: int = 0,
+    grids: set[str] | None = None,
 ) -> None:
     title = "mlexp: metric gate"
     if settings.compares:
@@ -44,8 +57,11 @@ def _write_verdicts(
         for row in verdict.rows:
             if row.guessed:
                 guessed[row.metric] = row.guessed
-            if row.verdict in FAILING or row.verdict == rules.IMPROVED:
-                markup = {"red": True} if row.verdict in FAILING else {"green": True}
+            if row.verdict in FAILING or row.verdict in (rules.IMPROVED, rules.INCONCLUSIVE):
+                markup = {
+                    row.verdict: {"green": True},
+                    rules.INCONCLUSIVE: {"yellow": True},
+                }.get(row.verdict, {"red": True})
                 terminalreporter.write_line(
                     f"{row.verdict:<10} {verdict.nodeid}: {row_summary(row)}", **markup
                 )
@@ -53,19 +69,28 @@ def _write_verdicts(
         # A repeated cell fails the session, not an item: its table is shown here.
         if verdict.cell_run_id and not verdict.passed:
             failing = [row for row in verdict.rows if row.verdict in FAILING]
-            what = (
-                f"search {verdict.nodeid} (best of {verdict.repeats} trials, "
-                f"parent run {verdict.cell_run_id})"
-                if verdict.search
-                else f"repeated cell {verdict.nodeid} (mean of {verdict.repeats} repeats, "
-                f"cell run {verdict.cell_run_id})"
-            )
+            if verdict.nodeid in (grids or ()):
+                what = (
+                    f"grid {verdict.nodeid} (best of {verdict.repeats} cells, "
+                    f"parent run {verdict.cell_run_id})"
+                )
+            elif verdict.search:
+                what = (
+                    f"search {verdict.nodeid} (best of {verdict.repeats} trials, "
+                    f"parent run {verdict.cell_run_id})"
+                )
+            else:
+                what = (
+                    f"repeated cell {verdict.nodeid} (mean of {verdict.repeats} repeats, "
+                    f"cell run {verdict.cell_run_id})"
+                )
             terminalreporter.write_line(f"{what} fails the session:", red=True)
             if failing:
                 baseline = Baseline({}, verdict.source) if verdict.source else None
                 terminalreporter.write_line(failure_message(verdict.rows, failing, baseline))
             if verdict.problem:
                 terminalreporter.write_line(f"mlexp: {verdict.problem}", red=True)
+    _write_cells(terminalreporter, verdicts, settings)
     missing = [v.nodeid for v in verdicts if v.verdict == NO_BASELINE]
     if missing:
         shown = ", ".join(missing[:5]) + (f" (+{len(missing) - 5})" if len(missing) > 5 else "")
@@ -78,16 +103,81 @@ def _write_verdicts(
             f"directions guessed from the metric names: {named}; "
             "set them with mlexp_directions or @pytest.mark.mlexp(direction=...)"
         )
-    keys = (REGRESSED, IMPROVED, PASSED, NO_BASELINE)
+    keys = (REGRESSED, INCONCLUSIVE, IMPROVED, PASSED, NO_BASELINE)
     parts = [f"{counts[key]} {key}" for key in keys if counts.get(key)]
     terminalreporter.write_line(
-        judged_line(verdicts, settings, items) + ": " + ", ".join(parts or ["-"])
+        judged_line(verdicts, settings, items, grids) + ": " + ", ".join(parts or ["-"])
     )
     if settings.update:
         terminalreporter.write_line(f"baseline file {settings.file_label}: {updated} tests updated")
 
 
-def judged_line(verdicts: list[Verdict], settings: GateSettings, items: int = 0) -> str:
+def _write_cells(terminalreporter: Any, verdicts: list[Verdict], settings: GateSettings) -> None:
+    """The repeated cells compared with a baseline: interval, n each side, verdict per metric."""
+    pairs = [
+        (v.nodeid, row)
+        for v in verdicts
+        if v.cell_run_id and not v.search
+        for row in v.rows
+        if isinstance(row, rules.CellRow)
+    ]
+    # A failing cell's table is shown above, with its failure.
+    shown = [(nodeid, row) for nodeid, row in pairs if row.verdict not in FAILING]
+    if shown:
+        terminalreporter.write_line("repeated cells against their baseline:")
+        terminalreporter.write_line(cell_table(shown))
+    inconclusive = [v for v in verdicts if v.verdict == INCONCLUSIVE]
+    if inconclusive:
+        what = "fail the session" if settings.strict else "do not fail the session"
+        terminalreporter.write_line(
+            f"{len(inconclusive)} inconclusive repeated cells: their seeds cannot tell a "
+            f"regression of more than the tolerance from noise; they {what} "
+            + (
+                "(--mlexp-gate-strict)"
+                if settings.strict
+                else "(--mlexp-gate-strict would); run more seeds to decide"
+            ),
+            yellow=True,
+        )
+    by_means = sorted({(row.why or "gate=mean") for _, row in pairs if row.rule == rules.MEAN})
+    if any(row.why.startswith("baseline") for _, row in pairs):
+        terminalreporter.write_line(
+            "repeated cells judged by their means, not a confidence bound ("
+            + ", ".join(by_means)
+            + "): their baseline has no seed counts and spreads, as baseline files written "
+            "before pytest-mlexp recorded them; refresh it to judge them by the bound: "
+            f"{how_to_record(settings)}",
+            yellow=True,
+        )
+
+
+def cell_table(pairs: Sequence[tuple[str, Row]]) -> str:
+    """``test metric baseline current change interval verdict``, aligned."""
+    header = ("test", "metric", "baseline", "current", "change", rules.INTERVAL_COLUMN, "verdict")
+    lines = [header]
+    for nodeid, row in pairs:
+        interval = row.interval_text if isinstance(row, rules.CellRow) else "-"
+        lines.append(
+            (
+                nodeid,
+                row.metric,
+                rules.format_number(row.baseline),
+                rules.format_number(row.current),
+                row.change_text,
+                interval,
+                row.verdict,
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def judged_line(
+    verdicts: list[Verdict], settings: GateSettings, items: int = 0, grids: set[str] | None = None
+) -> str:
     """What was judged, of how many: ``4 of 8 items have a baseline (baseline.yaml)``.
 
     ``items`` is how many tracked items ran, repeats of a cell aside. Without a
@@ -97,11 +187,17 @@ def judged_line(verdicts: list[Verdict], settings: GateSettings, items: int = 0)
     """
     repeats = [v for v in verdicts if v.repeat]
     cells = [v for v in verdicts if v.cell_run_id and not v.search]
-    searches = [v for v in verdicts if v.search]
+    by_best = [v for v in verdicts if v.search and v.nodeid in (grids or ())]
+    searches = [v for v in verdicts if v.search and v not in by_best]
     plain = [v for v in verdicts if not v.repeat and not v.cell_run_id]
     total = max(items, len(plain))
     parts = []
-    if settings.compares and total:
+    if settings.update and total:
+        parts.append(
+            f"{len(plain)} of {total} items recorded into the baseline file {settings.file_label}"
+            + (" and judged by their expect= bounds" if any(v.rows for v in plain) else "")
+        )
+    elif settings.compares and total:
         with_baseline = sum(1 for v in plain if v.verdict != NO_BASELINE)
         parts.append(f"{with_baseline} of {total} items have a baseline ({settings.source})")
     elif plain:
@@ -111,11 +207,19 @@ def judged_line(verdicts: list[Verdict], settings: GateSettings, items: int = 0)
         )
     if repeats:
         parts.append(f"{len(repeats)} repeats by their expect= bounds")
-    if cells:
+    if cells and settings.update:
+        parts.append(
+            f"{len(cells)} repeated cells recorded into the baseline file {settings.file_label} "
+            "(means, spreads and seeds)"
+        )
+    elif cells:
         parts.append(f"{len(cells)} repeated cells by their means")
     if searches:
         noun = "search by its" if len(searches) == 1 else "searches by their"
         parts.append(f"{len(searches)} {noun} best trial")
+    if by_best:
+        noun = "grid by its" if len(by_best) == 1 else "grids by their"
+        parts.append(f"{len(by_best)} {noun} best cell")
     return "; ".join(parts)
 
 
@@ -124,7 +228,7 @@ def write_markdown(outcome: GateOutcome) -> None:
     settings = outcome.settings
     if settings.report_md is None or not outcome.verdicts:
         return
-    text = markdown_report(outcome.verdicts, settings)
+    text = markdown_report(outcome.verdicts, settings, outcome.links)
     settings.report_md.parent.mkdir(parents=True, exist_ok=True)
     settings.report_md.write_text(text, encoding="utf-8")
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY", "").strip()
@@ -133,22 +237,41 @@ def write_markdown(outcome: GateOutcome) -> None:
             out.write(text + "\n")
 
 
-def markdown_report(verdicts: list[Verdict], settings: GateSettings) -> str:
-    """A markdown section for a pull request or ``$GITHUB_STEP_SUMMARY``."""
+def markdown_report(
+    verdicts: list[Verdict], settings: GateSettings, links: dict[str, str] | None = None
+) -> str:
+    """A markdown section for a pull request or ``$GITHUB_STEP_SUMMARY``: failures first.
+
+    ``links``: test id -> its run's page, linked from each row.
+    """
     regressed = sum(v.verdict == REGRESSED for v in verdicts)
     improved = sum(v.verdict == IMPROVED for v in verdicts)
+    inconclusive = sum(v.verdict == INCONCLUSIVE for v in verdicts)
     missing = [v.nodeid for v in verdicts if v.verdict == NO_BASELINE]
     against = f" against `{settings.source}`" if settings.compares else ""
     lines = [
         "## Model metrics",
         "",
-        f"{len(verdicts)} experiments judged{against}: {regressed} regressed, {improved} improved, "
-        f"{len(missing)} without baseline.",
+        f"{len(verdicts)} experiments judged{against}: {regressed} regressed, "
+        + (f"{inconclusive} inconclusive, " if inconclusive else "")
+        + f"{improved} improved, {len(missing)} without baseline.",
         "",
     ]
+    failed = [v for v in verdicts if not v.passed and not v.rows]
     pairs: list[tuple[str, Row]] = [(v.nodeid, row) for v in verdicts for row in v.rows]
     if pairs:
-        lines.append(rules.markdown_table(pairs))
+        lines.append(rules.markdown_table(pairs, links))
+    if inconclusive:
+        lines.append(
+            "Inconclusive: the seeds cannot tell a regression beyond the tolerance from noise; "
+            "the interval is the confidence bound of the change (current - baseline, in the "
+            "metric's good direction) and how many seeds per side would decide."
+        )
+        lines.append("")
+    for verdict in failed:
+        if verdict.problem:
+            lines.append(f"Failed: `{verdict.nodeid}`: {verdict.problem}")
+            lines.append("")
     if missing:
         lines.append("No baseline: " + ", ".join(f"`{n}`" for n in missing))
         lines.append("")

@@ -20,7 +20,8 @@ MARKER_KWARGS: dict[str, str] = {
     "direction": "A metric's direction for the gate and the best cell: `up`, `down` or "
     "`ignore`, e.g. `{'throughput': 'up'}`.",
     "gate": "How a repeated cell is judged against a baseline with seeds: `'bound'` (a "
-    "confidence bound) or `'mean'`.",
+    "confidence bound, the default) or `'mean'` (the difference of the means); `'best'`: a "
+    "grid is gated once, by its best cell, as a search is.",
     "confidence": "The confidence of that bound, e.g. `0.95`.",
     # grids
     "best": "The metric that picks a grid's best cell: `'r2'`, `'val_loss:min'`, `'score:max'`.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,10 +12,22 @@ from typing import Any, TypeVar
 import pytest
 
 from .baselines import ACCEPTED_SPECS, BaselineSpec, parse_spec
-from .sources import base_dir, lookup, yaml_mapping
+from .sources import base_dir, bool_setting, lookup, yaml_mapping
 from .tolerances import ACCEPTED_TOLERANCES, RuleError, Tolerance, parse_tolerance
 
 T = TypeVar("T")
+
+#: How a repeated cell with seeds on both sides is judged: a confidence bound, or the means.
+BOUND = "bound"
+MEAN = "mean"
+#: On a grid's marker: the grid is gated as a whole, by its best cell (like a search).
+BEST = "best"
+GATE_RULES = (BOUND, MEAN)
+ACCEPTED_GATES = "bound (a one-sided confidence bound over the seeds) or mean (the means alone)"
+MARKER_GATES = (BOUND, MEAN, BEST)
+ACCEPTED_MARKER_GATES = ACCEPTED_GATES + ", or best (a grid gated by its best cell)"
+ACCEPTED_CONFIDENCE = "a level from 0.5 to below 1, such as 0.95 or '95%'"
+DEFAULT_CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,12 @@ class GateSettings:
     tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
     #: The project's metric directions; also used to rank a grid's cells.
     directions: Mapping[str, str] = field(default_factory=dict)
+    #: How repeated cells are judged: ``bound`` or ``mean`` (markers override it).
+    rule: str = BOUND
+    #: The confidence of the bound (markers override it).
+    confidence: float = DEFAULT_CONFIDENCE
+    #: An inconclusive cell fails the session.
+    strict: bool = False
 
     @property
     def compares(self) -> bool:
@@ -83,6 +102,14 @@ def resolve_gate(config: pytest.Config) -> GateSettings:
     if found_tol is not None:
         default = tolerance(found_tol[0], found_tol[1])
     report_md = config.getoption("mlexp_report_md")
+    rule = BOUND
+    found_rule = lookup(config, option="mlexp_gate", key="gate")
+    if found_rule is not None:
+        rule = gate_rule(found_rule[0], found_rule[1])
+    confidence = DEFAULT_CONFIDENCE
+    found_confidence = lookup(config, option="mlexp_confidence", key="confidence")
+    if found_confidence is not None:
+        confidence = confidence_level(found_confidence[0], found_confidence[1])
     return GateSettings(
         spec=spec,
         baseline_file=baseline_file,
@@ -105,7 +132,35 @@ def resolve_gate(config: pytest.Config) -> GateSettings:
                 **_ini_pairs(config, "mlexp_directions", direction),
             }
         ),
+        rule=rule,
+        confidence=confidence,
+        strict=bool_setting(config, "mlexp_gate_strict", "gate_strict", False),
     )
+
+
+def gate_rule(value: Any, where: str, *, marker: bool = False) -> str:
+    """``bound`` or ``mean`` (or, on a marker, ``best``), or ``UsageError`` naming ``where``."""
+    text = str(value).strip().lower()
+    if text not in (MARKER_GATES if marker else GATE_RULES):
+        accepted = ACCEPTED_MARKER_GATES if marker else ACCEPTED_GATES
+        raise pytest.UsageError(f"{where}: unknown gate {value!r}; accepted: {accepted}")
+    return text
+
+
+def confidence_level(value: Any, where: str) -> float:
+    """A confidence level such as ``0.95`` or ``"95%"``, or ``UsageError`` naming ``where``."""
+    text = str(value).strip()
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        level = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        level = math.nan
+    if not 0.5 <= level < 1:
+        raise pytest.UsageError(
+            f"{where}: bad confidence {value!r}; accepted: {ACCEPTED_CONFIDENCE}"
+        )
+    return level
 
 
 def tolerance(value: Any, where: str) -> Tolerance:

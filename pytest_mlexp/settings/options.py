@@ -72,8 +72,9 @@ MARKER = (
     "search={'lr': 'loguniform(1e-4, 1e-1)', 'depth': 'int(2, 12)', 'kernel': ['rbf', "
     "'linear']}, trials=40, objective='val_loss:min', sampler='tpe', seed=0, "
     "pruner='median', study='svm-v1': an Optuna search, one item per trial; "
-    "gate='bound'|'mean', confidence=0.95: how repeated cells are judged against their "
-    "baseline; resources={'num_gpus': 1, 'num_cpus': 4, 'memory': '8GB'}: what a Ray "
+    "gate='bound'|'mean'|'best', confidence=0.95: how repeated cells are judged against their "
+    "baseline ('best': a grid gated once, by its best cell); "
+    "resources={'num_gpus': 1, 'num_cpus': 4, 'memory': '8GB'}: what a Ray "
     "cluster reserves for each of its items."
 )
 

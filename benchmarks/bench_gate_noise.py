@@ -1,0 +1,121 @@
+"""The gate on noisy repeated cells, by simulation: false failures and detected regressions.
+
+No ML and no MLflow: each simulated gate draws a metric per seed from a
+normal distribution for a baseline cell and a current cell, summarizes each
+side as a cell run does (mean, sample std, seeds) and judges them with the
+gate's own function, ``gate.rules.compare_cell``, under the default tolerance
+(1%), once by today's default rule (``gate="mean"``: the difference of the
+means against the tolerance) and once by the confidence bound (``gate="bound"``,
+confidence 0.95). Run from the repository root:
+
+    .venv/bin/python benchmarks/bench_gate_noise.py [--gates 4000] [--seed 0]
+
+It prints two markdown tables:
+
+- **false failures**: nothing changed (both sides drawn around 0.80), noise
+  (the per-seed standard deviation) 0.5%, 1%, 2% and 5% of the metric, 3, 5
+  and 10 seeds a side: the share of gates calling the cell regressed, and for
+  the bound also the share it calls inconclusive (which does not fail);
+- **detection**: the current cell worse by the tolerance plus 3 standard
+  errors, with 5 seeds a side, at each noise level, and for reference by 3.5
+  and 4 standard errors. The standard error is that of the difference of two
+  means of n seeds at the true noise: ``sigma * sqrt(2 / n)``.
+
+The rates depend on the draws only, not on the machine or its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import statistics
+import time
+
+from pytest_mlexp.gate.bounds import INCONCLUSIVE
+from pytest_mlexp.gate.rules import REGRESSED, Rules, compare_cell
+
+MEAN = 0.80
+NOISES = (0.005, 0.01, 0.02, 0.05)
+SEEDS = (3, 5, 10)
+TOLERANCE = 0.01  # the default, relative: 1% of the baseline's mean
+DETECT_SEEDS = 5
+RULES = {"mean": Rules(directions={"accuracy": "up"}, gate="mean")}
+RULES["bound"] = Rules(directions={"accuracy": "up"}, gate="bound")
+
+
+def cell(rng: random.Random, mean: float, sigma: float, n: int) -> dict[str, float]:
+    """What a cell run holds for ``n`` seeds: the mean, the std and (from its tag) n."""
+    values = [rng.gauss(mean, sigma) for _ in range(n)]
+    return {
+        "accuracy": statistics.fmean(values),
+        "accuracy.std": statistics.stdev(values),
+        "accuracy.n": float(n),
+    }
+
+
+def verdicts(
+    rng: random.Random, shift: float, sigma: float, n: int, gates: int
+) -> dict[str, dict[str, float]]:
+    """Rule -> share of gates per row verdict, the current mean ``shift`` from the baseline's."""
+    counts: dict[str, dict[str, int]] = {rule: {} for rule in RULES}
+    for _ in range(gates):
+        before = cell(rng, MEAN, sigma, n)
+        now = cell(rng, MEAN + shift, sigma, n)
+        for rule, rules in RULES.items():
+            (row,) = compare_cell(now, before, rules)
+            counts[rule][row.verdict] = counts[rule].get(row.verdict, 0) + 1
+    return {
+        rule: {verdict: count / gates for verdict, count in found.items()}
+        for rule, found in counts.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gates", type=int, default=4000, help="simulated gates per cell")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    started = time.perf_counter()
+
+    print(f"False failures with nothing changed ({args.gates} gates each, tolerance 1%):\n")
+    print("| noise (% of metric) | seeds a side | mean rule: failed | bound: failed | "
+          "bound: inconclusive |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    worst = 0.0
+    for noise in NOISES:
+        for n in SEEDS:
+            shares = verdicts(rng, 0.0, noise * MEAN, n, args.gates)
+            failed = shares["bound"].get(REGRESSED, 0.0)
+            worst = max(worst, failed)
+            print(
+                f"| {noise * 100:g}% | {n} | {shares['mean'].get(REGRESSED, 0.0):.1%} | "
+                f"{failed:.1%} | {shares['bound'].get(INCONCLUSIVE, 0.0):.1%} |"
+            )
+    print(f"\nworst false-failure rate of the bound: {worst:.1%}\n")
+
+    print(
+        f"Detection of a regression of the tolerance + k standard errors, {DETECT_SEEDS} seeds "
+        f"a side (SE = sigma * sqrt(2/{DETECT_SEEDS})):\n"
+    )
+    print("| noise (% of metric) | k | regression | mean rule: failed | bound: failed | "
+          "bound: inconclusive |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for noise in NOISES:
+        sigma = noise * MEAN
+        se = sigma * math.sqrt(2 / DETECT_SEEDS)
+        for k in (3.0, 3.5, 4.0):
+            shift = -(TOLERANCE * MEAN + k * se)
+            shares = verdicts(rng, shift, sigma, DETECT_SEEDS, args.gates)
+            print(
+                f"| {noise * 100:g}% | {k:g} | {shift:+.4f} | "
+                f"{shares['mean'].get(REGRESSED, 0.0):.1%} | "
+                f"{shares['bound'].get(REGRESSED, 0.0):.1%} | "
+                f"{shares['bound'].get(INCONCLUSIVE, 0.0):.1%} |"
+            )
+    print(f"\n{time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

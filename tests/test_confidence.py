@@ -1,0 +1,251 @@
+"""The gate on repeated cells by a confidence bound: noise passes, regressions fail, few seeds tell.
+
+Each cell's metric is drawn per seed from a normal distribution (a seeded
+generator, so every draw is reproducible); the draw changes from session to
+session with ``DRAW``, as the noise of a real experiment does.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+import yaml
+from test_shards import CONFTEST, run_two_shards
+
+from pytest_mlexp.gate.bounds import INCONCLUSIVE, REGRESSED, Sample, judge, seeds_needed
+
+PREMADE_STORE = True
+EXPERIMENT = "confidence"
+
+#: Cells ``experiment_noisy[draw1]``, ``[draw2]`` and ``[old]`` (nothing changes but the
+#: noise), ``[worse]`` (drops by 0.03 when ``REGRESS`` is set), 3 seeds each, noise 0.001
+#: (0.125% of the metric); and ``experiment_few``: 2 seeds of noise 0.05.
+CELLS = """
+import os, random
+import pytest
+
+DRAW = os.environ.get("DRAW", "0")
+
+def noise(*key, sigma):
+    return random.Random("-".join(map(str, (DRAW, *key)))).gauss(0, sigma)
+
+@pytest.mark.mlexp(repeats=3)
+@pytest.mark.parametrize("cell", ["draw1", "draw2", "old", "worse"])
+def experiment_noisy(seed, cell):
+    drop = 0.03 if cell == "worse" and os.environ.get("REGRESS") else 0.0
+    return {"accuracy": 0.80 - drop + noise(cell, seed, sigma=0.001)}
+
+@pytest.mark.mlexp(repeats=2)
+def experiment_few(seed):
+    return {"accuracy": 0.80 + noise("few", seed, sigma=0.05)}
+"""
+NOISY = "experiment_cells.py::experiment_noisy"
+FEW = "experiment_cells.py::experiment_few"
+
+
+def test_the_bound_is_welchs() -> None:
+    """The interval is the one of scipy's Welch test, one-sided on each side."""
+    from scipy import stats
+
+    now, before = [0.79, 0.80, 0.77, 0.81], [0.80, 0.83, 0.82]
+    current = Sample(sum(now) / 4, stats.tstd(now), 4)
+    baseline = Sample(sum(before) / 3, stats.tstd(before), 3)
+    interval = judge(current, baseline, 0.005, up=True, confidence=0.95)
+    welch = stats.ttest_ind(now, before, equal_var=False, alternative="less")
+    high = welch.confidence_interval(0.95).high
+    assert interval.high == pytest.approx(high)
+    low = stats.ttest_ind(now, before, equal_var=False, alternative="greater")
+    assert interval.low == pytest.approx(low.confidence_interval(0.95).low)
+    assert interval.verdict == INCONCLUSIVE
+    # Were the means and spreads what they are, that many seeds a side would decide.
+    needed = seeds_needed(interval.difference, current.std, baseline.std, 0.005, 0.95)
+    assert interval.needed == needed
+    assert needed is not None
+    assert 4 < needed < 100
+    assert "seeds a side to decide" in str(interval)
+    # Lower is better: the same values judge the other way.
+    assert judge(baseline, current, 0.0, up=False).low == pytest.approx(interval.low)
+    # Shown as the tables show a change, current - baseline, whatever the direction.
+    down = judge(current, baseline, 0.005, up=False)
+    assert down.change == pytest.approx((interval.low, interval.high))
+    assert str(down).startswith(str(interval).split("]")[0])
+    assert judge(Sample(0.7, 0.01, 5), Sample(0.8, 0.01, 5), 0.01, up=True).verdict == REGRESSED
+
+
+@pytest.fixture
+def session(ourtester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    ourtester.makepyfile(experiment_cells=CELLS)
+
+    def run(*args: str, draw: int = 0, regress: bool = False) -> pytest.RunResult:
+        monkeypatch.setenv("DRAW", str(draw))
+        if regress:
+            monkeypatch.setenv("REGRESS", "1")
+        else:
+            monkeypatch.delenv("REGRESS", raising=False)
+        return ourtester.runpytest(
+            "--mlexp-experiment", EXPERIMENT, "-p", "no:randomly", "--mlexp-lineage=none", *args
+        )
+
+    return run
+
+
+def cell_runs(read_runs):  # type: ignore[no-untyped-def]
+    """The newest cell run of each cell's test id."""
+    runs = read_runs(EXPERIMENT, groups=True)
+    cells = [r for r in runs if r.data.tags.get("mlexp.kind") == "cell"]
+    newest = {}
+    for run in sorted(cells, key=lambda r: r.info.start_time):
+        newest[run.data.tags["mlexp.cell"]] = run
+    return newest
+
+
+def test_noise_passes_a_regression_fails_few_seeds_are_inconclusive(session, ourtester, read_runs):  # type: ignore[no-untyped-def]
+    recorded = session("--mlexp-baseline-file", "b.yaml", "--mlexp-update-baseline")
+    assert recorded.ret == pytest.ExitCode.OK
+    recorded.stdout.fnmatch_lines(
+        [
+            "5 repeated cells recorded into the baseline file b.yaml (means, spreads and seeds): "
+            "5 passed",
+            "baseline file b.yaml: 5 tests updated",
+        ]
+    )
+    entries = yaml.safe_load((ourtester.path / "b.yaml").read_text())
+    assert entries[f"{NOISY}[draw1]"]["accuracy.n"] == 3
+    assert entries[FEW]["accuracy.n"] == 2
+    # A baseline file written before seeds were recorded: no n, the means alone judge it.
+    del entries[f"{NOISY}[old]"]["accuracy.n"]
+    (ourtester.path / "b.yaml").write_text(yaml.safe_dump(entries))
+
+    # Other noise, nothing else changed, and one real regression; on two xdist workers,
+    # the controller judges each cell over the seeds of both.
+    result = session(
+        "--mlexp-baseline-file", "b.yaml", "--mlexp-report-md", "report.md", "-n", "2",
+        draw=1, regress=True,
+    )  # fmt: skip
+    result.assert_outcomes(passed=14)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            f"REGRESSED  {NOISY}[[]worse]: accuracy regressed: *, interval [[]*] 95%, n 3/3",
+            f"INCONCLUSIVE {FEW}: accuracy inconclusive: *, n 2/2, ~* seeds a side to decide",
+            "repeated cells against their baseline:",
+            # Better beyond the noise (the lower bound above 0): improved, a pass.
+            f"{NOISY}[[]draw1]  accuracy  * +0.001661 * [[]+0.000925*] 95%, n 3/3 * improved",
+            f"{NOISY}[[]draw2]  accuracy  * [[]-0.001858, +0.00031*] 95%, n 3/3 * ok",
+            f"{NOISY}[[]old]  * mean rule, n 3/? (baseline without seeds) *ok",
+            "1 inconclusive repeated cells: * they do not fail the session "
+            "(--mlexp-gate-strict would); run more seeds to decide",
+            "repeated cells judged by their means, not a confidence bound (baseline without "
+            "seeds): their baseline has no seed counts and spreads*",
+            "*5 repeated cells by their means: 1 regressed, 1 inconclusive, 1 improved, 2 passed",
+        ]
+    )
+    cells = cell_runs(read_runs)
+    worse, few = cells[f"{NOISY}[worse]"], cells[FEW]
+    assert worse.data.tags["mlexp.regression"] == "regressed"
+    assert worse.data.tags["mlexp.gate.rule"] == "bound"
+    assert worse.data.tags["mlexp.regression.interval"].startswith("accuracy [")
+    assert worse.info.status == "FAILED"
+    assert cells[f"{NOISY}[draw1]"].data.tags["mlexp.regression"] == "improved"
+    assert cells[f"{NOISY}[draw2]"].data.tags["mlexp.regression"] == "passed"
+    assert cells[f"{NOISY}[draw2]"].data.tags["mlexp.regression.interval"] == (
+        "accuracy [-0.001858, +0.0003101] 95%, n 3/3"
+    )
+    assert cells[f"{NOISY}[old]"].data.tags["mlexp.gate.rule"] == "mean"
+    assert few.data.tags["mlexp.regression"] == "inconclusive"
+    # Not a failure, unless strict.
+    assert few.info.status == "FINISHED"
+    assert few.data.tags["mlexp.outcome"] == "passed"
+    report = (ourtester.path / "report.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| [")]
+    assert "REGRESSED" in rows[0]
+    assert "INCONCLUSIVE" in rows[1]
+    assert "seeds a side to decide" in rows[1]
+
+    # Other noise again, strict: the noisy cells pass, the inconclusive cell fails the session.
+    strict = session(
+        "--mlexp-baseline-file", "b.yaml", "-k", "draw or few", "--mlexp-gate-strict",
+        "--mlexp-html", "report.html", "--junitxml", "junit.xml", draw=3,
+    )  # fmt: skip
+    strict.assert_outcomes(passed=8)
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+    strict.stdout.fnmatch_lines(
+        [
+            f"mlexp: repeated cell {FEW} is inconclusive (--mlexp-gate-strict): *",
+            "*3 repeated cells by their means: 1 inconclusive, *",
+        ]
+    )
+    cells = cell_runs(read_runs)
+    assert cells[f"{NOISY}[draw2]"].data.tags["mlexp.regression"] == "passed"
+    assert cells[FEW].info.status == "FAILED"
+    assert cells[FEW].data.tags["mlexp.outcome"] == "failed"
+    # The HTML report's verdict column shows the interval too.
+    html = (ourtester.path / "report.html").read_text()
+    interval = cells[FEW].data.tags["mlexp.regression.interval"]
+    assert interval.endswith("n 2/2, ~44 seeds a side to decide")
+    assert f"<span class='interval' title='gate: bound'>{interval}</span>" in html
+    # JUnit XML: the cell is no test case; its verdict is a property of the suite.
+    suite = ET.parse(ourtester.path / "junit.xml").find("testsuite")
+    assert suite is not None
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props[f"mlexp.cell {FEW}"] == f"inconclusive: {interval}"
+
+
+SHARDED = """
+import os
+import pytest
+
+SHARD = os.environ["SHARD"]
+
+@pytest.mark.mlexp(seeds=[0, 1, 2] if SHARD == "A" else [3, 4, 5])
+def experiment_sharded(mlflow_run, seed):
+    mlflow_run.log_metric("accuracy", 0.70 + 0.002 * seed)
+"""
+SHARDED_CELL = "experiment_sharded.py::experiment_sharded"
+
+
+def test_ci_shards_judge_the_cell_over_every_shards_seeds(ourtester, read_runs, tmp_path):  # type: ignore[no-untyped-def]
+    ourtester.makepyfile(experiment_sharded=SHARDED)
+    ourtester.makeconftest(CONFTEST)
+    ourtester.makeini("[pytest]\nmlexp_baseline_file = b.yaml\nmlexp_confidence = 90%\n")
+    # The six seeds' mean and std, as a baseline of 6 seeds.
+    entry = {"accuracy": 0.705, "accuracy.std": 0.0037417, "accuracy.n": 6}
+    (ourtester.path / "b.yaml").write_text(yaml.safe_dump({SHARDED_CELL: entry}))
+    run_two_shards(ourtester.path, tmp_path, "ci-build-22")
+    runs = read_runs(ourtester.path.name, groups=True)
+    (cell,) = [r for r in runs if r.data.tags.get("mlexp.kind") == "cell"]
+    assert cell.data.tags["mlexp.repeats"] == "6"
+    assert cell.data.tags["mlexp.regression"] == "passed"
+    # Judged once every shard's seeds were in: n 6 now, against 6 in the file; at the
+    # confidence of the ini file.
+    assert cell.data.tags["mlexp.regression.interval"].endswith("90%, n 6/6")
+
+
+def test_bad_gate_settings_stop_the_session(ourtester):  # type: ignore[no-untyped-def]
+    ourtester.makepyfile(
+        experiment_one="""
+        import pytest
+
+        @pytest.mark.mlexp(repeats=2, confidence=2)
+        def experiment_one(seed):
+            return {"accuracy": 0.9}
+        """
+    )
+    result = ourtester.runpytest("--mlexp-gate", "median")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --mlexp-gate: unknown gate 'median'; accepted: bound (a one-sided confidence "
+         "bound over the seeds) or mean (the means alone)"]
+    )  # fmt: skip
+    result = ourtester.runpytest("--mlexp-confidence", "1.5")
+    result.stderr.fnmatch_lines(
+        ["ERROR: --mlexp-confidence: bad confidence '1.5'; accepted: a level from 0.5 to below "
+         "1, such as 0.95 or '95%'"]
+    )  # fmt: skip
+    result = ourtester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: @pytest.mark.mlexp on experiment_one.py::experiment_one[[]seed*]: confidence: "
+         "bad confidence 2; accepted: *"]
+    )  # fmt: skip
