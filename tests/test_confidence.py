@@ -123,7 +123,7 @@ def test_noise_passes_a_regression_fails_few_seeds_are_inconclusive(session, our
         "--mlexp-baseline-file", "b.yaml", "--mlexp-report-md", "report.md", "-n", "2",
         draw=1, regress=True,
     )  # fmt: skip
-    result.assert_outcomes(passed=14)
+    result.assert_outcomes(passed=14, failed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         [
@@ -168,7 +168,7 @@ def test_noise_passes_a_regression_fails_few_seeds_are_inconclusive(session, our
         "--mlexp-baseline-file", "b.yaml", "-k", "draw or few", "--mlexp-gate-strict",
         "--mlexp-html", "report.html", "--junitxml", "junit.xml", draw=3,
     )  # fmt: skip
-    strict.assert_outcomes(passed=8)
+    strict.assert_outcomes(passed=8, failed=1)
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
     strict.stdout.fnmatch_lines(
         [

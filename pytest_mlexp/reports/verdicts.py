@@ -90,6 +90,10 @@ def _write_verdicts(
                 terminalreporter.write_line(failure_message(verdict.rows, failing, baseline))
             if verdict.problem:
                 terminalreporter.write_line(f"mlexp: {verdict.problem}", red=True)
+            reason = "; ".join(f"{row.metric} {row.verdict}" for row in failing)
+            _count_as_failed(
+                terminalreporter, verdict.nodeid, f"{what}: {reason or verdict.verdict}"
+            )
     _write_cells(terminalreporter, verdicts, settings)
     missing = [v.nodeid for v in verdicts if v.verdict == NO_BASELINE]
     if missing:
@@ -110,6 +114,19 @@ def _write_verdicts(
     )
     if settings.update:
         terminalreporter.write_line(f"baseline file {settings.file_label}: {updated} tests updated")
+
+
+def _count_as_failed(terminalreporter: Any, nodeid: str, message: str) -> None:
+    """Show a failing group where CI logs are read: the short test summary and the last line.
+
+    A search, a repeated cell or a ``gate="best"`` grid fails the session, not one of
+    its items; without this, pytest would end on ``N passed`` and an empty summary.
+    """
+    import pytest
+
+    path, _, name = nodeid.partition("::")
+    report = pytest.TestReport(nodeid, (path, None, name or path), {}, "failed", message, "call")
+    terminalreporter.stats.setdefault("failed", []).append(report)
 
 
 def _write_cells(terminalreporter: Any, verdicts: list[Verdict], settings: GateSettings) -> None:
