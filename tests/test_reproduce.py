@@ -95,11 +95,15 @@ def test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved(
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith(f"mlexp reproduce: run {cell.info.run_id} (experiment_scaled[2.0])")
-    assert lines[3].split() == ["metric", "original", "reproduced", "difference", "verdict"]
-    assert lines[4].split() == ["third", "0.6666666667", "0.6666666667", "0", "ok"]
-    assert lines[5].split() == ["y", "4", "4", "0", "ok"]
+    assert lines[1] == (
+        "code: 2 files from its lineage (experiments/experiment_demo.py, repro_helpers.py); "
+        "the params file as loaded"
+    )
+    assert lines[4].split() == ["metric", "original", "reproduced", "difference", "verdict"]
+    assert lines[5].split() == ["third", "0.6666666667", "0.6666666667", "0", "ok"]
+    assert lines[6].split() == ["y", "4", "4", "0", "ok"]
     assert lines[-1] == "reproduced: 2 metrics within 1e-9 relative"
-    new = client.get_run(lines[1].split()[3])
+    new = client.get_run(lines[2].split()[3])
     assert new.data.tags["mlexp.reproduces"] == cell.info.run_id
     assert new.data.tags["mlexp.nodeid"] == "experiments/experiment_demo.py::experiment_scaled[2.0]"
     assert new.data.metrics == cell.data.metrics == {"y": 4.0, "third": 2.0 / 3}
@@ -139,7 +143,7 @@ def test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved(
     assert "3 of 5 runs reproduced" in done.stdout
     assert "what differs between the run and now:" in done.stdout
     assert "  packages: the same versions" in done.stdout
-    assert "  git commit: none then, none now, the same" in done.stdout
+    assert "  git commit: none then, none now (not in a git repository)" in done.stdout
 
     copies = [
         r
@@ -186,7 +190,7 @@ def test_on_a_tracking_server_and_runs_that_cannot_be_reproduced_say_why(
     done = mlexp(ourtester.path, "reproduce", kept.info.run_id, *server)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines()[-1] == "reproduced: 1 metric within 1e-9 relative"
-    new = client.get_run(done.stdout.splitlines()[1].split()[3])
+    new = client.get_run(done.stdout.splitlines()[2].split()[3])
     assert new.data.tags["mlexp.reproduces"] == kept.info.run_id
     assert new.info.experiment_id == experiment.experiment_id
 

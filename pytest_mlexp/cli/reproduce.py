@@ -44,6 +44,8 @@ DEFAULT_TOLERANCE = Tolerance(rel=1e-9)
 EXIT_NOT_REPRODUCED = 1
 #: Lines of the reproducing pytest's output shown when it did not end well.
 OUTPUT_TAIL = 30
+#: Rebuilt files listed before "... and N more".
+FILES_SHOWN = 5
 #: Changed packages listed before "... and N more".
 PACKAGES_SHOWN = 15
 
@@ -140,6 +142,9 @@ class Result:
     #: Other differences: outcome, params.
     notes: list[str] = field(default_factory=list)
     output: str = ""
+    #: The files rebuilt from the lineage, and whether a params file was among them.
+    files: tuple[str, ...] = ()
+    params_file: bool = False
 
     @property
     def ok(self) -> bool:
@@ -184,16 +189,29 @@ def _tolerance(text: str | None) -> Tolerance:
 
 
 def _get_run(project: Project, ref: str) -> StoredRun:
-    from ..reports.stored_runs import get_run
+    """A run by id, or by name: the latest run of that name that is not a reproduction."""
+    from mlflow.exceptions import MlflowException
 
-    pool = project.experiments() if project.experiment_name else []
+    from ..backend.search import quote
+    from ..reports.stored_runs import search, stored_run
+
+    client = project.backend.client
     try:
-        return get_run(project.backend, ref, pool)
-    except StoreError:
-        raise StoreError(
-            f"no run with id or name {ref!r} in {project.backend.display_uri}; "
-            "`mlexp runs` lists the runs"
-        ) from None
+        run = client.get_run(ref)
+    except MlflowException:
+        run = None
+    if run is not None:
+        experiment = client.get_experiment(run.info.experiment_id)
+        return stored_run(project.backend, run, {str(experiment.experiment_id): experiment.name})
+    experiments = project.experiments()
+    name_filter = f"attributes.run_name = '{quote(ref)}'"
+    for found in search(project.backend, experiments, name_filter, max_results=100):
+        if T.REPRODUCES not in found.tags:
+            return found
+    raise StoreError(
+        f"no run with id or name {ref!r} in {project.backend.display_uri}; "
+        "`mlexp runs` lists the runs"
+    )
 
 
 def plan_for(project: Project, run: StoredRun) -> Plan:
@@ -278,6 +296,8 @@ def _reproduce_group(
             for plan in runnable:
                 result = results[plan.original.run_id]
                 result.output = output
+                result.files = restored.files
+                result.params_file = restored.params_file is not None
                 result.reproduced = found.get(plan.nodeid)
                 if result.reproduced is not None:
                     client.set_tag(result.reproduced.run_id, T.REPRODUCES, plan.original.run_id)
@@ -368,7 +388,7 @@ def _copy_ini(root: Path) -> None:
 
 
 def _link_inputs(project: Project, plans: list[Plan], root: Path) -> None:
-    """Declared inputs under the rootdir, linked from the project (data is not in lineage)."""
+    """Declared inputs under the rootdir, from the project (lineage holds their digests only)."""
     from ..reuse.fingerprint import parse_files
 
     for plan in plans:
@@ -380,7 +400,15 @@ def _link_inputs(project: Project, plans: list[Plan], root: Path) -> None:
             target = root / name
             if source.is_file() and not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.symlink_to(source.resolve())
+                _link_or_copy(source, target)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link (no copy of the data) when both are on one file system, else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _reproduced_runs(project: Project, plans: list[Plan], session_id: str) -> dict[str, StoredRun]:
@@ -465,6 +493,7 @@ def _print_one(project: Project, result: Result, tolerance: Tolerance) -> int:
         return EXIT_USAGE
     reproduced = result.reproduced
     assert reproduced is not None
+    print(_code_line(result))
     print(f"reproduced as run {reproduced.run_id} (tag {T.REPRODUCES}={original.run_id})")
     print()
     if result.rows:
@@ -473,7 +502,10 @@ def _print_one(project: Project, result: Result, tolerance: Tolerance) -> int:
         print("(neither run logged a metric)")
     print()
     if result.ok:
-        print(f"reproduced: {_count(len(result.rows))} within {_describe(tolerance)}")
+        if result.rows:
+            print(f"reproduced: {_count(len(result.rows))} within {_describe(tolerance)}")
+        else:
+            print(f"reproduced: no metric to compare; outcome {reproduced.outcome}, as then")
         return 0
     if reproduced.outcome not in ("passed", original.outcome):
         _print_output(result)
@@ -490,6 +522,20 @@ def _print_one(project: Project, result: Result, tolerance: Tolerance) -> int:
     print()
     print(differences(project, result.plan))
     return EXIT_NOT_REPRODUCED
+
+
+def _code_line(result: Result) -> str:
+    shown = ", ".join(result.files[:FILES_SHOWN])
+    more = (
+        f", ... and {len(result.files) - FILES_SHOWN} more"
+        if len(result.files) > FILES_SHOWN
+        else ""
+    )
+    line = f"code: {len(result.files)} files from its lineage ({shown}{more})"
+    if result.params_file:
+        overrides = result.plan.original.tags.get(T.OVERRIDES)
+        line += "; the params file as loaded" + (f", with {overrides}" if overrides else "")
+    return line
 
 
 def metrics_table(rows: Sequence[Row]) -> str:
@@ -541,8 +587,6 @@ def _print_output(result: Result) -> None:
 
 def differences(project: Project, plan: Plan) -> str:
     """Python, packages, declared inputs and git commit: then (the run's lineage) and now."""
-    from ..lineage.git import git_state
-
     tags = plan.original.tags
     lines = ["what differs between the run and now:"]
     then_python, now_python = tags.get(T.PYTHON_VERSION), platform.python_version()
@@ -554,21 +598,47 @@ def differences(project: Project, plan: Plan) -> str:
         lines.append(f"  python: {now_python}, the same")
     lines.append("  " + _packages(project, plan.source_id))
     lines.append("  " + _inputs(project, tags))
+    lines.append("  " + _git(project, plan))
+    return "\n".join(lines)
+
+
+def _git(project: Project, plan: Plan) -> str:
+    """The commit (and uncommitted diff) then and now."""
+    from mlflow.exceptions import MlflowException
+
+    from ..lineage.git import git_state
+    from ..lineage.plugin import GIT_DIFF_ARTIFACT
+
+    tags = plan.original.tags
     then_commit = tags.get(T.GIT_COMMIT)
+    then_dirty = tags.get(T.GIT_DIRTY) == "true"
     state = git_state(project.tracking.rootdir)
     now_commit = state.commit if state is not None else None
-    then_text = (then_commit or "none") + (" (dirty)" if tags.get(T.GIT_DIRTY) == "true" else "")
+    then_text = (then_commit or "none") + (" (dirty)" if then_dirty else "")
     now_text = (now_commit or "none") + (" (dirty)" if state is not None and state.dirty else "")
-    same = ", the same" if then_text == now_text else ""
-    lines.append(f"  git commit: {then_text} then, {now_text} now{same}")
-    return "\n".join(lines)
+    if then_text != now_text:
+        return f"git commit: {then_text} then, {now_text} now"
+    if state is None:
+        return "git commit: none then, none now (not in a git repository)"
+    if not state.dirty:
+        return f"git commit: {now_text}, the same"
+    client = project.backend.client
+    with tempfile.TemporaryDirectory(prefix="mlexp-reproduce-") as tmp:
+        try:
+            local = client.download_artifacts(plan.source_id, GIT_DIFF_ARTIFACT, tmp)
+            diff = Path(local).read_text(encoding="utf-8")
+        except (MlflowException, OSError):
+            diff = None
+    if diff == state.diff:
+        return f"git commit: {now_text}, the same, with the same uncommitted changes"
+    return f"git commit: {now_text}, the same, but the uncommitted changes differ"
 
 
 def _packages(project: Project, run_id: str) -> str:
     from ..lineage.environment import requirements
+    from ..lineage.plugin import REQUIREMENTS_ARTIFACT as name
 
     client = project.backend.client
-    name = "lineage/requirements.txt"
     logged = {artifact.path for artifact in client.list_artifacts(run_id, "lineage")}
     if name not in logged:
         return "packages: not logged then (the env part of lineage was off)"
