@@ -271,12 +271,11 @@ def _reproduce_group(
         runnable = []
         for plan in plans:
             module = plan.nodeid.split("::", 1)[0]
-            if module not in restored.files:
-                results[
-                    plan.original.run_id
-                ].problem = f"its lineage holds no {module} (the module of test {plan.nodeid})"
-            else:
+            if module in restored.files:
                 runnable.append(plan)
+                continue
+            problem = f"its lineage holds no {module} (the module of test {plan.nodeid})"
+            results[plan.original.run_id].problem = problem
         if runnable:
             report = scratch / "refused.jsonl"
             session_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
@@ -335,7 +334,8 @@ def _pytest_command(
     first = plans[0].original
     _copy_ini(restored.root)
     uri = check_uri(project.tracking.tracking_uri, Path.cwd(), reading=True)
-    command = [sys.executable, "-m", "pytest", *[plan.nodeid for plan in plans]]
+    nodeids = list(dict.fromkeys(plan.nodeid for plan in plans))
+    command = [sys.executable, "-m", "pytest", *nodeids]
     command += ["--rootdir", str(restored.root), "-p", "pytest_mlexp.lineage.guard"]
     seed = first.tags.get(T.RANDOM_SEED)
     if seed and importlib.util.find_spec("pytest_randomly") is not None:
@@ -357,7 +357,9 @@ def _pytest_command(
     for name in (REUSE_ENV, RAY_ENV):
         env.pop(name, None)
     env[SESSION_ID_ENV] = session_id
-    env[GUARD_ENV] = json.dumps({"project": str(project.tracking.rootdir), "report": str(report)})
+    roots = [path.relative_to(restored.root).as_posix() for path in restored.import_roots]
+    guard = {"project": str(project.tracking.rootdir), "roots": roots, "report": str(report)}
+    env[GUARD_ENV] = json.dumps(guard)
     trials = {plan.nodeid: plan.trial_params for plan in plans if plan.trial_params is not None}
     if trials:
         env[FIXED_TRIALS_ENV] = json.dumps(trials)
@@ -400,15 +402,8 @@ def _link_inputs(project: Project, plans: list[Plan], root: Path) -> None:
             target = root / name
             if source.is_file() and not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
-                _link_or_copy(source, target)
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    """A hard link (no copy of the data) when both are on one file system, else a copy."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
+                # A copy, not a link: what the experiment does to it stays in the scratch folder.
+                shutil.copy2(source, target)
 
 
 def _reproduced_runs(project: Project, plans: list[Plan], session_id: str) -> dict[str, StoredRun]:
@@ -699,7 +694,8 @@ def _reproduce_session(project: Project, args: argparse.Namespace, tolerance: To
     runs = [
         run
         for run in search(project.backend, experiments, tag_equals(T.SESSION_ID, args.session))
-        if T.KIND not in run.tags and T.REPORT not in run.tags
+        # Item runs only; an attempt superseded by a rerun is counted by its last attempt.
+        if T.KIND not in run.tags and T.REPORT not in run.tags and run.outcome != T.OUTCOME_RERUN
     ]
     if not runs:
         raise StoreError(f"no run of session {args.session!r} in {project.backend.display_uri}")
