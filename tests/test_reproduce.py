@@ -7,6 +7,7 @@ user's tree); everything else runs in this process.
 
 from __future__ import annotations
 
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -50,20 +51,36 @@ def files_of(root: Path) -> dict[str, bytes]:
         if path.is_file()
         and "mlruns" not in path.parts
         and ".config" not in path.parts
+        and ".git" not in path.parts
         and "__pycache__" not in path.parts
         and not path.name.startswith("mlflow.db")
     }
 
 
+def git(path: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.email=a@b.c", "-c", "user.name=me", *args],
+        cwd=path,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
 @pytest.fixture
 def project(ourtester: pytest.Pytester) -> pytest.Pytester:
+    """A git repository whose helper module is changed, not committed, when the runs are made."""
     ourtester.makeini("[pytest]\npythonpath = .\n")
-    ourtester.makepyfile(repro_helpers="FACTOR = 2\n", repro_late="VALUE = 7\n")
+    ourtester.makepyfile(repro_helpers="FACTOR = 1\n", repro_late="VALUE = 7\n")
     (ourtester.path / "experiments").mkdir()
     (ourtester.path / "experiments" / "params.yaml").write_text(
         "experiment_scaled:\n  grid: {alpha: [1.0, 2.0]}\n"
     )
     (ourtester.path / "experiments" / "experiment_demo.py").write_text(textwrap.dedent(EXPERIMENTS))
+    git(ourtester.path, "init", "-q")
+    git(ourtester.path, "add", ".")
+    git(ourtester.path, "commit", "-qm", "first")
+    (ourtester.path / "repro_helpers.py").write_text("FACTOR = 2\n")
     return ourtester
 
 
@@ -82,6 +99,7 @@ def test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved(
     session = cell.data.tags["mlexp.session_id"]
 
     # The working tree moves on: the experiment, its helper and the params file change.
+    # The runs were made from a dirty tree (FACTOR = 2 not committed): their code holds it.
     module = project.path / "experiments" / "experiment_demo.py"
     module.write_text(module.read_text().replace("alpha * FACTOR", "alpha * FACTOR + 1"))
     (project.path / "repro_helpers.py").write_text("FACTOR = 5\n")
@@ -143,7 +161,10 @@ def test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved(
     assert "3 of 5 runs reproduced" in done.stdout
     assert "what differs between the run and now:" in done.stdout
     assert "  packages: the same versions" in done.stdout
-    assert "  git commit: none then, none now (not in a git repository)" in done.stdout
+    head = git(project.path, "rev-parse", "HEAD").strip()
+    assert (
+        f"  git commit: {head} (dirty), the same, but the uncommitted changes differ"
+    ) in done.stdout
 
     copies = [
         r

@@ -601,13 +601,13 @@ def _git(project: Project, plan: Plan) -> str:
     """The commit (and uncommitted diff) then and now."""
     from mlflow.exceptions import MlflowException
 
-    from ..lineage.git import git_state
+    from ..lineage.git import read_git_state
     from ..lineage.plugin import GIT_DIFF_ARTIFACT
 
     tags = plan.original.tags
     then_commit = tags.get(T.GIT_COMMIT)
     then_dirty = tags.get(T.GIT_DIRTY) == "true"
-    state = git_state(project.tracking.rootdir)
+    state = read_git_state(project.tracking.rootdir)
     now_commit = state.commit if state is not None else None
     then_text = (then_commit or "none") + (" (dirty)" if then_dirty else "")
     now_text = (now_commit or "none") + (" (dirty)" if state is not None and state.dirty else "")
