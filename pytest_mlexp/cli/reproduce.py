@@ -173,6 +173,11 @@ def run_reproduce(args: argparse.Namespace) -> int:
     except CannotReproduce as exc:
         print(f"mlexp reproduce: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    print(
+        f"mlexp reproduce: run {original.run_id} ({original.name}), experiment "
+        f"{original.experiment}, test {original.nodeid}",
+        flush=True,
+    )
     (result,) = reproduce(project, [plan], tolerance, keep=args.keep)
     return _print_one(project, result, tolerance)
 
@@ -477,10 +482,6 @@ def _not_run(plan: Plan, code: int) -> str:
 
 def _print_one(project: Project, result: Result, tolerance: Tolerance) -> int:
     original = result.plan.original
-    print(
-        f"mlexp reproduce: run {original.run_id} ({original.name}), experiment "
-        f"{original.experiment}, test {original.nodeid}"
-    )
     if result.problem is not None:
         if result.reproduced is None:
             _print_output(result)
@@ -526,7 +527,8 @@ def _code_line(result: Result) -> str:
         if len(result.files) > FILES_SHOWN
         else ""
     )
-    line = f"code: {len(result.files)} files from its lineage ({shown}{more})"
+    files = f"{len(result.files)} file" + ("" if len(result.files) == 1 else "s")
+    line = f"code: {files} from its lineage ({shown}{more})"
     if result.params_file:
         overrides = result.plan.original.tags.get(T.OVERRIDES)
         line += "; the params file as loaded" + (f", with {overrides}" if overrides else "")
@@ -707,7 +709,7 @@ def _reproduce_session(project: Project, args: argparse.Namespace, tolerance: To
             plans.append(plan_for(project, run))
         except CannotReproduce as exc:
             failed.append(Result(Plan(run, run.run_id, run.nodeid), problem=str(exc)))
-    print(f"mlexp reproduce: session {args.session}, {len(runs)} runs")
+    print(f"mlexp reproduce: session {args.session}, {len(runs)} runs", flush=True)
     results = {r.plan.original.run_id: r for r in failed}
     for result in reproduce(project, plans, tolerance, keep=args.keep):
         results[result.plan.original.run_id] = result
@@ -715,7 +717,7 @@ def _reproduce_session(project: Project, args: argparse.Namespace, tolerance: To
     for run in runs:
         result = results[run.run_id]
         rows.append([_word(result), run.name, run.run_id, _summary(result, tolerance)])
-    print(table(["", "run", "id", "what"], rows))
+    print(table(["", "run", "id", "result"], rows))
     good = sum(result.ok for result in results.values())
     print()
     print(f"{good} of {len(runs)} runs reproduced")
@@ -739,6 +741,6 @@ def _summary(result: Result, tolerance: Tolerance) -> str:
     assert reproduced is not None
     moved = [row for row in result.rows if row.moved]
     if result.ok:
-        return f"-> {reproduced.run_id}: {_count(len(result.rows))} within {_describe(tolerance)}"
+        return f"as {reproduced.run_id}: {_count(len(result.rows))} within {_describe(tolerance)}"
     parts = [f"{row.metric} {_number(row.original)} -> {_number(row.reproduced)}" for row in moved]
-    return f"-> {reproduced.run_id}: " + "; ".join(parts + result.notes)
+    return f"as {reproduced.run_id}: " + "; ".join(parts + result.notes)
