@@ -14,7 +14,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -46,8 +45,6 @@ EXIT_NOT_REPRODUCED = 1
 OUTPUT_TAIL = 30
 #: Rebuilt files listed before "... and N more".
 FILES_SHOWN = 5
-#: Changed packages listed before "... and N more".
-PACKAGES_SHOWN = 15
 
 
 def register(subparsers: Any) -> None:
@@ -284,7 +281,7 @@ def _reproduce_group(
         if runnable:
             report = scratch / "refused.jsonl"
             session_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
-            _link_inputs(project, runnable, restored.root)
+            _rebuild_rest(project, runnable, restored.root)
             command, env = _pytest_command(project, runnable, restored, session_id, report)
             done = subprocess.run(
                 command,
@@ -337,7 +334,6 @@ def _pytest_command(
     from ..settings.tracking import SESSION_ID_ENV
 
     first = plans[0].original
-    _copy_ini(restored.root)
     uri = check_uri(project.tracking.tracking_uri, Path.cwd(), reading=True)
     nodeids = list(dict.fromkeys(plan.nodeid for plan in plans))
     command = [sys.executable, "-m", "pytest", *nodeids]
@@ -375,40 +371,17 @@ def _pytest_command(
     return command, env
 
 
-def _copy_ini(root: Path) -> None:
-    """The project's ini file (the current one: lineage does not log it) at the rebuilt root."""
+def _rebuild_rest(project: Project, plans: list[Plan], root: Path) -> None:
+    """The project's ini file and the plans' declared inputs, into the rebuilt project."""
+    from ..lineage.restore import copy_ini, copy_inputs
+    from ..reuse.fingerprint import parse_files
     from ..settings.project import project_config
 
     config = project_config()
-    inipath = config.inipath
-    target = root / "pytest.ini"
-    if inipath is not None and inipath.is_file():
-        try:
-            target = root / inipath.resolve().relative_to(Path(config.rootpath).resolve())
-        except ValueError:
-            target = root / inipath.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(inipath, target)
-    if not any((root / name).is_file() for name in ("pytest.ini", "pyproject.toml", "tox.ini")):
-        # Anchor the rootdir at the rebuilt project, so that test ids are the run's.
-        (root / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
-
-
-def _link_inputs(project: Project, plans: list[Plan], root: Path) -> None:
-    """Declared inputs under the rootdir, from the project (lineage holds their digests only)."""
-    from ..reuse.fingerprint import parse_files
-
+    copy_ini(config.inipath, Path(config.rootpath), root)
     for plan in plans:
         names = parse_files(plan.original.tags.get(T.FINGERPRINT_INPUT_FILES, ""))
-        for name in names:
-            if Path(name).is_absolute():
-                continue
-            source = project.tracking.rootdir / name
-            target = root / name
-            if source.is_file() and not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                # A copy, not a link: what the experiment does to it stays in the scratch folder.
-                shutil.copy2(source, target)
+        copy_inputs(names, project.tracking.rootdir, root)
 
 
 def _reproduced_runs(project: Project, plans: list[Plan], session_id: str) -> dict[str, StoredRun]:
@@ -579,110 +552,17 @@ def _print_output(result: Result) -> None:
         print(f"  | {line}", file=sys.stderr)
 
 
-# -- what differs between then and now -------------------------------------------------------
-
-
 def differences(project: Project, plan: Plan) -> str:
-    """Python, packages, declared inputs and git commit: then (the run's lineage) and now."""
-    tags = plan.original.tags
-    lines = ["what differs between the run and now:"]
-    then_python, now_python = tags.get(T.PYTHON_VERSION), platform.python_version()
-    if then_python is None:
-        lines.append(f"  python: not logged then, {now_python} now")
-    elif then_python != now_python:
-        lines.append(f"  python: {then_python} then, {now_python} now")
-    else:
-        lines.append(f"  python: {now_python}, the same")
-    lines.append("  " + _packages(project, plan.source_id))
-    lines.append("  " + _inputs(project, tags))
-    lines.append("  " + _git(project, plan))
-    return "\n".join(lines)
-
-
-def _git(project: Project, plan: Plan) -> str:
-    """The commit (and uncommitted diff) then and now."""
-    from mlflow.exceptions import MlflowException
-
-    from ..lineage.git import read_git_state
-    from ..lineage.plugin import GIT_DIFF_ARTIFACT
-
-    tags = plan.original.tags
-    then_commit = tags.get(T.GIT_COMMIT)
-    then_dirty = tags.get(T.GIT_DIRTY) == "true"
-    state = read_git_state(project.tracking.rootdir)
-    now_commit = state.commit if state is not None else None
-    then_text = (then_commit or "none") + (" (dirty)" if then_dirty else "")
-    now_text = (now_commit or "none") + (" (dirty)" if state is not None and state.dirty else "")
-    if then_text != now_text:
-        return f"git commit: {then_text} then, {now_text} now"
-    if state is None:
-        return "git commit: none then, none now (not in a git repository)"
-    if not state.dirty:
-        return f"git commit: {now_text}, the same"
-    client = project.backend.client
-    with tempfile.TemporaryDirectory(prefix="mlexp-reproduce-") as tmp:
-        try:
-            local = client.download_artifacts(plan.source_id, GIT_DIFF_ARTIFACT, tmp)
-            diff = Path(local).read_text(encoding="utf-8")
-        except (MlflowException, OSError):
-            diff = None
-    if diff == state.diff:
-        return f"git commit: {now_text}, the same, with the same uncommitted changes"
-    return f"git commit: {now_text}, the same, but the uncommitted changes differ"
-
-
-def _packages(project: Project, run_id: str) -> str:
-    from ..lineage.environment import requirements
-    from ..lineage.plugin import REQUIREMENTS_ARTIFACT as name
-
-    client = project.backend.client
-    logged = {artifact.path for artifact in client.list_artifacts(run_id, "lineage")}
-    if name not in logged:
-        return "packages: not logged then (the env part of lineage was off)"
-    with tempfile.TemporaryDirectory(prefix="mlexp-reproduce-") as tmp:
-        then = _pins(Path(client.download_artifacts(run_id, name, tmp)).read_text("utf-8"))
-    now = _pins(requirements())
-    changed = [
-        f"{key} {then.get(key, '-')} -> {now.get(key, '-')}"
-        for key in sorted(set(then) | set(now))
-        if then.get(key) != now.get(key)
-    ]
-    if not changed:
-        return "packages: the same versions"
-    hidden = len(changed) - PACKAGES_SHOWN
-    more = f", ... and {hidden} more" if hidden > 0 else ""
-    return f"packages changed ({len(changed)}): " + ", ".join(changed[:PACKAGES_SHOWN]) + more
-
-
-def _pins(text: str) -> dict[str, str]:
-    pins = {}
-    for line in text.splitlines():
-        name, sep, version = line.strip().partition("==")
-        if sep and not name.startswith("#"):
-            pins[name.lower()] = version
-    return pins
-
-
-def _inputs(project: Project, tags: dict[str, str]) -> str:
-    import hashlib
-
+    """What differs between the run and now: Python, packages, declared inputs, git."""
+    from ..lineage.drift import changes_since
     from ..reuse.fingerprint import parse_files
 
-    declared = parse_files(tags.get(T.FINGERPRINT_INPUT_FILES, ""))
-    if not declared:
-        return "declared inputs: none"
-    changed = []
-    for name, digest in sorted(declared.items()):
-        path = Path(name) if Path(name).is_absolute() else project.tracking.rootdir / name
-        if not path.is_file():
-            changed.append(f"{name} (gone)")
-            continue
-        now = hashlib.sha256(path.read_bytes()).hexdigest()
-        if not now.startswith(digest):
-            changed.append(f"{name} (digest {digest} then, {now[: len(digest)]} now)")
-    if not changed:
-        return f"declared inputs: {len(declared)}, the same digests"
-    return "declared inputs changed: " + ", ".join(changed)
+    tags = plan.original.tags
+    inputs = parse_files(tags.get(T.FINGERPRINT_INPUT_FILES, ""))
+    lines = changes_since(
+        project.backend.client, plan.source_id, tags, project.tracking.rootdir, inputs
+    )
+    return "\n".join(["what differs between the run and now:", *(f"  {line}" for line in lines)])
 
 
 # -- a session ---------------------------------------------------------------------------------

@@ -2,14 +2,17 @@
 
 The ``code/`` artifacts are laid out as they were under the rootdir, so the
 run's test id names the same test; the params file comes back as the run
-loaded it, with its session's overrides applied. Nothing is read from, or
-written to, the project's working tree.
+loaded it, with its session's overrides applied. What lineage does not hold
+is taken from the project, copied, never linked: its ini file (as it is now)
+and the declared inputs (lineage holds their digests, not their data).
+Nothing is written to the project's working tree.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,3 +102,33 @@ def _params_file(client: Any, run_id: str, downloads: Path, into: Path) -> Path 
             shutil.copy2(local, target)
             return target
     return None
+
+
+def copy_ini(inipath: Path | None, rootpath: Path, root: Path) -> None:
+    """The project's ini file at the same place under ``root``; a bare ``pytest.ini`` without.
+
+    Either way the rootdir of a pytest started in ``root`` is ``root``, so that
+    test ids are the run's.
+    """
+    if inipath is not None and inipath.is_file():
+        try:
+            target = root / inipath.resolve().relative_to(rootpath.resolve())
+        except ValueError:
+            target = root / inipath.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(inipath, target)
+        if target.parent == root:
+            return
+    (root / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+
+
+def copy_inputs(names: Iterable[str], project: Path, root: Path) -> None:
+    """Declared inputs (paths from the rootdir) copied from ``project``; absolute ones stay."""
+    for name in names:
+        if Path(name).is_absolute():
+            continue
+        source, target = project / name, root / name
+        if source.is_file() and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # A copy, not a link: what the experiment does to it stays in the scratch folder.
+            shutil.copy2(source, target)
