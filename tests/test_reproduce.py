@@ -246,3 +246,16 @@ def test_on_a_tracking_server_and_runs_that_cannot_be_reproduced_say_why(
     done = mlexp(ourtester.path, "reproduce", "--session", "nosuch", *server)
     assert done.returncode == 2
     assert "no run of session 'nosuch' in " in done.stderr
+
+
+def test_what_changed_in_the_environment_is_named():
+    from pytest_mlexp.lineage.drift import packages_line, python_line
+
+    then = "# Python 3.9.1 on Linux\nnumpy==1.26.4\nscikit-learn==1.4.2\nsix==1.16\n"
+    now = "numpy==2.1.0\nscikit-learn==1.4.2\ntorch==2.5\n"
+    assert packages_line(then, now) == (
+        "packages changed (3): numpy 1.26.4 -> 2.1.0, six 1.16 -> -, torch - -> 2.5"
+    )
+    assert packages_line(now, now) == "packages: the same versions"
+    assert packages_line(None, now).startswith("packages: not logged then")
+    assert python_line("3.9.1").startswith("python: 3.9.1 then, ")
