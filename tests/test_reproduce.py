@@ -228,6 +228,16 @@ def test_on_a_tracking_server_and_runs_that_cannot_be_reproduced_say_why(
     assert "is a grid run holding other runs' results, not one test's run" in done.stderr
     assert "mlexp reproduce --session " in done.stderr
 
+    # A run made by another tool: nothing says which test made it.
+    other = client.create_run(experiment.experiment_id, run_name="by-hand")
+    client.set_terminated(other.info.run_id)
+    done = mlexp(ourtester.path, "reproduce", other.info.run_id, *server)
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"mlexp reproduce: error: run {other.info.run_id} (by-hand) was not made by "
+        "pytest-mlexp (it has no mlexp.nodeid tag), so nothing says which test made it\n",
+    )
+
     done = mlexp(ourtester.path, "reproduce", "0123456789abcdef0123456789abcdef", *server)
     assert done.returncode == 2
     assert done.stderr.startswith(
