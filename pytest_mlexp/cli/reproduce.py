@@ -350,6 +350,9 @@ def _pytest_command(
     command += ["--mlexp-params-file", str(params) if params is not None else "none"]
     # The run alone: no reuse, gate, baseline, model registration, report or cluster.
     command += ["--mlexp-rerun", "--mlexp-no-register", "-p", "no:cacheprovider"]
+    # The plugin's own warnings (a params file's function not collected, as it is in a
+    # module not reproduced) must not fail the reproduction under filterwarnings=error.
+    command += ["-W", "ignore::pytest_mlexp.MlexpWarning"]
     for key in ("mlexp_baseline", "mlexp_baseline_file", "mlexp_html", "mlexp_ray"):
         command += ["-o", f"{key}="]
     command += ["-o", "mlexp_require_baseline=false", "-o", "mlexp_register="]
