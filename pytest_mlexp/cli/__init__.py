@@ -11,10 +11,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import compare, promote, report, runs, sync
+from . import compare, promote, report, reproduce, runs, sync
 
 #: The subcommands, in the order ``mlexp --help`` lists them.
-SUBCOMMANDS = (report, compare, runs, promote, sync)
+SUBCOMMANDS = (report, compare, runs, promote, sync, reproduce)
 
 
 def build_parser() -> argparse.ArgumentParser:

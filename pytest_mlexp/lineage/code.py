@@ -14,7 +14,7 @@ import pytest
 
 def item_code_files(config: pytest.Config, item: pytest.Item, rootdir: Path) -> list[Path]:
     """The files under ``rootdir`` a run of ``item`` needs: its module, the conftests that
-    apply to it, and the project modules it imports (transitively), sorted."""
+    apply to it, and the project modules they import (transitively), sorted."""
     path = item.path.resolve()
     files = {path}
     for plugin in config.pluginmanager.get_plugins():
@@ -24,6 +24,8 @@ def item_code_files(config: pytest.Config, item: pytest.Item, rootdir: Path) -> 
         conftest = Path(file).resolve()
         if conftest.name == "conftest.py" and conftest.parent in path.parents:
             files.add(conftest)
+            # A fixture's helpers are the run's code as much as the module's own imports.
+            files.update(project_imports(plugin, rootdir))
     module = getattr(item, "module", None)
     if isinstance(module, ModuleType):
         files.update(project_imports(module, rootdir))
@@ -43,7 +45,7 @@ def project_imports(module: ModuleType, rootdir: Path) -> set[Path]:
     for name in _with_parents(module.__name__)[:-1]:
         package = sys.modules.get(name)
         file = _module_file(package) if package is not None else None
-        if file is not None and _is_project_file(file, rootdir):
+        if file is not None and is_project_file(file, rootdir):
             found.add(file)
     while pending:
         current = pending.pop()
@@ -53,7 +55,7 @@ def project_imports(module: ModuleType, rootdir: Path) -> set[Path]:
                 continue
             seen.add(name)
             file = _module_file(imported)
-            if file is None or not _is_project_file(file, rootdir):
+            if file is None or not is_project_file(file, rootdir):
                 continue
             found.add(file)
             pending.append(imported)
@@ -106,7 +108,8 @@ def _environment_dirs() -> tuple[Path, ...]:
     return tuple(Path(p).resolve() for p in prefixes)
 
 
-def _is_project_file(path: Path, rootdir: Path) -> bool:
+def is_project_file(path: Path, rootdir: Path) -> bool:
+    """Under ``rootdir``, and not in a virtualenv or an installed package."""
     if not is_under(path, rootdir):
         return False
     if any(part in ("site-packages", "dist-packages") for part in path.parts):

@@ -38,6 +38,11 @@ class GitState:
 
 @functools.cache
 def git_state(directory: Path) -> GitState | None:
+    """The git state of ``directory``'s repository, read once per process."""
+    return read_git_state(directory)
+
+
+def read_git_state(directory: Path) -> GitState | None:
     """The git state of the repository holding ``directory``; ``None`` without git or a repo."""
     commit = _git(directory, "rev-parse", "--verify", "HEAD")
     if not commit:

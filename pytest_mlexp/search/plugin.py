@@ -15,6 +15,10 @@ reach the function as its arguments.
   failure is told as failed, a pruned trial as pruned (pytest skips it);
 - a trial that ends any other way (setup error, Ctrl-C) is told as failed,
   so that no trial stays RUNNING in the study.
+
+``mlexp reproduce`` re-runs one past trial with its values fixed, and no
+study: it names the trials and their logged params in the environment
+variable ``MLEXP_REPRODUCE_TRIALS`` (JSON, node id -> param -> text).
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ if TYPE_CHECKING:
     from .collection import Pending
 
 COMPLETE, PRUNED, FAIL = "complete", "pruned", "fail"
+
+#: Set by ``mlexp reproduce`` in the pytest it starts: JSON, node id -> param -> logged text.
+FIXED_TRIALS_ENV = "MLEXP_REPRODUCE_TRIALS"
 
 
 @dataclass
@@ -98,6 +105,17 @@ class ActiveTrial:
 _ACTIVE_KEY = pytest.StashKey[ActiveTrial]()
 
 
+def _fixed_trials() -> dict[str, dict[str, str]]:
+    """The trials ``mlexp reproduce`` runs with fixed values, from ``MLEXP_REPRODUCE_TRIALS``."""
+    import json
+
+    text = os.environ.get(FIXED_TRIALS_ENV)
+    if not text:
+        return {}
+    data = json.loads(text)
+    return {str(k): {str(n): str(v) for n, v in values.items()} for k, values in data.items()}
+
+
 def _at_item_location(report: pytest.TestReport, item: pytest.Item) -> None:
     """Report a skip at the item's location (``-rs``), not where the plugin raised it."""
     if isinstance(report.longrepr, tuple):
@@ -121,6 +139,7 @@ class SearchTrials:
         self._slots = dict(slots)
         self._studies: dict[str, Any] = {}
         self._open: dict[str, ActiveTrial] = {}
+        self._fixed = _fixed_trials()
 
     def mark(self, items: list[pytest.Item]) -> None:
         for item in items:
@@ -136,13 +155,19 @@ class SearchTrials:
         if slot is None:
             return
         spec = slot.spec
+        params = item.callspec.params  # type: ignore[attr-defined]
+        fixed = self._fixed.get(item.nodeid)
+        if fixed is not None:
+            # Reproduced with the values it once had: no study is asked or told.
+            for name, dimension in spec.space.items():
+                params[name] = dimension.value_of(fixed[name])
+            return
         study = self._study(spec)
         distributions = {name: dim.to_distribution() for name, dim in spec.space.items()}
         trial = study.ask(distributions)
         active = ActiveTrial(spec, study, trial)
         item.stash[_ACTIVE_KEY] = active
         self._open[item.nodeid] = active
-        params = item.callspec.params  # type: ignore[attr-defined]
         for name in spec.space:
             params[name] = trial.params[name]
 
