@@ -21,6 +21,7 @@ their params, metrics and other artifacts are kept.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Iterable
@@ -58,7 +59,7 @@ class Pruned:
         head = f"mlexp: --mlexp-keep-models {keep}: "
         if not self.count:
             return head + f"no model to remove in {self.groups} grids and searches"
-        size = f" ({self.size / 1e6:.1f} MB)" if self.size else ""
+        size = f" ({_bytes(self.size)})" if self.size else ""
         kept = f"; kept {self.registered} of registered runs" if self.registered else ""
         return (
             head + f"removed {self.count} logged models{size} of {len(self.models)} runs "
@@ -101,8 +102,10 @@ def keep_best_models(
                     pruned.registered += len(models)
                     continue
                 for model_id in models:
-                    pruned.size += _remove(client, model_id)
-                    pruned.models.setdefault(run.info.run_id, []).append(model_id)
+                    freed = _remove(client, model_id)
+                    if freed is not None:
+                        pruned.size += freed
+                        pruned.models.setdefault(run.info.run_id, []).append(model_id)
     return pruned
 
 
@@ -133,15 +136,29 @@ def _registered_runs(client: Any) -> set[str]:
     return runs
 
 
-def _remove(client: Any, model_id: str) -> int:
-    """Delete a logged model's artifacts and mark it deleted; the bytes freed, if local."""
+def _remove(client: Any, model_id: str) -> int | None:
+    """Delete a logged model's artifacts and mark it deleted; the bytes freed, if local.
+
+    ``None`` when it is gone already (an earlier pass removed it).
+    """
+    from mlflow.exceptions import MlflowException
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    model = client.get_logged_model(model_id)
+    try:
+        model = client.get_logged_model(model_id)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
     location = str(model.artifact_location)
     size = _local_size(location)
     repository: Any = get_artifact_repository(location)
     repository.delete_artifacts()
+    if location.startswith("file:"):
+        # The model's own folder (``models/m-...``), left empty.
+        folder = Path(unquote(urlsplit(location).path)).parent
+        with contextlib.suppress(OSError):
+            folder.rmdir()
     client.delete_logged_model(model_id)
     return size
 
@@ -160,3 +177,7 @@ def _local_size(location: str) -> int:
             except OSError:
                 continue
     return total
+
+
+def _bytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"

@@ -35,12 +35,14 @@ class ModelMetrics:
         #: What ``--mlexp-keep-models`` did at session end, for the terminal.
         self.kept_line: str | None = None
 
-    @pytest.hookimpl(wrapper=True)
+    @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, Any, Any]:
         """After the session's end work (groups completed, models registered): keep the best K.
 
-        Runs in the process that ran the items: serially, the controller. Under
-        xdist the workers end before the groups are completed, so nothing is removed.
+        ``trylast``: inside the terminal reporter's wrapper, which prints the summary
+        once the others are done. Runs in the process that ran the items: serially,
+        the controller. Under xdist the workers end before the groups are completed,
+        so nothing is removed.
         """
         result = yield
         keep = self.register.keep
