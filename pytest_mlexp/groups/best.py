@@ -79,30 +79,6 @@ def pick_best(
     return Best(metric, direction, best, varying(runs))
 
 
-def rank(
-    runs: Sequence[Any],
-    spec: BestSpec,
-    directions: Mapping[str, str],
-    first_metric: str | None = None,
-) -> list[Any]:
-    """The FINISHED ``runs`` with a value of the ranking metric, best first (as ``pick_best``)."""
-    metric = spec.metric or first_metric
-    if metric is None:
-        return []
-    direction = spec.resolve(metric, directions)
-    if not direction.known:
-        return []
-    scored = [
-        run
-        for run in runs
-        if run.info.status == "FINISHED"
-        and isinstance(run.data.metrics.get(metric), int | float)
-        and not math.isnan(run.data.metrics[metric])
-    ]
-    sign = 1.0 if direction.direction == "up" else -1.0
-    return sorted(scored, key=lambda r: -sign * float(r.data.metrics[metric]))
-
-
 def varying(runs: Sequence[Any]) -> frozenset[str]:
     """The params whose value differs between ``runs``: a grid's axes, a search's space."""
     values: dict[str, set[str | None]] = {}

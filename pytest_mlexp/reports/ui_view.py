@@ -103,7 +103,15 @@ def view_state(params: Sequence[str], metrics: Sequence[str]) -> dict[str, Any]:
     param_columns = [f"params.`{key}`" for key in params[:MAX_COLUMNS]]
     plain = [key for key in metrics if not key.startswith(T.BEST_PREFIX)][:MAX_COLUMNS]
     best = [key for key in metrics if key.startswith(T.BEST_PREFIX)][:MAX_COLUMNS]
-    metric_columns = [f"metrics.`{key}`" for key in plain + best]
+    # Each member metric next to its parents' best.<metric>: a collapsed grid's row
+    # shows its best value where its cells show theirs.
+    ordered = []
+    for key in plain:
+        ordered.append(key)
+        if T.BEST_PREFIX + key in best:
+            ordered.append(T.BEST_PREFIX + key)
+    ordered += [key for key in best if key not in ordered]
+    metric_columns = [f"metrics.`{key}`" for key in ordered]
     return {
         "searchFilter": HIDE_FILTER,
         "orderByKey": "attributes.start_time",
