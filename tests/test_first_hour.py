@@ -345,3 +345,24 @@ def test_each_search_setting_error_says_a_fix_that_works(
     assert followed.ret == pytest.ExitCode.OK, followed.stdout.str() + followed.stderr.str()
     trials = 2 if fixed == "experiment_search.trials=2" else 40
     followed.stdout.fnmatch_lines([f"{3 + trials} tests collected*"])
+
+
+def test_a_search_in_the_params_file_takes_its_settings_from_the_command_line(ourtester) -> None:
+    (ourtester.path / "experiments").mkdir()
+    (ourtester.path / "experiments" / "params.yaml").write_text(
+        "experiment_fs:\n  params: {seed: 1}\n  search: {lr: 'loguniform(1e-3, 1.0)'}\n"
+        "  trials: 5\n  objective: loss:min\n"
+    )
+    (ourtester.path / "experiments" / "experiment_fs.py").write_text(
+        "def experiment_fs(lr, seed):\n    return {'loss': lr + seed}\n"
+    )
+    # trials sets the file's search; seed is a fixed param of the function, so it stays one.
+    result = ourtester.runpytest(
+        "experiments", "--collect-only", "-q", "-p", "no:randomly",
+        "--mlexp-set", "experiment_fs.trials=2", "--mlexp-set", "experiment_fs.seed=4",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines(
+        ["experiments/experiment_fs.py::experiment_fs[[]trial-0]",
+         "experiments/experiment_fs.py::experiment_fs[[]trial-1]", "2 tests collected*"]
+    )  # fmt: skip
