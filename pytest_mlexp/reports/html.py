@@ -93,7 +93,7 @@ def build_report(
     report = Report(
         title="pytest-mlexp report", scope=scope, store=backend.display_uri, figures=figures
     )
-    report.best = best_members(backend, experiments, filter_string)
+    report.best = best_members(backend, runs)
     for experiment in sorted(experiments, key=lambda e: str(e.name)):
         experiment_id = str(experiment.experiment_id)
         mine = [r for r in runs if r.experiment_id == experiment_id]
@@ -118,20 +118,25 @@ def natural_key(text: str) -> tuple[Any, ...]:
     )
 
 
-def best_members(
-    backend: Backend, experiments: Sequence[Any], filter_string: str
-) -> dict[str, str]:
-    """The best member of each grid or search parent matching ``filter_string``: id -> why."""
-    from .stored_runs import search
+def best_members(backend: Backend, runs: Sequence[StoredRun]) -> dict[str, str]:
+    """The best member of each grid or search that ``runs`` belong to: its run id -> why.
 
-    query = " and ".join(p for p in (filter_string, f"tags.`{T.BEST_RUN_ID}` != ''") if p)
-    parents = search(backend, experiments, query, include_containers=True)
+    Read from the parents (``mlexp.best_run_id``), whatever filter chose the runs.
+    """
+    from mlflow.exceptions import MlflowException
+
     best: dict[str, str] = {}
-    for parent in parents:
-        run_id, metric = parent.tags[T.BEST_RUN_ID], parent.tags.get(T.BEST_METRIC, "")
-        how = parent.tags.get(T.BEST_DIRECTION, "")
-        kind = "search" if parent.tags.get(T.KIND) == T.KIND_SEARCH else "grid"
-        best.setdefault(run_id, f"best of its {kind} by {metric}" + (f" ({how})" if how else ""))
+    for parent_id in sorted({r.tags[T.PARENT_RUN_ID] for r in runs if T.PARENT_RUN_ID in r.tags}):
+        try:
+            tags = backend.client.get_run(parent_id).data.tags
+        except MlflowException:
+            continue
+        run_id = tags.get(T.BEST_RUN_ID)
+        if not run_id or tags.get(T.KIND) not in (T.KIND_GRID, T.KIND_SEARCH):
+            continue
+        metric, how = tags.get(T.BEST_METRIC, ""), tags.get(T.BEST_DIRECTION, "")
+        kind = "search" if tags.get(T.KIND) == T.KIND_SEARCH else "grid"
+        best[run_id] = f"best of its {kind} by {metric}" + (f" ({how})" if how else "")
     return best
 
 
