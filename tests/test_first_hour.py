@@ -347,6 +347,59 @@ def test_each_search_setting_error_says_a_fix_that_works(
     followed.stdout.fnmatch_lines([f"{3 + trials} tests collected*"])
 
 
+@pytest.mark.parametrize(
+    ("wrong", "message", "fix", "edit"),
+    [
+        # "fix the name, or add max_itr under experiment_grid's params:": the second fix.
+        (
+            "experiment_grid.max_itr=5",
+            "*--mlexp-set experiment_grid.max_itr=5: experiment_grid in experiments/params.yaml:1 "
+            "has no param or grid axis 'max_itr' (it has: max_iter, C); fix the name, or add "
+            "max_itr under experiment_grid's params: or grid: in the file",
+            "experiment_grid.max_itr=5",
+            ("params: {max_iter: 50}", "params: {max_iter: 50, max_itr: 1}"),
+        ),
+        # "... or add the function to the file".
+        (
+            "experiment_new.depth=5",
+            "*--mlexp-set experiment_new.depth=5: experiments/params.yaml has no experiment "
+            "function 'experiment_new' (it has: experiment_grid, experiment_other, "
+            "experiment_typo) and no param 'experiment_new.depth'; fix the name, or add the "
+            "function to the file",
+            "experiment_new.depth=5",
+            ("experiment_typo:", "experiment_new:\n  params: {depth: 1}\nexperiment_typo:"),
+        ),
+        # "a grid axis needs at least one value, e.g. C=[0.1,1.0]".
+        (
+            "C=[]",
+            "*--mlexp-set C=[[][]]: a grid axis needs at least one value, e.g. C=[[]0.1,1.0]",
+            "C=[0.1,1.0]",
+            None,
+        ),
+        # "expected KEY=VALUE ... e.g. --mlexp-set alpha=0.5".
+        (
+            "C",
+            "ERROR: --mlexp-set C: expected KEY=VALUE, where KEY is a param (alpha) or a function "
+            "and a param (experiment_ridge.alpha), e.g. --mlexp-set alpha=0.5",
+            "C=0.5",
+            None,
+        ),
+    ],
+)
+def test_each_params_override_error_says_a_fix_that_works(
+    ourtester, wrong: str, message: str, fix: str, edit: tuple[str, str] | None
+) -> None:
+    root = project(ourtester)
+    result = ourtester.runpytest(*FILES, "--collect-only", "-q", "--mlexp-set", wrong)
+    assert result.ret in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED)
+    (result.stderr if message.startswith("ERROR") else result.stdout).fnmatch_lines([message])
+    if edit is not None:
+        params = root / "experiments" / "params.yaml"
+        params.write_text(params.read_text().replace(*edit))
+    followed = ourtester.runpytest(*FILES, "--collect-only", "-q", "--mlexp-set", fix)
+    assert followed.ret == pytest.ExitCode.OK, followed.stdout.str() + followed.stderr.str()
+
+
 def test_a_search_in_the_params_file_takes_its_settings_from_the_command_line(ourtester) -> None:
     (ourtester.path / "experiments").mkdir()
     (ourtester.path / "experiments" / "params.yaml").write_text(
