@@ -186,10 +186,17 @@ def experiment_ridge(mlflow_run, alpha):
     view = experiment.tags[T.SAVED_VIEW_PREFIX + VIEW_KEY]
     state = read_view_state(view)
     assert f'"name": "{VIEW_NAME}"' in view
+    # The grid's parent logs its best cell's metrics as best.*: columns too, each next to
+    # its cells' metric, so the parent's row in the table is not all "-".
     assert state["selectedColumns"] == [
-        "attributes.`Source`", "metrics.`r2`", "metrics.`rmse`", "params.`alpha`"
+        "attributes.`Source`", "metrics.`r2`", "metrics.`best.r2`",
+        "metrics.`rmse`", "metrics.`best.rmse`", "params.`alpha`",
     ]  # fmt: skip
     assert state["searchFilter"] == "tags.`mlexp.report` IS NULL"
+    parent = next(
+        r for r in client.search_runs([experiment.experiment_id]) if r.data.tags.get(T.KIND)
+    )
+    assert parent.data.metrics["best.r2"] == pytest.approx(1 / 1.1)
 
 
 @pytest.fixture

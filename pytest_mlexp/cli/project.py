@@ -69,6 +69,16 @@ class Project:
     def experiment_name(self) -> str | None:
         return self.tracking.experiment if self.tracking.experiment_configured else None
 
+    def pytest_experiment(self) -> Any | None:
+        """The experiment ``pytest`` logs to in this folder: the configured one, else the one
+        named after the rootdir; ``None`` when that one was never created."""
+        if self.tracking.experiment_configured:
+            return self.backend.find_experiment(self.tracking.experiment)
+        found = self.backend.client.get_experiment_by_name(self.tracking.experiment)
+        if found is None or found.lifecycle_stage == "deleted":
+            return None
+        return found
+
 
 def project_tracking(args: argparse.Namespace) -> TrackingConfig:
     """The tracking settings of the project around the current folder, with the command's flags."""

@@ -30,6 +30,12 @@ def register(subparsers: Any) -> None:
         default="mlexp-report.html",
         help="HTML file to write (default: mlexp-report.html)",
     )
+    report.add_argument(
+        "--figures",
+        choices=("inline", "cdn"),
+        help="how the page loads plotly.js: inline (works offline, about 4.7 MB) or cdn "
+        "(plotly's CDN, a small file); default: the project's --mlexp-figures setting, else inline",
+    )
     report.set_defaults(handler=run_report)
 
 
@@ -55,7 +61,8 @@ def run_report(args: argparse.Namespace) -> int:
     query = filters(session_filter(session) if session else "", args.filter)
     if not search(project.backend, experiments, query, max_results=1):
         raise StoreError(f"no runs match ({'; '.join(scope)}) in {project.backend.display_uri}")
-    report = html.build_report(project.backend, experiments, query, "; ".join(scope))
+    figures = args.figures or project_figures(args)
+    report = html.build_report(project.backend, experiments, query, "; ".join(scope), figures)
     try:
         path = html.write(report, Path(args.output))
     except OSError as exc:
@@ -66,3 +73,12 @@ def run_report(args: argparse.Namespace) -> int:
         f"({'; '.join(scope)})"
     )
     return 0
+
+
+def project_figures(args: argparse.Namespace) -> str:
+    """The project's ``figures`` setting (ini ``mlexp_figures``, ``mlexp.yaml``)."""
+    from ..settings.project import project_config
+    from ..settings.reports import resolve_figures
+
+    config = getattr(args, "config", None)
+    return resolve_figures(project_config([f"--mlexp-config={config}"] if config else []))

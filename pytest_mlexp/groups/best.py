@@ -18,6 +18,9 @@ class Best:
     direction: Direction | None = None
     #: The winning MLflow run, with its metrics and params.
     run: Any = None
+    #: The params that vary across the group's members (its grid axes, its search space):
+    #: the only ones ``describe`` names; fixed values are in the run.
+    axes: frozenset[str] | None = None
 
     @property
     def value(self) -> float:
@@ -38,7 +41,11 @@ class Best:
         how = max_or_min(str(self.direction.direction))
         if self.direction.guessed:
             how += ", guessed"
-        params = {k: v for k, v in self.run.data.params.items() if k != skip_param}
+        params = {
+            k: v
+            for k, v in self.run.data.params.items()
+            if k != skip_param and (self.axes is None or k in self.axes)
+        }
         shown = ", ".join(f"{k}={v}" for k, v in params.items())
         return f"best {self.metric}={self.value:.4g} ({how}) at {self.run.info.run_name}" + (
             f" [{shown}]" if shown and len(shown) < 80 else ""
@@ -68,4 +75,14 @@ def pick_best(
     if not scored:
         return Best(metric, direction)
     sign = 1.0 if direction.direction == "up" else -1.0
-    return Best(metric, direction, max(scored, key=lambda r: sign * float(r.data.metrics[metric])))
+    best = max(scored, key=lambda r: sign * float(r.data.metrics[metric]))
+    return Best(metric, direction, best, varying(runs))
+
+
+def varying(runs: Sequence[Any]) -> frozenset[str]:
+    """The params whose value differs between ``runs``: a grid's axes, a search's space."""
+    values: dict[str, set[str | None]] = {}
+    keys = {key for run in runs for key in run.data.params}
+    for key in keys:
+        values[key] = {run.data.params.get(key) for run in runs}
+    return frozenset(key for key, seen in values.items() if len(seen) > 1)

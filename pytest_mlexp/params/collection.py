@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .loading import FIXED, GRID, ParamsError, ParamsFile, dump, load_params_file
-from .overrides import FunctionParams, apply_overrides, overridden_data
+from .overrides import FunctionParams, apply_overrides, is_search_setting, overridden_data
 
 if TYPE_CHECKING:
     from ..settings.params import ParamsSettings
@@ -94,6 +94,7 @@ def parametrize_from_file(metafunc: pytest.Metafunc, settings: ParamsSettings) -
     name = metafunc.definition.name
     state.seen.add(name)
     params = state.functions.get(name)
+    _check_search_settings(metafunc, settings, state.file, params)
     if params is None:
         return
     _check(metafunc, params, state.file)
@@ -174,15 +175,39 @@ def _state(config: pytest.Config, settings: ParamsSettings) -> ParamsState | Non
     return None if state.failed else state
 
 
+def _check_search_settings(
+    metafunc: pytest.Metafunc,
+    settings: ParamsSettings,
+    file: ParamsFile,
+    params: FunctionParams | None,
+) -> None:
+    """``ParamsError`` for ``experiment_f.trials=2`` when ``experiment_f`` has no search to set."""
+    name = metafunc.definition.name
+    resolved = {name: params} if params is not None else {}
+    marked = any("search" in m.kwargs for m in metafunc.definition.iter_markers("mlexp"))
+    for override in settings.overrides:
+        setting = override.search_setting
+        if setting is None or setting[0] != name or not is_search_setting(override, file, resolved):
+            continue
+        if marked or (params is not None and params.entry.search is not None):
+            continue
+        raise ParamsError(
+            f"--mlexp-set {override.text}: {setting[1]} is a search's setting, and {name} "
+            f"declares no search; declare one (search= in @pytest.mark.mlexp, or search: under "
+            f"{name} in {file.display}), or drop the override"
+        )
+
+
 def _load(state: ParamsState, config: pytest.Config, settings: ParamsSettings) -> None:
     path = settings.file
     if path is None:
         return
     display = display_path(path, Path(config.rootpath))
+    overrides = [o for o in settings.overrides if o.search_setting is None]
     if not path.is_file():
-        if settings.overrides:
+        if overrides:
             raise ParamsError(
-                f"--mlexp-set {settings.overrides[0].text}: there is no params file to "
+                f"--mlexp-set {overrides[0].text}: there is no params file to "
                 f"override: {display} does not exist; create it, or name one with "
                 "--mlexp-params-file"
             )

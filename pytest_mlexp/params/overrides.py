@@ -5,6 +5,11 @@
 after the first, so the more precise override wins. A scalar replaces a
 fixed value, or makes a grid axis of one cell; a YAML list makes a grid
 axis, replacing the axis or the fixed value of that name.
+
+``experiment_rf.trials`` (also ``sampler``, ``seed``, ``objective``) sets a
+search's setting when the function has no param of that name: those are left
+to ``search.collection``, which applies them to the marker's or the file's
+search.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ def apply_overrides(file: ParamsFile, overrides: Sequence[Override]) -> dict[str
         )
         for function, entry in file.entries.items()
     }
+    overrides = [o for o in overrides if not is_search_setting(o, file, resolved)]
     targets = [(override, *_split(override.key, file)) for override in overrides]
     # Overrides for every function first, then those naming one: the more precise one wins.
     targets.sort(key=lambda target: target[1] is not None)
@@ -59,6 +65,18 @@ def apply_overrides(file: ParamsFile, overrides: Sequence[Override]) -> dict[str
         for target in names:
             _apply(resolved[target], name, override)
     return resolved
+
+
+def is_search_setting(
+    override: Override, file: ParamsFile | None, resolved: dict[str, FunctionParams]
+) -> bool:
+    """``experiment_rf.trials=2`` naming no param of the function: a search's setting."""
+    setting = override.search_setting
+    if setting is None:
+        return False
+    function, name = setting
+    params = resolved.get(function)
+    return params is None or not _has(params, name)
 
 
 def overridden_data(file: ParamsFile, resolved: dict[str, FunctionParams]) -> dict[str, Any]:

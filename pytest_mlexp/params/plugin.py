@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
 import warnings
+from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -31,7 +35,7 @@ class ParamsLog:
             taken = state.applied.get(definition_id(item))
             if taken is not None:
                 item.stash[PARAMS_KEY] = taken
-        warn_unmatched(state)
+        warn_unmatched(state, {item.path for item in tracked})
 
     def pytest_mlexp_run_tags(self, item: pytest.Item) -> dict[str, str] | None:
         taken = item.stash.get(PARAMS_KEY, None)
@@ -48,20 +52,64 @@ class ParamsLog:
             run.log_text(taken.overridden_text, OVERRIDDEN_ARTIFACT)
 
 
-def warn_unmatched(state: ParamsState) -> None:
-    """Warn about functions of the file that no collected experiment is named after."""
+def warn_unmatched(state: ParamsState, collected: set[Path]) -> None:
+    """Warn about functions of the file that no collected experiment is named after.
+
+    A function defined in a file this session did not collect (``pytest
+    experiments/one.py``) simply was not selected: no warning. One defined
+    nowhere near the params file, or missing from the file that was
+    collected, is a typo or a renamed function: warned.
+    """
     if state.file is None:
         return
-    for function, entry in state.file.entries.items():
-        if function not in state.seen:
-            # Located at the function's line of the params file, as the summary shows it.
-            warnings.warn_explicit(
-                MlexpWarning(
-                    f"{function} in {state.file.display} matches no experiment "
-                    "function collected in this session; fix the name if it is a typo "
-                    "(running part of the experiments, by path, leaves the others out too)"
-                ),
-                MlexpWarning,
-                str(state.file.path),
-                entry.line,
-            )
+    missing = [f for f in state.file.entries if f not in state.seen]
+    if not missing:
+        return
+    defined = defining_files(state.file.path.parent, missing)
+    resolved = {path.resolve() for path in collected}
+    for function in missing:
+        if defined.get(function, set()) - resolved:
+            continue  # in a file this session did not collect: not selected
+        where = defined.get(function)
+        why = (
+            f"{', '.join(sorted(p.name for p in where))} defines it but is not an experiment"
+            if where
+            else f"no Python file under {state.file.path.parent} defines it"
+        )
+        # Located at the function's line of the params file, as the summary shows it.
+        warnings.warn_explicit(
+            MlexpWarning(
+                f"{function} in {state.file.display} matches no experiment function "
+                f"collected in this session; fix the name if it is a typo ({why})"
+            ),
+            MlexpWarning,
+            str(state.file.path),
+            state.file.entries[function].line,
+        )
+
+
+#: Folders never searched for experiment functions.
+_SKIPPED_DIRS = frozenset({"node_modules", "site-packages", "__pycache__", "mlruns", "venv"})
+
+
+def defining_files(folder: Path, functions: Iterable[str]) -> dict[str, set[Path]]:
+    """The Python files under ``folder`` defining each of ``functions`` (``def name(``)."""
+    wanted = list(functions)
+    pattern = re.compile(
+        r"^\s*(?:async\s+)?def\s+(" + "|".join(re.escape(f) for f in wanted) + r")\s*\(",
+        re.MULTILINE,
+    )
+    found: dict[str, set[Path]] = {}
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS]
+        for name in files:
+            if not name.endswith(".py"):
+                continue
+            path = Path(root, name)
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            for match in pattern.finditer(text):
+                found.setdefault(match.group(1), set()).add(path.resolve())
+    return found

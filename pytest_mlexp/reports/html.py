@@ -3,7 +3,13 @@
 One code path serves both ``pytest --mlexp-html=PATH`` (this session's runs,
 at session end) and ``mlexp report`` (any stored runs, after the fact):
 ``build_report`` reads runs from the store, ``render`` turns them into one
-self-contained page (plotly.js inlined once, so it opens offline).
+self-contained page (plotly.js inlined once, so it opens offline; or loaded
+from plotly's CDN with ``--mlexp-figures cdn``).
+
+Each experiment function gets its own table (its params only), runs in
+natural order (``trial-2`` before ``trial-10``), the best member of each grid
+or search marked; the run's name and the gate's verdict stay in view while a
+wide table scrolls sideways, and plot legends sit beside the plots.
 
 Importing this module is cheap: mlflow and plotly are imported when a report
 is built.
@@ -15,6 +21,7 @@ import datetime
 import html
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +64,10 @@ class Report:
     scope: str
     store: str
     sections: list[Section] = field(default_factory=list)
+    #: How the page loads plotly.js: ``inline`` (offline) or ``cdn``.
+    figures: str = "inline"
+    #: Run id of each grid's or search's best member -> why it is best (``best r2 (max)``).
+    best: dict[str, str] = field(default_factory=dict)
 
     @property
     def run_count(self) -> int:
@@ -67,19 +78,27 @@ class Report:
 
 
 def build_report(
-    backend: Backend, experiments: Sequence[Any], filter_string: str, scope: str
+    backend: Backend,
+    experiments: Sequence[Any],
+    filter_string: str,
+    scope: str,
+    figures: str = "inline",
 ) -> Report:
     """Read the matching runs of ``experiments`` and their metric histories."""
-    from .stored_runs import load_histories, search
+    from .stored_runs import current_aliases, load_histories, search
 
     runs = search(backend, experiments, filter_string)
     load_histories(backend, runs)
-    report = Report(title="pytest-mlexp report", scope=scope, store=backend.display_uri)
+    current_aliases(backend, runs)
+    report = Report(
+        title="pytest-mlexp report", scope=scope, store=backend.display_uri, figures=figures
+    )
+    report.best = best_members(backend, runs)
     for experiment in sorted(experiments, key=lambda e: str(e.name)):
         experiment_id = str(experiment.experiment_id)
         mine = [r for r in runs if r.experiment_id == experiment_id]
         if mine:
-            mine.sort(key=lambda r: (r.group, r.name, r.start_time))
+            mine.sort(key=lambda r: (natural_key(r.group), natural_key(r.name), r.start_time))
             url = backend.experiment_link(experiment_id)
             section = Section(str(experiment.name), experiment_id, mine, url)
             if any(T.TRIAL in r.tags for r in mine):
@@ -88,6 +107,37 @@ def build_report(
                 section.searches = search_parents(backend, mine)
             report.sections.append(section)
     return report
+
+
+def natural_key(text: str) -> tuple[Any, ...]:
+    """Sorts ``trial-2`` before ``trial-10``: digit runs compare as numbers."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part)
+        for part in re.split(r"(\d+)", text)
+        if part
+    )
+
+
+def best_members(backend: Backend, runs: Sequence[StoredRun]) -> dict[str, str]:
+    """The best member of each grid or search that ``runs`` belong to: its run id -> why.
+
+    Read from the parents (``mlexp.best_run_id``), whatever filter chose the runs.
+    """
+    from mlflow.exceptions import MlflowException
+
+    best: dict[str, str] = {}
+    for parent_id in sorted({r.tags[T.PARENT_RUN_ID] for r in runs if T.PARENT_RUN_ID in r.tags}):
+        try:
+            tags = backend.client.get_run(parent_id).data.tags
+        except MlflowException:
+            continue
+        run_id = tags.get(T.BEST_RUN_ID)
+        if not run_id or tags.get(T.KIND) not in (T.KIND_GRID, T.KIND_SEARCH):
+            continue
+        metric, how = tags.get(T.BEST_METRIC, ""), tags.get(T.BEST_DIRECTION, "")
+        kind = "search" if tags.get(T.KIND) == T.KIND_SEARCH else "grid"
+        best[run_id] = f"best of its {kind} by {metric}" + (f" ({how})" if how else "")
+    return best
 
 
 def write(report: Report, path: Path) -> Path:
@@ -107,8 +157,8 @@ def write(report: Report, path: Path) -> Path:
 
 
 def render(report: Report) -> str:
-    """The whole page: one inline copy of plotly.js, a section per experiment."""
-    from plotly.offline import get_plotlyjs
+    """The whole page: one copy of plotly.js (inline, or from its CDN), a section per experiment."""
+    from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
     plots = _Plots()
     body = [
@@ -121,16 +171,21 @@ def render(report: Report) -> str:
     if not report.sections:
         body.append("<p class='empty'>No runs matched.</p>")
     for section in report.sections:
-        body.append(_section(section, plots))
+        body.append(_section(section, plots, report.best))
+    if report.figures == "cdn":
+        url = f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"
+        script = f'<script src="{url}" charset="utf-8"></script>'
+    else:
+        script = f"<script>{get_plotlyjs()}</script>"
     return _PAGE.format(
         title=_e(f"{report.title}: {report.scope}"),
         style=_STYLE,
-        plotlyjs=get_plotlyjs(),
+        plotlyjs=script,
         body="\n".join(body),
     )
 
 
-def _section(section: Section, plots: _Plots) -> str:
+def _section(section: Section, plots: _Plots, best: dict[str, str]) -> str:
     # An attempt superseded by a rerun (pytest-rerunfailures) is listed, not counted nor plotted.
     final = [r for r in section.runs if r.outcome != T.OUTCOME_RERUN]
     superseded = len(section.runs) - len(final)
@@ -143,27 +198,29 @@ def _section(section: Section, plots: _Plots) -> str:
     parts = [
         f"<section class='experiment'><h2>Experiment {heading}</h2>",
         f"<p class='meta'>{len(final)} runs: {_e(counts)}</p>",
-        _run_table(section.runs),
     ]
-    groups: dict[str, list[StoredRun]] = {}
-    for run in final:
-        groups.setdefault(run.group, []).append(run)
-    for group, runs in groups.items():
+    # One table per experiment function: its own params, no empty columns of another's.
+    listed: dict[str, list[StoredRun]] = {}
+    for run in section.runs:
+        listed.setdefault(run.group, []).append(run)
+    for group, members in listed.items():
+        runs = [r for r in members if r.outcome != T.OUTCOME_RERUN]
+        parts.append(f"<h3 class='function'><code>{_e(group)}</code></h3>")
+        parts.append(_run_table(members, best))
         figures = _group_figures(runs, plots)
         if group in section.searches:
             from ..search.figures import search_figures
 
             figures += search_figures(runs, section.searches[group], plots.html)
-        if figures:
-            parts.append(f"<h3><code>{_e(group)}</code></h3>")
-            parts.extend(figures)
+        parts.extend(figures)
     parts.append("</section>")
     return "\n".join(parts)
 
 
-def _run_table(runs: Sequence[StoredRun]) -> str:
-    params = sorted({k for r in runs for k in r.params})
-    metrics = sorted({k for r in runs for k in r.metrics})
+def _run_table(runs: Sequence[StoredRun], best: dict[str, str] | None = None) -> str:
+    best = best or {}
+    params = sorted({k for r in runs for k in r.params}, key=natural_key)
+    metrics = sorted({k for r in runs for k in r.metrics}, key=natural_key)
     sessions = len({r.session_id for r in runs}) > 1
     baseline = any(r.verdict for r in runs)
     models = any(r.models or r.registered for r in runs)
@@ -172,14 +229,18 @@ def _run_table(runs: Sequence[StoredRun]) -> str:
         head.append("session")
     if models:
         head.append("logged model")
-    head += [f"<span class='param'>{_e(p)}</span>" for p in params]
+    # Metrics first: what a reader compares, in view without scrolling.
     head += [f"<span class='metric'>{_e(m)}</span>" for m in metrics]
+    head += [f"<span class='param'>{_e(p)}</span>" for p in params]
     if baseline:
         head.append("baseline")
     rows = []
     for run in runs:
         name = _e(run.name)
         link = f"<a href='{_e(run.url)}'>{name}</a>" if run.url else name
+        why = best.get(run.run_id)
+        if why:
+            link += f" <span class='best-mark' title='{_e(why)}'>&#9733; best</span>"
         outcome = run.outcome
         status = run.status + (f" ({outcome})" if outcome not in ("", "passed", "failed") else "")
         reason = _e(run.tags.get(T.ERROR, ""))
@@ -191,14 +252,16 @@ def _run_table(runs: Sequence[StoredRun]) -> str:
             cells.append(f"<td>{_e(run.session_id)}</td>")
         if models:
             cells.append(_model_cell(run))
-        cells += [f"<td>{_e(run.params.get(p, ''))}</td>" for p in params]
         cells += [_metric_cell(run.metrics.get(m)) for m in metrics]
+        cells += [f"<td>{_e(run.params.get(p, ''))}</td>" for p in params]
         if baseline:
             cells.append(_baseline_cell(run))
-        rows.append("<tr>" + "".join(cells) + "</tr>")
+        rows.append(("<tr class='best'>" if why else "<tr>") + "".join(cells) + "</tr>")
     header = "".join(f"<th>{h}</th>" for h in head)
+    # The verdict is the last column: kept in view on the right (``.verdicts``).
+    classes = "runs verdicts" if baseline else "runs"
     return (
-        "<div class='table'><table class='runs'><thead><tr>"
+        f"<div class='table'><table class='{classes}'><thead><tr>"
         + header
         + "</tr></thead><tbody>"
         + "\n".join(rows)
@@ -260,6 +323,10 @@ class _Plots:
         import plotly.io as pio
 
         self.count += 1
+        # Beside the plot, never over it: plotly widens the margin to fit the legend.
+        figure.update_layout(
+            legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top"}
+        )
         div = pio.to_html(
             figure,
             full_html=False,
@@ -381,7 +448,6 @@ def _metric_vs_params(
         height=140 + 230 * len(metrics),
         margin={"l": 60, "r": 20, "t": 60, "b": 50},
         template="plotly_white",
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
     )
     return figure
 
@@ -473,7 +539,7 @@ def _e(value: object) -> str:
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;
        color: #1d3557; background: #f8f9fb; }
-header, section { max-width: 1280px; margin: 0 auto; padding: 12px 24px; }
+header, section { max-width: 1560px; margin: 0 auto; padding: 12px 24px; }
 h1 { font-size: 1.5rem; margin: 16px 0 4px; }
 h2 { font-size: 1.25rem; border-bottom: 2px solid #e0e4ea; padding-bottom: 4px; }
 h3 { font-size: 1rem; margin-top: 28px; }
@@ -484,6 +550,14 @@ table.runs { border-collapse: collapse; font-size: 0.85rem; width: 100%; }
 .runs th, .runs td { padding: 5px 10px; border-bottom: 1px solid #eef0f4; text-align: left;
                      white-space: nowrap; }
 .runs th { background: #f1f3f7; position: sticky; top: 0; font-weight: 600; }
+.runs td:first-child, .runs th:first-child { position: sticky; left: 0; z-index: 2;
+    background: white; box-shadow: inset -1px 0 0 #e0e4ea; }
+.runs th:first-child { background: #f1f3f7; z-index: 3; }
+.runs.verdicts td:last-child, .runs.verdicts th:last-child { position: sticky; right: 0;
+    z-index: 2; background: white; box-shadow: inset 1px 0 0 #e0e4ea; }
+.runs.verdicts th:last-child { background: #f1f3f7; z-index: 3; }
+.runs tr.best td { background: #fff8e1; }
+.best-mark { color: #b7791f; font-weight: 600; font-size: 0.8em; }
 .runs td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .runs th .param { color: #6a4c93; }
 .runs th .metric { color: #1d6fb8; }
@@ -504,7 +578,7 @@ _PAGE = """<!DOCTYPE html>
 <title>{title}</title>
 <style>{style}</style>
 <script>window.PlotlyConfig = {{MathJaxConfig: 'local'}};</script>
-<script>{plotlyjs}</script>
+{plotlyjs}
 </head>
 <body>
 {body}

@@ -21,13 +21,24 @@ if TYPE_CHECKING:
 
 
 def write_session_report(
-    tracking: TrackingConfig, results: Sequence[RunSummary], backend: Backend, path: Path
+    tracking: TrackingConfig,
+    results: Sequence[RunSummary],
+    backend: Backend,
+    path: Path,
+    figures: str = "inline",
 ) -> Report:
-    """Build this session's report from the store, write it, and log it as an artifact."""
+    """Build this session's report from the store, write it, and log it as an artifact.
+
+    ``figures``: ``--mlexp-figures``, how the page loads plotly.js (``inline`` or ``cdn``).
+    """
     names = sorted({r.experiment for r in results})
     experiments = [backend.client.get_experiment(backend.experiment_id(name)) for name in names]
     report = build_report(
-        backend, experiments, session_filter(tracking.session_id), f"session {tracking.session_id}"
+        backend,
+        experiments,
+        session_filter(tracking.session_id),
+        f"session {tracking.session_id}",
+        figures,
     )
     write(report, path)
     run_id = report_run(tracking, backend, path.name)

@@ -39,6 +39,9 @@ class StoredRun:
     models: list[str] = field(default_factory=list)
     #: The page of the model version registered from this run (servers only).
     registered_url: str | None = None
+    #: The registered version's aliases as the registry holds them now (``current_aliases``);
+    #: ``None``: not read, the alias tagged at registration is shown.
+    aliases: list[str] | None = None
 
     @property
     def outcome(self) -> str:
@@ -73,8 +76,12 @@ class StoredRun:
         name = self.tags.get(T.REGISTERED_MODEL)
         if not name:
             return ""
-        version, alias = self.tags.get(T.REGISTERED_VERSION, "?"), self.tags.get(T.REGISTERED_ALIAS)
-        return f"{name} v{version}" + (f" @{alias}" if alias else "")
+        version = self.tags.get(T.REGISTERED_VERSION, "?")
+        aliases = self.aliases
+        if aliases is None:
+            tagged = self.tags.get(T.REGISTERED_ALIAS)
+            aliases = [tagged] if tagged else []
+        return f"{name} v{version}" + "".join(f" @{alias}" for alias in aliases)
 
     @property
     def step_metrics(self) -> list[str]:
@@ -155,6 +162,28 @@ def get_run(backend: Backend, ref: str, experiments: Sequence[Any] = ()) -> Stor
     return by_name[0]
 
 
+def current_aliases(backend: Backend, runs: Iterable[StoredRun]) -> None:
+    """Set each registered run's ``aliases`` to its model version's aliases in the registry now.
+
+    The alias tagged on the run at registration may have moved since (to a
+    newer version); a version the registry no longer holds shows none.
+    """
+    from mlflow.exceptions import MlflowException
+
+    looked: dict[tuple[str, str], list[str]] = {}
+    for run in runs:
+        name, version = run.tags.get(T.REGISTERED_MODEL), run.tags.get(T.REGISTERED_VERSION)
+        if not name or not version:
+            continue
+        if (name, version) not in looked:
+            try:
+                found = backend.client.get_model_version(name, version)
+                looked[name, version] = sorted(found.aliases or [])
+            except MlflowException:
+                looked[name, version] = []
+        run.aliases = looked[name, version]
+
+
 def load_histories(backend: Backend, runs: Iterable[StoredRun]) -> None:
     """Fill each run's metric histories, read in bulk (``backend.histories``)."""
     from ..backend.histories import metric_histories
@@ -185,7 +214,12 @@ def stored_run(backend: Backend, run: Any, experiments: Mapping[str, str]) -> St
         status=str(info.status),
         start_time=int(info.start_time or 0),
         params=dict(data.params),
-        metrics={k: float(v) for k, v in data.metrics.items()},
+        # MLflow's system metrics are the machine's: the UI's "System metrics" tab shows them.
+        metrics={
+            k: float(v)
+            for k, v in data.metrics.items()
+            if not k.startswith(T.SYSTEM_METRICS_PREFIX)
+        },
         tags=dict(data.tags),
         url=backend.run_link(experiment_id, str(info.run_id)),
         models=[

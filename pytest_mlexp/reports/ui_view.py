@@ -12,7 +12,9 @@ UI's own fix that:
   opens the table in it.
 
 The plugin keeps one saved view per experiment, named ``pytest-mlexp``,
-refreshed at every session's end with the params and metrics its runs logged.
+refreshed at every session's end with the params and metrics its runs logged,
+and the ``best.*`` metrics their grid and search parents logged (parents log
+no other metric a member has, so their rows would show ``-`` everywhere).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ def save_view(backend: Backend, experiment_id: str, runs: Sequence[RunSummary]) 
     """Write (or refresh) the experiment's ``pytest-mlexp`` view: these runs' params and metrics."""
     params = _keys(r.params for r in runs)
     metrics = _keys(r.metrics for r in runs)
+    metrics += best_metrics(runs)
     key = T.SAVED_VIEW_PREFIX + VIEW_KEY
     experiment = backend.client.get_experiment(experiment_id)
     state = view_state(params, metrics)
@@ -87,10 +90,28 @@ def save_view(backend: Backend, experiment_id: str, runs: Sequence[RunSummary]) 
     backend.client.set_experiment_tag(experiment_id, key, view_tag_value(VIEW_NAME, state, created))
 
 
+def best_metrics(runs: Sequence[RunSummary]) -> list[str]:
+    """``best.<metric>`` for the metrics of grid cells and search trials: what their parents log."""
+    members = [
+        r for r in runs if r.groups is not None and (r.groups.grid_run_id or r.groups.search_run_id)
+    ]
+    return [T.BEST_PREFIX + key for key in _keys(r.metrics for r in members)]
+
+
 def view_state(params: Sequence[str], metrics: Sequence[str]) -> dict[str, Any]:
     """The runs table's state as the UI saves it: metrics then params after the run's name."""
     param_columns = [f"params.`{key}`" for key in params[:MAX_COLUMNS]]
-    metric_columns = [f"metrics.`{key}`" for key in metrics[:MAX_COLUMNS]]
+    plain = [key for key in metrics if not key.startswith(T.BEST_PREFIX)][:MAX_COLUMNS]
+    best = [key for key in metrics if key.startswith(T.BEST_PREFIX)][:MAX_COLUMNS]
+    # Each member metric next to its parents' best.<metric>: a collapsed grid's row
+    # shows its best value where its cells show theirs.
+    ordered = []
+    for key in plain:
+        ordered.append(key)
+        if T.BEST_PREFIX + key in best:
+            ordered.append(T.BEST_PREFIX + key)
+    ordered += [key for key in best if key not in ordered]
+    metric_columns = [f"metrics.`{key}`" for key in ordered]
     return {
         "searchFilter": HIDE_FILTER,
         "orderByKey": "attributes.start_time",

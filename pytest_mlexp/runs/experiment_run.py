@@ -210,15 +210,21 @@ class ExperimentRun:
         """Save ``text`` as an artifact file (``notes/summary.md``)."""
         self.client.log_text(self.run_id, text, artifact_file)
 
+    #: How HTML figures load plotly.js: ``inline`` (in every file) or ``cdn`` (from plotly's
+    #: CDN); ``--mlexp-figures``, set when the run starts.
+    figures: str = "inline"
+
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         """Save a matplotlib or plotly figure as an artifact.
 
         A plotly figure saved as ``.html`` carries plotly.js inside (about 4.7 MB),
-        so it renders in the MLflow UI's artifact viewer with no network; MLflow's
-        own ``log_figure`` would load plotly.js from a CDN.
+        so it renders in the MLflow UI's artifact viewer with no network; with
+        ``--mlexp-figures cdn`` it loads plotly.js from plotly's CDN instead (a
+        few kB a figure, needs the network to render).
         """
         if artifact_file.lower().endswith((".html", ".htm")) and _is_plotly(figure):
-            html = figure.to_html(include_plotlyjs=True, full_html=True)
+            include: str | bool = "cdn" if self.figures == "cdn" else True
+            html = figure.to_html(include_plotlyjs=include, full_html=True)
             self.client.log_text(self.run_id, html, artifact_file)
             return
         self.client.log_figure(self.run_id, figure, artifact_file)

@@ -29,6 +29,7 @@ from .declaration import EXTRA, SEARCH_KWARGS, DeclarationError, SearchSpec, rea
 
 if TYPE_CHECKING:
     from ..settings import Settings
+    from ..settings.params import Override
 
 #: Names a search cannot give values to.
 RESERVED = frozenset({"request", "params", "mlflow_run"})
@@ -73,8 +74,11 @@ def parametrize_search(
                 "search", f"searches run on Optuna, which is not installed: {EXTRA}"
             )
     except DeclarationError as exc:
+        override = _overrides(settings, definition.name, file_search).get(exc.key)
         where = (
-            f"{file_search.where(exc.key.partition('[')[0])}: {definition.name}."
+            f"--mlexp-set {override.text}: {definition.name}."
+            if override is not None
+            else f"{file_search.where(exc.key.partition('[')[0])}: {definition.name}."
             if file_search is not None and exc.key.partition("[")[0] in file_search.options
             else f"@pytest.mark.mlexp on {definition.nodeid}: "
         )
@@ -135,6 +139,11 @@ def _declaration(
         options.update(file_search.options)
         source = file_search.where("search")
     options.update(marked)
+    overrides = _overrides(settings, definition.name, file_search)
+    if overrides and "search" in options:
+        for key, override in overrides.items():
+            options[key] = override.value
+        source += " with --mlexp-set " + " ".join(o.text for o in overrides.values())
     if "search" not in options:
         given = next(iter(marked), "trials")
         raise DeclarationError(
@@ -142,6 +151,19 @@ def _declaration(
         )
     function = definition.nodeid
     return read_declaration(function, options, settings.gate.directions, source)
+
+
+def _overrides(
+    settings: Settings, name: str, file_search: FileSearch | None
+) -> dict[str, Override]:
+    """The ``--mlexp-set`` texts setting this search's trials, sampler, seed or objective."""
+    fixed = set(file_search.fixed) if file_search is not None else set()
+    found = {}
+    for override in settings.params.overrides:
+        setting = override.search_setting
+        if setting is not None and setting[0] == name and setting[1] not in fixed:
+            found[setting[1]] = override
+    return found
 
 
 def _check_arguments(

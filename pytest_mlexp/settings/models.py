@@ -33,6 +33,9 @@ class RegisterSettings:
     names: Mapping[str, str] = field(default_factory=dict)
     #: Where each key of ``names`` came from, for messages.
     sources: Mapping[str, str] = field(default_factory=dict)
+    #: ``--mlexp-keep-models K``: keep logged models of the best K members of each grid or
+    #: search only; ``None`` (``all``, the default) keeps every model.
+    keep: int | None = None
 
     def name_for(self, function_id: str, function_name: str) -> str:
         """The name ``names`` gives a function (``path::name`` or ``name``), or ``""``."""
@@ -65,7 +68,28 @@ def resolve_register(config: pytest.Config) -> RegisterSettings:
         alias=alias,
         names=MappingProxyType(names),
         sources=MappingProxyType(sources),
+        keep=resolve_keep_models(config),
     )
+
+
+def resolve_keep_models(config: pytest.Config) -> int | None:
+    """``--mlexp-keep-models`` (ini ``mlexp_keep_models``, yaml ``keep_models``): K, or None."""
+    found = lookup(config, option="mlexp_keep_models", key="keep_models")
+    if found is None:
+        return None
+    value, source = str(found[0]).strip().lower(), found[1]
+    if value == "all":
+        return None
+    try:
+        keep = int(value)
+    except ValueError:
+        keep = -1
+    if keep < 1 or isinstance(found[0], bool):
+        raise pytest.UsageError(
+            f"{source}: invalid value {found[0]!r} for keep_models; accepted: a whole number "
+            "of best members whose models are kept (at least 1, e.g. 3), or all"
+        )
+    return keep
 
 
 def check_model_name(value: Any, where: str) -> str:

@@ -21,6 +21,8 @@ from .sources import base_dir, lookup
 DEFAULT_PARAMS_FILE = Path("experiments") / "params.yaml"
 #: Values of ``params_file`` that switch the params file off.
 OFF = ("none", "off")
+#: A search's settings ``--mlexp-set experiment_rf.trials=2`` can change (marker or file).
+SEARCH_SETTINGS = ("trials", "sampler", "seed", "objective")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,16 @@ class Override:
     key: str
     #: The value parsed as YAML: a scalar, or a list that makes a grid axis.
     value: Any
+
+    @property
+    def search_setting(self) -> tuple[str, str] | None:
+        """``("experiment_rf", "trials")`` for ``experiment_rf.trials=2``: maybe a search's setting.
+
+        It is one when the function declares a search (in its marker or the params
+        file) and has no param of that name; else it is an ordinary param override.
+        """
+        function, dot, name = self.key.partition(".")
+        return (function, name) if dot and name in SEARCH_SETTINGS else None
 
 
 @dataclass(frozen=True)
@@ -72,9 +84,10 @@ def resolve_params(config: pytest.Config) -> ParamsSettings:
                     f"{source}: params file {file} does not exist; give the path of a YAML "
                     f"file of experiment params, or {OFF[0]} for no params file"
                 )
-    if file is None and overrides:
+    params = [o for o in overrides if o.search_setting is None]
+    if file is None and params:
         raise pytest.UsageError(
-            f"--mlexp-set {overrides[0].text}: the params file is switched off ({source}); "
+            f"--mlexp-set {params[0].text}: the params file is switched off ({source}); "
             "overrides change the values of a params file"
         )
     return ParamsSettings(file=file, source=source, overrides=overrides)

@@ -42,3 +42,8 @@ def resolve_figures(config: pytest.Config) -> str:
             "every file, works offline) or cdn (plotly.js from its CDN, a few kB a figure)"
         )
     return value
+
+
+def describe_figures(figures: str) -> str:
+    """``figures inline`` / ``figures from the CDN``: for the session's tracking line."""
+    return "figures from plotly's CDN" if figures == "cdn" else "figures inline"
