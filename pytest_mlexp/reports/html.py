@@ -565,6 +565,7 @@ table.runs { border-collapse: collapse; font-size: 0.85rem; width: 100%; }
 .status.killed { color: #8d99ae; }
 .verdict.fail, .verdict.failed, .verdict.regressed { color: #d62828; }
 .verdict.pass, .verdict.passed, .verdict.ok { color: #2a9d8f; }
+.verdict.inconclusive { color: #b07d00; }
 .plot { background: white; border: 1px solid #e0e4ea; border-radius: 6px; margin: 12px 0;
         padding: 4px; }
 """
