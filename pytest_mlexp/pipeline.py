@@ -260,6 +260,11 @@ def check_markers(item: pytest.Item) -> None:
         check_models_marker(marker, marker_place(item))
         check_reuse_marker(marker.kwargs, marker_place(item))
         check_best(item, marker)
+        if "resources" in marker.kwargs:
+            from .cluster.resources import demand_of
+
+            # Refused with or without --mlexp-ray: the same file runs on both.
+            demand_of(marker.kwargs["resources"], f"{marker_place(item)}: resources=")
 
 
 def activate(session: MlexpSession, tracked: list[pytest.Item], *, searches: bool) -> None:

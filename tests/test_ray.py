@@ -292,6 +292,18 @@ def test_refused_without_a_cluster(
     )
     assert not (ourtester.path / "mlflow.db").exists()
 
+    # Bad resources are refused with or without a cluster.
+    ourtester.makepyfile(
+        experiment_one="import pytest\n\n"
+        "@pytest.mark.mlexp(resources={'num_gpus': 'one'})\n"
+        "def experiment_one(mlflow_run):\n    pass\n"
+    )
+    result = ourtester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*experiment_one*resources=: resource 'num_gpus' must be a number*"]
+    )
+
     monkeypatch.setitem(sys.modules, "ray", None)
     result = ourtester.runpytest("--mlexp-ray", "auto")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -334,3 +346,25 @@ def test_refusals_for_nodes_on_other_machines(tmp_path: Path) -> None:
     assert missing(demand_of({"num_gpus": 4}, "here"), nodes) == (
         "no node of the Ray cluster can ever host GPU=4 (the most a node has: 2)"
     )
+
+
+def test_spooled_journals_travel_to_the_controller(tmp_path: Path) -> None:
+    """A node's journal files (its runs kept while the server was lost) reach the project's."""
+    from pytest_mlexp.cluster.journal import keep, take
+    from pytest_mlexp.spool.journal import Journal, read_journal
+
+    node, project = tmp_path / "node" / "journal", tmp_path / "project" / "journal"
+    journal = Journal(node, "http://user:secret@tracking:5000")
+    journal.append("run1", {"op": "create", "experiment": "e"})
+    artifact = tmp_path / "model.txt"
+    artifact.write_text("weights")
+    kept = journal.keep_file("run1", str(artifact))
+    assert keep(take(node), project) == 1
+    # The same run goes on spooling during the worker's next item: one file, one header.
+    journal.append("run1", {"op": "terminate", "status": "FINISHED"})
+    assert keep(take(node), project) == 0
+    assert not list(node.iterdir())  # nothing left on the node
+    ops = read_journal(project / "run1.jsonl")
+    assert [op["op"] for op in ops] == ["header", "create", "terminate"]
+    assert "secret" not in (project / "run1.jsonl").read_text()
+    assert (project / kept).read_text() == "weights"

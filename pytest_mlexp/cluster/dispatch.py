@@ -321,16 +321,8 @@ class Dispatcher:
 
     def _keep_journal(self, files: list[tuple[str, bytes]]) -> None:
         """Spooled runs' journal files from a worker, into this project's ``.mlexp/journal``."""
-        if not files:
-            return
-        from ..spool.journal import JOURNAL_DIR
+        if files:
+            from ..spool.journal import JOURNAL_DIR
+            from .journal import keep
 
-        root = self.session.settings.tracking.rootdir / JOURNAL_DIR
-        for name, content in files:
-            target = root / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.suffix == ".jsonl" and target.exists():
-                # A run spooled across two items of the worker: its header is there already.
-                content = b"".join(content.splitlines(keepends=True)[1:])
-            with open(target, "ab") as out:
-                out.write(content)
+            keep(files, self.session.settings.tracking.rootdir / JOURNAL_DIR)

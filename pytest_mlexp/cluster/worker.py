@@ -12,7 +12,6 @@ the controller's session id and process.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import tempfile
 import traceback
@@ -143,23 +142,6 @@ class ItemWorker:
         return {"journal": self._take_journal()}
 
     def _take_journal(self) -> list[tuple[str, bytes]]:
-        """The spooled runs' journal files, moved out of the node to travel to the controller.
+        from .journal import take
 
-        The shipped project is a copy Ray removes with the node's session:
-        the controller writes them into its own ``.mlexp/journal`` for ``mlexp sync``.
-        """
-        if self.journal is None or not self.journal.is_dir():
-            return []
-        taken = []
-        for path in sorted(self.journal.rglob("*")):
-            relative = path.relative_to(self.journal)
-            if path.is_file() and relative.parts[0] != "replayed":
-                taken.append((relative.as_posix(), path.read_bytes()))
-        for entry in self.journal.iterdir():
-            if entry.name == "replayed":
-                continue
-            if entry.is_dir():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-        return taken
+        return take(self.journal) if self.journal is not None else []
