@@ -23,6 +23,10 @@ xdist | searches: one study, one parent | test_search.py::test_workers_share_one
 xdist | the gate's verdicts reach the controller | test_regression.py::test_verdicts_from_xdist_workers_reach_the_controller
 xdist | grid parents completed by the last worker; the controller imports no MLflow | test_grids.py::test_xdist_controller_of_a_grid_imports_no_mlflow
 xdist, a worker dies | the controller sweeps its run and completes the grid itself | test_grids.py::test_killed_worker_runs_are_marked_killed_by_the_controller
+Ray cluster (--mlexp-ray) | grid parents, repeated cells, the gate's verdicts: the same as serially | test_ray.py::test_on_a_ray_cluster
+Ray cluster, a node lost mid-item | the lost attempt KILLED as superseded (outcome rerun), the retry counted | test_ray.py::test_on_a_ray_cluster
+Ray cluster, Ctrl-C | the runs in flight end KILLED (interrupted) | test_ray.py::test_on_a_ray_cluster
+Ray cluster, spool | journal files from the nodes into the controller's .mlexp/journal | test_ray.py::test_spooled_journals_travel_to_the_controller
 """  # noqa: E501
 
 from __future__ import annotations
