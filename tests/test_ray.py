@@ -269,9 +269,11 @@ def test_on_a_ray_cluster(ray_cluster: LocalCluster, ourtester: pytest.Pytester)
     # Ctrl-C: the cluster's work is cancelled, its run ends KILLED.
     project.joinpath("experiment_cluster.py").write_text(INTERRUPTED)
     started = time.monotonic()
+    # (pytest-randomly on: the workers take the controller's seed, as xdist's do)
     stopped = ourtester.runpytest(
-        *uri, "--mlexp-experiment", "ctrl-c", *on_cluster, no_reraise_ctrlc=True
-    )
+        "--mlexp-tracking-uri", ray_cluster.server_url, "--mlexp-experiment", "ctrl-c",
+        *on_cluster, no_reraise_ctrlc=True,
+    )  # fmt: skip
     assert stopped.ret == pytest.ExitCode.INTERRUPTED
     assert time.monotonic() - started < 30
     [interrupted] = _runs(client, "ctrl-c")

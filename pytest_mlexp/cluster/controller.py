@@ -94,6 +94,9 @@ class RayController:
             "workercount": 2,
             "mainargv": ["pytest", *map(str, self.config.invocation_params.args)],
         }
+        if self.config.pluginmanager.hasplugin("randomly"):
+            # As pytest-randomly hands xdist workers the controller's seed.
+            given["randomly_seed"] = self.config.getoption("randomly_seed")
         if self.cluster is not None and self.cluster.local:
             given[JOURNAL_ROOT_FIELD] = str(self.settings.tracking.rootdir)
         return given

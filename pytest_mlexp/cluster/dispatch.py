@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 MAX_ATTEMPTS = 3
 #: Seconds each ``ray.wait`` may block, so that Ctrl-C is seen at once.
 _WAIT_SLICE = 0.2
+#: Seconds Ctrl-C waits for the killed workers to be gone.
+_KILL_TIMEOUT = 5.0
 #: What a worker inherits from the controller's environment (credentials included:
 #: it logs to the same server); MLEXP_RAY is the controller's own.
 _ENV_PREFIXES = ("MLFLOW_", "MLEXP_")
@@ -310,9 +312,13 @@ class Dispatcher:
 
     def _cancel(self) -> None:
         """Ctrl-C (or a crash): kill every worker; the runs in flight end KILLED."""
-        inflight, self._inflight = list(self._inflight.values()), {}
+        refs, inflight = list(self._inflight), list(self._inflight.values())
+        self._inflight = {}
         for call in inflight:
             self.ray.kill(call.actor, no_restart=True)
+        if refs:
+            # Dead before their runs are looked for: none is created after.
+            self.ray.wait(refs, num_returns=len(refs), timeout=_KILL_TIMEOUT)
         for actor in self._finishing.values():
             self.ray.kill(actor, no_restart=True)
         self._finishing = {}
