@@ -233,8 +233,8 @@ class Dispatcher:
         if call.attempt >= MAX_ATTEMPTS:
             self._fail(
                 call.item,
-                f"mlexp: the Ray worker running this item died {call.attempt} times "
-                f"(last: {type(exc).__name__}); not retried again",
+                f"mlexp: the Ray worker running this item died {call.attempt} times; "
+                f"not retried again. The last time: {type(exc).__name__}: {str(exc)[:1000]}",
                 when="call",
             )
         else:
