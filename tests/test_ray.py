@@ -163,8 +163,10 @@ def experiment_repeated(mlflow_run, seed):
 @pytest.mark.mlexp(repeats=2, expect={"score": ">= 0.9"}, resources={"node_a": 1})
 def experiment_regressed(mlflow_run, seed):
     mlflow_run.log_metric("score", 0.5 + seed / 100)
-    if seed == 1 and "MLEXP_TEST_NODE" in os.environ:
-        time.sleep(2)  # node_a is busy when node_b is free again
+    deadline = time.monotonic() + 30
+    while seed == 1 and "MLEXP_TEST_NODE" in os.environ and not os.path.exists(LOST):
+        assert time.monotonic() < deadline, "node_b was never lost"
+        time.sleep(0.1)  # node_a stays busy: the next free CPU is node_b's
 
 def experiment_loses_its_node(mlflow_run):
     # On the cluster, its worker takes the first free CPU: node_b's, once the grid is done.
