@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,6 +194,22 @@ def experiment_interrupted(mlflow_run, request):
 """
 
 
+SPOOLED = """
+import os, signal, time, urllib.request
+
+def experiment_spooled(mlflow_run):
+    mlflow_run.log_metric("before", 1.0)
+    os.killpg(SERVER_PID, signal.SIGTERM)  # the tracking server is lost mid-item
+    while True:
+        try:
+            urllib.request.urlopen(SERVER_URL + "/health", timeout=1)
+            time.sleep(0.2)
+        except OSError:
+            break
+    mlflow_run.log_metric("after", 2.0)
+"""
+
+
 def _runs(client: MlflowClient, experiment: str) -> list[Any]:
     found = client.get_experiment_by_name(experiment)
     assert found is not None, experiment
@@ -221,8 +237,13 @@ def _groups(runs: list[Any]) -> dict[str, dict[str, Any]]:
     return groups
 
 
-def test_on_a_ray_cluster(ray_cluster: LocalCluster, ourtester: pytest.Pytester) -> None:
-    """Placement by resources, the same results as serially, a lost node, Ctrl-C."""
+def test_on_a_ray_cluster(
+    ray_cluster: LocalCluster,
+    ourtester: pytest.Pytester,
+    server_factory: Callable[..., Any],
+    mlexp: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    """Placement by resources, the same results as serially, a lost node, Ctrl-C, the spool."""
     client = MlflowClient(ray_cluster.server_url)
     lost = ourtester.path / "lost"
     project = ourtester.path
@@ -280,6 +301,37 @@ def test_on_a_ray_cluster(ray_cluster: LocalCluster, ourtester: pytest.Pytester)
     assert time.monotonic() - started < 30
     [interrupted] = _runs(client, "ctrl-c")
     assert (interrupted.info.status, interrupted.data.tags[T.OUTCOME]) == ("KILLED", "interrupted")
+
+    # The spool on a node: the journal comes back to this project, and `mlexp sync` replays it.
+    server = server_factory()
+    server.start()
+    header = f"SERVER_PID = {server.process.pid}\nSERVER_URL = {server.url!r}\n"
+    project.joinpath("experiment_cluster.py").write_text(header + SPOOLED)
+    monkeypatch = pytest.MonkeyPatch()
+    for name, value in {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+    }.items():
+        monkeypatch.setenv(name, value)
+    try:
+        spooled = ourtester.runpytest(
+            "-p", "no:randomly", "--mlexp-tracking-uri", server.url, "--mlexp-experiment", "spool",
+            "--mlexp-on-tracking-error", "spool", "-W", "ignore::pytest_mlexp.MlexpWarning",
+            *on_cluster,
+        )  # fmt: skip
+    finally:
+        monkeypatch.undo()
+    server.process.wait(timeout=30)
+    spooled.assert_outcomes(passed=1)
+    spooled.stdout.fnmatch_lines(
+        [f"mlexp: 1 runs could not reach {server.url}; they are kept in *"]
+    )
+    assert len(list((project / ".mlexp" / "journal").glob("*.jsonl"))) == 1
+    server.start()
+    synced = mlexp(project, "sync")
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    [run] = _runs(MlflowClient(server.url), "spool")
+    assert (run.info.status, run.data.metrics) == ("FINISHED", {"before": 1.0, "after": 2.0})
 
 
 def test_refused_without_a_cluster(
