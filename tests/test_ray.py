@@ -307,20 +307,15 @@ def test_on_a_ray_cluster(
     server.start()
     header = f"SERVER_PID = {server.process.pid}\nSERVER_URL = {server.url!r}\n"
     project.joinpath("experiment_cluster.py").write_text(header + SPOOLED)
-    monkeypatch = pytest.MonkeyPatch()
-    for name, value in {
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
-    }.items():
-        monkeypatch.setenv(name, value)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        # Forwarded to the workers (MLFLOW_*): the lost server is given up at once.
+        patch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        patch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
         spooled = ourtester.runpytest(
             "-p", "no:randomly", "--mlexp-tracking-uri", server.url, "--mlexp-experiment", "spool",
             "--mlexp-on-tracking-error", "spool", "-W", "ignore::pytest_mlexp.MlexpWarning",
             *on_cluster,
         )  # fmt: skip
-    finally:
-        monkeypatch.undo()
     server.process.wait(timeout=30)
     spooled.assert_outcomes(passed=1)
     spooled.stdout.fnmatch_lines(
