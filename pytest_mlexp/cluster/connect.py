@@ -119,6 +119,10 @@ def connect(address: str, rootdir: Path) -> Cluster:
             f"--mlexp-ray {address}: could not connect to the Ray cluster: "
             f"{type(exc).__name__}: {exc}"
         ) from None
+    # Ray's SIGTERM handler exits the process; the session's own (runs.session) ends
+    # the runs in flight as KILLED, as Ctrl-C does.
+    with contextlib.suppress(ValueError):  # not the main thread: Ray installed none
+        signal.signal(signal.SIGTERM, sigterm)
     cluster = Cluster(ray, address, local=False, _sigterm=sigterm)
     cluster.refresh()
     cluster.local = is_local(node_addresses(ray), _this_machine(ray))
