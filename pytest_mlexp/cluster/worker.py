@@ -12,6 +12,7 @@ the controller's session id and process.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import tempfile
 import traceback
@@ -70,6 +71,8 @@ class ItemWorker:
         self.items: dict[str, pytest.Item] = {}
         self.relay = Relay(self.node_id)
         self.journal: Path | None = None
+        #: The worker's own ``--basetemp`` (``tmp_path``), removed when its session ends.
+        self.basetemp: str | None = None
         try:
             self._start(spec)
         except BaseException as exc:  # a worker that cannot start says why, on every call
@@ -89,7 +92,7 @@ class ItemWorker:
         # As xdist's remote.setup_config: this process runs items, it distributes none.
         option.dist, option.numprocesses, option.maxfail = "no", None, 0
         option.usepdb, option.mlexp_ray = False, None
-        option.basetemp = tempfile.mkdtemp(prefix="mlexp-ray-")
+        option.basetemp = self.basetemp = tempfile.mkdtemp(prefix="mlexp-ray-")
         config.workerinput = dict(spec["workerinput"])  # type: ignore[attr-defined]
         self.session = pytest_session.start(config)
         self.items = {item.nodeid: item for item in self.session.items}
@@ -139,6 +142,9 @@ class ItemWorker:
                 pytest_session.stop(self.session, exitstatus)
             except BaseException as exc:
                 return {"error": "".join(traceback.format_exception(exc)), "journal": []}
+            finally:
+                if self.basetemp is not None:
+                    shutil.rmtree(self.basetemp, ignore_errors=True)
         return {"journal": self._take_journal()}
 
     def _take_journal(self) -> list[tuple[str, bytes]]:
