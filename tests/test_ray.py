@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -128,6 +129,7 @@ def ray_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
     finally:
         worker.kill()
         head.kill()
+        shutil.rmtree(temp_dir, ignore_errors=True)
         auth.__exit__(None, None, None)
 
 
