@@ -26,6 +26,14 @@ it has open, for every worker's runs (``Worker``): the controller prints what it
 sent, and imports MLflow only when the session's end needs the store itself
 (``needs_store``: the gate's group runs, registration, the HTML report) or when
 a worker ended without a word (it died).
+
+Under ``--mlexp-ray`` the controller also registers ``cluster.controller.RayController``,
+which runs the items on warm Ray actors instead of pytest's loop. Each actor
+holds a pytest session of its own whose ``config.workerinput`` is the
+controller's, as an xdist worker's, so every feature sees the controller's
+session id and process; it sends no share (it has no ``workeroutput``). The
+summaries come with the replayed teardown reports, and the controller does the
+session's end itself against the tracking server (``finish`` without shares).
 """
 
 from __future__ import annotations
@@ -260,6 +268,11 @@ def check_markers(item: pytest.Item) -> None:
         check_models_marker(marker, marker_place(item))
         check_reuse_marker(marker.kwargs, marker_place(item))
         check_best(item, marker)
+        if "resources" in marker.kwargs:
+            from .cluster.resources import demand_of
+
+            # Refused with or without --mlexp-ray: the same file runs on both.
+            demand_of(marker.kwargs["resources"], f"{marker_place(item)}: resources=")
 
 
 def activate(session: MlexpSession, tracked: list[pytest.Item], *, searches: bool) -> None:

@@ -52,13 +52,20 @@ def pytest_configure(config: pytest.Config) -> None:
     session = MlexpSession(config, resolved, open_backend)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, SESSION_NAME)
-    config.pluginmanager.register(Pipeline(session), "mlexp-pipeline")
+    pipeline = Pipeline(session)
+    config.pluginmanager.register(pipeline, "mlexp-pipeline")
     if is_controller(config):
         # The session's end (finish, the terminal summary) happens once, where workers report.
         controller = Controller(session)
         config.pluginmanager.register(controller, "mlexp-controller")
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(XdistHooks(config, controller), "mlexp-xdist")
+        if resolved.cluster.address is not None:
+            from .cluster.controller import RayController
+
+            # --mlexp-ray: the items run on the cluster's warm workers (Ray imported then).
+            ray = RayController(session, searches=lambda: pipeline.searches)
+            config.pluginmanager.register(ray, "mlexp-ray")
     else:
         # An xdist worker: its share of the session's end, sent to the controller.
         config.pluginmanager.register(Worker(session), "mlexp-worker")

@@ -67,6 +67,7 @@ def storage_label(settings: SearchSettings, rootdir: Path, name: str) -> str:
     """Where the study is, as messages and the parent run show it (no password)."""
     if settings.storage is not None:
         return redact_uri(settings.storage)
+    rootdir = settings.journal_root or rootdir
     path = journal_path(rootdir, name)
     try:
         return f"journal {path.relative_to(rootdir)}"
@@ -93,7 +94,7 @@ def open_study(
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
-        path = journal_path(rootdir, name)
+        path = journal_path(settings.journal_root or rootdir, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         storage = JournalStorage(JournalFileBackend(str(path)))
     try:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from ..workers import worker_input
 from .sources import lookup
 
 #: Environment variable naming the search storage.
 STORAGE_ENV = "MLEXP_SEARCH_STORAGE"
+#: The ``workerinput`` key of the folder holding the journal files, when a worker's rootdir
+#: is a copy of the controller's (a local Ray cluster's workers): the controller's rootdir.
+JOURNAL_ROOT_FIELD = "mlexp_search_journal_root"
 
 _DATABASE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9]*(\+[A-Za-z0-9_]+)?://")
 
@@ -24,16 +29,21 @@ class SearchSettings:
     storage: str | None = None
     #: Where ``storage`` came from, for messages.
     source: str = "default"
+    #: The folder whose ``.mlexp/optuna`` holds the journal files; ``None``: the rootdir.
+    journal_root: Path | None = None
 
 
 def resolve_search(config: pytest.Config) -> SearchSettings:
     """``--mlexp-search-storage``, ``MLEXP_SEARCH_STORAGE``, ini or yaml ``search_storage``."""
+    controller = worker_input(config) or {}
+    given = controller.get(JOURNAL_ROOT_FIELD)
+    journal_root = Path(given) if given else None
     found = lookup(config, option="mlexp_search_storage", env=STORAGE_ENV, key="search_storage")
     if found is None:
-        return SearchSettings()
+        return SearchSettings(journal_root=journal_root)
     value, source = str(found[0]).strip(), found[1]
     if value.lower() in ("journal", "default"):
-        return SearchSettings(source=source)
+        return SearchSettings(source=source, journal_root=journal_root)
     if not _DATABASE_URL.match(value):
         from ..redaction import redact_text
 

@@ -1,0 +1,423 @@
+"""``--mlexp-ray``: a session's items on a real local Ray cluster of two nodes.
+
+The cluster is started once for the module, so its sessions share one test
+(``test_on_a_ray_cluster``): under ``-n 2`` the module's tests may go to
+different xdist workers, and two clusters would cost twice the start and
+clash on ports. Its nodes are ``ray start --block`` processes on 127.0.0.1,
+each in its own process group, ended by ``os.killpg`` (never ``ray stop``,
+which ends every Ray process of the machine); a real ``mlflow server`` runs
+beside them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+
+import pytest_mlexp
+from pytest_mlexp.backend import tags as T
+
+ray = pytest.importorskip("ray")
+
+#: This module's ports (6200-6299 belong to the Ray tests; 6200-6249 are left for development).
+HEAD_PORT = 6250
+#: The project under test comes first on the nodes' path: their workers import this copy.
+PROJECT = Path(pytest_mlexp.__file__).resolve().parent.parent
+RAY_BIN = Path(sys.executable).parent / "ray"
+
+
+@dataclass
+class Node:
+    process: subprocess.Popen[bytes]
+    resource: str
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):  # the test lost it already
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+
+@dataclass
+class LocalCluster:
+    address: str
+    head: Node
+    worker: Node
+    #: The tracking server beside the cluster (``mlflow_server``, started while the nodes boot).
+    server_url: str
+
+
+def _ports(base: int) -> list[str]:
+    return [
+        "--node-manager-port", str(base + 1),
+        "--object-manager-port", str(base + 2),
+        "--dashboard-agent-listen-port", str(base + 3),
+        "--dashboard-agent-grpc-port", str(base + 4),
+        "--metrics-export-port", str(base + 5),
+        "--runtime-env-agent-port", str(base + 6),
+        "--min-worker-port", str(base + 10),
+        "--max-worker-port", str(base + 23),
+    ]  # fmt: skip
+
+
+def _start(args: list[str], resource: str, env: dict[str, str], log: Path) -> Node:
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [str(RAY_BIN), "start", "--block", "--num-cpus", "1", "--disable-usage-stats",
+             "--node-ip-address", "127.0.0.1", "--resources", json.dumps({resource: 1}), *args],
+            env={**env, "MLEXP_TEST_NODE": resource},
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    return Node(process, resource)
+
+
+def _wait_for_nodes(address: str, count: int, timeout: float = 90.0) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+        try:
+            deadline = time.monotonic() + timeout
+            while sum(node["Alive"] for node in ray.nodes()) < count:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the Ray cluster has not {count} nodes: {ray.nodes()}")
+                time.sleep(0.3)
+        finally:
+            ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
+    """Two nodes on 127.0.0.1: the head with resource ``node_a``, a worker with ``node_b``."""
+    temp_dir = Path(tempfile.mkdtemp(prefix="wt20-ray-", dir="/tmp"))
+    # No token in ~/.ray: pytester gives each test a HOME of its own, the nodes keep theirs.
+    auth = pytest.MonkeyPatch.context()
+    auth.__enter__().setenv("RAY_AUTH_MODE", "disabled")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])),
+        # A lost node is noticed in about a second, not Ray's default half minute.
+        "RAY_health_check_initial_delay_ms": "0",
+        "RAY_health_check_period_ms": "500",
+        "RAY_health_check_failure_threshold": "2",
+    }
+    log = temp_dir / "nodes.log"
+    address = f"127.0.0.1:{HEAD_PORT}"
+    head = _start(
+        ["--head", "--port", str(HEAD_PORT), "--include-dashboard=false",
+         "--dashboard-port", str(HEAD_PORT + 8), "--temp-dir", str(temp_dir), *_ports(HEAD_PORT)],
+        "node_a", env, log,
+    )  # fmt: skip
+    worker = _start(["--address", address, *_ports(HEAD_PORT + 25)], "node_b", env, log)
+    try:
+        server = request.getfixturevalue("mlflow_server")
+        _wait_for_nodes(address, 2)
+        yield LocalCluster(address, head, worker, server.url)
+    finally:
+        worker.kill()
+        head.kill()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        auth.__exit__(None, None, None)
+
+
+def _node_ids(address: str) -> dict[str, str]:
+    """Each custom resource's node id."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+        try:
+            return {
+                name: node["NodeID"]
+                for node in ray.nodes()
+                for name in node["Resources"]
+                if name.startswith("node_")
+            }
+        finally:
+            ray.shutdown()
+
+
+EXPERIMENTS = """
+import os, signal, time
+import pytest
+
+@pytest.mark.mlexp(resources={"node_b": 1})
+@pytest.mark.parametrize("alpha", [1, 2, 3])
+def experiment_grid(mlflow_run, alpha):
+    mlflow_run.log_metric("score", 10.0 - (alpha - 2) ** 2)
+
+@pytest.mark.mlexp(repeats=2, expect={"score": ">= 0.5"}, resources={"node_a": 1})
+def experiment_repeated(mlflow_run, seed):
+    mlflow_run.log_metric("score", 0.6 + seed / 100)
+
+@pytest.mark.mlexp(repeats=2, expect={"score": ">= 0.9"}, resources={"node_a": 1})
+def experiment_regressed(mlflow_run, seed):
+    mlflow_run.log_metric("score", 0.5 + seed / 100)
+    deadline = time.monotonic() + 30
+    while seed == 1 and "MLEXP_TEST_NODE" in os.environ and not os.path.exists(LOST):
+        assert time.monotonic() < deadline, "node_b was never lost"
+        time.sleep(0.1)  # node_a stays busy: the next free CPU is node_b's
+
+def experiment_loses_its_node(mlflow_run):
+    # On the cluster, its worker takes the first free CPU: node_b's, once the grid is done.
+    if os.environ.get("MLEXP_TEST_NODE") == "node_b" and not os.path.exists(LOST):
+        open(LOST, "w").close()
+        os.killpg(os.getpgid(os.getppid()), signal.SIGKILL)  # the node: its raylet's group
+        os.kill(os.getpid(), signal.SIGKILL)
+    mlflow_run.log_metric("score", 1.0)
+"""
+
+UNHOSTABLE = """
+import pytest
+
+@pytest.mark.mlexp(resources={"num_gpus": 1})
+def experiment_on_a_gpu(mlflow_run):
+    mlflow_run.log_metric("score", 1.0)
+"""
+
+INTERRUPTED = """
+import os, signal, time
+
+def experiment_interrupted(mlflow_run, request):
+    os.kill(int(request.config.workerinput["mlexp_controller_pid"]), signal.SIGINT)
+    time.sleep(60)
+"""
+
+
+SPOOLED = """
+import os, signal, time, urllib.request
+
+def experiment_spooled(mlflow_run):
+    mlflow_run.log_metric("before", 1.0)
+    os.killpg(SERVER_PID, signal.SIGTERM)  # the tracking server is lost mid-item
+    while True:
+        try:
+            urllib.request.urlopen(SERVER_URL + "/health", timeout=1)
+            time.sleep(0.2)
+        except OSError:
+            break
+    mlflow_run.log_metric("after", 2.0)
+"""
+
+
+def _runs(client: MlflowClient, experiment: str) -> list[Any]:
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, experiment
+    return list(client.search_runs([found.experiment_id], max_results=1000))
+
+
+def _started(run: Any) -> int:
+    return int(run.info.start_time)
+
+
+def _groups(runs: list[Any]) -> dict[str, dict[str, Any]]:
+    """Each group run (grid parent, repeated cell) by kind and name: its status, tags, metrics."""
+    varying = (T.SESSION_ID, T.PID, T.HOST, "mlflow.", "mlexp.git", "mlexp.group", "mlexp.best_run")
+    groups = {}
+    for run in runs:
+        tags = run.data.tags
+        if T.KIND not in tags:
+            continue
+        key = f"{tags[T.KIND]} {run.info.run_name.split(' ·')[0]}"
+        groups[key] = {
+            "status": run.info.status,
+            **{k: v for k, v in tags.items() if not k.startswith(varying)},
+            **run.data.metrics,
+        }
+    return groups
+
+
+def test_on_a_ray_cluster(
+    ray_cluster: LocalCluster,
+    ourtester: pytest.Pytester,
+    server_factory: Callable[..., Any],
+    mlexp: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    """Placement by resources, the same results as serially, a lost node, Ctrl-C, the spool."""
+    client = MlflowClient(ray_cluster.server_url)
+    lost = ourtester.path / "lost"
+    project = ourtester.path
+    project.joinpath("experiment_cluster.py").write_text(f"LOST = {str(lost)!r}\n{EXPERIMENTS}")
+    project.joinpath("experiment_gpu.py").write_text(UNHOSTABLE)
+    uri = ("-p", "no:randomly", "--mlexp-tracking-uri", ray_cluster.server_url)
+    on_cluster = ("--mlexp-ray", ray_cluster.address)
+    nodes = _node_ids(ray_cluster.address)
+
+    # Each item where its resources are; the GPU item fails, naming the GPU; node_b is lost
+    # under experiment_loses_its_node, which runs again on node_a.
+    result = ourtester.runpytest(*uri, "-v", "--mlexp-experiment", "on-ray", *on_cluster)
+    result.assert_outcomes(passed=6, failed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*experiment_cluster.py::experiment_grid?2? PASSED*",
+            "*no node of the Ray cluster can ever host GPU=1 (the most a node has: 0)*",
+            "*1 attempt superseded by a rerun*experiment_loses_its_node*",
+            "*4 repeats by their expect= bounds: 2 regressed, 2 passed*",
+        ]
+    )
+    assert lost.exists(), "experiment_loses_its_node never ran on node_b"
+    on_ray = _runs(client, "on-ray")
+    ran = [r for r in on_ray if T.KIND not in r.data.tags]
+    assert not any("gpu" in r.info.run_name for r in ran)  # it never started a run
+    attempts = sorted((r for r in ran if "loses" in r.info.run_name), key=_started)
+    where = {r.info.run_name: r.data.tags[T.RAY_NODE] for r in ran if r not in attempts}
+    on_a = [f"experiment_{f}[seed{s}]" for f in ("repeated", "regressed") for s in (0, 1)]
+    assert where == {
+        **{f"experiment_grid[{alpha}]": nodes["node_b"] for alpha in (1, 2, 3)},
+        **dict.fromkeys(on_a, nodes["node_a"]),
+    }
+    assert [(r.info.status, r.data.tags[T.OUTCOME], r.data.tags[T.RAY_NODE]) for r in attempts] == [
+        ("KILLED", T.OUTCOME_RERUN, nodes["node_b"]),
+        ("FINISHED", "passed", nodes["node_a"]),
+    ]
+    assert "RUNNING" not in {r.info.status for r in on_ray}
+
+    # The same cells serially: the same grid parent, repeated cells and verdicts.
+    project.joinpath("experiment_gpu.py").unlink()
+    serial = ourtester.runpytest(*uri, "--mlexp-experiment", "serial")
+    serial.assert_outcomes(passed=6, failed=2)
+    assert _groups(on_ray) == _groups(_runs(client, "serial"))
+    assert len(_groups(on_ray)) == 3  # the grid's parent and two repeated cells
+
+    # Ctrl-C: the cluster's work is cancelled, its run ends KILLED.
+    project.joinpath("experiment_cluster.py").write_text(INTERRUPTED)
+    started = time.monotonic()
+    # (pytest-randomly on: the workers take the controller's seed, as xdist's do)
+    stopped = ourtester.runpytest(
+        "--mlexp-tracking-uri", ray_cluster.server_url, "--mlexp-experiment", "ctrl-c",
+        *on_cluster, no_reraise_ctrlc=True,
+    )  # fmt: skip
+    assert stopped.ret == pytest.ExitCode.INTERRUPTED
+    assert time.monotonic() - started < 30
+    [interrupted] = _runs(client, "ctrl-c")
+    assert (interrupted.info.status, interrupted.data.tags[T.OUTCOME]) == ("KILLED", "interrupted")
+
+    # The spool on a node: the journal comes back to this project, and `mlexp sync` replays it.
+    server = server_factory()
+    server.start()
+    header = f"SERVER_PID = {server.process.pid}\nSERVER_URL = {server.url!r}\n"
+    project.joinpath("experiment_cluster.py").write_text(header + SPOOLED)
+    with pytest.MonkeyPatch.context() as patch:
+        # Forwarded to the workers (MLFLOW_*): the lost server is given up at once.
+        patch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        patch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+        spooled = ourtester.runpytest(
+            "-p", "no:randomly", "--mlexp-tracking-uri", server.url, "--mlexp-experiment", "spool",
+            "--mlexp-on-tracking-error", "spool", "-W", "ignore::pytest_mlexp.MlexpWarning",
+            *on_cluster,
+        )  # fmt: skip
+    server.process.wait(timeout=30)
+    spooled.assert_outcomes(passed=1)
+    spooled.stdout.fnmatch_lines(
+        [f"mlexp: 1 runs could not reach {server.url}; they are kept in *"]
+    )
+    assert len(list((project / ".mlexp" / "journal").glob("*.jsonl"))) == 1
+    server.start()
+    synced = mlexp(project, "sync")
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    [run] = _runs(MlflowClient(server.url), "spool")
+    assert (run.info.status, run.data.metrics) == ("FINISHED", {"before": 1.0, "after": 2.0})
+
+
+def test_refused_without_a_cluster(
+    ourtester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing answering at the address, or Ray missing: a usage error before anything runs."""
+    ourtester.makepyfile(experiment_one="def experiment_one(mlflow_run):\n    pass\n")
+    started = time.monotonic()
+    result = ourtester.runpytest("--mlexp-ray", f"127.0.0.1:{HEAD_PORT + 49}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert time.monotonic() - started < 15
+    result.stderr.fnmatch_lines(
+        [f"*--mlexp-ray 127.0.0.1:{HEAD_PORT + 49}: the Ray cluster is unreachable: nothing*"]
+    )
+    assert not (ourtester.path / "mlflow.db").exists()
+
+    # Bad resources are refused with or without a cluster.
+    ourtester.makepyfile(
+        experiment_one="import pytest\n\n"
+        "@pytest.mark.mlexp(resources={'num_gpus': 'one'})\n"
+        "def experiment_one(mlflow_run):\n    pass\n"
+    )
+    result = ourtester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*experiment_one*resources=: resource 'num_gpus' must be a number*"]
+    )
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    result = ourtester.runpytest("--mlexp-ray", "auto")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--mlexp-ray needs Ray*pip install 'pytest-mlexp?ray?'"])
+
+
+def test_refusals_for_nodes_on_other_machines(tmp_path: Path) -> None:
+    """An embedded store, or a journal study, cannot be shared by nodes on other machines."""
+    from pytest_mlexp.cluster.connect import Cluster, check_store, check_study_storage, is_local
+    from pytest_mlexp.cluster.resources import capacity, demand_of, missing
+    from pytest_mlexp.settings.search import SearchSettings
+    from pytest_mlexp.settings.tracking import TrackingConfig
+
+    assert is_local({"127.0.0.1", "10.0.0.5"}, {"10.0.0.5"})
+    assert not is_local({"127.0.0.1", "10.0.0.6"}, {"10.0.0.5"})
+    remote = Cluster(ray, "10.0.0.6:6379", local=False)
+    embedded = TrackingConfig(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        experiment="e",
+        tags={},
+        rootdir=tmp_path,
+        session_id="s",
+        artifact_location=None,
+        sources={},
+    )
+    with pytest.raises(pytest.UsageError, match=r"embedded store .* run a tracking server"):
+        check_store(remote, embedded)
+    with pytest.raises(pytest.UsageError, match=r"journal file .* --mlexp-search-storage"):
+        check_study_storage(remote, SearchSettings())
+    check_study_storage(remote, SearchSettings(storage="postgresql://db/optuna"))
+    check_store(Cluster(ray, "127.0.0.1:6379", local=True), embedded)
+
+    demand = demand_of({"num_gpus": 1, "memory": "8GiB", "ssd": 1}, "here")
+    assert demand.actor_options() == {
+        "num_cpus": 1.0, "num_gpus": 1.0, "memory": 8 * 1024**3, "resources": {"ssd": 1.0},
+    }  # fmt: skip
+    nodes = [{"CPU": 8.0, "GPU": 2.0, "memory": 64e9, "ssd": 1.0}, {"CPU": 4.0, "memory": 8e9}]
+    assert missing(demand, nodes) is None
+    assert capacity(demand, nodes) == 1
+    assert missing(demand_of({"num_gpus": 4}, "here"), nodes) == (
+        "no node of the Ray cluster can ever host GPU=4 (the most a node has: 2)"
+    )
+
+
+def test_spooled_journals_travel_to_the_controller(tmp_path: Path) -> None:
+    """A node's journal files (its runs kept while the server was lost) reach the project's."""
+    from pytest_mlexp.cluster.journal import keep, take
+    from pytest_mlexp.spool.journal import Journal, read_journal
+
+    node, project = tmp_path / "node" / "journal", tmp_path / "project" / "journal"
+    journal = Journal(node, "http://user:secret@tracking:5000")
+    journal.append("run1", {"op": "create", "experiment": "e"})
+    artifact = tmp_path / "model.txt"
+    artifact.write_text("weights")
+    kept = journal.keep_file("run1", str(artifact))
+    assert keep(take(node), project) == 1
+    # The same run goes on spooling during the worker's next item: one file, one header.
+    journal.append("run1", {"op": "terminate", "status": "FINISHED"})
+    assert keep(take(node), project) == 0
+    assert not list(node.iterdir())  # nothing left on the node
+    ops = read_journal(project / "run1.jsonl")
+    assert [op["op"] for op in ops] == ["header", "create", "terminate"]
+    assert "secret" not in (project / "run1.jsonl").read_text()
+    assert (project / kept).read_text() == "weights"
