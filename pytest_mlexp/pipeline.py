@@ -197,7 +197,12 @@ def worker_share(session: MlexpSession, results: list[RunSummary]) -> dict[str, 
 
 def needs_store(results: list[RunSummary], settings: Settings) -> bool:
     """Whether the session's end needs the store beyond what the workers did."""
-    if settings.html is not None or settings.register.names or any(r.register for r in results):
+    if (
+        settings.html is not None
+        or settings.register.names
+        or settings.register.keep is not None
+        or any(r.register for r in results)
+    ):
         return True
     from .groups.judging import judges_any
 
@@ -415,13 +420,32 @@ def finish(
             session.backend, session.results, settings, end.gate, int(pytest_session.exitstatus)
         )
 
+    if settings.register.keep is not None and final:
+        from .models.keep import keep_best_models
+
+        # After registration: a registered version's run is never pruned.
+        keep = settings.register.keep
+        try:
+            backend = session.backend
+            experiments = [backend.experiment_id(name) for name in {r.experiment for r in final}]
+            end.kept = keep_best_models(
+                backend, experiments, settings.tracking.session_id, keep
+            ).line(keep)
+        except Exception as exc:
+            end.kept = (
+                f"mlexp: --mlexp-keep-models {keep}: could not remove models: "
+                f"{type(exc).__name__}: {redact_text(str(exc))[:300]}"
+            )
+
     if settings.html is not None:
         from .reports.session_html import write_session_report
 
         end.html_path = settings.html
         try:
             backend = session.backend
-            end.html = write_session_report(settings.tracking, final, backend, settings.html)
+            end.html = write_session_report(
+                settings.tracking, final, backend, settings.html, settings.figures
+            )
         except Exception as exc:
             # The runs are stored; only the report is missing. Say so, don't crash.
             end.html_error = f"{type(exc).__name__}: {exc}"

@@ -148,13 +148,16 @@ _LINE_SHOWN = pytest.StashKey[bool]()
 
 def _tracking_line(config: pytest.Config) -> str | None:
     """``mlexp: tracking <uri> (<source>), experiment '<name>', session <id>``."""
+    from .settings.reports import describe_figures
+
     resolved = config.stash.get(SETTINGS_KEY, None)
     if resolved is None:
         return None
     tracking = resolved.tracking
     return (
         f"mlexp: tracking {tracking.display_uri} ({tracking.uri_source}), "
-        f"experiment {tracking.experiment!r}, session {tracking.session_id}"
+        f"experiment {tracking.experiment!r}, {describe_figures(resolved.figures)}, "
+        f"session {tracking.session_id}"
     )
 
 

@@ -28,6 +28,7 @@ system metrics, xdist | without psutil the controller stops (exit 4) before any 
 xdist | the confidence bound of a repeated cell, over every worker's seeds, once at the end | test_confidence.py::test_noise_passes_a_regression_fails_few_seeds_are_inconclusive
 shards ending together | the confidence bound of a repeated cell, over every shard's seeds | test_confidence.py::test_ci_shards_judge_the_cell_over_every_shards_seeds
 a repeated cell judged by its bound | reports: terminal table, markdown, HTML verdict cell (interval, n each side) | test_confidence.py::test_noise_passes_a_regression_fails_few_seeds_are_inconclusive
+keep-models, xdist | the controller prunes the worse cell's models after registering the best repeat | test_models.py::test_registration_under_xdist_and_from_the_best_repeat
 Ray cluster (--mlexp-ray) | grid parents, repeated cells, the gate's verdicts: the same as serially | test_ray.py::test_on_a_ray_cluster
 Ray cluster, a node lost mid-item | the lost attempt KILLED as superseded (outcome rerun), the retry counted | test_ray.py::test_on_a_ray_cluster
 Ray cluster, Ctrl-C | the runs in flight end KILLED (interrupted) | test_ray.py::test_on_a_ray_cluster

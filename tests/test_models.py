@@ -446,11 +446,16 @@ def test_registration_under_xdist_and_from_the_best_repeat(ourtester, run_models
         .replace("def experiment_clf(mlflow_run, C):", "def experiment_clf(mlflow_run, C, seed):")
         .replace("LogisticRegression(C=C)", "LogisticRegression(C=C * (1 + seed))")
     )
-    result = run_models("-n", "2")
+    result = run_models("-n", "2", "--mlexp-keep-models", "1")
     result.assert_outcomes(passed=4)
     # C=0.1 ties over its seeds (0.925): the first repeat with the best accuracy wins.
+    # The controller keeps the models of the best cell only, after registering: the
+    # other cell's two repeats lose theirs.
     result.stdout.fnmatch_lines(
-        [escaped("mlexp: registered churn-clf v1 @candidate from experiment_clf[0.1-seed*]")]
+        [
+            escaped("mlexp: registered churn-clf v1 @candidate from experiment_clf[0.1-seed*]"),
+            "mlexp: --mlexp-keep-models 1: removed 2 logged models * of 2 runs below the best 1 *",
+        ]
     )
     client = MlflowClient(f"sqlite:///{ourtester.path / 'mlflow.db'}")
     version = client.get_model_version_by_alias("churn-clf", "candidate")

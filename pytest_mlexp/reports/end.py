@@ -28,3 +28,5 @@ class SessionEnd:
     runs_links: dict[str, str] = field(default_factory=dict)
     #: One line per function registering its best cell's model (or why it did not).
     registrations: list[Registration] = field(default_factory=list)
+    #: What ``--mlexp-keep-models`` removed (or why it could not), one line.
+    kept: str | None = None

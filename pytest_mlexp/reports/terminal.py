@@ -85,6 +85,8 @@ def write_summary(
             terminalreporter.write_line(
                 registration.line, **markup.get(registration.kind, {"yellow": True})
             )
+        if end.kept is not None:
+            terminalreporter.write_line(end.kept)
     spooled = [r for r in results if r.spooled]
     if spooled:
         from ..spool.journal import JOURNAL_DIR

@@ -157,6 +157,7 @@ class ItemRuns:
             backend, experiment=experiment, run_name=item.name, tags=tags
         )
         run = ExperimentRun(backend, run_id, experiment_id)
+        run.figures = self.settings.figures
         item_run = ItemRun(run=run, experiment=experiment)
         item.stash[RUN_KEY] = item_run
         self._running[item.nodeid] = (item, item_run)
