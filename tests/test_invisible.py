@@ -134,7 +134,7 @@ def test_tracked_session_prints_the_line_after_collection_and_leaves_no_lock(
         [
             "collected 7 items",
             f"mlexp: tracking sqlite:///{ourtester.path}/mlflow.db (default), "
-            f"experiment '{ourtester.path.name}', session *",
+            f"experiment '{ourtester.path.name}', figures inline, session *",
             "",
             "experiment_tiny.py .*",
         ]

@@ -39,7 +39,7 @@ def test_grid_makes_one_run_per_cell(ourtester, run_experiments, read_runs):
     result.stdout.fnmatch_lines(
         [
             f"mlexp: tracking sqlite:///{ourtester.path}/mlflow.db (default), "
-            f"experiment 'demo', session *",
+            f"experiment 'demo', figures inline, session *",
             "*mlexp: 3 runs in experiment 'demo'*",
             "experiment_ridge[[]0.1[]]*FINISHED*r2=0.9091 r2_again=0.9091*",
             f"open the MLflow UI with: {sys.executable} -m mlflow ui --backend-store-uri "
