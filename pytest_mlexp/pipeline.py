@@ -115,6 +115,10 @@ class Pipeline:
             from .runs.markers import is_tracked
 
             tracked = [item for item in items if is_tracked(item)]
+            if tracked and self.settings.params.enabled:
+                from .params.collection import mark_resources
+
+                mark_resources(self.session.config, tracked)
             if tracked:
                 self.session.track(items)
                 activate(self.session, tracked, searches=self.searches)

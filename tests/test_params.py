@@ -339,12 +339,21 @@ ERRORS = [
         id="empty-axis-override",
     ),
     pytest.param(
+        "experiment_ridge:\n  resources: [1]\n",
+        RIDGE,
+        (),
+        "experiments/params.yaml:2: experiment_ridge.resources: expected a mapping of resource "
+        "to amount, as @pytest.mark.mlexp(resources=...) takes it, e.g. resources: "
+        "{num_gpus: 1, memory: 8GB}",
+        id="resources-not-a-mapping",
+    ),
+    pytest.param(
         "experiment_ridge:\n  parms: {cv: 5}\n",
         RIDGE,
         (),
         "experiments/params.yaml:2: experiment_ridge.parms: unknown section; accepted: "
-        "params, grid, search, trials, objective, sampler, seed, pruner, study (put values "
-        "under params: or grid:)",
+        "params, grid, search, trials, objective, sampler, seed, pruner, study, resources "
+        "(put values under params: or grid:)",
         id="unknown-section",
     ),
     pytest.param(

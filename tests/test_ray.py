@@ -153,9 +153,7 @@ EXPERIMENTS = """
 import os, signal, time
 import pytest
 
-@pytest.mark.mlexp(resources={"node_b": 1})
-@pytest.mark.parametrize("alpha", [1, 2, 3])
-def experiment_grid(mlflow_run, alpha):
+def experiment_grid(mlflow_run, alpha):  # its grid and resources: in params.yaml
     mlflow_run.log_metric("score", 10.0 - (alpha - 2) ** 2)
 
 @pytest.mark.mlexp(repeats=2, expect={"score": ">= 0.5"}, resources={"node_a": 1})
@@ -251,9 +249,21 @@ def test_on_a_ray_cluster(
     project = ourtester.path
     project.joinpath("experiment_cluster.py").write_text(f"LOST = {str(lost)!r}\n{EXPERIMENTS}")
     project.joinpath("experiment_gpu.py").write_text(UNHOSTABLE)
+    project.joinpath("params.yaml").write_text(
+        "experiment_grid:\n  grid: {alpha: [1, 2, 3]}\n  resources: {node_b: 1}\n"
+    )
     uri = ("-p", "no:randomly", "--mlexp-tracking-uri", ray_cluster.server_url)
+    uri += ("--mlexp-params-file", "params.yaml")
     on_cluster = ("--mlexp-ray", ray_cluster.address)
     nodes = _node_ids(ray_cluster.address)
+    # A git project: the nodes get its files without .git, and its state from the controller.
+    git = ("git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(project))
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "experiment_cluster.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "cells"], check=True)
+    commit = subprocess.run(
+        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
     # Each item where its resources are; the GPU item fails, naming the GPU; node_b is lost
     # under experiment_loses_its_node, which runs again on node_a.
@@ -283,6 +293,11 @@ def test_on_a_ray_cluster(
         ("FINISHED", "passed", nodes["node_a"]),
     ]
     assert "RUNNING" not in {r.info.status for r in on_ray}
+    # Git lineage on every run, made on a node or by the controller.
+    # (not on the attempt whose node died before its lineage was sent)
+    finished = [r for r in on_ray if r.info.status != "KILLED"]
+    assert {r.data.tags.get(T.GIT_COMMIT) for r in finished} == {commit}
+    assert {r.data.tags.get(T.GIT_DIRTY) for r in finished} == {"false"}
 
     # The same cells serially: the same grid parent, repeated cells and verdicts.
     project.joinpath("experiment_gpu.py").unlink()

@@ -99,4 +99,9 @@ class RayController:
             given["randomly_seed"] = self.config.getoption("randomly_seed")
         if self.cluster is not None and self.cluster.local:
             given[JOURNAL_ROOT_FIELD] = str(self.settings.tracking.rootdir)
+        if "git" in self.settings.lineage:
+            from ..lineage.git import GIVEN_FIELD, state_to_hand
+
+            # The nodes get the project's files without .git: its state comes from here.
+            given[GIVEN_FIELD] = state_to_hand(self.settings.tracking.rootdir)
         return given

@@ -35,13 +35,13 @@ def host_name() -> str:
     return socket.gethostname()
 
 
-def lineage_tags(rootdir: Path, lineage: frozenset[str]) -> dict[str, str]:
+def lineage_tags(config: pytest.Config, rootdir: Path, lineage: frozenset[str]) -> dict[str, str]:
     """The user and, when git lineage is on, the git tags, as the members' runs carry them."""
     tags = {T.USER: current_user()}
     if "git" in lineage:
-        from ..lineage.git import git_state
+        from ..lineage.git import session_git_state
 
-        state = git_state(rootdir.resolve())
+        state = session_git_state(config, rootdir.resolve())
         if state is not None:
             tags.update(state.tags())
     return tags
@@ -79,7 +79,7 @@ class GroupRuns:
             **tracking.tags,
             **{str(k): str(v) for k, v in options.get("tags", {}).items()},
             **tags,
-            **lineage_tags(tracking.rootdir, self.settings.lineage),
+            **lineage_tags(self.config, tracking.rootdir, self.settings.lineage),
             T.HOST: host_name(),
             T.PID: str(self.owner_pid),
             T.SOURCE_NAME: source_name(item, tracking.rootdir),

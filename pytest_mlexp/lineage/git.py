@@ -5,12 +5,19 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..backend import tags as T
 from ..redaction import redact_uri
+from ..workers import worker_input
+
+#: The ``workerinput`` field holding the controller's git state, for workers whose
+#: copy of the project has no ``.git`` (a Ray cluster's nodes get the files only).
+GIVEN_FIELD = "mlexp_git"
 
 #: Seconds a single git command may take before lineage gives up on git.
 GIT_TIMEOUT = 10.0
@@ -40,6 +47,20 @@ class GitState:
 def git_state(directory: Path) -> GitState | None:
     """The git state of ``directory``'s repository, read once per process."""
     return read_git_state(directory)
+
+
+def session_git_state(config: Any, directory: Path) -> GitState | None:
+    """The git state the controller handed this worker, else ``directory``'s own."""
+    given = (worker_input(config) or {}).get(GIVEN_FIELD)
+    if isinstance(given, Mapping):
+        return GitState(**given)
+    return git_state(directory)
+
+
+def state_to_hand(directory: Path) -> dict[str, Any] | None:
+    """``directory``'s git state as a ``workerinput`` value (``GIVEN_FIELD``)."""
+    state = git_state(directory)
+    return asdict(state) if state is not None else None
 
 
 def read_git_state(directory: Path) -> GitState | None:

@@ -31,7 +31,7 @@ from ..redaction import redact_text
 from ..warning_types import MlexpWarning
 from .code import item_code_files
 from .environment import command_line, random_seed, requirements
-from .git import git_state
+from .git import session_git_state
 
 if TYPE_CHECKING:
     from ..runs.experiment_run import ExperimentRun
@@ -133,7 +133,7 @@ class Lineage:
     # -- git ----------------------------------------------------------------------
 
     def _stage_git(self, folder: Path) -> dict[str, str]:
-        state = git_state(self.rootdir)
+        state = session_git_state(self.config, self.rootdir)
         if state is None:
             return {}
         if state.diff:

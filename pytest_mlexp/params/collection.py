@@ -21,7 +21,7 @@ so they collect the same cells in the same order.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,6 +67,8 @@ class ParamsState:
     seen: set[str] = field(default_factory=set)
     #: Definition node id -> what its items take from the file.
     applied: dict[str, ItemParams] = field(default_factory=dict)
+    #: Definition node id -> the ``resources:`` of its section (``mark_resources``).
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed: bool = False
 
 
@@ -77,6 +79,21 @@ def session_state(config: pytest.Config) -> ParamsState | None:
     """The params state, if collection loaded a params file."""
     state = config.stash.get(_STATE_KEY, None)
     return state if state is not None and state.file is not None else None
+
+
+def mark_resources(config: pytest.Config, items: Iterable[pytest.Item]) -> None:
+    """Give the items of a function with ``resources:`` in the params file that marker argument.
+
+    The file's section wins over the function's own ``@pytest.mark.mlexp(resources=...)``,
+    as the file's values do, so a cluster's reservations change without editing code.
+    """
+    state = session_state(config)
+    if state is None or not state.resources:
+        return
+    for item in items:
+        resources = state.resources.get(definition_id(item))
+        if resources is not None:
+            item.add_marker(pytest.mark.mlexp(resources=resources), append=False)
 
 
 def definition_id(item: pytest.Item) -> str:
@@ -97,6 +114,8 @@ def parametrize_from_file(metafunc: pytest.Metafunc, settings: ParamsSettings) -
     _check_search_settings(metafunc, settings, state.file, params)
     if params is None:
         return
+    if params.entry.resources is not None:
+        state.resources[metafunc.definition.nodeid] = params.entry.resources
     _check(metafunc, params, state.file)
     _parametrize(metafunc, params)
     state.applied[metafunc.definition.nodeid] = ItemParams(

@@ -9,6 +9,7 @@ The file maps experiment function names to sections::
       search: {lr: "loguniform(1e-4, 1e-1)"}   # an Optuna search (pytest_mlexp.search)
       trials: 20
       objective: val_loss:min       # and sampler:, seed:, pruner:, study:, as in the marker
+      resources: {num_gpus: 1}      # what a Ray cluster reserves for each item (--mlexp-ray)
 
 Every mistake is a ``ParamsError`` naming ``file:line``, the key and the fix.
 """
@@ -28,10 +29,10 @@ if TYPE_CHECKING:
     import yaml
 
 #: The sections of a function's entry.
-FIXED, GRID, SEARCH, TRIALS = "params", "grid", "search", "trials"
+FIXED, GRID, SEARCH, TRIALS, RESOURCES = "params", "grid", "search", "trials", "resources"
 #: A search's other settings, single values as the marker takes them (``search.declaration``).
 SEARCH_OPTIONS = ("objective", "sampler", "seed", "pruner", "study")
-SECTIONS = (FIXED, GRID, SEARCH, TRIALS, *SEARCH_OPTIONS)
+SECTIONS = (FIXED, GRID, SEARCH, TRIALS, *SEARCH_OPTIONS, RESOURCES)
 
 # YAML 1.2 reads 1e-3, 1.5e3 and .5e3 as numbers; PyYAML (YAML 1.1) wants a dot and a sign.
 
@@ -60,6 +61,8 @@ class Entry:
     trials: int | None = None
     #: The search's ``objective:``, ``sampler:``, ``seed:``, ``pruner:``, ``study:``.
     search_options: dict[str, Any] = field(default_factory=dict)
+    #: ``resources:``: what a Ray cluster reserves for each of the function's items.
+    resources: dict[str, Any] | None = None
     #: Line of every key: ``params.cv``, ``grid.alpha``, ``search``, ``trials``.
     lines: dict[str, int] = field(default_factory=dict)
 
@@ -191,6 +194,15 @@ def _entry(loader: Any, function: str, key_node: Any, node: Any, file: ParamsFil
                     'distribution, e.g. search: {lr: "loguniform(1e-4, 1e-1)"}'
                 )
             entry.search = search
+        elif section == RESOURCES:
+            resources = loader.construct_object(value, deep=True)
+            if not isinstance(resources, dict) or not resources:
+                raise ParamsError(
+                    f"{where}: {function}.resources: expected a mapping of resource to "
+                    "amount, as @pytest.mark.mlexp(resources=...) takes it, e.g. "
+                    "resources: {num_gpus: 1, memory: 8GB}"
+                )
+            entry.resources = resources
         elif section in SEARCH_OPTIONS:
             option = loader.construct_object(value, deep=True)
             if option is not None and not isinstance(option, str | int | float):
