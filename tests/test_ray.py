@@ -102,7 +102,7 @@ def _wait_for_nodes(address: str, count: int, timeout: float = 90.0) -> None:
 @pytest.fixture(scope="module")
 def ray_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
     """Two nodes on 127.0.0.1: the head with resource ``node_a``, a worker with ``node_b``."""
-    temp_dir = Path(tempfile.mkdtemp(prefix="wt20-ray-", dir="/tmp"))
+    temp_dir = Path(tempfile.mkdtemp(prefix="mlexp-test-ray-", dir="/tmp"))
     # No token in ~/.ray: pytester gives each test a HOME of its own, the nodes keep theirs.
     auth = pytest.MonkeyPatch.context()
     auth.__enter__().setenv("RAY_AUTH_MODE", "disabled")
@@ -118,7 +118,8 @@ def ray_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
     address = f"127.0.0.1:{HEAD_PORT}"
     head = _start(
         ["--head", "--port", str(HEAD_PORT), "--include-dashboard=false",
-         "--dashboard-port", str(HEAD_PORT + 8), "--temp-dir", str(temp_dir), *_ports(HEAD_PORT)],
+         "--dashboard-port", str(HEAD_PORT + 8), "--ray-client-server-port", str(HEAD_PORT + 9),
+         "--temp-dir", str(temp_dir), *_ports(HEAD_PORT)],
         "node_a", env, log,
     )  # fmt: skip
     worker = _start(["--address", address, *_ports(HEAD_PORT + 25)], "node_b", env, log)
@@ -305,6 +306,15 @@ def test_on_a_ray_cluster(
     serial.assert_outcomes(passed=6, failed=2)
     assert _groups(on_ray) == _groups(_runs(client, "serial"))
     assert len(_groups(on_ray)) == 3  # the grid's parent and two repeated cells
+
+    # Ray Client: a repeated cell through the head's client server (ray://), placed as
+    # before (on node_a: node_b is lost by now).
+    through = ("--mlexp-ray", f"ray://127.0.0.1:{HEAD_PORT + 9}", "-k", "repeated")
+    ourtester.runpytest(*uri, "--mlexp-experiment", "client", *through).assert_outcomes(
+        passed=2, deselected=6
+    )
+    seeds = [r for r in _runs(client, "client") if T.KIND not in r.data.tags]
+    assert [r.data.tags[T.RAY_NODE] for r in seeds] == [nodes["node_a"]] * 2
 
     # Ctrl-C: the cluster's work is cancelled, its run ends KILLED.
     project.joinpath("experiment_cluster.py").write_text(INTERRUPTED)
