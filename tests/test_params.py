@@ -447,6 +447,12 @@ def test_function_matching_no_experiment_is_a_warning(project) -> None:
     # -k deselects after collection: the function was still collected, no warning.
     quiet = run(ourtester, "--collect-only", "-q", "-k", "not ridge")
     assert "MlexpWarning" not in PARAMS + quiet.stdout.str()
+    # Warnings as errors: a clean usage error naming the mistake, not an INTERNALERROR.
+    strict = run(ourtester, "--collect-only", "-q", "-W", "error::pytest_mlexp.MlexpWarning")
+    assert strict.ret == pytest.ExitCode.USAGE_ERROR
+    strict.stderr.fnmatch_lines(
+        ["ERROR: experiment_rigde in experiments/params.yaml matches no experiment function *"]
+    )
 
 
 def test_params_file_from_the_settings_file_or_switched_off(ourtester, read_runs) -> None:

@@ -76,16 +76,20 @@ def warn_unmatched(state: ParamsState, collected: set[Path]) -> None:
             if where
             else f"no Python file under {state.file.path.parent} defines it"
         )
-        # Located at the function's line of the params file, as the summary shows it.
-        warnings.warn_explicit(
-            MlexpWarning(
-                f"{function} in {state.file.display} matches no experiment function "
-                f"collected in this session; fix the name if it is a typo ({why})"
-            ),
-            MlexpWarning,
-            str(state.file.path),
-            state.file.entries[function].line,
+        warning = MlexpWarning(
+            f"{function} in {state.file.display} matches no experiment function "
+            f"collected in this session; fix the name if it is a typo ({why})"
         )
+        try:
+            # Located at the function's line of the params file, as the summary shows it.
+            warnings.warn_explicit(
+                warning, MlexpWarning, str(state.file.path), state.file.entries[function].line
+            )
+        except MlexpWarning:
+            # filterwarnings = error: raised in a hook, it would be an INTERNALERROR.
+            raise pytest.UsageError(
+                f"{warning} (an error here: filterwarnings turns MlexpWarning into errors)"
+            ) from None
 
 
 #: Folders never searched for experiment functions.
