@@ -279,6 +279,22 @@ def mlexp(capsys: pytest.CaptureFixture[str]) -> Callable[..., subprocess.Comple
     return lambda cwd, *args: _mlexp_in_process(capsys, cwd, *args)
 
 
+def _git(path: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.email=a@b.c", "-c", "user.name=me", *args],
+        cwd=path,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+@pytest.fixture
+def git() -> Callable[..., str]:
+    """``git(path, *args)``: run git in ``path`` with a test identity; its output."""
+    return _git
+
+
 @pytest.fixture
 def unused_port() -> int:
     """A TCP port on 127.0.0.1 nothing listens on."""

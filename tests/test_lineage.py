@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from test_artifacts import artifact_files, read_artifact
@@ -12,18 +11,8 @@ from pytest_mlexp.lineage.environment import command_line
 from pytest_mlexp.lineage.git import git_state, strip_credentials
 
 
-def git(path: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.email=a@b.c", "-c", "user.name=me", *args],
-        cwd=path,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-
-
 @pytest.fixture
-def project(ourtester: pytest.Pytester) -> pytest.Pytester:
+def project(ourtester: pytest.Pytester, git: Callable[..., str]) -> pytest.Pytester:
     """A project whose experiment imports a package of its own, in a dirty git repository."""
     ourtester.makeini("[pytest]\npythonpath = .\n")
     ourtester.makeconftest(
@@ -59,7 +48,7 @@ def project(ourtester: pytest.Pytester) -> pytest.Pytester:
     return ourtester
 
 
-def test_code_git_and_environment_are_logged(project, read_runs, client):
+def test_code_git_and_environment_are_logged(project, read_runs, client, git):
     result = project.runpytest(
         "experiments",
         "--mlexp-experiment", "demo",
@@ -171,7 +160,7 @@ def test_command_line_is_redacted(ourtester):
     assert "p4ss" not in command
 
 
-def test_git_state_of_a_clean_repo_and_of_no_repo(tmp_path, monkeypatch):
+def test_git_state_of_a_clean_repo_and_of_no_repo(tmp_path, monkeypatch, git):
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "dev")

@@ -243,6 +243,7 @@ def test_on_a_ray_cluster(
     ourtester: pytest.Pytester,
     server_factory: Callable[..., Any],
     mlexp: Callable[..., subprocess.CompletedProcess[str]],
+    git: Callable[..., str],
 ) -> None:
     """Placement by resources, the same results as serially, a lost node, Ctrl-C, the spool."""
     client = MlflowClient(ray_cluster.server_url)
@@ -258,13 +259,10 @@ def test_on_a_ray_cluster(
     on_cluster = ("--mlexp-ray", ray_cluster.address)
     nodes = _node_ids(ray_cluster.address)
     # A git project: the nodes get its files without .git, and its state from the controller.
-    git = ("git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(project))
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "experiment_cluster.py"], check=True)
-    subprocess.run([*git, "commit", "-qm", "cells"], check=True)
-    commit = subprocess.run(
-        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    git(project, "init", "-q")
+    git(project, "add", "experiment_cluster.py")
+    git(project, "commit", "-qm", "cells")
+    commit = git(project, "rev-parse", "HEAD").strip()
 
     # Each item where its resources are; the GPU item fails, naming the GPU; node_b is lost
     # under experiment_loses_its_node, which runs again on node_a.

@@ -7,8 +7,8 @@ user's tree); everything else runs in this process.
 
 from __future__ import annotations
 
-import subprocess
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,18 +57,8 @@ def files_of(root: Path) -> dict[str, bytes]:
     }
 
 
-def git(path: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.email=a@b.c", "-c", "user.name=me", *args],
-        cwd=path,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-
-
 @pytest.fixture
-def project(ourtester: pytest.Pytester) -> pytest.Pytester:
+def project(ourtester: pytest.Pytester, git: Callable[..., str]) -> pytest.Pytester:
     """A git repository whose helper module is changed, not committed, when the runs are made."""
     ourtester.makeini("[pytest]\npythonpath = .\n")
     ourtester.makepyfile(repro_helpers="FACTOR = 1\n", repro_late="VALUE = 7\n")
@@ -85,7 +75,7 @@ def project(ourtester: pytest.Pytester) -> pytest.Pytester:
 
 
 def test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved(
-    project, mlexp, client
+    project, mlexp, client, git
 ):
     result = project.runpytest("experiments", "--mlexp-experiment", "demo", "-p", "no:randomly")
     result.assert_outcomes(passed=5)
