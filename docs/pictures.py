@@ -146,18 +146,23 @@ def main() -> None:
                 page.set_content(terminal_html(output, project))
                 page.locator("pre").screenshot(path=str(DOCS / "terminal.png"))
 
-                page = browser.new_page(viewport={"width": 1500, "height": 800})
+                page = browser.new_page(viewport={"width": 1600, "height": 800})
                 page.goto(link)
                 page.get_by_text("matching runs").wait_for(timeout=120_000)
-                page.locator(".ag-header-cell[col-id='metrics.`r2`']").wait_for(timeout=30_000)
+                page.locator(".ag-header-cell[col-id='metrics.`accuracy`']").wait_for(
+                    timeout=30_000
+                )
                 # MLflow 3.17 opens its assistant beside the table: close it.
                 close = page.get_by_role("button", name="Close")
                 if close.count():
                     close.first.click()
-                # Unfold the ridge grid's parent, to show its cells and their metrics.
-                parent = page.locator(".ag-row", has_text="experiment_ridge · ").first
+                # Unfold the classifier grid's parent: its cells, their metrics beside the
+                # parent's best.* (the view's first columns).
+                parent = page.locator(".ag-row", has_text="experiment_classifier · ").first
                 parent.locator("[col-id='attributes.`Run Name`'] button").first.click()
-                page.locator(".ag-row", has_text="experiment_ridge[0.1]").wait_for(timeout=30_000)
+                page.locator(".ag-row", has_text="experiment_classifier[0.1-logreg]").wait_for(
+                    timeout=30_000
+                )
                 page.wait_for_timeout(1000)
                 page.screenshot(path=str(DOCS / "ui-runs.png"))
 
