@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -162,9 +163,14 @@ def test_a_first_session_as_a_user_meets_it(ourtester, mlexp, browser) -> None:
     from pytest_mlexp.models.keep import keep_best_models
 
     second = model_of("experiment_grid[1]")
-    client.create_model_version("first-hour-clf", f"models:/{second.model_id}",
-                                run_id=cells["experiment_grid[1]"].info.run_id,
-                                model_id=second.model_id)  # fmt: skip
+    # MLflow's registry looks the logged model up through the global tracking URI.
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    try:
+        client.create_model_version("first-hour-clf", f"models:/{second.model_id}",
+                                    run_id=cells["experiment_grid[1]"].info.run_id,
+                                    model_id=second.model_id)  # fmt: skip
+    finally:
+        mlflow.set_tracking_uri("")
     client.set_registered_model_alias("first-hour-clf", "candidate", "2")
     backend = Backend(client, f"sqlite:///{root / 'mlflow.db'}", "test", None)
     session = cells["experiment_grid[1]"].data.tags[T.SESSION_ID]
