@@ -318,10 +318,12 @@ def test_on_a_ray_cluster(
     # Ctrl-C: the cluster's work is cancelled, its run ends KILLED.
     project.joinpath("experiment_cluster.py").write_text(INTERRUPTED)
     started = time.monotonic()
-    # (pytest-randomly on: the workers take the controller's seed, as xdist's do)
-    stopped = ourtester.runpytest(
+    # (pytest-randomly on: the workers take the controller's seed, as xdist's do.) In a
+    # process of its own, as a user's pytest is: the signal goes to the controller's pid,
+    # and an xdist worker's state (other tests before this one) is not what is tested.
+    stopped = ourtester.runpytest_subprocess(
         "--mlexp-tracking-uri", ray_cluster.server_url, "--mlexp-experiment", "ctrl-c",
-        *on_cluster, no_reraise_ctrlc=True,
+        *on_cluster,
     )  # fmt: skip
     assert stopped.ret == pytest.ExitCode.INTERRUPTED
     assert time.monotonic() - started < 30

@@ -5,7 +5,9 @@ run loop (``pytest_runtestloop``, as xdist's ``DSession`` does). Items are
 grouped by the resources they reserve; each group gets warm workers
 (``worker.ItemWorker`` actors reserving that shape, as many as the cluster
 can host at once, up to the group's size) and each worker is handed the
-group's next item as soon as it returns the last one. What a worker returns
+group's next item as soon as it returns the last one. Groups asking for a GPU
+or a custom resource start first, and are placed before the others ask, so an
+item that fits anywhere never takes the only node a constrained one fits on. What a worker returns
 is replayed here through ``pytest_runtest_logstart``/``logreport``/``logfinish``,
 so the terminal, ``-v``, ``-x``, JUnit and the session's end see the items
 as under xdist. A group whose queue is empty ends its workers, freeing what
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 MAX_ATTEMPTS = 3
 #: Seconds each ``ray.wait`` may block, so that Ctrl-C is seen at once.
 _WAIT_SLICE = 0.2
+#: Seconds the unconstrained shapes wait for the constrained ones' workers to be placed.
+_PLACEMENT_TIMEOUT = 30.0
 #: Seconds Ctrl-C waits for the killed workers to be gone.
 _KILL_TIMEOUT = 5.0
 #: What a worker inherits from the controller's environment (credentials included:
@@ -121,10 +125,15 @@ class Dispatcher:
             self._fail(item, f"mlexp: {why}; it cannot run on this cluster", when="setup")
         nodes = list(self.cluster.nodes.values())
         try:
+            # The most constrained shapes first, and placed before the others ask: an item
+            # that fits anywhere must not take the only node a GPU or custom item fits on.
+            constrained = [g for g in self.groups.values() if g.demand.constrained]
+            placed = [ref for group in constrained for ref in self._start(group, nodes)]
+            if placed and len(constrained) < len(self.groups):
+                self.ray.wait(placed, num_returns=len(placed), timeout=_PLACEMENT_TIMEOUT)
             for group in self.groups.values():
-                wanted = min(len(group.queue), capacity(group.demand, nodes))
-                for _ in range(wanted):
-                    self._give(self._start_worker(group), group)
+                if not group.demand.constrained:
+                    self._start(group, nodes)
             while self._inflight or self._finishing:
                 waiting = [*self._inflight, *self._finishing]
                 ready, _ = self.ray.wait(waiting, num_returns=1, timeout=_WAIT_SLICE)
@@ -136,6 +145,19 @@ class Dispatcher:
         except BaseException:
             self._cancel()
             raise
+
+    def _start(self, group: Group, nodes: Sequence[Mapping[str, float]]) -> list[Any]:
+        """Start as many of the group's workers as the cluster hosts at once, each given an item.
+
+        Returns a reference per worker that is ready once the worker is placed and started
+        (its ``info``, asked before its first item).
+        """
+        placed = []
+        for _ in range(min(len(group.queue), capacity(group.demand, nodes))):
+            actor = self._start_worker(group)
+            placed.append(actor.info.remote())
+            self._give(actor, group)
+        return placed
 
     def _start_worker(self, group: Group) -> Any:
         if self._actor_class is None:

@@ -32,6 +32,11 @@ class Demand:
     custom: Mapping[str, float] = field(default_factory=dict)
 
     @property
+    def constrained(self) -> bool:
+        """Whether only some nodes may host it: a GPU or a custom resource."""
+        return bool(self.num_gpus or self.custom)
+
+    @property
     def key(self) -> tuple[Any, ...]:
         """Items of the same shape share warm workers."""
         return (self.num_cpus, self.num_gpus, self.memory, tuple(sorted(self.custom.items())))
