@@ -186,6 +186,14 @@ def experiment_on_a_gpu(mlflow_run):
     mlflow_run.log_metric("score", 1.0)
 """
 
+AS_IN_A_TERMINAL = """
+import signal
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):  # the controller, not a cluster's worker
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+"""
+
 INTERRUPTED = """
 import os, signal, time
 
@@ -317,6 +325,9 @@ def test_on_a_ray_cluster(
 
     # Ctrl-C: the cluster's work is cancelled, its run ends KILLED.
     project.joinpath("experiment_cluster.py").write_text(INTERRUPTED)
+    # As in a terminal: a shell starting a job in the background (CI, often) starts it
+    # with SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+    project.joinpath("conftest.py").write_text(AS_IN_A_TERMINAL)
     started = time.monotonic()
     # (pytest-randomly on: the workers take the controller's seed, as xdist's do.) In a
     # process of its own, as a user's pytest is: the signal goes to the controller's pid,
@@ -329,6 +340,8 @@ def test_on_a_ray_cluster(
     assert time.monotonic() - started < 30
     [interrupted] = _runs(client, "ctrl-c")
     assert (interrupted.info.status, interrupted.data.tags[T.OUTCOME]) == ("KILLED", "interrupted")
+
+    project.joinpath("conftest.py").unlink()  # the sessions below run in this process
 
     # The spool on a node: the journal comes back to this project, and `mlexp sync` replays it.
     server = server_factory()
