@@ -30,6 +30,8 @@ shards ending together | the confidence bound of a repeated cell, over every sha
 a repeated cell judged by its bound | reports: terminal table, markdown, HTML verdict cell (interval, n each side) | test_confidence.py::test_noise_passes_a_regression_fails_few_seeds_are_inconclusive
 keep-models, xdist | the controller prunes the worse cell's models after registering the best repeat | test_models.py::test_registration_under_xdist_and_from_the_best_repeat
 Ray cluster (--mlexp-ray) | grid parents, repeated cells, the gate's verdicts: the same as serially | test_ray.py::test_on_a_ray_cluster
+Ray cluster | a search (its study shared through the project's journal), registration of its best trial's model, the HTML report | test_ray.py::test_on_a_ray_cluster
+Ray cluster | a params-file grid placed by its resources:, git lineage from the controller, Ray Client (ray://) | test_ray.py::test_on_a_ray_cluster
 Ray cluster, a node lost mid-item | the lost attempt KILLED as superseded (outcome rerun), the retry counted | test_ray.py::test_on_a_ray_cluster
 Ray cluster, Ctrl-C | the runs in flight end KILLED (interrupted) | test_ray.py::test_on_a_ray_cluster
 Ray cluster, spool | journal files from the nodes into the controller's .mlexp/journal | test_ray.py::test_spooled_journals_travel_to_the_controller

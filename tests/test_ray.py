@@ -186,6 +186,21 @@ def experiment_on_a_gpu(mlflow_run):
     mlflow_run.log_metric("score", 1.0)
 """
 
+SEARCHED = """
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+
+X, y = make_classification(n_samples=120, n_features=4, random_state=0)
+
+@pytest.mark.mlexp(search={"C": "loguniform(1e-4, 10)"}, trials=2, objective="accuracy:max",
+                   sampler="random", seed=0, register="ray-clf")
+def experiment_clf(mlflow_run, C):
+    model = LogisticRegression(C=C).fit(X[:80], y[:80])
+    mlflow_run.log_model(model, pip_requirements=["scikit-learn"])
+    return {"accuracy": model.score(X[80:], y[80:])}
+"""
+
 AS_IN_A_TERMINAL = """
 import signal
 
@@ -312,6 +327,21 @@ def test_on_a_ray_cluster(
     serial.assert_outcomes(passed=6, failed=2)
     assert _groups(on_ray) == _groups(_runs(client, "serial"))
     assert len(_groups(on_ray)) == 3  # the grid's parent and two repeated cells
+
+    # A search on the cluster (its study in this project's journal: the cluster is local)
+    # registers its best trial's model, and the session's HTML report shows it.
+    project.joinpath("experiment_search.py").write_text(SEARCHED)
+    searched = ourtester.runpytest(
+        *uri, "--mlexp-experiment", "search", "-k", "clf", "--mlexp-html", "report.html",
+        "-W", "ignore::UserWarning", *on_cluster,
+    )  # fmt: skip
+    searched.assert_outcomes(passed=2, deselected=8)
+    (parent,) = [r for r in _runs(client, "search") if r.data.tags.get(T.KIND) == "search"]
+    version = client.get_model_version_by_alias("ray-clf", "candidate")
+    assert version.run_id == parent.data.tags[T.BEST_RUN_ID]
+    assert client.get_run(version.run_id).data.tags[T.RAY_NODE] == nodes["node_a"]
+    assert "registered ray-clf v1 @candidate" in (project / "report.html").read_text()
+    project.joinpath("experiment_search.py").unlink()
 
     # Ray Client: a repeated cell through the head's client server (ray://), placed as
     # before (on node_a: node_b is lost by now). In a process of its own: a client
