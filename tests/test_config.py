@@ -164,6 +164,19 @@ def test_explicit_config_file(ourtester, read_runs):
         ),
         pytest.param(
             {},
+            ["--mlexp-figures", "svg"],
+            "ERROR: --mlexp-figures: invalid value 'svg' for figures; accepted: inline *or cdn *",
+            id="bad-figures",
+        ),
+        pytest.param(
+            {"mlexp.yaml": "keep_models: 0\n"},
+            [],
+            "ERROR: mlexp.yaml keep_models: invalid value 0 for keep_models; accepted: a whole "
+            "number of best members whose models are kept (at least 1, e.g. 3), or all",
+            id="bad-keep-models",
+        ),
+        pytest.param(
+            {},
             ["--mlexp-config", "missing.yaml"],
             "ERROR: --mlexp-config: */missing.yaml does not exist; "
             "give the path of an mlexp YAML file",
