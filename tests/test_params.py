@@ -348,6 +348,14 @@ ERRORS = [
         id="resources-not-a-mapping",
     ),
     pytest.param(
+        "experiment_ridge:\n  search: {}\n",
+        RIDGE,
+        (),
+        "experiments/params.yaml:2: experiment_ridge.search: expected a mapping of param to "
+        'distribution, e.g. search: {lr: "loguniform(1e-4, 1e-1)"}',
+        id="search-empty",
+    ),
+    pytest.param(
         "experiment_ridge:\n  parms: {cv: 5}\n",
         RIDGE,
         (),

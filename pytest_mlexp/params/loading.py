@@ -187,22 +187,20 @@ def _entry(loader: Any, function: str, key_node: Any, node: Any, file: ParamsFil
         if section in (FIXED, GRID):
             _values(loader, entry, section, value, file)
         elif section == SEARCH:
-            search = loader.construct_object(value, deep=True)
-            if not isinstance(search, dict) or not search:
-                raise ParamsError(
-                    f"{where}: {function}.search: expected a mapping of param to "
-                    'distribution, e.g. search: {lr: "loguniform(1e-4, 1e-1)"}'
-                )
-            entry.search = search
+            entry.search = _mapping(
+                loader,
+                value,
+                f"{where}: {function}.search: expected a mapping of param to "
+                'distribution, e.g. search: {lr: "loguniform(1e-4, 1e-1)"}',
+            )
         elif section == RESOURCES:
-            resources = loader.construct_object(value, deep=True)
-            if not isinstance(resources, dict) or not resources:
-                raise ParamsError(
-                    f"{where}: {function}.resources: expected a mapping of resource to "
-                    "amount, as @pytest.mark.mlexp(resources=...) takes it, e.g. "
-                    "resources: {num_gpus: 1, memory: 8GB}"
-                )
-            entry.resources = resources
+            entry.resources = _mapping(
+                loader,
+                value,
+                f"{where}: {function}.resources: expected a mapping of resource to "
+                "amount, as @pytest.mark.mlexp(resources=...) takes it, e.g. "
+                "resources: {num_gpus: 1, memory: 8GB}",
+            )
         elif section in SEARCH_OPTIONS:
             option = loader.construct_object(value, deep=True)
             if option is not None and not isinstance(option, str | int | float):
@@ -260,6 +258,14 @@ def _values(loader: Any, entry: Entry, section: str, node: Any, file: ParamsFile
             )
         target[name] = value
         entry.lines[key] = _line(key_node)
+
+
+def _mapping(loader: Any, node: Any, error: str) -> dict[str, Any]:
+    """The node as a non-empty mapping, or ``ParamsError(error)``."""
+    value = loader.construct_object(node, deep=True)
+    if not isinstance(value, dict) or not value:
+        raise ParamsError(error)
+    return value
 
 
 def _name(loader: Any, node: Any, file: ParamsFile, what: str) -> str:
