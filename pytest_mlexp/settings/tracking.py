@@ -14,7 +14,7 @@ import pytest
 
 from ..backend import uris
 from ..redaction import redact_uri
-from ..workers import worker_input
+from ..workers import given, is_controller
 from .sources import is_from_file, lookup, parse_tags, settings_file, yaml_mapping
 
 #: Environment variable that fixes the session id, so that several pytest
@@ -130,13 +130,13 @@ def resolve_tracking(config: pytest.Config, *, reading: bool = False) -> Trackin
 
 def _distributes(config: pytest.Config) -> bool:
     """The controller of a pytest-xdist session (``-n``, ``--dist``): its workers collect."""
-    return worker_input(config) is None and config.getoption("dist", "no") != "no"
+    return is_controller(config) and config.getoption("dist", "no") != "no"
 
 
 def _session_id(config: pytest.Config) -> str:
-    controller = worker_input(config)
-    if controller is not None and "mlexp_session_id" in controller:
-        return str(controller["mlexp_session_id"])
+    handed = given(config)
+    if handed is not None:
+        return handed.session_id
     from_env = os.environ.get(SESSION_ID_ENV, "").strip()
     if from_env:
         return from_env
