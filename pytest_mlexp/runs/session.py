@@ -75,7 +75,7 @@ class MlexpSession:
 
         Started when the first run's summary arrives from a worker, so sessions
         without one never pay for it; the session's end then finds the store
-        open instead of adding the import to the time after the last worker.
+        open instead of adding the import to the time after the last worker ends.
         A failure is left for the session's end to meet again and report.
         """
         if self._backend is not None or self._preparing is not None:
