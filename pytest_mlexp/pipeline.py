@@ -143,9 +143,8 @@ class Controller:
         #: What the session's end did; read by the terminal summary.
         self.end: SessionEnd | None = None
 
-    @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        # After xdist's DSession ended its workers: the runs of those Ctrl-C killed are swept.
+        # Before junitxml writes its file: the gate adds the session's verdicts to it.
         if self.session.results:
             self.end = finish(self.session, session)
 
