@@ -360,7 +360,8 @@ ERRORS = [
         RIDGE,
         (),
         "experiments/params.yaml:2: experiment_ridge.parms: unknown section; accepted: "
-        "params, grid, search, trials, objective, sampler, seed, pruner, study, resources "
+        "params, grid, search, trials, objective, sampler, seed, pruner, study, resources, best, "
+        "judge "
         "(put values under params: or grid:)",
         id="unknown-section",
     ),

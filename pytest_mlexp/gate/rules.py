@@ -129,6 +129,8 @@ class Rules:
         """
         if metric in self.bounds:
             return True
+        if metric.startswith(SYSTEM_METRICS_PREFIX):  # the machine's, not the experiment's
+            return False
         if self.judge is not None:
             return metric in self.judge
         named = metric in self.directions or metric in self.tolerances
@@ -167,7 +169,11 @@ def judged(metrics: Mapping[str, float], rules: Rules) -> dict[str, float]:
 def recorded(metrics: Iterable[str], rules: Rules) -> list[str]:
     """The metrics of ``metrics`` only recorded: charted and compared in reports, not judged."""
     names = list(metrics)
-    return [key for key in names if not rules.judges(_base(key, names))]
+    return [
+        key
+        for key in names
+        if not key.startswith(SYSTEM_METRICS_PREFIX) and not rules.judges(_base(key, names))
+    ]
 
 
 def _base(metric: str, metrics: Iterable[str]) -> str:
