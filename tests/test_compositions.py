@@ -433,7 +433,7 @@ def test_fluent_and_autolog_metrics_reach_the_summary_the_best_cell_and_the_gate
     result.stdout.fnmatch_lines(
         [
             # The run table shows what the fluent API logged.
-            "*experiment_fluent?2?*accuracy=0.7 train_loss=0.25*",
+            "*experiment_fluent?2?*FINISHED*train_loss=0.25 accuracy=0.7*",
             # No metric named, none returned: the first one logged once, not the curve.
             "mlexp grid experiment_fluent.py::experiment_fluent: 2 cells, 2 passed, 0 failed; "
             "best accuracy=0.7 (max, guessed, logged once) at experiment_fluent?2? ?q=2?*",
