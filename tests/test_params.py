@@ -373,6 +373,14 @@ ERRORS = [
         "trials, got [[]20[]]",
         id="trials-not-a-number",
     ),
+    pytest.param(
+        "experiment_ridge:\n  best: r2:up\n",
+        RIDGE,
+        (),
+        "experiments/params.yaml:2: experiment_ridge.best: bad best metric 'r2:up'; expected "
+        "NAME, NAME:max or NAME:min, e.g. r2 or val_loss:min",
+        id="best-bad-direction",
+    ),
 ]
 
 

@@ -239,12 +239,15 @@ def _best(loader: Any, node: Any, where: str) -> str:
     from ..directions import BestSpec
 
     value = loader.construct_object(node, deep=True)
+    if not isinstance(value, str):
+        raise ParamsError(
+            f"{where}: expected a metric name, as @pytest.mark.mlexp(best=...) takes it, "
+            f"e.g. best: accuracy or best: val_loss:min, got {value!r}"
+        )
     try:
-        if not isinstance(value, str):
-            raise ValueError(f"expected a metric name, got {value!r}")
         BestSpec.parse(value)
     except ValueError as exc:
-        raise ParamsError(f"{where}: {exc}, e.g. best: accuracy or best: val_loss:min") from None
+        raise ParamsError(f"{where}: {exc}") from None
     return value
 
 
