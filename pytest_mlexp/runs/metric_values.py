@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 class MetricValues:
     """A run's metrics as every reader sees them."""
 
-    #: Metric -> its value: the returned ones first, in the order returned, then the others.
+    #: Metric -> its value, in the order first logged.
     values: dict[str, float] = field(default_factory=dict)
     #: The metrics the experiment returned.
     returned: tuple[str, ...] = ()
@@ -115,9 +115,7 @@ def read_values(run: ExperimentRun) -> MetricValues:
         for key in values
         if key not in run.returned and (key in run.histories or steps.get(key, 0) > 0)
     )
-    ordered = {key: run.returned[key] for key in returned}
-    ordered.update((key, value) for key, value in values.items() if key not in ordered)
-    return MetricValues(ordered, returned, histories)
+    return MetricValues(values, returned, histories)
 
 
 def _store_points(run: ExperimentRun) -> dict[str, tuple[int, float, int]]:

@@ -141,7 +141,7 @@ class RunSummary:
     outcome: str
     run_id: str
     params: dict[str, str] = field(default_factory=dict)
-    #: The run's value of each metric (``runs.metric_values``): returned ones first.
+    #: The run's value of each metric (``runs.metric_values``), in the order first logged.
     metrics: dict[str, float] = field(default_factory=dict)
     #: The metrics the experiment returned, and those logged as a history (several steps).
     returned: list[str] = field(default_factory=list)
