@@ -136,14 +136,7 @@ class ExperimentRun:
     ) -> None:
         """Log one metric value, optionally at a ``step`` of training."""
         key = _valid_key(key, "metric")
-        if not isinstance(value, numbers.Real):
-            raise TypeError(f"metric {key!r} must be a number, got {type(value).__name__}")
-        number = float(value)
-        if math.isnan(number) or math.isinf(number):
-            warnings.warn(
-                MlexpWarning(f"metric {key!r} is {number}; it is logged, but check the experiment"),
-                stacklevel=2,
-            )
+        number = _metric_number(key, value)
         self._record(key, number, int(step or 0), timestamp or int(time.time() * 1000))
         if self.search_trial is not None and step is not None:
             # The objective at a step is an intermediate value for the search's pruner.
@@ -339,7 +332,8 @@ def log_returned(run: ExperimentRun, nodeid: str, value: Any) -> None:
     returned: dict[str, float] = {}
     for key, item in value.items():
         if isinstance(item, numbers.Real):
-            returned[_valid_key(str(key), "metric")] = float(item)
+            name = _valid_key(str(key), "metric")
+            returned[name] = _metric_number(name, item)
         else:
             run.log_param(str(key), stringify(item))
     if not returned:
@@ -347,6 +341,19 @@ def log_returned(run: ExperimentRun, nodeid: str, value: Any) -> None:
     from .metric_values import log_after_history
 
     log_after_history(run, returned)
+
+
+def _metric_number(key: str, value: Any) -> float:
+    """A metric's value as a float; a warning when it is NaN or infinite."""
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"metric {key!r} must be a number, got {type(value).__name__}")
+    number = float(value)
+    if math.isnan(number) or math.isinf(number):
+        warnings.warn(
+            MlexpWarning(f"metric {key!r} is {number}; it is logged, but check the experiment"),
+            stacklevel=3,
+        )
+    return number
 
 
 def _is_plotly(figure: Any) -> bool:
