@@ -587,6 +587,17 @@ def test_the_gate_judges_returned_and_once_logged_metrics_and_named_histories():
     assert [row.metric for row in rows] == ["accuracy"]
 
 
+def test_the_judged_metrics_are_named_by_flag_ini_or_yaml(ourtester):  # type: ignore[no-untyped-def]
+    from pytest_mlexp.settings.gate import resolve_gate
+
+    assert resolve_gate(ourtester.parseconfig()).judge is None
+    (ourtester.path / "mlexp.yaml").write_text("judge: [accuracy, f1]\n")
+    assert resolve_gate(ourtester.parseconfig()).judge == {"accuracy", "f1"}
+    ourtester.makeini("[pytest]\nmlexp_judge = accuracy, val_loss\n")
+    assert resolve_gate(ourtester.parseconfig()).judge == {"accuracy", "val_loss"}
+    assert resolve_gate(ourtester.parseconfig("--mlexp-judge", "r2")).judge == {"r2"}
+
+
 def test_a_grid_gated_by_its_best_cell(model, run_gate, read_runs):  # type: ignore[no-untyped-def]
     # Cell b explores (bad on purpose): with gate="best" only the grid's best cell is judged,
     # by the bounds and against the baseline, under the function's test id.

@@ -163,7 +163,7 @@ def metric_names(value: Any, where: str) -> frozenset[str]:
             f"{where}: expected metric names, comma-separated or a list, such as "
             f"'accuracy, val_loss' or ['accuracy', 'val_loss'], got {value!r}"
         )
-    names = frozenset(n.strip().strip(",") for n in items if n.strip().strip(","))
+    names = frozenset(n.strip() for item in items for n in item.split(",") if n.strip())
     if not names:
         raise pytest.UsageError(f"{where}: names no metric; e.g. accuracy, val_loss")
     return names
