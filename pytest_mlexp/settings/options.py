@@ -75,6 +75,8 @@ MARKER = (
     "pruner='median', study='svm-v1': an Optuna search, one item per trial; "
     "gate='bound'|'mean'|'best', confidence=0.95: how repeated cells are judged against their "
     "baseline ('best': a grid gated once, by its best cell); "
+    "judge=['accuracy', 'val_loss']: the metrics the gate judges (default: returned ones, "
+    "those logged once, and those a rule names); "
     "resources={'num_gpus': 1, 'num_cpus': 4, 'memory': '8GB'}: what a Ray "
     "cluster reserves for each of its items."
 )
