@@ -199,7 +199,7 @@ def test_session_report_under_xdist_renders_offline(ourtester, client, read_runs
         "passed\nvs baseline.yaml",
         "regressed\nvs baseline.yaml",
     ]
-    assert opened.page.locator("th", has_text="baseline").count() == 1
+    assert opened.page.locator("th", has_text="gate").count() == 1
     failed = opened.page.locator("td.status.failed")
     assert failed.count() == 1
     assert failed.get_attribute("title") == "AssertionError: diverged"

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..backend import tags as T
+from ..gate.verdicts import NO_BASELINE
 
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
@@ -233,7 +234,7 @@ def _run_table(runs: Sequence[StoredRun], best: dict[str, str] | None = None) ->
     head += [f"<span class='metric'>{_e(m)}</span>" for m in metrics]
     head += [f"<span class='param'>{_e(p)}</span>" for p in params]
     if baseline:
-        head.append("baseline")
+        head.append("<span title='the regression gate: its verdict and what it judged by'>gate</span>")
     rows = []
     for run in runs:
         name = _e(run.name)
@@ -283,6 +284,9 @@ def _baseline_cell(run: StoredRun) -> str:
     shown = [f"<b class='verdict {_e(verdict.lower())}'>{_e(verdict)}</b>"]
     if run.baseline_source:
         shown.append(f"vs {_e(run.baseline_source)}")
+    elif verdict != NO_BASELINE:
+        # No baseline was given: the verdict is the run's own expect= bounds'.
+        shown.append("by expect= bounds")
     # A repeated cell: the interval of the change and the seeds on each side, per metric.
     interval = run.tags.get(T.GATE_INTERVAL, "")
     if interval:

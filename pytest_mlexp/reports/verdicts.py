@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from ..backend import uris
 from ..gate import rules
 from ..gate.baselines import Baseline
 from ..gate.rules import FAILING, Row
@@ -245,13 +246,28 @@ def write_markdown(outcome: GateOutcome) -> None:
     settings = outcome.settings
     if settings.report_md is None or not outcome.verdicts:
         return
-    text = markdown_report(outcome.verdicts, settings, outcome.links)
+    links = _server_links(outcome.links)
+    text = markdown_report(outcome.verdicts, settings, links)
+    if outcome.links and not links:
+        text += (
+            "The runs are in a local store, which has no page to link to: "
+            "`mlflow ui` in the project opens them.\n"
+        )
     settings.report_md.parent.mkdir(parents=True, exist_ok=True)
     settings.report_md.write_text(text, encoding="utf-8")
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY", "").strip()
     if step_summary:
         with open(step_summary, "a", encoding="utf-8") as out:
             out.write(text + "\n")
+
+
+def _server_links(links: dict[str, str]) -> dict[str, str]:
+    """The links to a tracking server's UI; none to a local store's.
+
+    A sqlite store's runs are served at ``127.0.0.1:5000`` only while ``mlflow ui``
+    runs on the machine that has the store: from a pull request, such a link leads nowhere.
+    """
+    return {key: link for key, link in links.items() if not link.startswith(uris.LOCAL_UI_BASE)}
 
 
 def markdown_report(
