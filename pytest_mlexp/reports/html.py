@@ -234,7 +234,7 @@ def _run_table(runs: Sequence[StoredRun], best: dict[str, str] | None = None) ->
     head += [f"<span class='metric'>{_e(m)}</span>" for m in metrics]
     head += [f"<span class='param'>{_e(p)}</span>" for p in params]
     if baseline:
-        head.append("<span title='the regression gate: its verdict and what it judged by'>gate</span>")
+        head.append("<span title='the regression gate: its verdict, judged by what'>gate</span>")
     rows = []
     for run in runs:
         name = _e(run.name)
