@@ -35,6 +35,7 @@ Ray cluster | a params-file grid placed by its resources:, git lineage from the 
 Ray cluster, a node lost mid-item | the lost attempt KILLED as superseded (outcome rerun), the retry counted | test_ray.py::test_on_a_ray_cluster
 Ray cluster, Ctrl-C | the runs in flight end KILLED (interrupted) | test_ray.py::test_on_a_ray_cluster
 Ray cluster, spool | journal files from the nodes into the controller's .mlexp/journal | test_ray.py::test_spooled_journals_travel_to_the_controller
+a user's own mlflow.<flavor>.autolog() inside an experiment | later plain tests: no stray run in Default; the experiment's run gets autolog's values | test_autolog.py::test_a_users_own_autolog_call_ends_with_its_item
 """  # noqa: E501
 
 from __future__ import annotations
