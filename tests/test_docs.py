@@ -125,6 +125,35 @@ def test_markers_tags_hooks_and_commands_are_in_the_reference():
     assert cli.build_parser().prog == "mlexp"
 
 
+def test_flag_spellings_in_tables_show_no_backslash():
+    """``on|off`` inside a code span of a table cell: Python-Markdown keeps the pipe as is."""
+    import markdown
+
+    page = reference.settings_markdown()
+    assert "`--mlexp-artifacts on|off`" in page
+    html = markdown.markdown(page, extensions=["tables"])
+    assert "<code>--mlexp-artifacts on|off</code>" in html
+    for path in [*DOCS.rglob("*.md"), ROOT / "README.md"]:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for span in re.findall(r"`[^`]+`", line):
+                assert "\\|" not in span, f"{path.relative_to(ROOT)}:{number}: {span}"
+
+
+def test_one_install_command_and_the_gitignore_the_docs_recommend():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    first = next(line for line in readme.splitlines() if "pip install" in line)
+    for page in ("index.md", "getting-started.md"):
+        installs = [
+            line for line in (DOCS / page).read_text().splitlines() if "pip install" in line
+        ]
+        assert installs == [first], f"{page}: install with the README's first line"
+    recommended = next(b for b in blocks(DOCS / "your-project.md") if b.lines[0] == "# .gitignore")
+    ours = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+    for line in recommended.lines:
+        if line and not line.startswith("#"):
+            assert line in ours, f"the repository's .gitignore lacks {line} (docs recommend it)"
+
+
 # -- every code block: run, or marked not run -------------------------------------------------
 
 
