@@ -261,7 +261,7 @@ def test_missing_baseline_passes_with_a_note_unless_required(model, run_gate, ou
     model(a=0.90, b=0.5)
     result = run_gate("--mlexp-baseline-file", "baseline.yaml")
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines([f"no baseline for 1 tests (passed unchecked): {NODE}[[]b[]]"])
+    result.stdout.fnmatch_lines([f"no baseline for 1 test (passed unchecked): {NODE}[[]b[]]"])
     required = run_gate("--mlexp-baseline-file", "baseline.yaml", "--mlexp-require-baseline")
     required.assert_outcomes(passed=1, failed=1)
     required.stdout.fnmatch_lines(
@@ -573,7 +573,7 @@ def test_a_grid_gated_by_its_best_cell(model, run_gate, read_runs):  # type: ign
     first = run_gate("--mlexp-baseline", "latest")
     first.assert_outcomes(passed=2)
     assert first.ret == pytest.ExitCode.OK
-    first.stdout.fnmatch_lines([f"no baseline for 1 tests (passed unchecked): {NODE}"])
+    first.stdout.fnmatch_lines([f"no baseline for 1 test (passed unchecked): {NODE}"])
     first.stdout.fnmatch_lines(["1 grid by its best cell: 1 no-baseline"])
     parents = [r for r in read_runs(EXPERIMENT, groups=True) if "mlexp.grid_size" in r.data.tags]
     (recorded,) = parents
