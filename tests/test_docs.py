@@ -85,6 +85,26 @@ def test_every_declared_setting_is_in_the_settings_reference():
         assert f"`{name}`" in page
 
 
+def test_every_setting_states_its_meaning_and_its_default(pytester):
+    """The reference's "what" column: a meaning and a default for every row; ini keys in --help."""
+    from pytest_mlexp.settings.artifacts import DEFAULT_PATTERNS
+
+    for feature in reference.features():
+        for row in reference.settings_table(feature).splitlines()[2:]:
+            what = row.rstrip(" |").rsplit(" | ", 1)[-1]
+            assert len(what) > 15, f"no meaning: {row}"
+            assert "default" in what.lower(), f"no default stated: {row}"
+    page = reference.settings_markdown()
+    assert all(pattern in page for pattern in DEFAULT_PATTERNS), "the default patterns, listed"
+
+    shown = pytester.runpytest("--help").stdout.str()
+    _, ini_keys = declared_options()
+    for key in ini_keys:
+        after = shown.split(f"  {key} (", 1)[1]
+        described = after.split("):", 1)[1].split("\n  mlexp_", 1)[0]
+        assert len(described.strip()) > 10, f"pytest --help shows {key} with no description"
+
+
 def test_an_option_added_later_appears_without_touching_the_generator(monkeypatch):
     def add_later_options(group, parser):
         group.addoption("--mlexp-later", dest="mlexp_later", metavar="X", help="Added later.")
