@@ -231,7 +231,6 @@ def check_report_layout(browser: Any, path: Path) -> None:
         page.goto(path.as_uri(), wait_until="load")
         page.wait_for_timeout(300)
         assert errors == []
-        page.screenshot(path="/tmp/wt23-report.png", full_page=False)
         # A table per experiment function, each with its own params only.
         tables = page.locator("table.runs")
         assert tables.count() == 2
