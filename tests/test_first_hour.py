@@ -272,7 +272,6 @@ def check_report_layout(browser: Any, path: Path) -> None:
             right = box["x"] + box["width"]
             assert right - 30 <= verdict_box["x"] + verdict_box["width"] <= right + 1
             assert "passed" in verdict.inner_text() or "improved" in verdict.inner_text()
-        page.screenshot(path="/tmp/wt23-report-scrolled.png")
 
         # Legends sit beside the plots: no legend box overlaps a plot area or a title.
         legends = page.locator(".plot .legend")
