@@ -456,8 +456,8 @@ def test_mlexp_runs_lists_and_filters(ourtester, mlexp, read_runs, monkeypatch):
     failed = next(r for r in runs if r.info.run_name == "experiment_ridge[10.0]")
     assert by_id[failed.info.run_id].split()[1:3] == ["experiment_ridge[10.0]", "FAILED"]
     cell = next(r for r in runs if r.info.run_name == "experiment_train[0.1-forest]")
-    assert by_id[cell.info.run_id].split()[-5:] == [
-        "lr=0.1", "model=forest", "acc=0.85", "f1=0.8", "loss=0.22",
+    assert by_id[cell.info.run_id].split()[-6:] == [
+        "lr=0.1", "model=forest", "acc=0.85", "auc=0.971", "f1=0.8", "loss=0.22",
     ]  # fmt: skip
 
     code, out, _ = mlexp("runs", "--experiment", EXPERIMENT, "--filter", "metrics.acc > 0.8")
