@@ -174,6 +174,15 @@ def test_one_install_command_and_the_gitignore_the_docs_recommend():
             assert line in ours, f"the repository's .gitignore lacks {line} (docs recommend it)"
 
 
+def test_the_home_page_links_every_page_of_the_site():
+    """ "Where to go next" leaves no guide out (reproduce was once missing)."""
+    home = (DOCS / "index.md").read_text(encoding="utf-8")
+    for page in site_pages():
+        if page.parent.is_relative_to(DOCS) and page.name != "index.md":
+            link = f"]({page.relative_to(DOCS).as_posix()})"
+            assert link in home, f"index.md does not link {page.name}"
+
+
 # -- every code block: run, or marked not run -------------------------------------------------
 
 
