@@ -219,7 +219,7 @@ def test_reports_count_a_rerun_item_by_its_last_attempt(project: pytest.Pytester
     page = (project.path / "report.html").read_text()
     # The superseded attempt is listed as such, and counted apart from the item's outcome.
     assert "FAILED (rerun)" in page
-    assert "1 runs: 1 finished; 1 attempt superseded by a rerun" in page
+    assert "1 run: 1 finished; 1 attempt superseded by a rerun" in page
 
 
 # -- reuse ---------------------------------------------------------------------------------------

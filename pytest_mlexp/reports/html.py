@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backend import tags as T
 from ..gate.verdicts import NO_BASELINE
+from .words import counted
 
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
@@ -167,7 +168,7 @@ def render(report: Report) -> str:
     plots = _Plots()
     body = [
         f"<header><h1>{_e(report.title)}</h1>",
-        f"<p class='meta'>{_e(report.scope)} &middot; {report.run_count} runs in "
+        f"<p class='meta'>{_e(report.scope)} &middot; {counted(report.run_count, 'run')} in "
         f"{len(report.sections)} experiment{'s' if len(report.sections) != 1 else ''} "
         f"&middot; store <code>{_e(report.store)}</code> &middot; generated "
         f"{_e(datetime.datetime.now().strftime('%Y-%m-%d %H:%M:%S'))}</p></header>",
@@ -202,7 +203,7 @@ def _section(section: Section, plots: _Plots, best: dict[str, str]) -> str:
     heading = f"<a href='{_e(section.url)}'>{name}</a>" if section.url else name
     parts = [
         f"<section class='experiment'><h2>Experiment {heading}</h2>",
-        f"<p class='meta'>{len(final)} runs: {_e(counts)}</p>",
+        f"<p class='meta'>{counted(len(final), 'run')}: {_e(counts)}</p>",
     ]
     # One table per experiment function: its own params, no empty columns of another's.
     listed: dict[str, list[StoredRun]] = {}
