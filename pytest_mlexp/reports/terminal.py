@@ -90,11 +90,13 @@ def write_summary(
             terminalreporter.write_line(end.kept)
     spooled = [r for r in results if r.spooled]
     if spooled:
+        one = len(spooled) == 1
         from ..spool.journal import JOURNAL_DIR
 
         terminalreporter.write_line(
             f"mlexp: {counted(len(spooled), 'run')} could not reach {tracking.display_uri}; "
-            f"they are kept in {tracking.rootdir / JOURNAL_DIR}. Replay them with: "
+            f"{'it is' if one else 'they are'} kept in {tracking.rootdir / JOURNAL_DIR}. "
+            f"Replay {'it' if one else 'them'} with: "
             f"{sync_command(tracking)}",
             yellow=True,
         )
