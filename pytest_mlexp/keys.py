@@ -37,5 +37,8 @@ CELL_RULES_KEY: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
 #: Set by models when the item's run starts: the registered model its best cell
 #: becomes a version of (``register=``), or ``""``.
 REGISTER_KEY: pytest.StashKey[str] = pytest.StashKey()
+#: Set by searches at activation on each of a search's trials: the search's test id. Grids,
+#: reuse and the gate leave a trial to its search.
+TRIAL_OF_KEY: pytest.StashKey[str] = pytest.StashKey()
 #: Set by reuse when the item's run starts: whether it is reused, or why it executes.
 REUSE_KEY: pytest.StashKey[ReuseNote] = pytest.StashKey()

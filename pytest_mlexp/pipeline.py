@@ -208,7 +208,7 @@ def needs_store(results: list[RunSummary], settings: Settings) -> bool:
         or any(r.register for r in results)
     ):
         return True
-    from .groups.judging import judges_any
+    from .gate.group_runs import judges_any
 
     return judges_any(results, settings.gate)
 

@@ -15,11 +15,10 @@ import pytest
 from ..backend import tags as T
 from ..directions import BestSpec
 from ..groups.creation import GroupRuns, host_name
-from ..keys import GROUPS_KEY
+from ..keys import GROUPS_KEY, TRIAL_OF_KEY
 from ..params.keys import PARAMS_KEY
 from ..runs.markers import marker_options
 from ..runs.summary import GroupRefs
-from ..search.keys import TRIAL_KEY
 from .repeats import SEED_PARAM, cell_nodeid, repeat_seeds
 
 if TYPE_CHECKING:
@@ -36,7 +35,7 @@ class GridParents:
     def pytest_mlexp_run_tags(self, item: pytest.Item) -> dict[str, str]:
         tags = {T.HOST: host_name(), T.PID: str(os.getpid())}
         callspec = getattr(item, "callspec", None)
-        if callspec is None or TRIAL_KEY in item.stash:
+        if callspec is None or TRIAL_OF_KEY in item.stash:
             # A search's trials have the search's parent run (search.plugin), not a grid's.
             return tags
         options = marker_options(item)

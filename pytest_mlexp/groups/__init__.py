@@ -1,4 +1,4 @@
-"""Group runs: one run that holds others, made, named, completed and judged in one place.
+"""Group runs: one run that holds others, made, named and completed in one place.
 
 Three kinds (tag ``mlexp.kind``), linked to their members by ``mlflow.parentRunId``::
 
@@ -16,7 +16,7 @@ Three kinds (tag ``mlexp.kind``), linked to their members by ``mlflow.parentRunI
 - ``completion``: at session end, and again after ``mlexp sync``, each group
   run filled in from its members read back from the store, guarded against
   shards ending together;
-- ``judging``: the gate's verdict on a repeated cell (its means) or a search
-  (its best trial), against one baseline lookup;
 - ``sweep``: RUNNING runs of processes that died, marked KILLED.
+
+The gate judges them (``gate.group_runs``).
 """

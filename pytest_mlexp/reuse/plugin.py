@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ..backend import tags as T
-from ..keys import REUSE_KEY, RUN_KEY
+from ..keys import REUSE_KEY, RUN_KEY, TRIAL_OF_KEY
 from ..redaction import redact_text
 from ..runs.markers import marker_experiment, marker_options
 from ..runs.summary import ReuseNote
-from ..search.keys import TRIAL_KEY
 from ..settings.reuse import DEFAULT_INPUT_CONTEXT
 from ..warning_types import MlexpWarning
 from .candidates import NEW, Decision, latest_runs, original, unusable
@@ -130,7 +129,7 @@ class Reuse:
     def _decide(self, item: pytest.Item, fingerprint: Fingerprint) -> Decision:
         if marker_options(item).get("reuse") is False:
             return Decision(reason="reuse=False")
-        if TRIAL_KEY in item.stash:
+        if TRIAL_OF_KEY in item.stash:
             return Decision(reason=SEARCH_TRIAL)
         if fingerprint.problem is not None:
             return Decision(reason=f"fingerprint could not be computed: {fingerprint.problem}")

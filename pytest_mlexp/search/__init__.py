@@ -19,7 +19,7 @@ def experiment_svm(mlflow_run, lr, kernel): ...
   the HTML report, rebuilt from the stored runs.
 
 At session end, the parent's counts and best trial (``groups.completion``) and
-the search judged as a whole, by its best trial (``groups.judging``), are
+the search judged as a whole, by its best trial (``gate.group_runs``), are
 those of every group run.
 
 Optuna (``pip install 'pytest-mlexp[search]'``) is imported only when a

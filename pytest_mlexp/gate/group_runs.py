@@ -18,25 +18,20 @@ from typing import TYPE_CHECKING, Any
 
 from ..backend import tags as T
 from ..backend.search import search_runs
-from ..gate import rules as rules_module
-from ..gate.baselines import Baseline, is_safe_value
-from ..gate.markers import project_rules, rules_from_json
-from ..gate.markers import rules_to_json as cell_rules_to_json
-from ..gate.rules import FAILING, Bound, Rules
-from ..gate.verdicts import (
-    INCONCLUSIVE,
-    NO_BASELINE,
-    failure_line,
-    gate_tags,
-    how_to_record,
-    inconclusive_line,
-    verdict_of,
-    verdict_tags,
-    with_counts,
-)
 from ..redaction import redact_text
 from ..runs.summary import Verdict
 from ..settings.gate import BEST
+from .baselines import Baseline, is_safe_value
+from .judge import judge
+from .markers import project_rules, rules_from_json
+from .markers import rules_to_json as cell_rules_to_json
+from .rules import Bound, Rules
+from .verdicts import (
+    failure_line,
+    gate_tags,
+    verdict_tags,
+    with_counts,
+)
 
 if TYPE_CHECKING:
     from ..backend.client import Backend
@@ -214,20 +209,17 @@ def _judge(
             problem = f"no {member} of {label} completed: there is no best {member} to judge"
         else:
             metrics = dict(client.get_run(best_id).data.metrics)
-    compare = rules_module.compare_cell if target.kind.kind == T.KIND_CELL else rules_module.compare
-    rows = compare(metrics, baseline.metrics if baseline else None, target.rules)
-    verdict = verdict_of(rows, settings.compares, baseline)
-    failing = [row for row in rows if row.verdict in FAILING]
-    if verdict == NO_BASELINE and settings.require and problem is None:
-        problem = (
-            f"no baseline for {label} in {settings.source} "
-            f"(--mlexp-require-baseline). Record one first: {how_to_record(settings)}"
-        )
-    if verdict == INCONCLUSIVE and settings.strict and problem is None:
-        problem = (
-            f"{label} is inconclusive (--mlexp-gate-strict): its seeds cannot tell a "
-            f"regression from noise: {inconclusive_line(rows)}"
-        )
+    judged = judge(
+        label,
+        metrics,
+        baseline,
+        target.rules,
+        settings,
+        compares=settings.compares,
+        means=target.kind.kind == T.KIND_CELL,
+        problem=problem,
+    )
+    rows, verdict, failing, problem = judged.rows, judged.verdict, judged.failing, judged.problem
     tags = verdict_tags(verdict, baseline) | gate_tags(rows)
     if failing:
         tags[T.ERROR] = failure_line(failing)[:500]
@@ -265,7 +257,7 @@ def _baselines(
     """The baseline of each target that has one: the baseline file's entry, else from the store."""
     found: dict[tuple[_Kind, str], Baseline] = {}
     if settings.baseline_file is not None:
-        from ..gate.baselines import read_file
+        from .baselines import read_file
 
         entries = read_file(settings.baseline_file)
         for target in targets:
@@ -297,7 +289,7 @@ def _store_baselines(
     """The newest earlier group run of ``kind`` for each test id in ``wanted`` matching ``spec``."""
     client = backend.client
     if spec.kind == "run":
-        from ..gate.baselines import read_runs
+        from .baselines import read_runs
 
         runs = read_runs(client, spec.run_ids)
         if len(runs) == 1:
