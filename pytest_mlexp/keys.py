@@ -25,6 +25,10 @@ SETTINGS_KEY: pytest.StashKey[Settings] = pytest.StashKey()
 #: The session object: the backend, the runs, the summaries.
 SESSION_KEY: pytest.StashKey[MlexpSession] = pytest.StashKey()
 
+#: Set at collection, before any selection (node ids, ``-k``, ``-m``, ``--lf``, ``--deselect``):
+#: every parametrized item collected, by its function's node id, then its own.
+COLLECTED_KEY: pytest.StashKey[dict[str, dict[str, pytest.Item]]] = pytest.StashKey()
+
 # -- item.stash -------------------------------------------------------------------------------
 #: The run of a tracked item while it runs (the ``mlflow_run`` fixture's).
 RUN_KEY: pytest.StashKey[ItemRun] = pytest.StashKey()

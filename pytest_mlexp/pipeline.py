@@ -108,6 +108,17 @@ class Pipeline:
 
             parametrize_repeats(metafunc)
 
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_make_collect_report(self, collector: pytest.Collector) -> Generator[None, Any, Any]:
+        # Innermost: every parametrization of a module's functions, before a node id, --lf
+        # or -k leaves out some (a group judged as a whole needs all its members).
+        report = yield
+        if report.passed and isinstance(collector, pytest.Module | pytest.Class):
+            from .groups.collected import record
+
+            record(self.session.config, report.result)
+        return report
+
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> Generator[None, Any, Any]:
         try:

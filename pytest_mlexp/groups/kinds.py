@@ -95,12 +95,20 @@ def fill_grid(backend: Backend, group: Group, runs: list[Any]) -> str | None:
     killed = len(cells) - passed - failed
     best = pick_best(cells, group.best, group.directions, group.first_metric)
     now = now_ms()
+    note = describe_grid(group.name, cells, best, SEED_PARAM)
+    ran = f"{len(cells)} cells"
+    part = ran_in_part(backend, group.run_id, len(cells), "cells")
+    if part:
+        ran = part
+        # Its first paragraph names the grid and the session: what follows is of this part.
+        head, _, rest = note.partition("\n\n")
+        note = f"{head}\n\n**{part}.**\n\n{rest}"
     tags = [
         (T.GRID_SIZE, str(len(cells))),
         (T.PASSED, str(passed)),
         (T.FAILED, str(failed)),
         (T.KILLED, str(killed)),
-        (T.NOTE, describe_grid(group.name, cells, best, SEED_PARAM)),
+        (T.NOTE, note),
     ]
     if reruns:
         tags.append((T.RERUNS, str(reruns)))
@@ -118,11 +126,19 @@ def fill_grid(backend: Backend, group: Group, runs: list[Any]) -> str | None:
         ]
     _write(backend, group.run_id, best, metrics, [], tags, group_status(statuses))
     return (
-        f"mlexp grid {group.name}: {len(cells)} cells, {passed} passed, {failed} failed"
+        f"mlexp grid {group.name}: {ran}, {passed} passed, {failed} failed"
         + (f", {killed} killed" if killed else "")
         + (f" ({reruns} rerun{'s' if reruns != 1 else ''})" if reruns else "")
         + f"; {best.describe(SEED_PARAM)}; parent run {group.run_id}"
     )
+
+
+def ran_in_part(backend: Backend, run_id: str, ran: int, members: str) -> str:
+    """``2 of 6 cells ran this session`` when the group has more members than ran, else ``""``."""
+    declared = backend.client.get_run(run_id).data.tags.get(T.MEMBERS, "")
+    if not declared.isdigit() or int(declared) <= ran:
+        return ""
+    return f"{ran} of {declared} {members} ran this session"
 
 
 def trial_outcome(run: Any) -> str:

@@ -266,6 +266,7 @@ def _best_run(backend: Backend, runs: Sequence[RunSummary], settings: Settings) 
         metric, direction = tags.get(T.BEST_METRIC, ""), tags.get(T.BEST_DIRECTION, "")
         spec = BestSpec.parse(f"{metric}:{direction}" if metric and direction else metric)
         best = _Best(client.get_run(best_id), among=int(tags.get(T.GRID_SIZE, "0") or 0))
+        best = _whole_grid(backend, parent, best, spec, settings)
     elif groups is not None and groups.search_run_id:
         # A search's best trial, as its parent holds it (groups.completion, just before).
         parent = client.get_run(groups.search_run_id)
@@ -294,6 +295,47 @@ def _best_run(backend: Backend, runs: Sequence[RunSummary], settings: Settings) 
     return best
 
 
+def _whole_grid(
+    backend: Backend, parent: Any, best: _Best, spec: BestSpec, settings: Settings
+) -> _Best:
+    """The best cell of the whole grid, when the session ran only part of it.
+
+    The cells left out count by their latest earlier run of the current code
+    (``grids.parents``, through reuse's fingerprints); the best of all becomes
+    the version, never the best of the part that ran. Raises ``NotRegistered``
+    when a cell has no such run.
+    """
+    tags = parent.data.tags
+    ran, declared = best.among, tags.get(T.MEMBERS, "")
+    if not declared.isdigit() or int(declared) <= ran:
+        return best
+    total = int(declared)
+    part = f"only {ran} of {total} cells ran this session"
+    whole = "run the whole grid to register its best cell"
+    elsewhere = json.loads(tags.get(T.MEMBERS_ELSEWHERE) or "null")
+    if best.run.data.tags.get(T.KIND) == T.KIND_CELL:
+        raise NotRegistered(f"{part}, and a repeated cell counts only when it runs; {whole}")
+    if not isinstance(elsewhere, dict) or ran + len(elsewhere) < total:
+        raise NotRegistered(f"{part}, and the others' earlier runs are not known; {whole}")
+    missing = sorted(
+        nodeid.rpartition("::")[2] for nodeid, run_id in elsewhere.items() if not run_id
+    )
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" (+{len(missing) - 3})" if len(missing) > 3 else "")
+        has = "has" if len(missing) == 1 else "have"
+        raise NotRegistered(
+            f"{part}, and {shown} {has} no earlier passed run of the current code; {whole}"
+        )
+    from ..groups.best import pick_best
+
+    client = backend.client
+    runs = [best.run, *(client.get_run(run_id) for run_id in elsewhere.values())]
+    picked = pick_best(runs, spec, settings.gate.directions)
+    if picked.run is None:
+        raise NotRegistered(f"{part}, and no best cell of the whole grid by {picked.metric}")
+    return _Best(picked.run, among=total)
+
+
 def _best_repeat(
     backend: Backend, cell: _Best, spec: BestSpec, settings: Settings, first: str | None
 ) -> _Best:
@@ -302,6 +344,13 @@ def _best_repeat(
     from ..groups.members import children
 
     repeats = children(backend, str(cell.run.info.run_id))
+    declared = cell.run.data.tags.get(T.MEMBERS, "")
+    ran = cell.run.data.tags.get(T.REPEATS, "")
+    if declared.isdigit() and ran.isdigit() and int(ran) < int(declared):
+        raise NotRegistered(
+            f"only {ran} of {declared} repeats of cell {cell.run.info.run_name} ran this session; "
+            "run all its repeats to register"
+        )
     picked = pick_best(repeats, spec, settings.gate.directions, first)
     if picked.run is None:
         raise NotRegistered(

@@ -124,6 +124,31 @@ class Reuse:
         if decision is not None and decision.reused_from and outcome == "passed":
             run.set_tag(T.OUTCOME, T.OUTCOME_REUSED)
 
+    # -- for groups the session runs only part of --------------------------------------------
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_mlexp_latest_runs_of_current_code(self, items: list[pytest.Item]) -> dict[str, str]:
+        """Node id -> its latest earlier run whose fingerprint is the item's now, if it passed."""
+        backend = self.session.backend
+        default = self.settings.tracking.experiment
+        keys = {
+            item.nodeid: (backend.experiment_id(marker_experiment(item, default)), item.nodeid)
+            for item in items
+        }
+        latest = latest_runs(backend.client, keys.values(), self.settings.tracking.session_id)
+        found = {}
+        for item in items:
+            run = latest.get(keys[item.nodeid])
+            digest = self.fingerprinter.of(item).digest
+            matches = (
+                run is not None
+                and digest
+                and run.data.tags.get(T.FINGERPRINT) == digest
+                and unusable(run) is None
+            )
+            found[item.nodeid] = str(run.info.run_id) if matches and run is not None else ""
+        return found
+
     # -- internals ------------------------------------------------------------------------
 
     def _decide(self, item: pytest.Item, fingerprint: Fingerprint) -> Decision:
