@@ -562,7 +562,7 @@ def test_a_grid_run_in_part_registers_only_from_the_whole_grid(ourtester, run_mo
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
         [
-            "mlexp grid experiment_clf.py::experiment_clf: 3 cells, 3 passed, 0 failed; best accuracy=0.925*",
+            f"mlexp grid {FUNCTION}: 3 cells, 3 passed, 0 failed; best accuracy=0.925*",
             escaped("mlexp: registered churn-clf v1 @candidate from experiment_clf[0.1]"),
         ]
     )
@@ -574,7 +574,7 @@ def test_a_grid_run_in_part_registers_only_from_the_whole_grid(ourtester, run_mo
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
-            "mlexp grid experiment_clf.py::experiment_clf: 1 of 3 cells ran this session, 1 passed, 0 failed; "
+            f"mlexp grid {FUNCTION}: 1 of 3 cells ran this session, 1 passed, 0 failed; "
             "best accuracy=0.475*",
             escaped(
                 "mlexp: churn-clf v1 @candidate is already experiment_clf[0.1]'s model; "
@@ -595,7 +595,7 @@ def test_a_grid_run_in_part_registers_only_from_the_whole_grid(ourtester, run_mo
         result.assert_outcomes(passed=2)
         result.stdout.fnmatch_lines(
             [
-                "mlexp grid experiment_clf.py::experiment_clf: 2 of 3 cells ran this session, *",
+                f"mlexp grid {FUNCTION}: 2 of 3 cells ran this session, *",
                 "mlexp: churn-clf v1 @candidate is already *",
             ]
         )
@@ -608,7 +608,7 @@ def test_a_grid_run_in_part_registers_only_from_the_whole_grid(ourtester, run_mo
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
-            "mlexp grid experiment_clf.py::experiment_clf: 1 of 4 cells ran this session, *",
+            f"mlexp grid {FUNCTION}: 1 of 4 cells ran this session, *",
             escaped(
                 "mlexp: nothing registered as churn-clf for experiment_clf.py::experiment_clf: "
                 "only 1 of 4 cells ran this session, and experiment_clf[0.1], "
@@ -626,7 +626,7 @@ def test_a_grid_run_in_part_registers_only_from_the_whole_grid(ourtester, run_mo
     result = run_models("-x", *quiet)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        ["mlexp grid experiment_clf.py::experiment_clf: 1 of 3 cells ran this session, 0 passed, 1 failed*"]
+        [f"mlexp grid {FUNCTION}: 1 of 3 cells ran this session, 0 passed, 1 failed*"]
     )
     assert [str(v.version) for v in registered_versions(client, "churn-clf")] == ["1"]
     assert_registered(client, best, version="1")
