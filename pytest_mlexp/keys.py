@@ -38,7 +38,7 @@ GROUPS_KEY: pytest.StashKey[GroupRefs] = pytest.StashKey()
 VERDICT_KEY: pytest.StashKey[Verdict] = pytest.StashKey()
 #: Set by the gate on a repeat: the rules (JSON) its cell's mean is judged by at the end.
 CELL_RULES_KEY: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
-#: Set by models when the item's run starts: the registered model its best cell
+#: Set by models before the item's run is created: the registered model its best cell
 #: becomes a version of (``register=``), or ``""``.
 REGISTER_KEY: pytest.StashKey[str] = pytest.StashKey()
 #: Set by searches at activation on each of a search's trials: the search's test id. Grids,

@@ -17,7 +17,7 @@ from ..backend import tags as T
 from ..directions import BestSpec
 from ..groups.collected import collected_items
 from ..groups.creation import GroupRuns, host_name
-from ..keys import GROUPS_KEY, TRIAL_OF_KEY
+from ..keys import GROUPS_KEY, REGISTER_KEY, TRIAL_OF_KEY
 from ..params.keys import PARAMS_KEY
 from ..runs.markers import marker_options
 from ..runs.summary import GroupRefs
@@ -101,9 +101,7 @@ class GridParents:
         if not left_out or repeated:
             # A repeated cell counts only by its repeats of this session.
             return tags
-        from ..models.registry import registered_name
-
-        if not registered_name(item, self.settings.register):
+        if not item.stash.get(REGISTER_KEY, ""):  # set by models, before (tryfirst)
             return tags
         try:
             found = self.config.hook.pytest_mlexp_latest_runs_of_current_code(items=left_out)

@@ -278,6 +278,12 @@ def _best_run(backend: Backend, runs: Sequence[RunSummary], settings: Settings) 
             )
         metric, direction = tags.get(T.BEST_METRIC, ""), tags.get(T.BEST_DIRECTION, "")
         spec = BestSpec.parse(f"{metric}:{direction}" if metric and direction else metric)
+        from ..groups.kinds import ran_in_part
+
+        part = ran_in_part(tags, int(tags.get(T.TRIALS, "0") or 0), "trials")
+        if part:
+            # Its other trials' results are not this session's study's: no whole best to pick.
+            raise NotRegistered(f"only {part}; run the whole search to register its best trial")
         complete = int(tags.get(T.TRIALS_COMPLETE, "0") or 0)
         # The gate judges a search as a whole: its verdict is on the parent, not the trial.
         best = _Best(client.get_run(best_id), among=complete, of="trials", judged=parent)

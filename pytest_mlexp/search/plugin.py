@@ -34,6 +34,7 @@ import pytest
 
 from ..backend import tags as T
 from ..gate.keys import RULES_KEY
+from ..groups.collected import collected_items
 from ..groups.creation import GroupRuns
 from ..keys import CELL_RULES_KEY, GROUPS_KEY, RUN_KEY, TRIAL_OF_KEY
 from ..runs.summary import GroupRefs
@@ -289,6 +290,8 @@ class SearchTrials:
             T.SAMPLER: spec.sampler_text(),
             T.PRUNER: spec.pruner_text(),
             T.TRIALS_PLANNED: str(spec.trials),
+            # The trials in the code, whatever part of them the session runs.
+            T.MEMBERS: str(len(collected_items(self.session.config, item))),
         }
         if len(space) <= MAX_TAG_LENGTH:
             tags[T.SPACE] = space
