@@ -15,6 +15,7 @@ def experiment_svm(mlflow_run, lr, kernel): ...
   database), its sampler and pruner;
 - ``plugin``: ask in setup, report intermediate values and prune during the
   call, tell after it; the search's parent run (``mlexp.kind=search``);
+- ``kinds``: the ``search`` kind of group run, registered with ``groups``;
 - ``figures``: Optuna's optimization history and parameter importances for
   the HTML report, rebuilt from the stored runs.
 
