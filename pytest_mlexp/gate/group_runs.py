@@ -208,7 +208,12 @@ def _judge(
             member = "trial" if target.kind.kind == T.KIND_SEARCH else "cell"
             problem = f"no {member} of {label} completed: there is no best {member} to judge"
         else:
-            metrics = dict(client.get_run(best_id).data.metrics)
+            best_run = client.get_run(best_id)
+            if target.kind.kind == T.KIND_GRID:
+                best_run = _whole_grid_best(client, run, best_run, settings)
+                if best_run is None:
+                    return None  # run in part, without the runs of the cells left out
+            metrics = dict(best_run.data.metrics)
     judged = judge(
         label,
         metrics,
@@ -231,8 +236,9 @@ def _judge(
     if not passed:
         # Like a failed item: never the "latest" baseline of a later session.
         tags[T.OUTCOME] = "failed"
-    elif target.kind.kind == T.KIND_GRID and run.info.status == "FINISHED":
-        # A grid parent has no outcome of its own: a passed one is a later baseline.
+    elif target.kind.kind == T.KIND_GRID and run.info.status == "FINISHED" and not _in_part(run):
+        # A grid parent has no outcome of its own: a passed one is a later baseline (not one
+        # the session ran in part: its best.<metric> values are its part's).
         tags[T.OUTCOME] = "passed"
     backend.log_batch(target.run_id, tags=list(tags.items()))
     if not passed:
@@ -249,6 +255,24 @@ def _judge(
         problem=problem,
         search=target.kind.kind in _BY_BEST,
     )
+
+
+def _in_part(grid: Any) -> bool:
+    """Whether the session ran only part of the grid's cells."""
+    declared, ran = grid.data.tags.get(T.MEMBERS, ""), grid.data.tags.get(T.GRID_SIZE, "")
+    return declared.isdigit() and ran.isdigit() and int(ran) < int(declared)
+
+
+def _whole_grid_best(client: Any, grid: Any, best_run: Any, settings: GateSettings) -> Any:
+    """The best cell of the whole grid (``groups.whole``), or None when it is not known."""
+    from ..directions import BestSpec
+    from ..groups.whole import whole_group_best
+
+    tags = grid.data.tags
+    metric, direction = tags.get(T.BEST_METRIC, ""), tags.get(T.BEST_DIRECTION, "")
+    spec = BestSpec.parse(f"{metric}:{direction}" if metric and direction else metric)
+    ran = int(tags.get(T.GRID_SIZE, "0") or 0)
+    return whole_group_best(client, grid, best_run, ran, spec, settings.directions).run
 
 
 def _baselines(

@@ -92,7 +92,8 @@ class GridParents:
 
     def _grid_members(self, item: pytest.Item, repeated: bool) -> dict[str, str]:
         """The grid's cells in the code, and when the session runs part of them and the
-        function registers a model, the latest run of the current code of each cell left out."""
+        grid's best cell decides something (registration, ``gate="best"``), the latest run of
+        the current code of each cell left out (``groups.whole``)."""
         items = collected_items(self.config, item)
         cells = {cell_nodeid(each.nodeid) if repeated else each.nodeid for each in items}
         tags = {T.MEMBERS: str(len(cells))}
@@ -101,7 +102,9 @@ class GridParents:
         if not left_out or repeated:
             # A repeated cell counts only by its repeats of this session.
             return tags
-        if not item.stash.get(REGISTER_KEY, ""):  # set by models, before (tryfirst)
+        # Set by models, before (tryfirst). A grid gated by its best cell decides on it too.
+        registers = bool(item.stash.get(REGISTER_KEY, ""))
+        if not registers and marker_options(item).get("gate") != "best":
             return tags
         try:
             found = self.config.hook.pytest_mlexp_latest_runs_of_current_code(items=left_out)

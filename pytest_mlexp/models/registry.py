@@ -304,42 +304,19 @@ def _best_run(backend: Backend, runs: Sequence[RunSummary], settings: Settings) 
 def _whole_grid(
     backend: Backend, parent: Any, best: _Best, spec: BestSpec, settings: Settings
 ) -> _Best:
-    """The best cell of the whole grid, when the session ran only part of it.
+    """The best cell of the whole grid, when the session ran only part of it (``groups.whole``).
 
-    The cells left out count by their latest earlier run of the current code
-    (``grids.parents``, through reuse's fingerprints); the best of all becomes
-    the version, never the best of the part that ran. Raises ``NotRegistered``
-    when a cell has no such run.
+    Never the best of the part that ran; ``NotRegistered`` when a cell left out
+    has no earlier passed run of the current code.
     """
-    tags = parent.data.tags
-    ran, declared = best.among, tags.get(T.MEMBERS, "")
-    if not declared.isdigit() or int(declared) <= ran:
-        return best
-    total = int(declared)
-    part = f"only {ran} of {total} cells ran this session"
-    whole = "run the whole grid to register its best cell"
-    elsewhere = json.loads(tags.get(T.MEMBERS_ELSEWHERE) or "null")
-    if best.run.data.tags.get(T.KIND) == T.KIND_CELL:
-        raise NotRegistered(f"{part}, and a repeated cell counts only when it runs; {whole}")
-    if not isinstance(elsewhere, dict) or ran + len(elsewhere) < total:
-        raise NotRegistered(f"{part}, and the others' earlier runs are not known; {whole}")
-    missing = sorted(
-        nodeid.rpartition("::")[2] for nodeid, run_id in elsewhere.items() if not run_id
-    )
-    if missing:
-        shown = ", ".join(missing[:3]) + (f" (+{len(missing) - 3})" if len(missing) > 3 else "")
-        has = "has" if len(missing) == 1 else "have"
-        raise NotRegistered(
-            f"{part}, and {shown} {has} no earlier passed run of the current code; {whole}"
-        )
-    from ..groups.best import pick_best
+    from ..groups.whole import whole_group_best
 
-    client = backend.client
-    runs = [best.run, *(client.get_run(run_id) for run_id in elsewhere.values())]
-    picked = pick_best(runs, spec, settings.gate.directions)
-    if picked.run is None:
-        raise NotRegistered(f"{part}, and no best cell of the whole grid by {picked.metric}")
-    return _Best(picked.run, among=total)
+    whole = whole_group_best(
+        backend.client, parent, best.run, best.among, spec, settings.gate.directions
+    )
+    if whole.run is None:
+        raise NotRegistered(f"{whole.why}; run the whole grid to register its best cell")
+    return _Best(whole.run, among=whole.members)
 
 
 def _best_repeat(
