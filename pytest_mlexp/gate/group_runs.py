@@ -1,8 +1,10 @@
-"""The gate on group runs: a repeated cell by its means, a search by its best trial.
+"""The gate on group runs: a repeated cell by its means, a search by its best trial, a grid
+marked ``gate="best"`` by its best cell (the whole grid's, ``groups.whole``).
 
 Their members are not judged one by one against a baseline (a repeat is one
 draw of noise; most of a search's trials are worse than its best). At session
-end, once the group runs are complete (``completion``), each is judged under
+end, once the group runs are complete (``groups.completion``), each is judged
+by ``gate.judge``, as an item is, under
 its test id (the cell's node id, the search's function) against its baseline:
 the same kind of group run of an earlier session in the store, or the
 baseline file's entry. The verdict goes on the group run; a failing group
