@@ -554,7 +554,7 @@ def experiment_clf(mlflow_run, C):
 
 
 def test_a_grid_run_in_part_registers_only_from_the_whole_grid(ourtester, run_models, read_runs):
-    """Selection x registration and the grid line: node id, --deselect, -k, -x."""
+    """Selection x registration and the grid line: node id, --deselect (xdist), -k, -x."""
     quiet = ("--mlexp-lineage", "none", "--mlexp-artifacts", "off")
     ourtester.makepyfile(experiment_clf=PARTIAL_GRID.format(more=""))
     client = MlflowClient(f"sqlite:///{ourtester.path / 'mlflow.db'}")
@@ -589,8 +589,8 @@ def test_a_grid_run_in_part_registers_only_from_the_whole_grid(ourtester, run_mo
     )
     assert parent.data.tags["mlexp.members"] == "3"
     assert "**1 of 3 cells ran this session.**" in parent.data.tags["mlflow.note.content"]
-    # The same with the best cell deselected, and with -k.
-    for selection in (["--deselect", f"{FUNCTION}[0.1]"], ["-k", "not 0.1"]):
+    # The same with the best cell deselected (under xdist: the controller registers), and -k.
+    for selection in (["--deselect", f"{FUNCTION}[0.1]", "-n", "2"], ["-k", "not 0.1"]):
         result = run_models(*selection, *quiet)
         result.assert_outcomes(passed=2)
         result.stdout.fnmatch_lines(
