@@ -38,6 +38,7 @@ Ray cluster, spool | journal files from the nodes into the controller's .mlexp/j
 selection (node id, --deselect under xdist, -k, -x) | a 3-cell registering grid: its line and parent say 1 of 3 cells ran; registration judges the whole grid (cells left out by their latest run of the current code): no new version, the alias stays; a cell without such a run: nothing registered, one line says which | test_models.py::test_a_grid_run_in_part_registers_only_from_the_whole_grid
 selection (-k) | a search run in part: its line says 1 of 6 trials ran this session | test_search.py::test_the_same_seed_proposes_the_same_trials
 selection (node id) | the gate on a gate="best" grid: judged by the whole grid's best cell (the cell left out by its latest run of the current code), never the baseline of a later session | test_regression.py::test_a_grid_gated_by_its_best_cell
+selection (-k) | registration of a repeated grid run in part (some seeds, some cells): nothing registered, one line says why | test_models.py::test_registration_under_xdist_and_from_the_best_repeat
 """  # noqa: E501
 
 from __future__ import annotations

@@ -466,6 +466,20 @@ def test_registration_under_xdist_and_from_the_best_repeat(ourtester, run_models
     assert version.tags["mlexp.regression"] == "not gated"
     assert "the best of 2 cells by accuracy=0.925 (max)" in version.description
 
+    # Run in part, a repeated grid registers nothing: its cells count only by their repeats.
+    for selection, why in (
+        ("seed0", "only 1 of 2 repeats of cell experiment_clf[0.1] ran this session; run all its "
+         "repeats to register"),
+        ("0.001", "only 1 of 2 cells ran this session, and a repeated cell counts only when it "
+         "runs; run the whole grid to register its best cell"),
+    ):  # fmt: skip
+        result = run_models("-k", selection, "--mlexp-lineage", "none")
+        result.assert_outcomes(passed=2)
+        result.stdout.fnmatch_lines(
+            [escaped(f"mlexp: nothing registered as churn-clf for {FUNCTION}: {why}")]
+        )
+    assert len(registered_versions(client, "churn-clf")) == 1
+
 
 def test_registration_on_a_tracking_server(ourtester, mlflow_server, read_runs):
     ourtester.makepyfile(experiment_clf=classifier(marker='register="churn-clf-remote"'))

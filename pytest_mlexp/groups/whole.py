@@ -48,8 +48,6 @@ def whole_group_best(
         return WholeBest(best_run, members=ran)
     total = int(declared)
     part = f"only {ran} of {total} {members} ran this session"
-    if best_run.data.tags.get(T.KIND) == T.KIND_CELL:
-        return WholeBest(why=f"{part}, and a repeated cell counts only when it runs", members=total)
     elsewhere = json.loads(tags.get(T.MEMBERS_ELSEWHERE) or "null")
     if not isinstance(elsewhere, dict) or ran + len(elsewhere) < total:
         return WholeBest(why=f"{part}, and the others' earlier runs are not known", members=total)

@@ -311,6 +311,13 @@ def _whole_grid(
     """
     from ..groups.whole import whole_group_best
 
+    if best.run.data.tags.get(T.KIND) == T.KIND_CELL and best.among < int(
+        parent.data.tags.get(T.MEMBERS, "0") or 0
+    ):
+        raise NotRegistered(
+            f"only {best.among} of {parent.data.tags[T.MEMBERS]} cells ran this session, and a "
+            "repeated cell counts only when it runs; run the whole grid to register its best cell"
+        )
     whole = whole_group_best(
         backend.client, parent, best.run, best.among, spec, settings.gate.directions
     )
