@@ -23,6 +23,7 @@ from ..backend.search import search_runs
 from ..redaction import redact_text
 from ..runs.summary import Verdict
 from ..settings.gate import BEST
+from . import rules as rules_module
 from .baselines import Baseline, is_safe_value
 from .judge import judge
 from .markers import project_rules, rules_from_json
@@ -185,6 +186,8 @@ def _rules(raw: Mapping[str, Any] | None, settings: GateSettings) -> Rules:
         default_tolerance=rules.default_tolerance,
         gate=rules.gate,
         confidence=rules.confidence,
+        judge=rules.judge,
+        histories=rules.histories,
     )
 
 
@@ -250,7 +253,7 @@ def _judge(
         verdict=verdict,
         source=baseline.source if baseline else None,
         rows=rows,
-        metrics=metrics,
+        metrics=rules_module.judged(metrics, target.rules),
         passed=passed,
         cell_run_id=target.run_id,
         repeats=run.data.tags.get(target.kind.count_tag, ""),

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backend import tags as T
 from ..backend.client import MAX_PARAM_LENGTH, now_ms
-from ..directions import BestSpec
-from ..groups.best import pick_best
+from ..groups.best import group_best, pick_best
 from ..groups.kinds import Group, GroupKind, ran_in_part, write_group
 from ..groups.members import final_attempts, group_status
 from ..groups.notes import describe_grid
@@ -142,7 +141,7 @@ def grids_of(results: Sequence[RunSummary], settings: Settings) -> list[Group]:
             grid_run_id,
             T.KIND_GRID,
             str(refs.grid),
-            BestSpec.parse(refs.best),
+            group_best(results, grid_run_id),
             settings.gate.directions,
             first,
         )
