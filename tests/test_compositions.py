@@ -39,6 +39,7 @@ selection (node id, --deselect under xdist, -k, -x) | a 3-cell registering grid:
 selection (-k) | a search run in part: its line says 1 of 6 trials ran this session | test_search.py::test_the_same_seed_proposes_the_same_trials
 selection (node id) | the gate on a gate="best" grid: judged by the whole grid's best cell (the cell left out by its latest run of the current code), never the baseline of a later session | test_regression.py::test_a_grid_gated_by_its_best_cell
 selection (-k) | registration of a repeated grid run in part (some seeds, some cells): nothing registered, one line says why | test_models.py::test_registration_under_xdist_and_from_the_best_repeat
+a user's own mlflow.<flavor>.autolog() inside an experiment | later plain tests: no stray run in Default; the experiment's run gets autolog's values | test_autolog.py::test_a_users_own_autolog_call_ends_with_its_item
 a metric returned and logged per step | every reader: run table, MLflow's latest value and history, the gate against a baseline file, --mlexp-update-baseline, mlexp runs | test_a_returned_metric_is_the_value_every_reader_sees
 a history logged per step, not returned | the gate records it, judges it only when named (direction=, judge=) | test_a_returned_metric_is_the_value_every_reader_sees
 metrics logged with mlflow.log_metric, and by autolog | run table, the grid line's best cell, the gate (expect=) | test_fluent_and_autolog_metrics_reach_the_summary_the_best_cell_and_the_gate
@@ -226,7 +227,7 @@ def test_reports_count_a_rerun_item_by_its_last_attempt(project: pytest.Pytester
     page = (project.path / "report.html").read_text()
     # The superseded attempt is listed as such, and counted apart from the item's outcome.
     assert "FAILED (rerun)" in page
-    assert "1 runs: 1 finished; 1 attempt superseded by a rerun" in page
+    assert "1 run: 1 finished; 1 attempt superseded by a rerun" in page
 
 
 # -- reuse ---------------------------------------------------------------------------------------
