@@ -50,6 +50,7 @@ from .reports.end import SessionEnd
 
 if TYPE_CHECKING:
     from .backend.client import Backend
+    from .groups.kinds import GroupKind
     from .runs.session import MlexpSession
     from .runs.summary import RunSummary
     from .settings import Settings
@@ -109,6 +110,17 @@ class Pipeline:
 
             parametrize_repeats(metafunc)
 
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_make_collect_report(self, collector: pytest.Collector) -> Generator[None, Any, Any]:
+        # Innermost: every parametrization of a module's functions, before a node id, --lf
+        # or -k leaves out some (a group judged as a whole needs all its members).
+        report = yield
+        if report.passed and isinstance(collector, pytest.Module | pytest.Class):
+            from .groups.collected import record
+
+            record(self.session.config, report.result)
+        return report
+
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> Generator[None, Any, Any]:
         try:
@@ -128,6 +140,14 @@ class Pipeline:
             self.session.collection_failed = True
             raise
         return result
+
+
+def group_kinds() -> list[GroupKind]:
+    """The kinds of group runs the features make: grids' cells and parents, searches' parents."""
+    from .grids.kinds import CELL, GRID
+    from .search.kinds import SEARCH
+
+    return [CELL, GRID, SEARCH]
 
 
 class Controller:
@@ -387,7 +407,7 @@ def _close_runs(session: MlexpSession, end: SessionEnd, final: list[RunSummary])
     try:
         end.swept = sweep_dead_runs(backend, {r.experiment for r in session.results})
         # Repeated cells, grid parents and search parents, from their members in the store.
-        end.grid_lines = complete_groups(backend, final, settings)
+        end.grid_lines = complete_groups(backend, final, settings, group_kinds())
     except Exception as exc:
         # A lost server: the next session's sweep closes what is left RUNNING.
         end.grid_lines = [
