@@ -35,6 +35,7 @@ Ray cluster | a params-file grid placed by its resources:, git lineage from the 
 Ray cluster, a node lost mid-item | the lost attempt KILLED as superseded (outcome rerun), the retry counted | test_ray.py::test_on_a_ray_cluster
 Ray cluster, Ctrl-C | the runs in flight end KILLED (interrupted) | test_ray.py::test_on_a_ray_cluster
 Ray cluster, spool | journal files from the nodes into the controller's .mlexp/journal | test_ray.py::test_spooled_journals_travel_to_the_controller
+reuse across serial, xdist and after `import ray` | the environment fingerprint: installed distributions only, the same in every process | test_reuse.py::test_reuse_under_xdist; test_lineage.py::test_environment_fingerprint_is_the_same_after_importing_ray
 """  # noqa: E501
 
 from __future__ import annotations
