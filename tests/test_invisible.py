@@ -147,11 +147,38 @@ def test_tracked_session_prints_the_line_after_collection_and_leaves_no_lock(
     assert mlexp_locks(private_tmpdir) == []
 
 
-def test_refused_uri_stops_an_xdist_session_at_start(ourtester, monkeypatch):
-    """The xdist controller collects nothing itself: it refuses before its workers start."""
+@pytest.mark.parametrize("uri", ["file:./mlruns", "ftp://host/runs"], ids=str)
+def test_plain_suite_under_xdist_passes_whatever_the_tracking_uri(ourtester, monkeypatch, uri):
+    """Neither the controller nor a worker checks a setting no tracked item uses."""
     ourtester.makepyfile(**PLAIN_SUITE)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    result = ourtester.runpytest_subprocess("-p", "no:randomly", "-n", "1")
+    result.assert_outcomes(passed=4, failed=1, skipped=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "mlexp:" not in masked(result.stdout.str()) + result.stderr.str()
+    assert not (ourtester.path / "mlruns").exists()
+    assert not (ourtester.path / "mlflow.db").exists()
+
+
+def test_refused_uri_stops_an_xdist_session_with_an_experiment(ourtester, monkeypatch):
+    """The workers meet the URI when their store opens: the user sees the message, exit 4."""
+    ourtester.makepyfile(**PLAIN_SUITE)
+    ourtester.makepyfile(
+        experiment_tiny="""
+        def experiment_tiny(mlflow_run):
+            mlflow_run.log_metric("m", 1.0)
+        """
+    )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "file:./mlruns")
-    result = ourtester.runpytest_subprocess("-p", "no:randomly", "-n", "2")
+    result = ourtester.runpytest_subprocess("-p", "no:randomly", "-n", "2", "experiment_tiny.py")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: MLFLOW_TRACKING_URI: the file store 'file:./mlruns' *"])
-    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: MLFLOW_TRACKING_URI: the file store 'file:./mlruns' is deprecated in "
+            "MLflow 3 and refused unless MLFLOW_ALLOW_FILE_STORE=true; use sqlite:///*"
+        ]
+    )
+    output = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in output
+    result.stdout.no_fnmatch_line("*passed*")  # refused before any test ran
+    assert not (ourtester.path / "mlruns").exists()
