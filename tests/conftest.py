@@ -37,6 +37,7 @@ _LEAKY_ENV = (
     "MLFLOW_TRACKING_TOKEN",
     "MLEXP_SESSION_ID",
     "PYTEST_ADDOPTS",
+    "MLEXP_EXPERIMENT_PATHS",
 )
 
 
@@ -159,9 +160,15 @@ def _isolated_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def ourtester(pytester: pytest.Pytester) -> pytest.Pytester:
-    """A pytester whose project has an ini file, so its rootdir is its own folder."""
+def ourtester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A pytester whose project has an ini file, so its rootdir is its own folder.
+
+    Its whole folder is an experiment folder (``MLEXP_EXPERIMENT_PATHS=.``): tests
+    write experiment files at the project's top. The tests of the default
+    (``experiments/`` only) remove the variable; ``pytester`` alone has the default.
+    """
     pytester.makeini("[pytest]\n")
+    monkeypatch.setenv("MLEXP_EXPERIMENT_PATHS", ".")
     return pytester
 
 
