@@ -432,18 +432,42 @@ FAST_RETRIES = {
 }
 
 
+@pytest.fixture(scope="session")
+def _losable(
+    tmp_path_factory: pytest.TempPathFactory, server_store: Path
+) -> Iterator[MlflowServer]:
+    """The process's one server for outage tests: a test that loses it starts it again.
+
+    So the next test finds it answering and pays no start of its own (each test
+    reads its own experiment, named after its project).
+    """
+    server = MlflowServer(tmp_path_factory.mktemp("losable-server"), template=server_store)
+    yield server
+    server.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
 @pytest.fixture
 def losable_server(
     ourtester: pytest.Pytester,
-    server_factory: Callable[..., MlflowServer],
+    _losable: MlflowServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> MlflowServer:
     """A started server that ``ourtester``'s experiments stop with ``server_control.stop_server()``.
 
     Retries are short; the test reaps the stopped process (``server.process.wait``).
     """
-    server = server_factory()
-    server.start()
+    server = _losable
+    if server.process is None or server.process.poll() is not None or not _answers(server.url):
+        server.stop()
+        server.start()
     assert server.process is not None
     monkeypatch.setenv("TEST_SERVER_PID", str(server.process.pid))
     monkeypatch.setenv("TEST_SERVER_URL", server.url)
