@@ -37,7 +37,7 @@ def test_grid_against_a_tracking_server(ourtester, mlflow_server, read_runs):
             f"mlexp: tracking http://alice:***@127.0.0.1:{mlflow_server.port} "
             "(--mlexp-tracking-uri), experiment 'remote-grid', figures inline, session *",
             # A link to the run's page opens as printed: no user, no password.
-            "experiment_remote[[]2[]]  FINISHED  loss=0.5 acc=0.5  "
+            "experiment_remote[[]2[]]  FINISHED  loss=0.5 acc=0.5 fluent=2  "
             f"http://127.0.0.1:{mlflow_server.port}/#/experiments/*/runs/*",
         ]
     )
