@@ -44,6 +44,7 @@ a metric returned and logged per step | every reader: run table, MLflow's latest
 a history logged per step, not returned | the gate records it, judges it only when named (direction=, judge=) | test_a_returned_metric_is_the_value_every_reader_sees
 metrics logged with mlflow.log_metric, and by autolog | run table, the grid line's best cell, the gate (expect=) | test_fluent_and_autolog_metrics_reach_the_summary_the_best_cell_and_the_gate
 the best metric's default, a params file's best: | the grid line, with where the metric came from | test_fluent_and_autolog_metrics_reach_the_summary_the_best_cell_and_the_gate
+reuse across serial, xdist and after `import ray` | the environment fingerprint: installed distributions only, the same in every process | test_reuse.py::test_reuse_under_xdist; test_lineage.py::test_environment_fingerprint_is_the_same_after_importing_ray
 """  # noqa: E501
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ def latest_runs(
     runs = search_runs(
         client,
         ids,
-        f"tags.`{T.FINGERPRINT}` IS NOT NULL",
+        # LIKE '%': any run carrying the tag (IS NOT NULL on tags needs mlflow >= 3.11).
+        f"tags.`{T.FINGERPRINT}` LIKE '%'",
         order_by=["attributes.start_time DESC"],
         # A page twice the tests: the previous session's runs, without reading far back.
         page_size=min(PAGE_SIZE, max(100, 2 * len(wanted))),
