@@ -35,6 +35,10 @@ Ray cluster | a params-file grid placed by its resources:, git lineage from the 
 Ray cluster, a node lost mid-item | the lost attempt KILLED as superseded (outcome rerun), the retry counted | test_ray.py::test_on_a_ray_cluster
 Ray cluster, Ctrl-C | the runs in flight end KILLED (interrupted) | test_ray.py::test_on_a_ray_cluster
 Ray cluster, spool | journal files from the nodes into the controller's .mlexp/journal | test_ray.py::test_spooled_journals_travel_to_the_controller
+a reproduction that did not reproduce | --mlexp-baseline latest: the original, not the reproduction | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
+a reproduction that did not reproduce | --mlexp-reuse: reuses the original | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
+a reproduction | grid parents: its own, named "reproduce of <original>", tagged; the original's untouched | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
+a reproduction | mlexp runs: left out, listed with a REPRODUCES column under --reproductions; the UI view's tag column | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
 """  # noqa: E501
 
 from __future__ import annotations

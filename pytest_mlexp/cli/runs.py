@@ -82,13 +82,18 @@ def run_runs(args: argparse.Namespace) -> int:
     experiments = [experiment] if experiment is not None else project.backend.experiments()
     query = filters(session_filter(args.session) if args.session else "", args.filter)
     kept_out = "" if args.reproductions else NOT_REPRODUCTION
-    found = search(
-        project.backend,
-        experiments,
-        filters(query, kept_out),
-        max_results=MAX_RUNS,
-        include_containers=True,
-    )
+    try:
+        found = search(
+            project.backend,
+            experiments,
+            filters(query, kept_out),
+            max_results=MAX_RUNS,
+            include_containers=True,
+        )
+    except StoreError:
+        if kept_out and query:  # the error names the user's filter, as given
+            search(project.backend, experiments, query, max_results=1)
+        raise
     groups = [r for r in found if r.tags.get(T.KIND)]
     members = [r for r in found if not r.tags.get(T.KIND)]
     listed = groups if args.parents else members
