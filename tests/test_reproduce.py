@@ -207,6 +207,15 @@ def test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved(
         assert group.info.run_name == f"reproduce of {reproduced.info.run_name}"
         assert group.data.tags["mlexp.kind"] == reproduced.data.tags["mlexp.kind"]
 
+    # By name, a run is the latest of that name that is not a reproduction.
+    level = originals["experiment_level"]
+    (level_copy,) = [r for r in copies if r.info.run_name == "experiment_level"]
+    compared = mlexp(project.path, "compare", "experiment_level", level_copy.info.run_id)
+    assert compared.returncode == 0, compared.stderr
+    assert compared.stdout.splitlines()[2].split() == [
+        "run", "id", level.info.run_id, level_copy.info.run_id
+    ]  # fmt: skip
+
     # Back to the tree the runs were made from: a session comparing with the latest runs and
     # reusing unchanged ones takes the originals, not the reproduction that did not reproduce
     # (its accuracy 0.95 would make the original's 0.9 a regression).
@@ -227,7 +236,6 @@ def test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved(
     assert latest["experiment_level"].data.metrics["accuracy"] == 0.9
 
     # `mlexp runs` leaves the reproductions out, and lists them marked when asked.
-    level_copy = next(r for r in copies if r.info.run_name == "experiment_level")
     listed = mlexp(project.path, "runs", "--experiment", "demo")
     assert listed.returncode == 0, listed.stderr
     assert not any(r.info.run_id in listed.stdout for r in copies)
@@ -236,11 +244,13 @@ def test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved(
     lines = listed.stdout.splitlines()
     assert lines[1].split()[-1] == "REPRODUCES"
     (row,) = [line for line in lines if line.startswith(level_copy.info.run_id)]
-    assert row.split()[-1] == originals["experiment_level"].info.run_id
-    (row,) = [line for line in lines if line.startswith(originals["experiment_level"].info.run_id)]
+    assert row.split()[-1] == level.info.run_id
+    (row,) = [line for line in lines if line.startswith(level.info.run_id)]
     assert row.split()[-1] == "-"
     parents = mlexp(project.path, "runs", "--experiment", "demo", "--parents").stdout
     assert "reproduce of" not in parents
+    parents = mlexp(project.path, "runs", "--experiment", "demo", "--parents", "--reproductions")
+    assert parents.stdout.count("reproduce of experiment_scaled") == 2
     # The UI's saved view shows the tag's column, kept by the ordinary session after them.
     view = client.get_experiment(experiment.experiment_id).tags[T.SAVED_VIEW_PREFIX + VIEW_KEY]
     assert read_view_state(view)["columnOrder"][2] == "tags.`mlexp.reproduces`"
