@@ -344,3 +344,14 @@ def test_what_changed_in_the_environment_is_named():
     assert packages_line(now, now) == "packages: the same versions"
     assert packages_line(None, now).startswith("packages: not logged then")
     assert python_line("3.9.1").startswith("python: 3.9.1 then, ")
+
+
+def test_only_the_baselines_picked_for_the_user_leave_reproductions_out():
+    from pytest_mlexp.backend.search import NOT_REPRODUCTION
+    from pytest_mlexp.settings.baselines import parse_spec
+
+    for spec in ("latest", "branch:main"):
+        assert NOT_REPRODUCTION in parse_spec(spec).filter_string("s1").split(" and ")
+    # Named runs are taken as named, reproductions included.
+    for spec in ("promoted", "tag:k=v", "session:s0"):
+        assert NOT_REPRODUCTION not in parse_spec(spec).filter_string("s1")
