@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 UP = "up"
 DOWN = "down"
@@ -94,9 +94,11 @@ class BestSpec:
     metric: str | None
     #: ``up`` or ``down``; ``None``: from the configured directions, else guessed.
     direction: str | None = None
+    #: Where the metric was chosen, as the grid line says it (``returned``, ``params file``).
+    source: str = field(default="", compare=False)
 
     @classmethod
-    def parse(cls, text: str | None) -> BestSpec:
+    def parse(cls, text: str | None, source: str = "") -> BestSpec:
         """``"r2"``, ``"loss:min"`` or ``"score:max"``; empty: the first metric logged.
 
         ``ValueError`` for anything else.
@@ -110,7 +112,7 @@ class BestSpec:
                 f"bad best metric {text!r}; expected NAME, NAME:max or NAME:min, "
                 "e.g. r2 or val_loss:min"
             )
-        return cls(name.strip(), parse_direction(direction) if direction else None)
+        return cls(name.strip(), parse_direction(direction) if direction else None, source)
 
     def resolve(self, metric: str, configured: Mapping[str, str] | None = None) -> Direction:
         """The direction ``metric`` is ranked by under this spec."""

@@ -35,6 +35,10 @@ Ray cluster | a params-file grid placed by its resources:, git lineage from the 
 Ray cluster, a node lost mid-item | the lost attempt KILLED as superseded (outcome rerun), the retry counted | test_ray.py::test_on_a_ray_cluster
 Ray cluster, Ctrl-C | the runs in flight end KILLED (interrupted) | test_ray.py::test_on_a_ray_cluster
 Ray cluster, spool | journal files from the nodes into the controller's .mlexp/journal | test_ray.py::test_spooled_journals_travel_to_the_controller
+a metric returned and logged per step | every reader: run table, MLflow's latest value and history, the gate against a baseline file, --mlexp-update-baseline, mlexp runs | test_a_returned_metric_is_the_value_every_reader_sees
+a history logged per step, not returned | the gate records it, judges it only when named (direction=, judge=) | test_a_returned_metric_is_the_value_every_reader_sees
+metrics logged with mlflow.log_metric, and by autolog | run table, the grid line's best cell, the gate (expect=) | test_fluent_and_autolog_metrics_reach_the_summary_the_best_cell_and_the_gate
+the best metric's default, a params file's best: | the grid line, with where the metric came from | test_fluent_and_autolog_metrics_reach_the_summary_the_best_cell_and_the_gate
 a reproduction that did not reproduce | --mlexp-baseline latest: the original, not the reproduction | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
 a reproduction that did not reproduce | --mlexp-reuse: reuses the original | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
 a reproduction | grid parents: its own, named "reproduce of <original>", tagged; the original's untouched | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
@@ -313,3 +317,152 @@ def test_a_gated_search_registers_with_the_searchs_verdict(project: pytest.Pytes
     assert version.tags["mlexp.regression"] == "passed"
     assert "; gate: passed." in str(version.description)
     assert "not gated" not in str(version.description)
+
+
+# -- one value per metric ------------------------------------------------------------------------
+
+#: The issue's example: a returned accuracy over its own per-step history, and a training
+#: curve. ``experiment_named`` names its curve with a direction: then it is judged.
+RETURNED = """
+import pytest
+
+def experiment_ret(mlflow_run):
+    for step, value in enumerate([0.5, 0.6, 0.7]):
+        mlflow_run.log_metric("accuracy", value, step=step)
+        mlflow_run.log_metric("train_loss", 1.0 - value, step=step)
+    return {"accuracy": 0.30}
+
+@pytest.mark.mlexp(direction={"train_loss": "down"})
+def experiment_named(mlflow_run):
+    for step, value in enumerate([0.5, 0.6, 0.7]):
+        mlflow_run.log_metric("train_loss", 1.0 - value, step=step)
+    return {"accuracy": 0.75}
+"""
+
+BASELINE = """
+experiment_ret.py::experiment_ret: {accuracy: 0.7, train_loss: 0.1}
+experiment_named.py::experiment_named: {accuracy: 0.7, train_loss: 0.1}
+"""
+
+
+def test_a_returned_metric_is_the_value_every_reader_sees(project: pytest.Pytester, mlexp) -> None:  # type: ignore[no-untyped-def]
+    project.makepyfile(experiment_ret=RETURNED.split("@pytest")[0])
+    project.makepyfile(experiment_named="import pytest\n\n@pytest" + RETURNED.split("@pytest")[1])
+    project.makefile(".yaml", base=BASELINE)
+    result = run(project, "--mlexp-baseline-file", "base.yaml")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    # The gate: the returned 0.3 regressed from 0.7 (it passed, judged by the last step's 0.7).
+    result.stdout.fnmatch_lines(["*accuracy*0.7*0.3*REGRESSED*"])
+    assert "experiment_ret.py::experiment_ret - " in out
+    # A history named by no rule is recorded, not judged; named by a direction, it is judged.
+    result.stdout.fnmatch_lines(
+        [
+            "metrics judged: accuracy, train_loss; recorded only (logged at several steps, "
+            "named by no rule; judge= names them): train_loss"
+        ]
+    )
+    result.stdout.fnmatch_lines(["*train_loss*0.1*0.3*REGRESSED*"])
+    assert "experiment_ret.py::experiment_ret: train_loss" not in out, "a curve is not judged"
+    # The terminal's run table shows the returned value.
+    result.stdout.fnmatch_lines(["*experiment_ret*accuracy=0.3 train_loss=0.3*"])
+
+    # MLflow's own latest value, and the history: the returned value comes last, at step 2.
+    client = store(project)
+    ret = newest(project, "experiment_ret")
+    assert ret.data.metrics["accuracy"] == 0.3
+    assert ret.data.tags["mlexp.regression"] == "regressed"
+    history = client.get_metric_history(ret.info.run_id, "accuracy")
+    assert [(m.step, m.value) for m in sorted(history, key=lambda m: (m.step, m.timestamp))] == [
+        (0, 0.5),
+        (1, 0.6),
+        (2, 0.7),
+        (2, 0.3),
+    ]
+    # mlexp runs lists that value too.
+    listed = mlexp(project.path, "runs", "--experiment", EXPERIMENT)
+    line = next(line for line in listed.stdout.splitlines() if " experiment_ret " in line)
+    assert "accuracy=0.3" in line
+
+    # --mlexp-update-baseline writes the judged metrics: the returned value, not the curve.
+    run(project, "--mlexp-baseline-file", "new.yaml", "--mlexp-update-baseline").assert_outcomes(
+        passed=2
+    )
+    import yaml
+
+    written = yaml.safe_load((project.path / "new.yaml").read_text())
+    assert written["experiment_ret.py::experiment_ret"] == {"accuracy": 0.3}
+    assert written["experiment_named.py::experiment_named"] == {
+        "accuracy": 0.75,
+        "train_loss": pytest.approx(0.3),
+    }
+
+
+#: A grid whose cells log with the fluent API (a curve, then an accuracy once), a grid of
+#: sklearn fits logged by autolog, and a grid whose best metric a params file names.
+FLUENT = """
+import mlflow
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+
+X, y = make_classification(n_samples=60, n_features=4, random_state=0)
+
+@pytest.mark.parametrize("q", [1, 2])
+def experiment_fluent(q):
+    for step in range(3):
+        mlflow.log_metric("train_loss", 1.0 / (step + q), step=step)
+    mlflow.log_metric("accuracy", 0.5 + q / 10)
+
+@pytest.mark.mlexp(expect={"accuracy": ">= 0.65"})
+@pytest.mark.parametrize("q", [1, 2])
+def experiment_pgrid(q):
+    for step in range(3):
+        mlflow.log_metric("train_loss", 1.0 / (step + q), step=step)
+    mlflow.log_metrics({"accuracy": 0.5 + q / 10})
+
+@pytest.mark.parametrize("C", [0.01, 1.0])
+def experiment_auto(C):
+    LogisticRegression(C=C).fit(X, y)
+"""
+
+
+def test_fluent_and_autolog_metrics_reach_the_summary_the_best_cell_and_the_gate(
+    project: pytest.Pytester,
+) -> None:
+    project.makepyfile(experiment_fluent=FLUENT)
+    project.makefile(".yaml", params="experiment_pgrid:\n  best: train_loss:min\n")
+    result = run(project, "--mlexp-params-file", "params.yaml", "--mlexp-autolog=on")
+    result.assert_outcomes(passed=5, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            # The run table shows what the fluent API logged.
+            "*experiment_fluent?2?*FINISHED*train_loss=0.25 accuracy=0.7*",
+            # No metric named, none returned: the first one logged once, not the curve.
+            "mlexp grid experiment_fluent.py::experiment_fluent: 2 cells, 2 passed, 0 failed; "
+            "best accuracy=0.7 (max, guessed, logged once) at experiment_fluent?2? ?q=2?*",
+        ]
+    )
+    # The gate judged the fluent accuracy (expect=), and the params file named the best metric.
+    result.stdout.fnmatch_lines(
+        [
+            "*accuracy*0.6*FAILED*",
+            "mlexp grid experiment_fluent.py::experiment_pgrid: 2 cells, 1 passed, 1 failed; "
+            "best train_loss=0.25 (min, params file) at experiment_pgrid?2?*",
+        ]
+    )
+    # autolog's metrics, each logged once, rank the cells.
+    result.stdout.fnmatch_lines(
+        [
+            "mlexp grid experiment_fluent.py::experiment_auto: 2 cells, 2 passed, 0 failed; "
+            "best training_* (*logged once) at experiment_auto?*",
+        ]
+    )
+    parent = next(
+        r
+        for r in all_runs(project)
+        if r.data.tags.get("mlexp.grid", "").endswith("::experiment_fluent")
+        and r.data.tags.get("mlexp.kind") == "grid"
+    )
+    assert parent.data.tags["mlexp.best_metric"] == "accuracy"
+    assert parent.data.metrics["best.accuracy"] == pytest.approx(0.7)

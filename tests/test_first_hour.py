@@ -109,7 +109,7 @@ def test_a_first_session_as_a_user_meets_it(ourtester, mlexp, browser) -> None:
     # The grid line names the grid's axis, not the fixed max_iter.
     result.stdout.fnmatch_lines(
         ["mlexp grid experiments/experiment_grid.py::experiment_grid: 3 cells, 3 passed, 0 failed;"
-         " best score=0 (max, guessed) at experiment_grid[[]2] [[]C=2]; parent run *"]
+         " best score=0 (max, guessed, best= marker) at experiment_grid[[]2] [[]C=2]; parent run *"]
     )  # fmt: skip
     # experiment_other is defined in a file this session did not collect: no warning;
     # experiment_typo is defined nowhere: warned.

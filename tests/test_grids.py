@@ -52,12 +52,12 @@ def test_grid_gets_one_parent_with_counts_and_best_cell(ourtester, read_runs) ->
     assert parent.data.tags["mlexp.kind"] == "grid"
     assert parent.data.tags["mlexp.grid_size"] == "3"
     assert parent.data.metrics["mlexp.passed"] == 3
-    # No best metric named: the first one logged, rmse, is minimized.
-    assert parent.data.tags["mlexp.best_metric"] == "rmse"
-    assert parent.data.tags["mlexp.best_direction"] == "min"
+    # No best metric named: the first one returned, r2 (not rmse, logged first), is maximized.
+    assert parent.data.tags["mlexp.best_metric"] == "r2"
+    assert parent.data.tags["mlexp.best_direction"] == "max"
     assert parent.data.tags["mlexp.best_run_id"] == runs["experiment_ridge[0.1]"].info.run_id
     assert parent.data.params["best.alpha"] == "0.1"
-    assert parent.data.metrics["best.rmse"] == pytest.approx(0.2)
+    assert parent.data.metrics["best.r2"] == pytest.approx(1 / 1.1)
     for alpha in ("0.1", "1.0", "10.0"):
         child = runs[f"experiment_ridge[{alpha}]"]
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
@@ -77,10 +77,10 @@ def test_grid_gets_one_parent_with_counts_and_best_cell(ourtester, read_runs) ->
     result.stdout.fnmatch_lines(
         [
             "mlexp grid experiment_grid.py::experiment_ridge: 3 cells, 3 passed, 0 failed; "
-            "best rmse=0.2 (min, guessed) at experiment_ridge[[]0.1[]] [[]alpha=0.1[]]; "
-            "parent run *",
+            "best r2=0.9091 (max, guessed, returned) at experiment_ridge[[]0.1[]] "
+            "[[]alpha=0.1[]]; parent run *",
             "mlexp grid experiment_grid.py::experiment_named: 4 cells, 3 passed, 1 failed; "
-            "best r2=2 (max, guessed) at experiment_named[[]True-1.0[]]*",
+            "best r2=2 (max, guessed, best= marker) at experiment_named[[]True-1.0[]]*",
         ]
     )
 
@@ -386,7 +386,7 @@ def test_xdist_controller_of_a_grid_imports_no_mlflow(ourtester, monkeypatch, tm
     result.stdout.fnmatch_lines(
         [
             "mlexp grid experiment_grid.py::experiment_grid: 6 cells, 6 passed, 0 failed; "
-            "best score=5 (max, guessed) at experiment_grid?5? ?i=5?; parent run *",
+            "best score=5 (max, guessed, returned) at experiment_grid?5? ?i=5?; parent run *",
             "then open: http://127.0.0.1:5000/#/experiments/*viewStateShareKey=mlexp",
         ]
     )

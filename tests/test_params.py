@@ -360,7 +360,8 @@ ERRORS = [
         RIDGE,
         (),
         "experiments/params.yaml:2: experiment_ridge.parms: unknown section; accepted: "
-        "params, grid, search, trials, objective, sampler, seed, pruner, study, resources "
+        "params, grid, search, trials, objective, sampler, seed, pruner, study, resources, best, "
+        "judge "
         "(put values under params: or grid:)",
         id="unknown-section",
     ),
@@ -371,6 +372,14 @@ ERRORS = [
         "experiments/params.yaml:2: experiment_ridge.trials: expected a positive number of "
         "trials, got [[]20[]]",
         id="trials-not-a-number",
+    ),
+    pytest.param(
+        "experiment_ridge:\n  best: r2:up\n",
+        RIDGE,
+        (),
+        "experiments/params.yaml:2: experiment_ridge.best: bad best metric 'r2:up'; expected "
+        "NAME, NAME:max or NAME:min, e.g. r2 or val_loss:min",
+        id="best-bad-direction",
     ),
 ]
 

@@ -18,8 +18,10 @@ from pytest_mlexp.gate.rules import (
     Rules,
     Tolerance,
     compare,
+    judged,
     parse_bounds,
     parse_tolerance,
+    recorded,
 )
 
 EXPERIMENT = "gate"
@@ -338,6 +340,7 @@ def test_bounds_fail_without_any_baseline(model, run_gate, read_runs):
             "direction={'speed': 'fast'}",
             "direction['speed']: bad direction 'fast'; accepted: 'up'*",
         ),
+        ("judge=[1]", "judge: expected metric names, comma-separated or a list, such as *"),
     ],
 )
 def test_bad_marker_values_stop_the_session(ourtester, marker, message):
@@ -377,6 +380,7 @@ def test_bad_marker_values_stop_the_session(ourtester, marker, message):
             ["--mlexp-tolerance", "1 percent"],
             "ERROR: --mlexp-tolerance: bad tolerance '1 percent'*",
         ),
+        (["--mlexp-judge", ","], "ERROR: --mlexp-judge: names no metric; e.g. accuracy, val_loss"),
     ],
 )
 def test_bad_options_stop_the_session(ourtester, args, message):
@@ -561,6 +565,37 @@ def test_compare_judges_each_metric():
     # A NaN never passes.
     (row,) = compare({"accuracy": float("nan")}, {"accuracy": 0.9}, rules)
     assert row.verdict == "REGRESSED"
+
+
+def test_the_gate_judges_returned_and_once_logged_metrics_and_named_histories():
+    metrics = {"accuracy": 0.9, "train_loss": 0.1, "train_loss.std": 0.01, "val_loss": 0.2}
+    default = Rules(histories=frozenset({"train_loss", "val_loss"}))
+    assert judged(metrics, default) == {"accuracy": 0.9}
+    assert recorded(metrics, default) == ["train_loss", "train_loss.std", "val_loss"]
+    # Named by a direction, a tolerance or expect=, a history is judged.
+    named = Rules(
+        histories=frozenset({"train_loss", "val_loss"}),
+        directions={"val_loss": "down"},
+        bounds={"train_loss": parse_bounds("< 1")},
+    )
+    assert recorded(metrics, named) == []
+    # judge= names them all: anything else is recorded, expect= bounds still judged.
+    explicit = Rules(judge=frozenset({"val_loss"}), bounds={"x": parse_bounds("> 0")})
+    assert recorded(metrics, explicit) == ["accuracy", "train_loss", "train_loss.std"]
+    assert explicit.judges("x")
+    rows = compare(metrics, {"accuracy": 1.0, "train_loss": 0.0, "val_loss": 0.2}, default)
+    assert [row.metric for row in rows] == ["accuracy"]
+
+
+def test_the_judged_metrics_are_named_by_flag_ini_or_yaml(ourtester):  # type: ignore[no-untyped-def]
+    from pytest_mlexp.settings.gate import resolve_gate
+
+    assert resolve_gate(ourtester.parseconfig()).judge is None
+    (ourtester.path / "mlexp.yaml").write_text("judge: [accuracy, f1]\n")
+    assert resolve_gate(ourtester.parseconfig()).judge == {"accuracy", "f1"}
+    ourtester.makeini("[pytest]\nmlexp_judge = accuracy, val_loss\n")
+    assert resolve_gate(ourtester.parseconfig()).judge == {"accuracy", "val_loss"}
+    assert resolve_gate(ourtester.parseconfig("--mlexp-judge", "r2")).judge == {"r2"}
 
 
 def test_a_grid_gated_by_its_best_cell(model, run_gate, read_runs):  # type: ignore[no-untyped-def]

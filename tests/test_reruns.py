@@ -41,7 +41,8 @@ def test_a_rerun_cell_is_counted_once_by_its_last_attempt(ourtester, read_runs, 
     result.stdout.fnmatch_lines(
         [
             "mlexp grid experiment_flaky.py::experiment_flaky: 3 cells, 3 passed, 0 failed "
-            "(1 rerun); best score=10 (max) at experiment_flaky?10.0? [[]alpha=10.0]; parent run *",
+            "(1 rerun); best score=10 (max, best= marker) at experiment_flaky?10.0? "
+            "[[]alpha=10.0]; parent run *",
         ]
     )
     result.stdout.fnmatch_lines(

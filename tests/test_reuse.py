@@ -166,7 +166,7 @@ def test_unchanged_session_executes_only_the_failing_experiment(project: pytest.
             "  test_exp_b.py::experiment_grid: 2 of 2 cells reused",
             "  experiment_fails: its latest run failed",
             "mlexp grid test_exp_b.py::experiment_grid: 2 cells, 2 passed, 0 failed; "
-            "best loss=0.8 (min, guessed) at experiment_grid[[]0.2[]]*",
+            "best loss=0.8 (min, guessed, logged once) at experiment_grid[[]0.2[]]*",
         ]
     )
     second = session_runs = latest_runs(project)

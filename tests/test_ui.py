@@ -266,7 +266,9 @@ def experiment_ridge(mlflow_run, alpha):
     note = parent.data.tags[T.NOTE]
     assert f"pytest session `{session}`" in note
     assert "**3 cells: 2 passed, 1 failed.**" in note
-    assert "Best r2=0.9091 (max, guessed) at experiment_ridge[0.1] [alpha=0.1]." in note
+    assert (
+        "Best r2=0.9091 (max, guessed, logged once) at experiment_ridge[0.1] [alpha=0.1]." in note
+    )
     assert "| experiment_ridge[0.1] | 0.1 | 0.9091 |" in note
     assert "experiment_ridge[10.0] |" not in note  # failed cells are not ranked
 

@@ -109,3 +109,17 @@ def _from_server(uri: str, run_ids: Sequence[str], key: str) -> list[tuple[str, 
         (m["run_id"], int(m.get("step", 0)), float(m["value"]), int(m.get("timestamp", 0)))
         for m in response.json().get("metrics", [])
     ]
+
+
+def latest_points(client: Any, run_id: str) -> dict[str, Point]:
+    """Each metric's latest logged value of one run, as MLflow keeps it: ``key -> point``.
+
+    MLflow's latest value is the one of the highest step, then the latest
+    timestamp (``SqlAlchemyStore._update_latest_metrics_if_necessary``); the
+    run's ``RunData`` holds it with its step and timestamp.
+    """
+    data = client.get_run(run_id).data
+    metrics = getattr(data, "_metric_objs", None)
+    if metrics is None:  # no step or timestamp kept: the values alone
+        return {str(key): (0, float(value), 0) for key, value in data.metrics.items()}
+    return {str(m.key): (int(m.step or 0), float(m.value), int(m.timestamp or 0)) for m in metrics}

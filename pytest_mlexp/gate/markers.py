@@ -14,6 +14,7 @@ from ..settings.gate import (
     confidence_level,
     direction,
     gate_rule,
+    metric_names,
     tolerance,
 )
 from . import rules
@@ -28,7 +29,10 @@ def item_rules(item: pytest.Item, settings: GateSettings) -> Rules:
     directions = dict(settings.directions)
     default = settings.default_tolerance or rules.DEFAULT_TOLERANCE
     gate, confidence = settings.rule, settings.confidence
+    judge = settings.judge
     for marker in reversed(list(item.iter_markers("mlexp"))):
+        if marker.kwargs.get("judge") is not None:
+            judge = metric_names(marker.kwargs["judge"], f"{where}: judge")
         if marker.kwargs.get("gate") is not None:
             gate = gate_rule(marker.kwargs["gate"], f"{where}: gate", marker=True)
         if marker.kwargs.get("confidence") is not None:
@@ -85,6 +89,7 @@ def item_rules(item: pytest.Item, settings: GateSettings) -> Rules:
         default_tolerance=default,
         gate=gate,
         confidence=confidence,
+        judge=judge,
     )
 
 
@@ -96,6 +101,7 @@ def project_rules(settings: GateSettings) -> Rules:
         default_tolerance=settings.default_tolerance or rules.DEFAULT_TOLERANCE,
         gate=settings.rule,
         confidence=settings.confidence,
+        judge=settings.judge,
     )
 
 
@@ -113,6 +119,8 @@ def rules_to_json(rules: Rules, *, bounds: bool = False) -> dict[str, object]:
         "default": asdict(rules.default_tolerance),
         "gate": rules.gate,
         "confidence": rules.confidence,
+        "judge": sorted(rules.judge) if rules.judge is not None else None,
+        "histories": sorted(rules.histories),
     }
     if bounds:
         data["bounds"] = {m: [asdict(b) for b in values] for m, values in rules.bounds.items()}
@@ -123,6 +131,7 @@ def rules_from_json(data: Mapping[str, object]) -> Rules:
     tolerances = data.get("tolerances", {})
     directions = data.get("directions", {})
     default = data["default"]
+    judge, histories = data.get("judge"), data.get("histories")
     assert isinstance(tolerances, Mapping)
     assert isinstance(directions, Mapping)
     assert isinstance(default, Mapping)
@@ -132,4 +141,6 @@ def rules_from_json(data: Mapping[str, object]) -> Rules:
         default_tolerance=rules.Tolerance(**default),
         gate=str(data.get("gate", rules.BOUND)),
         confidence=float(str(data.get("confidence", rules.DEFAULT_CONFIDENCE))),
+        judge=frozenset(map(str, judge)) if isinstance(judge, list) else None,
+        histories=frozenset(map(str, histories)) if isinstance(histories, list) else frozenset(),
     )

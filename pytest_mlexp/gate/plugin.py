@@ -21,6 +21,7 @@ from ..backend import tags as T
 from ..grids.repeats import is_repeat
 from ..keys import CELL_RULES_KEY, RUN_KEY, SESSION_KEY, VERDICT_KEY
 from ..runs.markers import marker_experiment
+from ..runs.metric_values import read_values
 from ..runs.summary import Verdict
 from ..search.keys import TRIAL_KEY
 from ..settings.gate import BEST
@@ -72,27 +73,29 @@ class RegressionGate:
         # so are the cells of a grid marked gate="best".
         if item_run is None or item_rules_ is None or TRIAL_KEY in item.stash:
             return result
+        # The run's one value of each metric, fluent API and autolog included.
+        values = read_values(item_run.run)
+        item_rules_ = rules.with_histories(item_rules_, values.histories)
         if item_rules_.gate == BEST:
             item.stash[CELL_RULES_KEY] = rules_to_json(item_rules_, bounds=True)
-            for name, value in sorted(item_run.run.metrics.items()):
+            for name, value in sorted(values.values.items()):
                 item.user_properties.append((name, value))
             return result
-        self._judge(item, item_run.run, item_rules_)
+        self._judge(item, item_run.run, item_rules_, values.values)
         return result
 
-    def _judge(self, item: pytest.Item, run: ExperimentRun, item_rules_: Rules) -> None:
+    def _judge(
+        self, item: pytest.Item, run: ExperimentRun, item_rules_: Rules, metrics: dict[str, float]
+    ) -> None:
         settings = self.settings
         repeat = is_repeat(item)
         if repeat:
             # The cell's mean is judged at session end, by the rules its repeats carry there.
             item.stash[CELL_RULES_KEY] = rules_to_json(item_rules_)
         if not (((settings.compares or settings.update) and not repeat) or item_rules_.bounds):
-            for name, value in sorted(run.metrics.items()):
+            for name, value in sorted(metrics.items()):
                 item.user_properties.append((name, value))
             return
-        # What reached the store, fluent API and autolog included.
-        run.flush()
-        metrics = dict(run.client.get_run(run.run_id).data.metrics)
         for name, value in sorted(metrics.items()):
             item.user_properties.append((name, value))
         baseline: Baseline | None = None
@@ -111,8 +114,9 @@ class RegressionGate:
             verdict=verdict,
             source=baseline.source if baseline else None,
             rows=rows,
-            metrics=metrics,
+            metrics=rules.judged(metrics, item_rules_),
             repeat=repeat,
+            recorded=rules.recorded(metrics, item_rules_),
         )
         if failing:
             pytest.fail(failure_message(rows, failing, baseline), pytrace=False)

@@ -111,9 +111,30 @@ class Rules:
     gate: str = BOUND
     #: The confidence of that bound.
     confidence: float = DEFAULT_CONFIDENCE
+    #: ``judge=``: the metrics judged, named explicitly (``expect=`` bounds are judged too);
+    #: ``None``: the default (``judges``).
+    judge: frozenset[str] | None = None
+    #: The run's metrics logged as a history and not returned (``runs.metric_values``).
+    histories: frozenset[str] = frozenset()
 
     def direction(self, metric: str) -> Direction:
         return direction_of(metric, self.directions)
+
+    def judges(self, metric: str) -> bool:
+        """Whether ``metric`` is judged, or only recorded.
+
+        Named in ``judge=`` when that is given; else every metric but one
+        logged as a history (several steps, not returned) that no ``expect=``,
+        direction or tolerance names.
+        """
+        if metric in self.bounds:
+            return True
+        if metric.startswith(SYSTEM_METRICS_PREFIX):  # the machine's, not the experiment's
+            return False
+        if self.judge is not None:
+            return metric in self.judge
+        named = metric in self.directions or metric in self.tolerances
+        return named or metric not in self.histories
 
     def tolerance(self, metric: str) -> Tolerance:
         return self.tolerances.get(metric, self.default_tolerance)
@@ -133,6 +154,36 @@ NEW = "new"
 FAILING = frozenset({REGRESSED, MISSING, FAILED})
 
 
+def with_histories(rules: Rules, histories: Iterable[str]) -> Rules:
+    """``rules`` for a run whose ``histories`` (metrics logged at several steps) are known."""
+    from dataclasses import replace
+
+    return replace(rules, histories=frozenset(histories))
+
+
+def judged(metrics: Mapping[str, float], rules: Rules) -> dict[str, float]:
+    """The judged ones of ``metrics``, with their ``.std`` and ``.n`` (what a baseline keeps)."""
+    return {key: value for key, value in metrics.items() if rules.judges(_base(key, metrics))}
+
+
+def recorded(metrics: Iterable[str], rules: Rules) -> list[str]:
+    """The metrics of ``metrics`` only recorded: charted and compared in reports, not judged."""
+    names = list(metrics)
+    return [
+        key
+        for key in names
+        if not key.startswith(SYSTEM_METRICS_PREFIX) and not rules.judges(_base(key, names))
+    ]
+
+
+def _base(metric: str, metrics: Iterable[str]) -> str:
+    """``loss`` for ``loss.std`` and ``loss.n`` when ``loss`` is among ``metrics``."""
+    for suffix in (STD_SUFFIX, N_SUFFIX):
+        if metric.endswith(suffix) and metric[: -len(suffix)] in metrics:
+            return metric[: -len(suffix)]
+    return metric
+
+
 def compare(
     current: Mapping[str, float],
     baseline: Mapping[str, float] | None,
@@ -140,9 +191,9 @@ def compare(
 ) -> list[Row]:
     """Judge ``current`` metrics against the bounds and, when given, the ``baseline`` metrics.
 
-    Every metric of the baseline is compared (except ``*.std`` and those whose
-    direction is ``ignore``): a metric missing now is ``MISSING``; one of unknown
-    direction is reported as ``not gated``.
+    Every judged metric of the baseline (``Rules.judges``) is compared (except
+    ``*.std`` and those whose direction is ``ignore``): a metric missing now is
+    ``MISSING``; one of unknown direction is reported as ``not gated``.
     """
     rows: list[Row] = []
     for metric, bounds in rules.bounds.items():
@@ -159,6 +210,8 @@ def compare(
         if metric.endswith(STD_SUFFIX) or _is_count(metric, baseline):
             continue
         if metric.startswith(SYSTEM_METRICS_PREFIX):  # the machine's, not the experiment's
+            continue
+        if not rules.judges(metric):  # a training curve: recorded, not judged
             continue
         direction = rules.direction(metric)
         if direction.direction == IGNORE:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Sequence
 
 from ..backend import tags as T
+from ..runs.summary import Verdict
 from ..settings.gate import GateSettings
 from . import rules
 from .baselines import Baseline
-from .rules import FAILING, Row
+from .rules import FAILING, N_SUFFIX, STD_SUFFIX, Row
 
 # Verdicts of an item.
 PASSED = "passed"
@@ -118,3 +120,30 @@ def inconclusive_line(rows: list[Row]) -> str:
         for row in rows
         if isinstance(row, rules.CellRow) and row.verdict == rules.INCONCLUSIVE
     )
+
+
+def judged_metrics_line(verdicts: Sequence[Verdict], limit: int = 8) -> str:
+    """``metrics judged: accuracy; recorded only (...): train_loss``, or ``""``."""
+    judged = sorted(
+        {
+            key
+            for verdict in verdicts
+            for key in verdict.metrics
+            if not key.endswith((STD_SUFFIX, N_SUFFIX))
+        }
+    )
+    recorded = sorted({key for verdict in verdicts for key in verdict.recorded})
+    if not judged and not recorded:
+        return ""
+    line = f"metrics judged: {_names(judged, limit)}"
+    if recorded:
+        line += (
+            f"; recorded only (logged at several steps, named by no rule; "
+            f"judge= names them): {_names(recorded, limit)}"
+        )
+    return line
+
+
+def _names(names: Sequence[str], limit: int) -> str:
+    shown = ", ".join(names[:limit]) or "-"
+    return shown + (f" (+{len(names) - limit})" if len(names) > limit else "")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..directions import BestSpec, Direction, max_or_min
+from ..runs.metric_values import DEFAULT_BEST_SOURCES
+from ..runs.summary import RunSummary
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ class Best:
     #: The params that vary across the group's members (its grid axes, its search space):
     #: the only ones ``describe`` names; fixed values are in the run.
     axes: frozenset[str] | None = None
+    #: Where ``metric`` was chosen: ``returned``, ``best= marker``, ``params file``...
+    source: str = ""
 
     @property
     def value(self) -> float:
@@ -41,6 +45,8 @@ class Best:
         how = max_or_min(str(self.direction.direction))
         if self.direction.guessed:
             how += ", guessed"
+        if self.source:
+            how += f", {self.source}"
         params = {
             k: v
             for k, v in self.run.data.params.items()
@@ -60,11 +66,12 @@ def pick_best(
 ) -> Best:
     """The best of the FINISHED ``runs`` by ``spec``'s metric (else ``first_metric``)."""
     metric = spec.metric or first_metric
+    source = spec.source if spec.metric else ""
     if metric is None:
         return Best(None)
     direction = spec.resolve(metric, directions)
     if not direction.known:
-        return Best(metric, direction)
+        return Best(metric, direction, source=source)
     scored = [
         run
         for run in runs
@@ -73,10 +80,32 @@ def pick_best(
         and not math.isnan(run.data.metrics[metric])
     ]
     if not scored:
-        return Best(metric, direction)
+        return Best(metric, direction, source=source)
     sign = 1.0 if direction.direction == "up" else -1.0
     best = max(scored, key=lambda r: sign * float(r.data.metrics[metric]))
-    return Best(metric, direction, best, varying(runs))
+    return Best(metric, direction, best, varying(runs), source)
+
+
+def group_best(results: Iterable[RunSummary], grid_run_id: str) -> BestSpec:
+    """The metric ranking a grid's cells, from its members' summaries, with its source.
+
+    A metric named (``best=``, the params file, ``best_metric``) wins; else
+    the members' defaults (``runs.metric_values.default_best``) in their order:
+    the first returned metric, the first named in ``expect=``, the first logged
+    once, the first logged; members taken in collection order.
+    """
+    members = sorted(
+        (r for r in results if r.groups is not None and r.groups.grid_run_id == grid_run_id),
+        key=lambda r: r.index,
+    )
+    choices = [r.groups for r in members if r.groups is not None and r.groups.best]
+    if not choices:
+        return BestSpec(None)
+    ranks = list(DEFAULT_BEST_SOURCES)
+    chosen = min(
+        choices, key=lambda g: ranks.index(g.best_source) if g.best_source in ranks else -1
+    )
+    return BestSpec.parse(chosen.best, chosen.best_source)
 
 
 def varying(runs: Sequence[Any]) -> frozenset[str]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..backend import tags as T
 from ..directions import BestSpec
 from . import members
+from .best import group_best
 from .kinds import FILLS, Group
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def session_groups(results: Sequence[RunSummary], settings: Settings) -> list[Gr
                 grid_run_id,
                 T.KIND_GRID,
                 str(refs.grid),
-                BestSpec.parse(refs.best),
+                group_best(results, grid_run_id),
                 settings.gate.directions,
                 first,
             )

@@ -188,6 +188,8 @@ def _rules(raw: Mapping[str, Any] | None, settings: GateSettings) -> Rules:
         default_tolerance=rules.default_tolerance,
         gate=rules.gate,
         confidence=rules.confidence,
+        judge=rules.judge,
+        histories=rules.histories,
     )
 
 
@@ -250,7 +252,7 @@ def _judge(
         verdict=verdict,
         source=baseline.source if baseline else None,
         rows=rows,
-        metrics=metrics,
+        metrics=rules_module.judged(metrics, target.rules),
         passed=passed,
         cell_run_id=target.run_id,
         repeats=run.data.tags.get(target.kind.count_tag, ""),

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ..runs.markers import BEST_FROM_FILE_KEY
 from .loading import FIXED, GRID, ParamsError, ParamsFile, dump, load_params_file
 from .overrides import FunctionParams, apply_overrides, is_search_setting, overridden_data
 
@@ -69,6 +70,8 @@ class ParamsState:
     applied: dict[str, ItemParams] = field(default_factory=dict)
     #: Definition node id -> the ``resources:`` of its section (``mark_resources``).
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Definition node id -> its ``best:`` and ``judge:`` (``mark_resources``).
+    marks: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed: bool = False
 
 
@@ -82,18 +85,25 @@ def session_state(config: pytest.Config) -> ParamsState | None:
 
 
 def mark_resources(config: pytest.Config, items: Iterable[pytest.Item]) -> None:
-    """Give the items of a function with ``resources:`` in the params file that marker argument.
+    """Give the items of a function with ``resources:``, ``best:`` or ``judge:`` in the
+    params file those marker arguments.
 
     The file's section wins over the function's own ``@pytest.mark.mlexp(resources=...)``,
-    as the file's values do, so a cluster's reservations change without editing code.
+    as the file's values do, so a cluster's reservations (or the metric picking the best
+    cell) change without editing code.
     """
     state = session_state(config)
-    if state is None or not state.resources:
+    if state is None or not (state.resources or state.marks):
         return
     for item in items:
         resources = state.resources.get(definition_id(item))
         if resources is not None:
             item.add_marker(pytest.mark.mlexp(resources=resources), append=False)
+        marks = state.marks.get(definition_id(item))
+        if marks:
+            item.add_marker(pytest.mark.mlexp(**marks), append=False)
+            if "best" in marks:
+                item.stash[BEST_FROM_FILE_KEY] = True
 
 
 def definition_id(item: pytest.Item) -> str:
@@ -116,6 +126,8 @@ def parametrize_from_file(metafunc: pytest.Metafunc, settings: ParamsSettings) -
         return
     if params.entry.resources is not None:
         state.resources[metafunc.definition.nodeid] = params.entry.resources
+    if params.entry.marks:
+        state.marks[metafunc.definition.nodeid] = params.entry.marks
     _check(metafunc, params, state.file)
     _parametrize(metafunc, params)
     state.applied[metafunc.definition.nodeid] = ItemParams(

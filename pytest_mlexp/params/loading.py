@@ -30,9 +30,11 @@ if TYPE_CHECKING:
 
 #: The sections of a function's entry.
 FIXED, GRID, SEARCH, TRIALS, RESOURCES = "params", "grid", "search", "trials", "resources"
+#: The metric picking a grid's best cell, and the metrics the gate judges, as the marker's.
+BEST, JUDGE = "best", "judge"
 #: A search's other settings, single values as the marker takes them (``search.declaration``).
 SEARCH_OPTIONS = ("objective", "sampler", "seed", "pruner", "study")
-SECTIONS = (FIXED, GRID, SEARCH, TRIALS, *SEARCH_OPTIONS, RESOURCES)
+SECTIONS = (FIXED, GRID, SEARCH, TRIALS, *SEARCH_OPTIONS, RESOURCES, BEST, JUDGE)
 
 # YAML 1.2 reads 1e-3, 1.5e3 and .5e3 as numbers; PyYAML (YAML 1.1) wants a dot and a sign.
 
@@ -63,6 +65,8 @@ class Entry:
     search_options: dict[str, Any] = field(default_factory=dict)
     #: ``resources:``: what a Ray cluster reserves for each of the function's items.
     resources: dict[str, Any] | None = None
+    #: ``best:`` and ``judge:``, as ``@pytest.mark.mlexp(best=..., judge=...)`` takes them.
+    marks: dict[str, Any] = field(default_factory=dict)
     #: Line of every key: ``params.cv``, ``grid.alpha``, ``search``, ``trials``.
     lines: dict[str, int] = field(default_factory=dict)
 
@@ -201,6 +205,10 @@ def _entry(loader: Any, function: str, key_node: Any, node: Any, file: ParamsFil
                 "amount, as @pytest.mark.mlexp(resources=...) takes it, e.g. "
                 "resources: {num_gpus: 1, memory: 8GB}",
             )
+        elif section == BEST:
+            entry.marks[BEST] = _best(loader, value, f"{where}: {function}.best")
+        elif section == JUDGE:
+            entry.marks[JUDGE] = _judge(loader, value, f"{where}: {function}.judge")
         elif section in SEARCH_OPTIONS:
             option = loader.construct_object(value, deep=True)
             if option is not None and not isinstance(option, str | int | float):
@@ -225,6 +233,32 @@ def _entry(loader: Any, function: str, key_node: Any, node: Any, file: ParamsFil
             "keep it in params: or in grid:, not both"
         )
     return entry
+
+
+def _best(loader: Any, node: Any, where: str) -> str:
+    from ..directions import BestSpec
+
+    value = loader.construct_object(node, deep=True)
+    if not isinstance(value, str):
+        raise ParamsError(
+            f"{where}: expected a metric name, as @pytest.mark.mlexp(best=...) takes it, "
+            f"e.g. best: accuracy or best: val_loss:min, got {value!r}"
+        )
+    try:
+        BestSpec.parse(value)
+    except ValueError as exc:
+        raise ParamsError(f"{where}: {exc}") from None
+    return value
+
+
+def _judge(loader: Any, node: Any, where: str) -> list[str]:
+    value = loader.construct_object(node, deep=True)
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+        raise ParamsError(
+            f"{where}: expected metric names, e.g. judge: [accuracy, val_loss], got {value!r}"
+        )
+    return [name.strip() for name in names if name.strip()]
 
 
 def _values(loader: Any, entry: Entry, section: str, node: Any, file: ParamsFile) -> None:

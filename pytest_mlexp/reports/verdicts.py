@@ -18,6 +18,7 @@ from ..gate.verdicts import (
     REGRESSED,
     failure_message,
     how_to_record,
+    judged_metrics_line,
     row_summary,
 )
 from ..runs.summary import Verdict
@@ -107,6 +108,8 @@ def _write_verdicts(
             f"directions guessed from the metric names: {named}; "
             "set them with mlexp_directions or @pytest.mark.mlexp(direction=...)"
         )
+    if judged_metrics_line(verdicts):
+        terminalreporter.write_line(judged_metrics_line(verdicts))
     keys = (REGRESSED, INCONCLUSIVE, IMPROVED, PASSED, NO_BASELINE)
     parts = [f"{counts[key]} {key}" for key in keys if counts.get(key)]
     terminalreporter.write_line(

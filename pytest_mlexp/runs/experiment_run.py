@@ -73,8 +73,14 @@ class ExperimentRun:
         """The MLflow run id: ``run.client.get_run(run.run_id)`` reads the run back."""
         self.experiment_id = experiment_id
         """The id of the MLflow experiment the run is in."""
-        #: Latest value of every metric logged through this handle.
+        #: Latest value of every metric logged through this handle (highest step, then last).
         self.metrics: dict[str, float] = {}
+        #: The metrics the experiment returned, in the order returned (``log_returned``).
+        self.returned: dict[str, float] = {}
+        #: Per metric logged through this handle: its latest (step, timestamp), and the
+        #: metrics logged at more than one step (a history, such as a training curve).
+        self.latest_points: dict[str, tuple[int, int]] = {}
+        self.histories: set[str] = set()
         #: Every param logged through this handle, as sent.
         self.params: dict[str, str] = {}
         self._metrics: list[MetricValue] = []
@@ -130,20 +136,23 @@ class ExperimentRun:
     ) -> None:
         """Log one metric value, optionally at a ``step`` of training."""
         key = _valid_key(key, "metric")
-        if not isinstance(value, numbers.Real):
-            raise TypeError(f"metric {key!r} must be a number, got {type(value).__name__}")
-        number = float(value)
-        if math.isnan(number) or math.isinf(number):
-            warnings.warn(
-                MlexpWarning(f"metric {key!r} is {number}; it is logged, but check the experiment"),
-                stacklevel=2,
-            )
-        self.metrics[key] = number
-        self._metrics.append((key, number, timestamp or int(time.time() * 1000), int(step or 0)))
+        number = _metric_number(key, value)
+        self._record(key, number, int(step or 0), timestamp or int(time.time() * 1000))
         if self.search_trial is not None and step is not None:
             # The objective at a step is an intermediate value for the search's pruner.
             self.search_trial.observe(key, number, int(step))
         self._maybe_flush()
+
+    def _record(self, key: str, value: float, step: int, timestamp: int) -> None:
+        """Buffer one value, and keep the metric's latest (highest step, then latest time)."""
+        point = (step, timestamp)
+        latest = self.latest_points.get(key)
+        if latest is not None and latest[0] != step:
+            self.histories.add(key)
+        if latest is None or point >= latest:
+            self.latest_points[key] = point
+            self.metrics[key] = value
+        self._metrics.append((key, value, timestamp, step))
 
     def should_prune(self) -> bool:
         """In a search with a pruner: whether this trial should stop now.
@@ -303,7 +312,12 @@ def stringify(value: Any) -> str:
 
 
 def log_returned(run: ExperimentRun, nodeid: str, value: Any) -> None:
-    """Log what an experiment returned: numbers as metrics, other values as params."""
+    """Log what an experiment returned: numbers as metrics, other values as params.
+
+    A returned metric is the run's value of that metric (``runs.metric_values``):
+    it is logged after everything logged before it, at the highest step of its
+    history and a later time, so MLflow's latest value is the returned one too.
+    """
     if value is None:
         return
     if not isinstance(value, Mapping):
@@ -315,11 +329,31 @@ def log_returned(run: ExperimentRun, nodeid: str, value: Any) -> None:
             stacklevel=1,
         )
         return
+    returned: dict[str, float] = {}
     for key, item in value.items():
         if isinstance(item, numbers.Real):
-            run.log_metric(str(key), float(item))
+            name = _valid_key(str(key), "metric")
+            returned[name] = _metric_number(name, item)
         else:
             run.log_param(str(key), stringify(item))
+    if not returned:
+        return
+    from .metric_values import log_after_history
+
+    log_after_history(run, returned)
+
+
+def _metric_number(key: str, value: Any) -> float:
+    """A metric's value as a float; a warning when it is NaN or infinite."""
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"metric {key!r} must be a number, got {type(value).__name__}")
+    number = float(value)
+    if math.isnan(number) or math.isinf(number):
+        warnings.warn(
+            MlexpWarning(f"metric {key!r} is {number}; it is logged, but check the experiment"),
+            stacklevel=3,
+        )
+    return number
 
 
 def _is_plotly(figure: Any) -> bool:

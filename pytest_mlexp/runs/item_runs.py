@@ -7,9 +7,11 @@ leaves is a ``RunSummary``, handed to the session object.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import warnings
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -22,9 +24,10 @@ from ..warning_types import MlexpWarning
 # Re-exported until grids/ and search/ import them from runs.identity.
 from .identity import current_user, source_name
 from .item_run import ItemRun
-from .markers import marker_options
+from .markers import BEST_FROM_FILE_KEY, marker_options
+from .metric_values import MetricValues, read_values
 from .outcome import error_line, outcome_and_status
-from .summary import RunSummary
+from .summary import GroupRefs, RunSummary
 
 if TYPE_CHECKING:
     from .experiment_run import ExperimentRun
@@ -222,6 +225,7 @@ class ItemRuns:
             call = item_run.reports.get("call")
             verdict.passed = call is not None and call.passed
         reuse = item.stash.get(REUSE_KEY, None)
+        values = read_values(run)
         return RunSummary(
             name=item.name,
             nodeid=item.nodeid,
@@ -230,10 +234,12 @@ class ItemRuns:
             outcome=outcome,
             run_id=run.run_id,
             params=dict(run.params),
-            metrics=dict(run.metrics),
+            metrics=values.values,
+            returned=list(values.returned),
+            histories=sorted(values.histories),
             url=self.session.backend.run_link(run.experiment_id, run.run_id),
             index=self.session.collection_index(item),
-            groups=item.stash.get(GROUPS_KEY, None),
+            groups=with_best(item, item.stash.get(GROUPS_KEY, None), values),
             verdict=verdict,
             cell_rules=item.stash.get(CELL_RULES_KEY, None),
             spooled=self.session.backend.is_spooled(run.run_id),
@@ -253,6 +259,26 @@ class ItemRuns:
             warnings.warn(
                 MlexpWarning(f"could not close run {run.run_id} as {status}: {exc}"), stacklevel=1
             )
+
+
+def with_best(item: pytest.Item, refs: GroupRefs | None, values: MetricValues) -> GroupRefs | None:
+    """The item's group refs with the metric picking its grid's best cell, and its source."""
+    from .metric_values import BEST_MARKER, BEST_PARAMS_FILE, BEST_SETTING, default_best
+
+    if refs is None or refs.search_run_id:
+        return refs  # a search's trials are ranked by its objective
+    options = marker_options(item)
+    if refs.best:
+        if item.stash.get(BEST_FROM_FILE_KEY, False):
+            source = BEST_PARAMS_FILE
+        else:
+            source = BEST_MARKER if options.get("best") else BEST_SETTING
+        return dataclasses.replace(refs, best_source=source)
+    expect = options.get("expect")
+    found = default_best(values, list(expect) if isinstance(expect, Mapping) else [])
+    if found is None:
+        return refs
+    return dataclasses.replace(refs, best=found[0], best_source=found[1])
 
 
 def attempt_of(item: pytest.Item) -> int | None:

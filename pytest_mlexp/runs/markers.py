@@ -23,6 +23,9 @@ MARKER_KWARGS: dict[str, str] = {
     "confidence bound, the default) or `'mean'` (the difference of the means); `'best'`: a "
     "grid is gated once, by its best cell, as a search is.",
     "confidence": "The confidence of that bound, e.g. `0.95`.",
+    "judge": "The metrics the gate judges, e.g. `['accuracy', 'val_loss']` (default: the "
+    "returned metrics, those logged once, and those named by `expect=`, a direction or a "
+    "tolerance; a history logged at several steps is only recorded).",
     # grids
     "best": "The metric that picks a grid's best cell: `'r2'`, `'val_loss:min'`, `'score:max'`.",
     "repeats": "Run each cell this many times, with seeds 0, 1, ... (the function takes `seed`).",
@@ -49,6 +52,11 @@ MARKER_KWARGS: dict[str, str] = {
     "resources": "What a Ray cluster reserves for each of its items: `{'num_gpus': 1, "
     "'num_cpus': 4, 'memory': '8GB'}`.",
 }
+
+
+#: Set on an item whose ``best=`` a params file gives (``params.collection``): the grid line
+#: names that source.
+BEST_FROM_FILE_KEY = pytest.StashKey[bool]()
 
 
 def is_tracked(item: pytest.Item) -> bool:

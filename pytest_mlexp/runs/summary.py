@@ -22,11 +22,14 @@ class GroupRefs:
     grid_run_id: str | None = None
     cell: str | None = None
     cell_run_id: str | None = None
-    #: The metric picking the grid's best cell, as given (``"r2"``, ``"loss:min"``, ``""``).
+    #: The metric picking the grid's best cell (``"r2"``, ``"loss:min"``, ``""``): as given,
+    #: else this run's default (``runs.metric_values.default_best``) once the run ended.
     best: str = ""
     #: A search's trial: the search's function (its test id) and its parent run.
     search: str | None = None
     search_run_id: str | None = None
+    #: Where ``best`` comes from, as the grid line says it: ``returned``, ``best= marker``...
+    best_source: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,8 @@ class Verdict:
     problem: str | None = None
     #: A search judged by its best trial: ``cell_run_id`` is its parent, ``repeats`` its trials.
     search: bool = False
+    #: Metrics logged as a history and named nowhere: recorded, not judged (``rules.recorded``).
+    recorded: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -136,7 +141,11 @@ class RunSummary:
     outcome: str
     run_id: str
     params: dict[str, str] = field(default_factory=dict)
+    #: The run's value of each metric (``runs.metric_values``), in the order first logged.
     metrics: dict[str, float] = field(default_factory=dict)
+    #: The metrics the experiment returned, and those logged as a history (several steps).
+    returned: list[str] = field(default_factory=list)
+    histories: list[str] = field(default_factory=list)
     #: The run's page in the tracking UI (servers only).
     url: str | None = None
     #: The item's place in collection order, so workers' runs are listed as collected.

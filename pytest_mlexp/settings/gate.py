@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import pytest
 
 from .baselines import ACCEPTED_SPECS, BaselineSpec, parse_spec
-from .sources import base_dir, bool_setting, lookup, yaml_mapping
+from .sources import base_dir, bool_setting, lookup, settings_file, yaml_mapping
 from .tolerances import ACCEPTED_TOLERANCES, RuleError, Tolerance, parse_tolerance
 
 T = TypeVar("T")
@@ -57,6 +57,8 @@ class GateSettings:
     confidence: float = DEFAULT_CONFIDENCE
     #: An inconclusive cell fails the session.
     strict: bool = False
+    #: ``--mlexp-judge``: the metrics judged, named; ``None``: the default (``Rules.judges``).
+    judge: frozenset[str] | None = None
 
     @property
     def compares(self) -> bool:
@@ -135,7 +137,36 @@ def resolve_gate(config: pytest.Config) -> GateSettings:
         rule=rule,
         confidence=confidence,
         strict=bool_setting(config, "mlexp_gate_strict", "gate_strict", False),
+        judge=resolve_judge(config),
     )
+
+
+def resolve_judge(config: pytest.Config) -> frozenset[str] | None:
+    """``--mlexp-judge``, ini ``mlexp_judge`` or ``judge:`` in the settings file, else None."""
+    found: Any = config.getoption("mlexp_judge")
+    where = "--mlexp-judge"
+    if not found:
+        found, where = config.getini("mlexp_judge"), "ini mlexp_judge"
+    if not found:
+        source, values = settings_file(config)
+        found, where = values.get("judge"), f"{source} judge"
+    if found in (None, "", []):
+        return None
+    return metric_names(found, where)
+
+
+def metric_names(value: Any, where: str) -> frozenset[str]:
+    """Metric names from ``"a, b"`` or a list, or ``UsageError`` naming ``where``."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise pytest.UsageError(
+            f"{where}: expected metric names, comma-separated or a list, such as "
+            f"'accuracy, val_loss' or ['accuracy', 'val_loss'], got {value!r}"
+        )
+    names = frozenset(n.strip() for item in items for n in item.split(",") if n.strip())
+    if not names:
+        raise pytest.UsageError(f"{where}: names no metric; e.g. accuracy, val_loss")
+    return names
 
 
 def gate_rule(value: Any, where: str, *, marker: bool = False) -> str:

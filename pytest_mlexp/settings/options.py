@@ -32,6 +32,7 @@ GATE_KEYS = (
     "gate",
     "confidence",
     "gate_strict",
+    "judge",
 )
 GRID_KEYS = ("best_metric",)
 SPOOL_KEYS = ("on_tracking_error",)
@@ -74,6 +75,8 @@ MARKER = (
     "pruner='median', study='svm-v1': an Optuna search, one item per trial; "
     "gate='bound'|'mean'|'best', confidence=0.95: how repeated cells are judged against their "
     "baseline ('best': a grid gated once, by its best cell); "
+    "judge=['accuracy', 'val_loss']: the metrics the gate judges (default: returned ones, "
+    "those logged once, and those a rule names); "
     "resources={'num_gpus': 1, 'num_cpus': 4, 'memory': '8GB'}: what a Ray "
     "cluster reserves for each of its items."
 )
@@ -339,6 +342,21 @@ def add_gate_options(group: Any, parser: pytest.Parser) -> None:
     parser.addini("mlexp_gate", "How repeated cells are judged: bound or mean.")
     parser.addini("mlexp_confidence", "Confidence of the bound that judges repeated cells.")
     parser.addini("mlexp_gate_strict", "Fail the session on inconclusive verdicts.")
+    group.addoption(
+        "--mlexp-judge",
+        dest="mlexp_judge",
+        metavar="METRIC,...",
+        default=None,
+        help="The metrics the gate judges, comma-separated (default: returned metrics, "
+        "metrics logged once, and those named by expect=, a direction or a tolerance; "
+        "a history logged at several steps is only recorded).",
+    )
+    parser.addini(
+        "mlexp_judge",
+        "The metrics the gate judges, comma-separated or one a line (default: returned "
+        "and logged-once metrics, and those named by a rule).",
+        type="args",
+    )
 
 
 def add_report_options(group: Any, parser: pytest.Parser) -> None:
