@@ -1,6 +1,6 @@
 """Make the documentation's pictures: re-run after a change to what users see.
 
-    python docs/pictures.py            # writes docs/ui-runs.png, docs/report.png, docs/terminal.png
+    python docs/pictures.py            # writes docs/ui-runs.png, docs/report.png
 
 Copies this repository's ``experiments/`` (and the ``conftest.py`` with their
 data fixtures) into a fresh project named
@@ -8,17 +8,20 @@ data fixtures) into a fresh project named
 --mlexp-html report.html`` there as a user would, then photographs, in
 headless Chromium (Debian's ``/usr/bin/chromium``, driven by playwright):
 
-- the terminal session, rendered as a page of its own (``terminal.png``);
 - the MLflow UI's runs table, opened by the link the session printed, with
-  ``mlflow ui`` on a free port (``ui-runs.png``);
-- the session's HTML report (``report.png``).
+  ``mlflow ui`` on a free port (``ui-runs.png``), at twice the pixels so that
+  it stays readable scaled into a page's column;
+- the session's HTML report (``report.png``), down to the end of its first plot,
+  the temporary folder shown as ``/home/me/project`` as in the README.
+
+Terminal sessions are not pictures: the pages show them as text, which
+``tests/test_readme.py`` and ``tests/test_docs.py`` run and check.
 
 Not run by the test suite: it takes a minute (the classifier grid logs models).
 """
 
 from __future__ import annotations
 
-import html
 import os
 import re
 import shlex
@@ -37,13 +40,6 @@ DOCS = REPO / "docs"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 TERMINAL_COLUMNS = 120
-#: The terminal's look: a dark page, the size of an 80-column window.
-TERMINAL_PAGE = """<!doctype html><meta charset="utf-8"><style>
-body {{ margin: 0; background: #1e1e2e; }}
-pre {{ display: inline-block; margin: 0; padding: 16px 20px; color: #e0e0e0;
-      font: 13px/1.35 "DejaVu Sans Mono", monospace; white-space: pre; }}
-.prompt {{ color: #89b4fa; }} .ok {{ color: #a6e3a1; }} .head {{ color: #f9e2af; }}
-</style><pre>{body}</pre>"""
 
 
 def run_session(project: Path) -> str:
@@ -64,31 +60,6 @@ def run_session(project: Path) -> str:
     if done.returncode != 0:
         raise SystemExit(f"the session failed:\n{done.stdout}\n{done.stderr}")
     return done.stdout
-
-
-def terminal_html(output: str, project: Path) -> str:
-    """The session as a 120-column terminal shows it: the command, then what pytest printed.
-
-    The temporary project's path is shown as ``/home/me/project``, as in the README.
-    """
-    output = output.replace(sys.executable, "/home/me/project/.venv/bin/python")
-    output = output.replace(str(project), "/home/me/project")
-    hidden = ("platform ", "cachedir", "rootdir", "configfile", "plugins")
-    lines = [
-        line[start : start + TERMINAL_COLUMNS]
-        for line in output.splitlines()
-        if not line.startswith(hidden)
-        for start in range(0, max(len(line), 1), TERMINAL_COLUMNS)
-    ]
-    shown = ['<span class="prompt">$</span> pytest experiments/ --mlexp-html report.html']
-    for line in lines:
-        text = html.escape(line)
-        if line.startswith("=") or line.startswith("mlexp grid"):
-            text = f'<span class="head">{text}</span>'
-        elif "passed" in line or "FINISHED" in line:
-            text = f'<span class="ok">{text}</span>'
-        shown.append(text)
-    return TERMINAL_PAGE.format(body="\n".join(shown))
 
 
 def free_port() -> int:
@@ -142,11 +113,9 @@ def main() -> None:
         try:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                page = browser.new_page(viewport={"width": 1400, "height": 10})
-                page.set_content(terminal_html(output, project))
-                page.locator("pre").screenshot(path=str(DOCS / "terminal.png"))
-
-                page = browser.new_page(viewport={"width": 1600, "height": 800})
+                page = browser.new_page(
+                    viewport={"width": 1280, "height": 720}, device_scale_factor=2
+                )
                 page.goto(link)
                 page.get_by_text("matching runs").wait_for(timeout=120_000)
                 page.locator(".ag-header-cell[col-id='metrics.`accuracy`']").wait_for(
@@ -166,15 +135,26 @@ def main() -> None:
                 page.wait_for_timeout(1000)
                 page.screenshot(path=str(DOCS / "ui-runs.png"))
 
-                page = browser.new_page(viewport={"width": 1400, "height": 1100})
-                page.goto((project / "report.html").as_uri())
+                # The report as the README's project would show it, not the temporary folder.
+                report = project / "report.html"
+                shown = report.read_text(encoding="utf-8").replace(str(project), "/home/me/project")
+                report.write_text(shown, encoding="utf-8")
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(report.as_uri())
                 page.wait_for_timeout(3000)
-                page.screenshot(path=str(DOCS / "report.png"))
+                end = page.locator(".plot").first.bounding_box()
+                assert end is not None
+                height = end["y"] + end["height"] + 12
+                page.screenshot(
+                    path=str(DOCS / "report.png"),
+                    full_page=True,
+                    clip={"x": 0, "y": 0, "width": 1400, "height": height},
+                )
                 browser.close()
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
-    for name in ("terminal.png", "ui-runs.png", "report.png"):
+    for name in ("ui-runs.png", "report.png"):
         print(f"wrote {DOCS / name}")
 
 

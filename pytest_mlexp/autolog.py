@@ -6,10 +6,18 @@ fluent active run, so parameters, metrics and models of sklearn, xgboost,
 lightgbm, keras, pytorch-lightning... land in it. It is switched off again
 before an untracked item runs, so that an ordinary test that fits a model
 never makes a stray run of its own.
+
+A user's own ``mlflow.<flavor>.autolog()`` called inside a tracked item (as
+a PyTorch Lightning script does with ``mlflow.pytorch.autolog()``) is scoped
+to that item the same way: ``AutologScope`` switches off, when the item ends,
+every integration the item switched on, so a later plain test does not make
+a stray run in MLflow's ``Default`` experiment.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
 import warnings
 from typing import TYPE_CHECKING
 
@@ -54,3 +62,49 @@ class Autolog:
 
         mlflow.autolog(disable=True, silent=True)
         self.active = False
+
+
+class AutologScope:
+    """Registered as ``mlexp-autolog-scope``: autologging an item switched on ends with it."""
+
+    def __init__(self) -> None:
+        #: The integrations on when the current tracked item's run started.
+        self.before: frozenset[str] | None = None
+
+    @pytest.hookimpl(trylast=True)  # after ``Autolog``'s, which is not the item's doing
+    def pytest_mlexp_run_start(self, item: pytest.Item, run: ExperimentRun) -> None:
+        self.before = enabled_integrations()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> object:
+        try:
+            return (yield)
+        finally:
+            if self.before is not None:
+                for name in sorted(enabled_integrations() - self.before):
+                    _disable(name)
+                self.before = None
+
+
+def enabled_integrations() -> frozenset[str]:
+    """The MLflow autologging integrations switched on now (``sklearn``, ``pytorch``...).
+
+    Read from MLflow's own registry; empty, without importing mlflow, when it is not loaded.
+    """
+    utils = sys.modules.get("mlflow.utils.autologging_utils")
+    if utils is None:
+        return frozenset()
+    return frozenset(
+        name
+        for name, config in utils.AUTOLOGGING_INTEGRATIONS.items()
+        if config and not config.get("disable", True)
+    )
+
+
+def _disable(name: str) -> None:
+    """``mlflow.<name>.autolog(disable=True)``: the integration's own switch."""
+    try:
+        module = importlib.import_module(f"mlflow.{name}")
+    except ImportError:
+        return  # an integration outside mlflow's flavors: left as its owner set it
+    module.autolog(disable=True, silent=True)

@@ -324,6 +324,9 @@ def activate(session: MlexpSession, tracked: list[pytest.Item], *, searches: boo
         from .autolog import Autolog
 
         manager.register(Autolog(), "mlexp-autolog")
+    from .autolog import AutologScope
+
+    manager.register(AutologScope(), "mlexp-autolog-scope")
     if settings.system_metrics:
         from .system_metrics import SystemMetrics
 

@@ -74,3 +74,41 @@ def test_autolog_values(ourtester, value):
 
     assert resolve_autolog(ourtester.parseconfig(f"--mlexp-autolog={value}")) is True
     assert resolve_autolog(ourtester.parseconfig()) is False
+
+
+OWN_AUTOLOG = """
+import mlflow
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+def fit():
+    X, y = load_iris(return_X_y=True)
+    return LogisticRegression(C=0.5, max_iter=300).fit(X, y)
+
+def experiment_own_autolog(mlflow_run):
+    mlflow.sklearn.autolog()
+    fit()
+
+def test_plain_after():
+    fit()
+"""
+
+
+def test_a_users_own_autolog_call_ends_with_its_item(ourtester, client):
+    """``mlflow.sklearn.autolog()`` inside an experiment: the experiment's run, not a later test's.
+
+    Without the scope, the plain test after it makes a stray run in ``Default``.
+    """
+    from mlflow.utils.autologging_utils import autologging_is_disabled
+
+    ourtester.makepyfile(test_own=OWN_AUTOLOG)
+    result = ourtester.runpytest(
+        "--mlexp-experiment", EXPERIMENT, "-p", "no:randomly", "--mlexp-lineage=none",
+        "--mlexp-artifacts=off",
+    )  # fmt: skip
+    result.assert_outcomes(passed=2)
+    (run,) = all_runs(client)  # none in Default from test_plain_after
+    assert run.info.run_name == "experiment_own_autolog"
+    assert run.data.params["C"] == "0.5"
+    assert run.data.metrics["training_accuracy_score"] > 0.9
+    assert autologging_is_disabled("sklearn")

@@ -35,6 +35,7 @@ Ray cluster | a params-file grid placed by its resources:, git lineage from the 
 Ray cluster, a node lost mid-item | the lost attempt KILLED as superseded (outcome rerun), the retry counted | test_ray.py::test_on_a_ray_cluster
 Ray cluster, Ctrl-C | the runs in flight end KILLED (interrupted) | test_ray.py::test_on_a_ray_cluster
 Ray cluster, spool | journal files from the nodes into the controller's .mlexp/journal | test_ray.py::test_spooled_journals_travel_to_the_controller
+a user's own mlflow.<flavor>.autolog() inside an experiment | later plain tests: no stray run in Default; the experiment's run gets autolog's values | test_autolog.py::test_a_users_own_autolog_call_ends_with_its_item
 a metric returned and logged per step | every reader: run table, MLflow's latest value and history, the gate against a baseline file, --mlexp-update-baseline, mlexp runs | test_a_returned_metric_is_the_value_every_reader_sees
 a history logged per step, not returned | the gate records it, judges it only when named (direction=, judge=) | test_a_returned_metric_is_the_value_every_reader_sees
 metrics logged with mlflow.log_metric, and by autolog | run table, the grid line's best cell, the gate (expect=) | test_fluent_and_autolog_metrics_reach_the_summary_the_best_cell_and_the_gate
@@ -226,7 +227,7 @@ def test_reports_count_a_rerun_item_by_its_last_attempt(project: pytest.Pytester
     page = (project.path / "report.html").read_text()
     # The superseded attempt is listed as such, and counted apart from the item's outcome.
     assert "FAILED (rerun)" in page
-    assert "1 runs: 1 finished; 1 attempt superseded by a rerun" in page
+    assert "1 run: 1 finished; 1 attempt superseded by a rerun" in page
 
 
 # -- reuse ---------------------------------------------------------------------------------------

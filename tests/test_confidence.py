@@ -134,11 +134,12 @@ def test_noise_passes_a_regression_fails_few_seeds_are_inconclusive(session, our
             f"{NOISY}[[]draw1]  accuracy  * +0.001661 * [[]+0.000925*] 95%, n 3/3 * improved",
             f"{NOISY}[[]draw2]  accuracy  * [[]-0.001858, +0.00031*] 95%, n 3/3 * ok",
             f"{NOISY}[[]old]  * mean rule, n 3/? (baseline without seeds) *ok",
-            "1 inconclusive repeated cells: * they do not fail the session "
+            "1 inconclusive repeated cell: * it does not fail the session "
             "(--mlexp-gate-strict would); run more seeds to decide",
             "repeated cells judged by their means, not a confidence bound (baseline without "
             "seeds): their baseline has no seed counts and spreads*",
-            "*5 repeated cells by their means: 1 regressed, 1 inconclusive, 1 improved, 2 passed",
+            "*5 repeated cells by the confidence bound over seeds or by the mean: "
+            "1 regressed, 1 inconclusive, 1 improved, 2 passed",
         ]
     )
     cells = cell_runs(read_runs)
@@ -158,7 +159,7 @@ def test_noise_passes_a_regression_fails_few_seeds_are_inconclusive(session, our
     assert few.info.status == "FINISHED"
     assert few.data.tags["mlexp.outcome"] == "passed"
     report = (ourtester.path / "report.md").read_text()
-    rows = [line for line in report.splitlines() if line.startswith("| [")]
+    rows = [line for line in report.splitlines() if line.startswith("| `")]
     assert "REGRESSED" in rows[0]
     assert "INCONCLUSIVE" in rows[1]
     assert "seeds a side to decide" in rows[1]
@@ -173,7 +174,7 @@ def test_noise_passes_a_regression_fails_few_seeds_are_inconclusive(session, our
     strict.stdout.fnmatch_lines(
         [
             f"mlexp: repeated cell {FEW} is inconclusive (--mlexp-gate-strict): *",
-            "*3 repeated cells by their means: 1 inconclusive, *",
+            "*3 repeated cells by the confidence bound over seeds*: 1 inconclusive, *",
         ]
     )
     cells = cell_runs(read_runs)

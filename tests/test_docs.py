@@ -85,6 +85,26 @@ def test_every_declared_setting_is_in_the_settings_reference():
         assert f"`{name}`" in page
 
 
+def test_every_setting_states_its_meaning_and_its_default(pytester):
+    """The reference's "what" column: a meaning and a default for every row; ini keys in --help."""
+    from pytest_mlexp.settings.artifacts import DEFAULT_PATTERNS
+
+    for feature in reference.features():
+        for row in reference.settings_table(feature).splitlines()[2:]:
+            what = row.rstrip(" |").rsplit(" | ", 1)[-1]
+            assert len(what) > 15, f"no meaning: {row}"
+            assert "default" in what.lower(), f"no default stated: {row}"
+    page = reference.settings_markdown()
+    assert all(pattern in page for pattern in DEFAULT_PATTERNS), "the default patterns, listed"
+
+    shown = pytester.runpytest("--help").stdout.str()
+    _, ini_keys = declared_options()
+    for key in ini_keys:
+        after = shown.split(f"  {key} (", 1)[1]
+        described = after.split("):", 1)[1].split("\n  mlexp_", 1)[0]
+        assert len(described.strip()) > 10, f"pytest --help shows {key} with no description"
+
+
 def test_an_option_added_later_appears_without_touching_the_generator(monkeypatch):
     def add_later_options(group, parser):
         group.addoption("--mlexp-later", dest="mlexp_later", metavar="X", help="Added later.")
@@ -123,6 +143,44 @@ def test_markers_tags_hooks_and_commands_are_in_the_reference():
     for name in names:
         assert f"### `mlexp {name}`" in commands
     assert cli.build_parser().prog == "mlexp"
+
+
+def test_flag_spellings_in_tables_show_no_backslash():
+    """``on|off`` inside a code span of a table cell: Python-Markdown keeps the pipe as is."""
+    import markdown
+
+    page = reference.settings_markdown()
+    assert "`--mlexp-artifacts on|off`" in page
+    html = markdown.markdown(page, extensions=["tables"])
+    assert "<code>--mlexp-artifacts on|off</code>" in html
+    for path in [*DOCS.rglob("*.md"), ROOT / "README.md"]:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for span in re.findall(r"`[^`]+`", line):
+                assert "\\|" not in span, f"{path.relative_to(ROOT)}:{number}: {span}"
+
+
+def test_one_install_command_and_the_gitignore_the_docs_recommend():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    first = next(line for line in readme.splitlines() if "pip install" in line)
+    for page in ("index.md", "getting-started.md"):
+        installs = [
+            line for line in (DOCS / page).read_text().splitlines() if "pip install" in line
+        ]
+        assert installs == [first], f"{page}: install with the README's first line"
+    recommended = next(b for b in blocks(DOCS / "your-project.md") if b.lines[0] == "# .gitignore")
+    ours = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+    for line in recommended.lines:
+        if line and not line.startswith("#"):
+            assert line in ours, f"the repository's .gitignore lacks {line} (docs recommend it)"
+
+
+def test_the_home_page_links_every_page_of_the_site():
+    """ "Where to go next" leaves no guide out (reproduce was once missing)."""
+    home = (DOCS / "index.md").read_text(encoding="utf-8")
+    for page in site_pages():
+        if page.parent.is_relative_to(DOCS) and page.name != "index.md":
+            link = f"]({page.relative_to(DOCS).as_posix()})"
+            assert link in home, f"index.md does not link {page.name}"
 
 
 # -- every code block: run, or marked not run -------------------------------------------------

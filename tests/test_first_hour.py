@@ -231,7 +231,6 @@ def check_report_layout(browser: Any, path: Path) -> None:
         page.goto(path.as_uri(), wait_until="load")
         page.wait_for_timeout(300)
         assert errors == []
-        page.screenshot(path="/tmp/wt23-report.png", full_page=False)
         # A table per experiment function, each with its own params only.
         tables = page.locator("table.runs")
         assert tables.count() == 2
@@ -273,7 +272,6 @@ def check_report_layout(browser: Any, path: Path) -> None:
             right = box["x"] + box["width"]
             assert right - 30 <= verdict_box["x"] + verdict_box["width"] <= right + 1
             assert "passed" in verdict.inner_text() or "improved" in verdict.inner_text()
-        page.screenshot(path="/tmp/wt23-report-scrolled.png")
 
         # Legends sit beside the plots: no legend box overlaps a plot area or a title.
         legends = page.locator(".plot .legend")

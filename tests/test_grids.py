@@ -286,7 +286,7 @@ def test_killed_worker_runs_are_marked_killed_by_the_controller(ourtester, read_
     ourtester.makepyfile(experiment_crash=KILLER)
     result = ourtester.runpytest("-p", "no:randomly", "-n", "2")
     result.assert_outcomes(passed=3, failed=1)
-    result.stdout.fnmatch_lines(["mlexp: marked 1 runs KILLED whose process had died: *"])
+    result.stdout.fnmatch_lines(["mlexp: marked 1 run KILLED whose process had died: *"])
     runs = by_name(read_runs(ourtester.path.name, groups=True))
     assert runs["experiment_crash[2]"].info.status == "KILLED"
     assert runs["experiment_crash[2]"].data.tags["mlexp.outcome"] == "interrupted"

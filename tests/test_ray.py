@@ -389,9 +389,7 @@ def test_on_a_ray_cluster(
         )  # fmt: skip
     server.process.wait(timeout=30)
     spooled.assert_outcomes(passed=1)
-    spooled.stdout.fnmatch_lines(
-        [f"mlexp: 1 runs could not reach {server.url}; they are kept in *"]
-    )
+    spooled.stdout.fnmatch_lines([f"mlexp: 1 run could not reach {server.url}; it is kept in *"])
     assert len(list((project / ".mlexp" / "journal").glob("*.jsonl"))) == 1
     server.start()
     synced = mlexp(project, "sync")

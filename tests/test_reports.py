@@ -37,7 +37,9 @@ import pytest
 def experiment_train(mlflow_run, model, lr):
     for step in range(5):
         mlflow_run.log_metric("loss", (1 + lr) / (step + 1), step=step)
-    return {"acc": 0.8 + lr - (0.05 if model == "forest" else 0.0), "f1": 0.7 + lr}
+    # auc: a change of one test sample, which must not fill its plot.
+    return {"acc": 0.8 + lr - (0.05 if model == "forest" else 0.0), "f1": 0.7 + lr,
+            "auc": 0.97 + lr / 100}
 
 @pytest.mark.parametrize("alpha", [0.1, 1.0, 10.0])
 def experiment_ridge(mlflow_run, alpha):
@@ -190,8 +192,8 @@ def test_session_report_under_xdist_renders_offline(ourtester, client, read_runs
     assert counts["plots"] == 4
     assert counts["svg"] >= 4
     assert counts["parcoords"] == 1
-    # 6 train cells x 3 metrics x 2 params, and 2 ridge cells; 6 runs x 5 steps of loss.
-    assert counts["points"] == 6 * 3 * 2 + 2 + 6 * 5
+    # 6 train cells x 4 metrics x 2 params, and 2 ridge cells; 6 runs x 5 steps of loss.
+    assert counts["points"] == 6 * 4 * 2 + 2 + 6 * 5
     assert counts["rows"] == GRID_RUNS
     assert counts["links"] == 0, "a sqlite store has no UI to link to"
     baseline = opened.page.locator("td.baseline")
@@ -199,7 +201,7 @@ def test_session_report_under_xdist_renders_offline(ourtester, client, read_runs
         "passed\nvs baseline.yaml",
         "regressed\nvs baseline.yaml",
     ]
-    assert opened.page.locator("th", has_text="baseline").count() == 1
+    assert opened.page.locator("th", has_text="gate").count() == 1
     failed = opened.page.locator("td.status.failed")
     assert failed.count() == 1
     assert failed.get_attribute("title") == "AssertionError: diverged"
@@ -212,6 +214,78 @@ def test_session_report_under_xdist_renders_offline(ourtester, client, read_runs
     plot = opened.page.locator(".js-plotly-plot").first.screenshot()
     assert len(plot) > 8_000, "an empty white frame compresses to a few hundred bytes"
     (ourtester.path / "report.png").write_bytes(shot)
+    check_reads_as_a_data_scientist_expects(opened.page)
+
+
+def check_reads_as_a_data_scientist_expects(page: Any) -> None:
+    """The report's plots and table, as drawn in Chromium: each fix of issue 31 checked."""
+    grid = page.evaluate(
+        """() => {
+          const g = [...document.querySelectorAll('.plot.grid .js-plotly-plot')]
+            .find(plot => plot._fullLayout.xaxis2);  // experiment_train's: lr and model
+          const axes = {};
+          for (const [key, axis] of Object.entries(g._fullLayout)) {
+            if (/^[xy]axis\\d*$/.test(key)) axes[key] = {type: axis.type, range: axis.range};
+          }
+          return {axes, traces: g._fullData.map(t => ({
+            x: t.xaxis.replace('x', 'xaxis'), y: t.yaxis.replace('y', 'yaxis'),
+            mode: t.mode, values: t.y}))};
+        }"""
+    )
+    axes, traces = grid["axes"], grid["traces"]
+    # Columns: lr, model. lr (0.001, 0.01, 0.1) on a log axis; model's categories unjoined.
+    assert axes["xaxis"]["type"] == "log"
+    assert axes["xaxis2"]["type"] == "category"
+    for trace in traces:
+        x_type = axes[trace["x"]]["type"]
+        assert trace["mode"] == ("markers" if x_type == "category" else "lines+markers")
+    # No metric's y range is tighter than 5% of its values: auc's 0.001 spread stays small.
+    for trace in traces:
+        low, high = axes[trace["y"]]["range"]
+        values = trace["values"]
+        assert high - low >= 0.05 * max(abs(v) for v in values) - 1e-9
+        spread = max(values) - min(values)
+        if spread < 0.01 * max(abs(v) for v in values):  # auc: a tiny change looks tiny
+            assert spread <= 0.25 * (high - low), (trace, low, high)
+
+    # Parallel coordinates: every tick, the axis ends included, at most 4 significant digits.
+    ticks = page.locator(".parcoords .tick text").all_text_contents()
+    assert ticks
+    assert not [t for t in ticks if re.search(r"\d\.?\d{5,}", t.replace(",", ""))], ticks
+
+    # A legend says which headers are metrics and which params; the headers sort the table.
+    acc = page.locator("span.metric", has_text=re.compile("^acc$"))
+    table = page.locator("table.runs", has=acc)  # experiment_train's
+    legend = page.locator("p.legend").first
+    assert legend.is_visible()
+    assert "metrics" in legend.inner_text()
+    assert "params" in legend.inner_text()
+    header = table.locator("th", has=acc)
+    header.click()
+    assert header.get_attribute("aria-sort") == "ascending"
+    column = header.evaluate("th => th.cellIndex")
+    values = [
+        float(v) for v in table.locator(f"tbody td:nth-child({column + 1})").all_inner_texts()
+    ]
+    assert len(values) == 6
+    assert values == sorted(values)
+    header.click()
+    assert header.get_attribute("aria-sort") == "descending"
+
+    # On a phone (390 px) the table scrolls sideways; scrolled to its right end, the
+    # sticky gate column covers no param header.
+    page.set_viewport_size({"width": 390, "height": 900})
+    ridge = page.locator("table.runs.verdicts")
+    scrolled = ridge.evaluate(
+        "t => { const box = t.parentElement; box.scrollLeft = box.scrollWidth;"
+        " return box.scrollLeft; }"
+    )
+    assert scrolled > 0, "the table is wider than a phone"
+    heads = ridge.locator("thead th")
+    last_param, gate = heads.nth(heads.count() - 2).bounding_box(), heads.last.bounding_box()
+    assert last_param is not None
+    assert gate is not None
+    assert last_param["x"] + last_param["width"] <= gate["x"] + 1, (last_param, gate)
 
 
 def test_report_path_from_ini_is_relative_to_rootdir(ourtester):
@@ -382,8 +456,8 @@ def test_mlexp_runs_lists_and_filters(ourtester, mlexp, read_runs, monkeypatch):
     failed = next(r for r in runs if r.info.run_name == "experiment_ridge[10.0]")
     assert by_id[failed.info.run_id].split()[1:3] == ["experiment_ridge[10.0]", "FAILED"]
     cell = next(r for r in runs if r.info.run_name == "experiment_train[0.1-forest]")
-    assert by_id[cell.info.run_id].split()[-5:] == [
-        "lr=0.1", "model=forest", "acc=0.85", "f1=0.8", "loss=0.22",
+    assert by_id[cell.info.run_id].split()[-6:] == [
+        "lr=0.1", "model=forest", "acc=0.85", "auc=0.971", "f1=0.8", "loss=0.22",
     ]  # fmt: skip
 
     code, out, _ = mlexp("runs", "--experiment", EXPERIMENT, "--filter", "metrics.acc > 0.8")

@@ -169,14 +169,18 @@ def _doc_comments(source: str) -> dict[int, str]:
 
 
 def _cell(text: Any) -> str:
-    """Text fit for a table cell: one line, pipes escaped, rST literals as markdown code."""
+    """Text fit for a table cell: one line, pipes escaped outside code, rST literals as code."""
     if text in (None, ""):
         return ""
     text = re.sub(r"``([^`]+)``", r"`\1`", str(text))
     # Outside code spans, <rootdir> is text, not an HTML tag.
+    # Outside code spans a pipe is escaped; inside one, Python-Markdown's tables
+    # already keep it (an escape there would show as a literal backslash).
     parts = text.split("`")
-    parts[::2] = [part.replace("<", "&lt;").replace(">", "&gt;") for part in parts[::2]]
-    return "`".join(parts).replace("|", "\\|").replace("\n", " ")
+    parts[::2] = [
+        part.replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|") for part in parts[::2]
+    ]
+    return "`".join(parts).replace("\n", " ")
 
 
 def _flag(option: dict[str, Any]) -> str:
@@ -476,6 +480,16 @@ def render(markdown: str) -> str:
 def on_page_markdown(markdown: str, **_: Any) -> str:
     """MkDocs: fill in the generated parts of a page."""
     return render(markdown)
+
+
+#: A paragraph ending in reST's ``::`` (it introduces a literal block), as
+#: mkdocstrings renders a docstring written for Sphinx.
+_REST_LITERAL_INTRO = re.compile(r"::</p>")
+
+
+def on_page_content(html: str, **_: Any) -> str:
+    """MkDocs: a docstring's ``text::`` reads ``text:``, as Sphinx shows it."""
+    return _REST_LITERAL_INTRO.sub(":</p>", html)
 
 
 if __name__ == "__main__":  # print one part: python docs/hooks/reference.py settings

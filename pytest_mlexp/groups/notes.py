@@ -23,8 +23,9 @@ def describe_grid(grid: str, cells: Sequence[Any], best: Best, skip_param: str =
     statuses = [cell.info.status for cell in cells]
     passed, failed = statuses.count("FINISHED"), statuses.count("FAILED")
     killed = len(cells) - passed - failed
-    outcome = f"{len(cells)} cells: {passed} passed, {failed} failed" + (
-        f", {killed} killed" if killed else ""
+    outcome = (
+        f"{len(cells)} {'cell' if len(cells) == 1 else 'cells'}: {passed} passed, {failed} failed"
+        + (f", {killed} killed" if killed else "")
     )
     best_text = best.describe(skip_param)
     sessions = sorted({c.data.tags.get(T.SESSION_ID, "") for c in cells} - {""})
@@ -45,7 +46,7 @@ def describe_grid(grid: str, cells: Sequence[Any], best: Best, skip_param: str =
         params = sorted({k for c in ranked for k in c.data.params if k != skip_param})
         lines += [
             "",
-            f"Best {len(ranked)} cells by {metric}:",
+            f"Best {len(ranked)} {'cell' if len(ranked) == 1 else 'cells'} by {metric}:",
             "",
             "| cell | " + " | ".join([*params, metric]) + " |",
             "|" + "---|" * (len(params) + 2),

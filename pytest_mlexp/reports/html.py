@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import html
+import itertools
 import math
 import os
 import re
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..backend import tags as T
+from ..gate.verdicts import NO_BASELINE
+from .words import counted
 
 if TYPE_CHECKING:
     from plotly.graph_objects import Figure
@@ -40,6 +43,8 @@ if TYPE_CHECKING:
 MAX_PLOTTED_METRICS = 8
 #: Most hyperparameters given their own column of metric-vs-param plots.
 MAX_PLOTTED_PARAMS = 4
+#: A metric's y axis spans at least this fraction of its values' size (see ``_y_range``).
+MIN_Y_SPAN = 0.05
 #: Most runs drawn in one metric-history plot.
 MAX_HISTORY_RUNS = 40
 
@@ -163,7 +168,7 @@ def render(report: Report) -> str:
     plots = _Plots()
     body = [
         f"<header><h1>{_e(report.title)}</h1>",
-        f"<p class='meta'>{_e(report.scope)} &middot; {report.run_count} runs in "
+        f"<p class='meta'>{_e(report.scope)} &middot; {counted(report.run_count, 'run')} in "
         f"{len(report.sections)} experiment{'s' if len(report.sections) != 1 else ''} "
         f"&middot; store <code>{_e(report.store)}</code> &middot; generated "
         f"{_e(datetime.datetime.now().strftime('%Y-%m-%d %H:%M:%S'))}</p></header>",
@@ -182,6 +187,7 @@ def render(report: Report) -> str:
         style=_STYLE,
         plotlyjs=script,
         body="\n".join(body),
+        sort_script=_SORT_SCRIPT,
     )
 
 
@@ -197,7 +203,7 @@ def _section(section: Section, plots: _Plots, best: dict[str, str]) -> str:
     heading = f"<a href='{_e(section.url)}'>{name}</a>" if section.url else name
     parts = [
         f"<section class='experiment'><h2>Experiment {heading}</h2>",
-        f"<p class='meta'>{len(final)} runs: {_e(counts)}</p>",
+        f"<p class='meta'>{counted(len(final), 'run')}: {_e(counts)}</p>",
     ]
     # One table per experiment function: its own params, no empty columns of another's.
     listed: dict[str, list[StoredRun]] = {}
@@ -233,7 +239,7 @@ def _run_table(runs: Sequence[StoredRun], best: dict[str, str] | None = None) ->
     head += [f"<span class='metric'>{_e(m)}</span>" for m in metrics]
     head += [f"<span class='param'>{_e(p)}</span>" for p in params]
     if baseline:
-        head.append("baseline")
+        head.append("<span title='the regression gate: its verdict, judged by what'>gate</span>")
     rows = []
     for run in runs:
         name = _e(run.name)
@@ -257,11 +263,16 @@ def _run_table(runs: Sequence[StoredRun], best: dict[str, str] | None = None) ->
         if baseline:
             cells.append(_baseline_cell(run))
         rows.append(("<tr class='best'>" if why else "<tr>") + "".join(cells) + "</tr>")
-    header = "".join(f"<th>{h}</th>" for h in head)
+    header = "".join(f"<th aria-sort='none'>{h}</th>" for h in head)
     # The verdict is the last column: kept in view on the right (``.verdicts``).
     classes = "runs verdicts" if baseline else "runs"
+    legend = (
+        "<p class='legend'>Columns: <span class='metric'>metrics</span>, then "
+        "<span class='param'>params</span>. Click a header to sort.</p>"
+    )
     return (
-        f"<div class='table'><table class='{classes}'><thead><tr>"
+        legend
+        + f"<div class='table'><table class='{classes}'><thead><tr>"
         + header
         + "</tr></thead><tbody>"
         + "\n".join(rows)
@@ -283,6 +294,9 @@ def _baseline_cell(run: StoredRun) -> str:
     shown = [f"<b class='verdict {_e(verdict.lower())}'>{_e(verdict)}</b>"]
     if run.baseline_source:
         shown.append(f"vs {_e(run.baseline_source)}")
+    elif verdict != NO_BASELINE:
+        # No baseline was given: the verdict is the run's own expect= bounds'.
+        shown.append("by expect= bounds")
     # A repeated cell: the interval of the change and the seeds on each side, per metric.
     interval = run.tags.get(T.GATE_INTERVAL, "")
     if interval:
@@ -369,13 +383,53 @@ def _numeric(values: Iterable[str | None]) -> bool:
     return bool(numbers) and all(math.isfinite(n) for n in numbers)
 
 
+def _log_spaced(values: Sequence[float]) -> bool:
+    """Whether positive values are spaced by ratios (0.001, 0.01, 0.1) more than by steps.
+
+    Two values a hundredfold apart or more; three or more spanning tenfold whose
+    log-gaps are more even than their gaps (0.001, 0.01, 0.1; not 1, 2, 3).
+    """
+    distinct = sorted(set(values))
+    if len(distinct) < 2 or distinct[0] <= 0:
+        return False
+    ratio = distinct[-1] / distinct[0]
+    if len(distinct) == 2 or ratio >= 1000:
+        return ratio >= 100
+    if ratio < 10:
+        return False
+    logs = [math.log(v) for v in distinct]
+    log_gaps = [b - a for a, b in itertools.pairwise(logs)]
+    return _unevenness(log_gaps) < _unevenness([b - a for a, b in itertools.pairwise(distinct)])
+
+
+def _unevenness(gaps: Sequence[float]) -> float:
+    """How uneven gaps are: their spread over their mean (0 for equal gaps)."""
+    mean = sum(gaps) / len(gaps)
+    spread = math.sqrt(sum((g - mean) ** 2 for g in gaps) / len(gaps))
+    return spread / mean if mean else math.inf
+
+
+def _y_range(values: Sequence[float]) -> list[float] | None:
+    """A y range no tighter than 5% of the values' size, so noise does not fill the plot.
+
+    ``None`` (plotly's own range) when the values spread wider than that.
+    """
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    floor = MIN_Y_SPAN * max(abs(low), abs(high))
+    if floor == 0 or high - low >= floor:
+        return None
+    middle = (low + high) / 2
+    return [middle - 0.6 * floor, middle + 0.6 * floor]
+
+
 def _axis_values(runs: Sequence[StoredRun], param: str) -> tuple[list[Any], dict[str, Any]]:
     """Values of ``param`` per run, and the x axis settings that show them best."""
     raw = [r.params.get(param) for r in runs]
     if _numeric(raw):
         values: list[Any] = [float(v) if v is not None else None for v in raw]
-        finite = [v for v in values if v is not None]
-        if min(finite) > 0 and max(finite) / min(finite) >= 100:
+        if _log_spaced([v for v in values if v is not None]):
             return values, {"type": "log", "dtick": 1}
         return values, {}
     order = sorted({v for v in raw if v is not None})
@@ -419,11 +473,13 @@ def _metric_vs_params(
                     continue
                 first = label not in colors
                 color = colors.setdefault(label, palette[len(colors) % len(palette)])
+                # Categories have no order between them: no line joins them.
+                categorical = axis.get("type") == "category"
                 figure.add_trace(
                     go.Scatter(
                         x=[x for x, _ in points],
                         y=[r.metrics[metric] for _, r in points],
-                        mode="lines+markers",
+                        mode="markers" if categorical else "lines+markers",
                         name=label,
                         legendgroup=label,
                         showlegend=first and len(lines) > 1,
@@ -440,6 +496,10 @@ def _metric_vs_params(
                     col=col,
                 )
             figure.update_yaxes(title_text=metric, row=row, col=1)
+            shown_range = _y_range([r.metrics[metric] for r in runs if metric in r.metrics])
+            if shown_range is not None:
+                for column in range(1, len(shown) + 1):
+                    figure.update_yaxes(range=shown_range, row=row, col=column)
         figure.update_xaxes(title_text=param, row=len(metrics), col=col, **axis)
         for row in range(1, len(metrics)):
             figure.update_xaxes(row=row, col=col, **axis)
@@ -464,7 +524,11 @@ def _parallel_coordinates(
         raw = [r.params.get(param) for r in runs]
         if _numeric(raw):
             dimensions.append(
-                {"label": param, "values": [float(v) if v is not None else 0.0 for v in raw]}
+                {
+                    "label": param,
+                    "values": [float(v) if v is not None else 0.0 for v in raw],
+                    "tickformat": ".4~g",
+                }
             )
         else:
             order = sorted({v or "" for v in raw})
@@ -477,7 +541,14 @@ def _parallel_coordinates(
                 }
             )
     for metric in complete:
-        dimensions.append({"label": metric, "values": [r.metrics[metric] for r in runs]})
+        dimensions.append(
+            {
+                "label": metric,
+                "values": [r.metrics[metric] for r in runs],
+                # The axis ends too: 0.9973, not 0.9972746.
+                "tickformat": ".4~g",
+            }
+        )
     line: dict[str, Any] = {"color": "#457b9d"}
     if complete:
         line = {
@@ -559,8 +630,12 @@ table.runs { border-collapse: collapse; font-size: 0.85rem; width: 100%; }
 .runs tr.best td { background: #fff8e1; }
 .best-mark { color: #b7791f; font-weight: 600; font-size: 0.8em; }
 .runs td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.runs th .param { color: #6a4c93; }
-.runs th .metric { color: #1d6fb8; }
+.runs th .param, .legend .param { color: #6a4c93; font-style: italic; }
+.runs th .metric, .legend .metric { color: #1d6fb8; }
+.legend { color: #5c677d; font-size: 0.8rem; margin: 4px 0; }
+.runs th { cursor: pointer; user-select: none; }
+.runs th[aria-sort='ascending']::after { content: " \\25B2"; }
+.runs th[aria-sort='descending']::after { content: " \\25BC"; }
 .status.finished { color: #2a9d8f; } .status.failed { color: #d62828; }
 .status.killed { color: #8d99ae; }
 .verdict.fail, .verdict.failed, .verdict.regressed { color: #d62828; }
@@ -583,6 +658,38 @@ _PAGE = """<!DOCTYPE html>
 </head>
 <body>
 {body}
+<script>{sort_script}</script>
 </body>
 </html>
+"""
+
+#: Sorts a run table by the header clicked: numbers by value (a metric cell's exact
+#: value is its title), text in natural order; a second click reverses.
+_SORT_SCRIPT = """
+document.querySelectorAll('table.runs').forEach(function (table) {
+  var heads = table.tHead.rows[0].cells;
+  Array.prototype.forEach.call(heads, function (th, column) {
+    th.addEventListener('click', function () {
+      var down = th.getAttribute('aria-sort') === 'ascending';
+      Array.prototype.forEach.call(heads, function (h) { h.setAttribute('aria-sort', 'none'); });
+      th.setAttribute('aria-sort', down ? 'descending' : 'ascending');
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      function key(row) {
+        var cell = row.cells[column];
+        var text = cell.classList.contains('num') ? cell.title : cell.textContent.trim();
+        var number = parseFloat(text);
+        return text !== '' && isFinite(text) ? number : text;
+      }
+      rows.sort(function (a, b) {
+        var x = key(a), y = key(b);
+        if (x === '' || y === '') { return (x === '') - (y === ''); }
+        var order = typeof x === 'number' && typeof y === 'number' ? x - y
+          : String(x).localeCompare(String(y), undefined, {numeric: true});
+        return down ? -order : order;
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+    });
+  });
+});
 """

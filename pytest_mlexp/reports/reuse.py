@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..reuse.candidates import NEW
+from .words import counted
 
 if TYPE_CHECKING:
     from ..runs.summary import RunSummary
@@ -31,10 +32,17 @@ def write_reuse(terminalreporter: Any, results: Sequence[RunSummary]) -> None:
     for result in final:
         if result.groups is not None and result.groups.grid:
             grids.setdefault(result.groups.grid, []).append(result)
-    for grid, cells in grids.items():
-        count = sum(1 for c in cells if c.reused_from and c.outcome == "passed")
-        if count:
-            terminalreporter.write_line(f"  {grid}: {count} of {len(cells)} cells reused")
+    for grid, members in grids.items():
+        count = sum(1 for c in members if c.reused_from and c.outcome == "passed")
+        if not count:
+            continue
+        # A repeated grid's members are its cells' repeats (one a seed), not cells.
+        cells = {c.groups.cell for c in members if c.groups is not None and c.groups.cell}
+        if cells:
+            what = f"repeats reused ({counted(len(cells), 'cell')})"
+        else:
+            what = "cells reused" if len(members) != 1 else "cell reused"
+        terminalreporter.write_line(f"  {grid}: {count} of {len(members)} {what}")
     reasons: dict[str, list[str]] = {}
     for result in final:
         if result.rerun_reason and result.rerun_reason != NEW and not result.reused_from:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backend import uris
 from ..redaction import redact_text
+from .words import counted
 
 if TYPE_CHECKING:
     from ..runs.summary import RunSummary
@@ -57,7 +58,7 @@ def write_summary(
             terminalreporter.write_line(line)
         if end.swept:
             terminalreporter.write_line(
-                f"mlexp: marked {len(end.swept)} runs KILLED whose process had died: "
+                f"mlexp: marked {counted(len(end.swept), 'run')} KILLED whose process had died: "
                 + ", ".join(end.swept[:5])
                 + (" ..." if len(end.swept) > 5 else "")
             )
@@ -89,17 +90,19 @@ def write_summary(
             terminalreporter.write_line(end.kept)
     spooled = [r for r in results if r.spooled]
     if spooled:
+        one = len(spooled) == 1
         from ..spool.journal import JOURNAL_DIR
 
         terminalreporter.write_line(
-            f"mlexp: {len(spooled)} runs could not reach {tracking.display_uri}; "
-            f"they are kept in {tracking.rootdir / JOURNAL_DIR}. Replay them with: "
+            f"mlexp: {counted(len(spooled), 'run')} could not reach {tracking.display_uri}; "
+            f"{'it is' if one else 'they are'} kept in {tracking.rootdir / JOURNAL_DIR}. "
+            f"Replay {'it' if one else 'them'} with: "
             f"{sync_command(tracking)}",
             yellow=True,
         )
     if end is not None and end.html is not None:
         terminalreporter.write_line(
-            f"mlexp: HTML report of {end.html.run_count} runs written to {end.html_path}"
+            f"mlexp: HTML report of {counted(end.html.run_count, 'run')} written to {end.html_path}"
         )
     elif end is not None and end.html_error is not None:
         terminalreporter.write_line(
@@ -123,7 +126,7 @@ def write_runs(
     experiments = sorted({r.experiment for r in results})
     names = ", ".join(repr(e) for e in experiments)
     noun = "experiment" if len(experiments) == 1 else "experiments"
-    terminalreporter.write_sep("=", f"mlexp: {len(results)} runs in {noun} {names}")
+    terminalreporter.write_sep("=", f"mlexp: {counted(len(results), 'run')} in {noun} {names}")
     terminalreporter.write_line(f"tracking URI: {tracking.display_uri}")
     verbose = getattr(terminalreporter, "verbosity", 0) > 0
     shown, folded = (list(results), {}) if verbose else fold_large_grids(results, directions)

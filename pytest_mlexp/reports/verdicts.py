@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from ..backend import uris
 from ..gate import rules
 from ..gate.baselines import Baseline
 from ..gate.rules import FAILING, Row
@@ -23,6 +24,7 @@ from ..gate.verdicts import (
 )
 from ..runs.summary import Verdict
 from ..settings.gate import GateSettings
+from .words import counted
 
 
 def write_gate_summary(terminalreporter: Any, outcome: GateOutcome, items: int = 0) -> None:
@@ -100,7 +102,8 @@ def _write_verdicts(
     if missing:
         shown = ", ".join(missing[:5]) + (f" (+{len(missing) - 5})" if len(missing) > 5 else "")
         terminalreporter.write_line(
-            f"no baseline for {len(missing)} tests (passed unchecked): {shown}", yellow=True
+            f"no baseline for {counted(len(missing), 'test')} (passed unchecked): {shown}",
+            yellow=True,
         )
     if guessed:
         named = ", ".join(f"{metric} ({way})" for metric, way in sorted(guessed.items()))
@@ -116,7 +119,9 @@ def _write_verdicts(
         judged_line(verdicts, settings, items, grids) + ": " + ", ".join(parts or ["-"])
     )
     if settings.update:
-        terminalreporter.write_line(f"baseline file {settings.file_label}: {updated} tests updated")
+        terminalreporter.write_line(
+            f"baseline file {settings.file_label}: {counted(updated, 'test')} updated"
+        )
 
 
 def _count_as_failed(terminalreporter: Any, nodeid: str, message: str) -> None:
@@ -148,10 +153,15 @@ def _write_cells(terminalreporter: Any, verdicts: list[Verdict], settings: GateS
         terminalreporter.write_line(cell_table(shown))
     inconclusive = [v for v in verdicts if v.verdict == INCONCLUSIVE]
     if inconclusive:
-        what = "fail the session" if settings.strict else "do not fail the session"
+        one = len(inconclusive) == 1
+        if settings.strict:
+            what = "it fails the session" if one else "they fail the session"
+        else:
+            what = "it does not fail the session" if one else "they do not fail the session"
         terminalreporter.write_line(
-            f"{len(inconclusive)} inconclusive repeated cells: their seeds cannot tell a "
-            f"regression of more than the tolerance from noise; they {what} "
+            f"{counted(len(inconclusive), 'inconclusive repeated cell')}: "
+            f"{'its' if one else 'their'} seeds cannot tell a "
+            f"regression of more than the tolerance from noise; {what} "
             + (
                 "(--mlexp-gate-strict)"
                 if settings.strict
@@ -226,14 +236,15 @@ def judged_line(
             "(no baseline given: --mlexp-baseline or --mlexp-baseline-file)"
         )
     if repeats:
-        parts.append(f"{len(repeats)} repeats by their expect= bounds")
+        parts.append(f"{counted(len(repeats), 'repeat')} by their expect= bounds")
     if cells and settings.update:
         parts.append(
-            f"{len(cells)} repeated cells recorded into the baseline file {settings.file_label} "
+            f"{counted(len(cells), 'repeated cell')} recorded into the baseline file "
+            f"{settings.file_label} "
             "(means, spreads and seeds)"
         )
     elif cells:
-        parts.append(f"{len(cells)} repeated cells by their means")
+        parts.append(f"{counted(len(cells), 'repeated cell')} {_cell_rule(cells)}")
     if searches:
         noun = "search by its" if len(searches) == 1 else "searches by their"
         parts.append(f"{len(searches)} {noun} best trial")
@@ -243,18 +254,43 @@ def judged_line(
     return "; ".join(parts)
 
 
+def _cell_rule(cells: list[Verdict]) -> str:
+    """How repeated cells were judged: by the confidence bound over seeds, by means, or both."""
+    used = {row.rule for v in cells for row in v.rows if isinstance(row, rules.CellRow)}
+    if used == {rules.BOUND}:
+        return "by the confidence bound over seeds"
+    if rules.BOUND in used:
+        return "by the confidence bound over seeds or by the mean"
+    return "by the mean over seeds"
+
+
 def write_markdown(outcome: GateOutcome) -> None:
     """``--mlexp-report-md``: the verdicts as markdown, also added to ``$GITHUB_STEP_SUMMARY``."""
     settings = outcome.settings
     if settings.report_md is None or not outcome.verdicts:
         return
-    text = markdown_report(outcome.verdicts, settings, outcome.links)
+    links = _server_links(outcome.links)
+    text = markdown_report(outcome.verdicts, settings, links)
+    if outcome.links and not links:
+        text += (
+            "The runs are in a local store, which has no page to link to: "
+            "`mlflow ui` in the project opens them.\n"
+        )
     settings.report_md.parent.mkdir(parents=True, exist_ok=True)
     settings.report_md.write_text(text, encoding="utf-8")
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY", "").strip()
     if step_summary:
         with open(step_summary, "a", encoding="utf-8") as out:
             out.write(text + "\n")
+
+
+def _server_links(links: dict[str, str]) -> dict[str, str]:
+    """The links to a tracking server's UI; none to a local store's.
+
+    A sqlite store's runs are served at ``127.0.0.1:5000`` only while ``mlflow ui``
+    runs on the machine that has the store: from a pull request, such a link leads nowhere.
+    """
+    return {key: link for key, link in links.items() if not link.startswith(uris.LOCAL_UI_BASE)}
 
 
 def markdown_report(

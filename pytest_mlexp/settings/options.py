@@ -133,7 +133,7 @@ def add_tracking_options(group: Any, parser: pytest.Parser) -> None:
         metavar="KEY=VALUE",
         action="append",
         default=None,
-        help="Tag every run with KEY=VALUE (repeatable).",
+        help="Tag every run with KEY=VALUE (repeatable; default: no tag of yours).",
     )
     group.addoption(
         "--mlexp-config",
@@ -212,7 +212,9 @@ def add_artifact_options(group: Any, parser: pytest.Parser) -> None:
         metavar="GLOB",
         action="append",
         default=None,
-        help="File pattern to upload (repeatable; replaces the default list).",
+        help="File pattern to upload (repeatable; replaces the default list: "
+        "*.h5, *.pkl, *.joblib, *.model, *.png, *.json, *.keras, *.pt, *.pth, *.onnx, "
+        "*.safetensors, *.pickle, *.svg, *.html, *.csv).",
     )
     group.addoption(
         "--mlexp-artifact-exclude",
@@ -220,7 +222,7 @@ def add_artifact_options(group: Any, parser: pytest.Parser) -> None:
         metavar="GLOB",
         action="append",
         default=None,
-        help="File or directory pattern never uploaded (repeatable).",
+        help="File or directory pattern never uploaded (repeatable; default: none).",
     )
     group.addoption(
         "--mlexp-artifact-max-size",
@@ -254,21 +256,23 @@ def add_gate_options(group: Any, parser: pytest.Parser) -> None:
         metavar="SPEC",
         default=None,
         help="Compare each experiment's metrics with a run from the store: latest, "
-        "branch:NAME, promoted, tag:KEY=VALUE, session:ID or run:ID.",
+        "branch:NAME, promoted, tag:KEY=VALUE, session:ID or run:ID (default: none: "
+        "only expect= bounds are judged).",
     )
     group.addoption(
         "--mlexp-baseline-file",
         dest="mlexp_baseline_file",
         metavar="PATH",
         default=None,
-        help="Compare with the metrics in this YAML file (test id -> metrics).",
+        help="Compare with the metrics in this YAML file (test id -> metrics; default: none).",
     )
     group.addoption(
         "--mlexp-update-baseline",
         dest="mlexp_update_baseline",
         action="store_true",
         default=False,
-        help="Write this session's metrics into the baseline file instead of comparing.",
+        help="Write this session's metrics into the baseline file instead of comparing "
+        "(default: off).",
     )
     group.addoption(
         "--mlexp-require-baseline",
@@ -282,7 +286,8 @@ def add_gate_options(group: Any, parser: pytest.Parser) -> None:
         dest="mlexp_promote_baseline",
         action="store_true",
         default=False,
-        help="Tag this session's passed runs as the baseline (--mlexp-baseline promoted).",
+        help="Tag this session's passed runs as the baseline (--mlexp-baseline promoted; "
+        "default: off).",
     )
     group.addoption(
         "--mlexp-tolerance",
@@ -300,7 +305,7 @@ def add_gate_options(group: Any, parser: pytest.Parser) -> None:
         metavar="PATH",
         default=None,
         help="Write the metric verdicts as a markdown table (also appended to "
-        "$GITHUB_STEP_SUMMARY when set).",
+        "$GITHUB_STEP_SUMMARY when set; default: none).",
     )
     group.addoption(
         "--mlexp-gate",
@@ -325,18 +330,22 @@ def add_gate_options(group: Any, parser: pytest.Parser) -> None:
         const="true",
         default=None,
         help="Fail the session on an inconclusive verdict (too few seeds to decide), not only "
-        "on a regression.",
+        "on a regression (default: off).",
     )
     parser.addini("mlexp_baseline", "Baseline runs to compare with (see --mlexp-baseline).")
     parser.addini("mlexp_baseline_file", "Baseline file to compare with (test id -> metrics).")
     parser.addini("mlexp_require_baseline", "Fail experiments that have no baseline.", type="bool")
     parser.addini("mlexp_tolerance", "Default tolerance for every metric, e.g. 1% or 0.01.")
     parser.addini(
-        "mlexp_tolerances", "Tolerance per metric, one METRIC=TOL a line.", type="linelist"
+        "mlexp_tolerances",
+        "Tolerance per metric, one METRIC=TOL a line (default: mlexp_tolerance for every metric).",
+        type="linelist",
     )
     parser.addini(
         "mlexp_directions",
-        "Direction per metric, one METRIC=up|down|ignore a line.",
+        "Direction per metric, one METRIC=up|down|ignore a line (default: guessed from the "
+        "name: accuracy, f1, auc, r2, score... up; loss, rmse, mae, error... down; others "
+        "not gated).",
         type="linelist",
     )
     parser.addini("mlexp_gate", "How repeated cells are judged: bound or mean.")
@@ -366,7 +375,7 @@ def add_report_options(group: Any, parser: pytest.Parser) -> None:
         metavar="PATH",
         default=None,
         help="Write a self-contained HTML report of this session's runs (tables, Plotly "
-        "plots) to PATH, and log it as an artifact of the session.",
+        "plots) to PATH, and log it as an artifact of the session (default: none).",
     )
     group.addoption(
         "--mlexp-figures",
@@ -397,7 +406,7 @@ def add_params_options(group: Any, parser: pytest.Parser) -> None:
         default=None,
         help="Override a value of the params file (repeatable): alpha=0.5 for every function "
         "that has alpha, experiment_ridge.alpha=0.5 for one; a YAML list makes a grid axis: "
-        "alpha=[0.5,2].",
+        "alpha=[0.5,2] (default: none).",
     )
     parser.addini("mlexp_params_file", "Path of the params file (see --mlexp-params-file).")
 
@@ -432,12 +441,12 @@ def add_model_options(group: Any, parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         help="Register no model in this session (e.g. on pull requests), whatever "
-        "register= and mlexp_register say.",
+        "register= and mlexp_register say (default: off).",
     )
     parser.addini(
         "mlexp_register",
         "Registered model per experiment function, one TEST=NAME a line "
-        "(TEST: the function's name or node id).",
+        "(TEST: the function's name or node id; default: none, or the marker's register=).",
         type="linelist",
     )
     group.addoption(
@@ -462,20 +471,20 @@ def add_reuse_options(group: Any, parser: pytest.Parser) -> None:
         default=None,
         help="Do not execute an experiment whose fingerprint (test id, params, code, declared "
         "inputs, environment) equals that of its latest finished run: record a run copying "
-        "that run's results instead (also ini mlexp_reuse, env MLEXP_REUSE).",
+        "that run's results instead (also ini mlexp_reuse, env MLEXP_REUSE; default: off).",
     )
     group.addoption(
         "--mlexp-rerun",
         dest="mlexp_rerun",
         action="store_true",
         default=False,
-        help="Execute every experiment even when reuse is on by configuration.",
+        help="Execute every experiment even when reuse is on by configuration (default: off).",
     )
     parser.addini("mlexp_reuse", "Reuse unchanged experiments' runs (see --mlexp-reuse).")
     parser.addini(
         "mlexp_inputs",
         "Data files every experiment reads, one glob a line from the rootdir: hashed into "
-        "the runs' fingerprints and logged as their datasets.",
+        "the runs' fingerprints and logged as their datasets (default: none).",
         type="linelist",
     )
 
@@ -487,13 +496,14 @@ def add_cluster_options(group: Any, parser: pytest.Parser) -> None:
         metavar="ADDRESS",
         default=None,
         help="Run the session's items on a Ray cluster: auto, HOST:PORT or "
-        "ray://HOST:10001 (also env MLEXP_RAY; needs pytest-mlexp[ray]).",
+        "ray://HOST:10001 (also env MLEXP_RAY; needs pytest-mlexp[ray]; default: off, items run "
+        "here).",
     )
     parser.addini("mlexp_ray", "Address of the Ray cluster that runs the items.", default="")
     parser.addini(
         "mlexp_resources",
         "What the cluster reserves for each item unless its marker says, one KEY=VALUE a "
-        "line (num_gpus=1, num_cpus=4, memory=8GB, or a custom resource).",
+        "line (num_gpus=1, num_cpus=4, memory=8GB, or a custom resource; default: num_cpus=1).",
         type="linelist",
     )
 
@@ -506,6 +516,6 @@ def add_system_metrics_options(group: Any, parser: pytest.Parser) -> None:
         const="true",
         default=None,
         help="Log MLflow's system metrics (CPU, memory, GPU with pynvml) with every run "
-        "(needs psutil).",
+        "(needs psutil; default: off).",
     )
     parser.addini("mlexp_system_metrics", "Log MLflow's system metrics with every run.")
