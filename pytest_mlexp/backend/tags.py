@@ -151,8 +151,6 @@ RAY_NODE = "mlexp.ray.node"
 #: reproduces. Such runs are never a baseline, a reuse source or an ordinary group's member
 #: (``backend.search.NOT_REPRODUCTION``); their group runs are named ``reproduce of <name>``.
 REPRODUCES = "mlexp.reproduces"
-#: The name of a group run made by ``mlexp reproduce``: ``reproduce of <the original's name>``.
-REPRODUCTION_NAME = "reproduce of {name}"
 
 # -- the spool -------------------------------------------------------------------------------
 #: A spooled run's journal id, so a replay cut short never creates it twice.

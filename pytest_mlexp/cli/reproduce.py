@@ -51,6 +51,8 @@ EXIT_NOT_REPRODUCED = 1
 OUTPUT_TAIL = 30
 #: Rebuilt files listed before "... and N more".
 FILES_SHOWN = 5
+#: The name of a group run of a reproducing session: ``reproduce of <the original's name>``.
+GROUP_NAME = "reproduce of {name}"
 
 
 def register(subparsers: Any) -> None:
@@ -434,7 +436,7 @@ def name_group_runs(client: Any, results: Sequence[Result]) -> None:
             if old is not None:
                 client.set_tag(new_id, T.REPRODUCES, old.info.run_id)
             name = (old or new).info.run_name
-            client.update_run(new_id, name=T.REPRODUCTION_NAME.format(name=name))
+            client.update_run(new_id, name=GROUP_NAME.format(name=name))
             new_id = new.data.tags.get(T.PARENT_RUN_ID)
             old_id = old.data.tags.get(T.PARENT_RUN_ID) if old is not None else None
 
