@@ -106,3 +106,20 @@ def pytest_mlexp_artifacts(
             for local in download_bucket_listing(run.run_id):
                 artifacts.append(Artifact(local, "bucket"))
     """
+
+
+@hookspec(firstresult=True)
+def pytest_mlexp_latest_runs_of_current_code(
+    items: list[pytest.Item],
+) -> dict[str, str] | None:
+    """The latest earlier run of each of ``items`` that ran the current code, and passed.
+
+    Called when the first run of a group the session runs only part of is
+    created (a grid selected by node id, ``-k``, ``--lf``...), for its members
+    that are not run; registration then judges the whole group. Returns node
+    id -> run id, ``""`` for an item without such a run. pytest-mlexp's reuse
+    answers by fingerprint (test, params, code, inputs, environment)::
+
+        def pytest_mlexp_latest_runs_of_current_code(items):
+            return {item.nodeid: my_cache.get(item.nodeid, "") for item in items}
+    """

@@ -25,6 +25,10 @@ SETTINGS_KEY: pytest.StashKey[Settings] = pytest.StashKey()
 #: The session object: the backend, the runs, the summaries.
 SESSION_KEY: pytest.StashKey[MlexpSession] = pytest.StashKey()
 
+#: Set at collection, before any selection (node ids, ``-k``, ``-m``, ``--lf``, ``--deselect``):
+#: every parametrized item collected, by its function's node id, then its own.
+COLLECTED_KEY: pytest.StashKey[dict[str, dict[str, pytest.Item]]] = pytest.StashKey()
+
 # -- item.stash -------------------------------------------------------------------------------
 #: The run of a tracked item while it runs (the ``mlflow_run`` fixture's).
 RUN_KEY: pytest.StashKey[ItemRun] = pytest.StashKey()
@@ -34,8 +38,11 @@ GROUPS_KEY: pytest.StashKey[GroupRefs] = pytest.StashKey()
 VERDICT_KEY: pytest.StashKey[Verdict] = pytest.StashKey()
 #: Set by the gate on a repeat: the rules (JSON) its cell's mean is judged by at the end.
 CELL_RULES_KEY: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
-#: Set by models when the item's run starts: the registered model its best cell
+#: Set by models before the item's run is created: the registered model its best cell
 #: becomes a version of (``register=``), or ``""``.
 REGISTER_KEY: pytest.StashKey[str] = pytest.StashKey()
+#: Set by searches at activation on each of a search's trials: the search's test id. Grids,
+#: reuse and the gate leave a trial to its search.
+TRIAL_OF_KEY: pytest.StashKey[str] = pytest.StashKey()
 #: Set by reuse when the item's run starts: whether it is reused, or why it executes.
 REUSE_KEY: pytest.StashKey[ReuseNote] = pytest.StashKey()

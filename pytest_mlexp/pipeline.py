@@ -50,6 +50,7 @@ from .runs.session import SUMMARY_FIELD
 
 if TYPE_CHECKING:
     from .backend.client import Backend
+    from .groups.kinds import GroupKind
     from .runs.session import MlexpSession
     from .runs.summary import RunSummary
     from .settings import Settings
@@ -107,6 +108,17 @@ class Pipeline:
             from .grids.repeats import parametrize_repeats
 
             parametrize_repeats(metafunc)
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_make_collect_report(self, collector: pytest.Collector) -> Generator[None, Any, Any]:
+        # Innermost: every parametrization of a module's functions, before a node id, --lf
+        # or -k leaves out some (a group judged as a whole needs all its members).
+        report = yield
+        if report.passed and isinstance(collector, pytest.Module | pytest.Class):
+            from .groups.collected import record
+
+            record(self.session.config, report.result)
+        return report
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> Generator[None, Any, Any]:
@@ -194,9 +206,17 @@ def worker_share(session: MlexpSession, results: list[RunSummary]) -> dict[str, 
     backend, settings = session.backend, session.settings
     final = [r for r in results if not r.superseded]
     swept = sweep_dead_runs(backend, {r.experiment for r in results})
-    lines = complete_groups(backend, final, settings)
+    lines = complete_groups(backend, final, settings, group_kinds())
     links = runs_links(backend, settings.tracking, results)
     return {"swept": swept, "lines": lines, "links": links}
+
+
+def group_kinds() -> list[GroupKind]:
+    """The kinds of group runs the features make: grids' cells and parents, searches' parents."""
+    from .grids.kinds import CELL, GRID
+    from .search.kinds import SEARCH
+
+    return [CELL, GRID, SEARCH]
 
 
 def needs_store(results: list[RunSummary], settings: Settings) -> bool:
@@ -208,7 +228,7 @@ def needs_store(results: list[RunSummary], settings: Settings) -> bool:
         or any(r.register for r in results)
     ):
         return True
-    from .groups.judging import judges_any
+    from .gate.group_runs import judges_any
 
     return judges_any(results, settings.gate)
 
@@ -473,7 +493,7 @@ def _close_runs(session: MlexpSession, end: SessionEnd, final: list[RunSummary])
     try:
         end.swept = sweep_dead_runs(backend, {r.experiment for r in session.results})
         # Repeated cells, grid parents and search parents, from their members in the store.
-        end.grid_lines = complete_groups(backend, final, settings)
+        end.grid_lines = complete_groups(backend, final, settings, group_kinds())
     except Exception as exc:
         # A lost server: the next session's sweep closes what is left RUNNING.
         end.grid_lines = [

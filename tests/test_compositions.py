@@ -35,6 +35,10 @@ Ray cluster | a params-file grid placed by its resources:, git lineage from the 
 Ray cluster, a node lost mid-item | the lost attempt KILLED as superseded (outcome rerun), the retry counted | test_ray.py::test_on_a_ray_cluster
 Ray cluster, Ctrl-C | the runs in flight end KILLED (interrupted) | test_ray.py::test_on_a_ray_cluster
 Ray cluster, spool | journal files from the nodes into the controller's .mlexp/journal | test_ray.py::test_spooled_journals_travel_to_the_controller
+selection (node id, --deselect under xdist, -k, -x) | a 3-cell registering grid: its line and parent say 1 of 3 cells ran; registration judges the whole grid (cells left out by their latest run of the current code): no new version, the alias stays; a cell without such a run: nothing registered, one line says which | test_models.py::test_a_grid_run_in_part_registers_only_from_the_whole_grid
+selection (-k) | a search run in part: its line says 1 of 6 trials ran this session | test_search.py::test_the_same_seed_proposes_the_same_trials
+selection (node id) | the gate on a gate="best" grid: judged by the whole grid's best cell (the cell left out by its latest run of the current code), never the baseline of a later session | test_regression.py::test_a_grid_gated_by_its_best_cell
+selection (-k) | registration of a repeated grid run in part (some seeds, some cells): nothing registered, one line says why | test_models.py::test_registration_under_xdist_and_from_the_best_repeat
 a user's own mlflow.<flavor>.autolog() inside an experiment | later plain tests: no stray run in Default; the experiment's run gets autolog's values | test_autolog.py::test_a_users_own_autolog_call_ends_with_its_item
 a metric returned and logged per step | every reader: run table, MLflow's latest value and history, the gate against a baseline file, --mlexp-update-baseline, mlexp runs | test_a_returned_metric_is_the_value_every_reader_sees
 a history logged per step, not returned | the gate records it, judges it only when named (direction=, judge=) | test_a_returned_metric_is_the_value_every_reader_sees

@@ -99,6 +99,87 @@ def test_the_bottom_layer_imports_no_kernel_and_no_feature() -> None:
     assert offending(bottom, ("runs", "keys", *FEATURES, *ABOVE_FEATURES)) == []
 
 
+def feature_files() -> dict[str, list[Path]]:
+    """Each feature (a folder, or a module beside them) -> its files."""
+    found = {}
+    for feature in FEATURES:
+        folder = PACKAGE / feature
+        found[feature] = (
+            sorted(folder.glob("*.py")) if folder.is_dir() else [folder.with_suffix(".py")]
+        )
+    return found
+
+
+def test_features_import_nothing_above_them() -> None:
+    files = [path for paths in feature_files().values() for path in paths]
+    assert offending(files, ABOVE_FEATURES) == []
+
+
+def feature_arrows() -> dict[str, dict[str, list[str]]]:
+    """Feature -> the other features it imports -> which of its modules import which."""
+    arrows: dict[str, dict[str, list[str]]] = {}
+    for feature, paths in feature_files().items():
+        for path in paths:
+            for module in imports_of(path):
+                if top(module) in FEATURES and top(module) != feature:
+                    arrows.setdefault(feature, {}).setdefault(top(module), []).append(
+                        f"{module_name(path)} imports {module}"
+                    )
+    return arrows
+
+
+def circles(arrows: dict[str, dict[str, list[str]]]) -> list[list[str]]:
+    """The groups of features that import each other, directly or through others (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(arrows.get(node, {})):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(arrows):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_feature_imports_another_that_imports_it_back() -> None:
+    arrows = feature_arrows()
+    found = circles(arrows)
+    detail = [
+        line
+        for group in found
+        for source in group
+        for target, lines in sorted(arrows.get(source, {}).items())
+        if target in group
+        for line in lines
+    ]
+    assert found == [], "\n".join(detail)
+
+
+def test_the_circle_check_sees_a_circle() -> None:
+    arrows = {"gate": {"search": ["a"]}, "search": {"grids": ["b"]}, "grids": {"gate": ["c"]}}
+    assert circles(arrows) == [["gate", "grids", "search"]]
+    assert circles({"gate": {"search": ["a"]}}) == []
+
+
 @pytest.mark.parametrize(
     "source",
     [

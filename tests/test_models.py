@@ -466,6 +466,20 @@ def test_registration_under_xdist_and_from_the_best_repeat(ourtester, run_models
     assert version.tags["mlexp.regression"] == "not gated"
     assert "the best of 2 cells by accuracy=0.925 (max)" in version.description
 
+    # Run in part, a repeated grid registers nothing: its cells count only by their repeats.
+    for selection, why in (
+        ("seed0", "only 1 of 2 repeats of cell experiment_clf[0.1] ran this session; run all its "
+         "repeats to register"),
+        ("0.001", "only 1 of 2 cells ran this session, and a repeated cell counts only when it "
+         "runs; run the whole grid to register its best cell"),
+    ):  # fmt: skip
+        result = run_models("-k", selection, "--mlexp-lineage", "none")
+        result.assert_outcomes(passed=2)
+        result.stdout.fnmatch_lines(
+            [escaped(f"mlexp: nothing registered as churn-clf for {FUNCTION}: {why}")]
+        )
+    assert len(registered_versions(client, "churn-clf")) == 1
+
 
 def test_registration_on_a_tracking_server(ourtester, mlflow_server, read_runs):
     ourtester.makepyfile(experiment_clf=classifier(marker='register="churn-clf-remote"'))
@@ -532,3 +546,101 @@ def test_reports_show_models_and_the_registered_version(ourtester, run_models, c
     rows = {line.split()[1]: line for line in out.splitlines()[2:]}
     assert rows["experiment_clf[0.1]"].endswith("model -> churn-clf v1 @candidate")
     assert rows["experiment_clf[0.001]"].endswith(" -")
+
+
+# -- a grid run in part -------------------------------------------------------------------------
+
+#: A 3-cell grid; ``{more}`` adds cells (a change of the code: no earlier run matches it then).
+PARTIAL_GRID = """
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+
+X, y = make_classification(n_samples=120, n_features=4, random_state=0)
+
+@pytest.mark.mlexp(register="churn-clf", best="accuracy:max")
+@pytest.mark.parametrize("C", [0.001, 0.1, 100.0{more}])
+def experiment_clf(mlflow_run, C):
+    model = LogisticRegression(C=C).fit(X[:80], y[:80])
+    mlflow_run.log_model(model, pip_requirements=["scikit-learn"])
+    return {{"accuracy": model.score(X[80:], y[80:])}}
+"""
+
+
+def test_a_grid_run_in_part_registers_only_from_the_whole_grid(ourtester, run_models, read_runs):
+    """Selection x registration and the grid line: node id, --deselect (xdist), -k, -x."""
+    quiet = ("--mlexp-lineage", "none", "--mlexp-artifacts", "off")
+    ourtester.makepyfile(experiment_clf=PARTIAL_GRID.format(more=""))
+    client = MlflowClient(f"sqlite:///{ourtester.path / 'mlflow.db'}")
+    result = run_models(*quiet)
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            f"mlexp grid {FUNCTION}: 3 cells, 3 passed, 0 failed; best accuracy=0.925*",
+            escaped("mlexp: registered churn-clf v1 @candidate from experiment_clf[0.1]"),
+        ]
+    )
+    best = by_name(read_runs(EXPERIMENT))["experiment_clf[0.1]"]
+
+    # The worst cell alone: its grid counts the others by their runs of this code, whose
+    # best is already version 1. Nothing registered, the alias stays.
+    result = run_models(f"{FUNCTION}[0.001]", *quiet)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"mlexp grid {FUNCTION}: 1 of 3 cells ran this session, 1 passed, 0 failed; "
+            "best accuracy=0.475*",
+            escaped(
+                "mlexp: churn-clf v1 @candidate is already experiment_clf[0.1]'s model; "
+                "nothing registered"
+            ),
+        ]
+    )
+    parent = next(
+        r
+        for r in read_runs(EXPERIMENT, groups=True)
+        if r.data.tags.get("mlexp.kind") == "grid" and r.data.tags.get("mlexp.grid_size") == "1"
+    )
+    assert parent.data.tags["mlexp.members"] == "3"
+    assert "**1 of 3 cells ran this session.**" in parent.data.tags["mlflow.note.content"]
+    # The same with the best cell deselected (under xdist: the controller registers), and -k.
+    for selection in (["--deselect", f"{FUNCTION}[0.1]", "-n", "2"], ["-k", "not 0.1"]):
+        result = run_models(*selection, *quiet)
+        result.assert_outcomes(passed=2)
+        result.stdout.fnmatch_lines(
+            [
+                f"mlexp grid {FUNCTION}: 2 of 3 cells ran this session, *",
+                "mlexp: churn-clf v1 @candidate is already *",
+            ]
+        )
+    assert [str(v.version) for v in registered_versions(client, "churn-clf")] == ["1"]
+    assert_registered(client, best, version="1")
+
+    # A new cell: the code changed, no cell left out has a run of it. Nothing registered.
+    ourtester.makepyfile(experiment_clf=PARTIAL_GRID.format(more=", 1.0"))
+    result = run_models(f"{FUNCTION}[0.001]", *quiet)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"mlexp grid {FUNCTION}: 1 of 4 cells ran this session, *",
+            escaped(
+                "mlexp: nothing registered as churn-clf for experiment_clf.py::experiment_clf: "
+                "only 1 of 4 cells ran this session, and experiment_clf[0.1], "
+                "experiment_clf[1.0], experiment_clf[100.0] have no earlier passed run of the "
+                "current code; run the whole grid to register its best cell"
+            ),
+        ]
+    )
+    # -x stops the grid at its first failure: the line says how much ran.
+    ourtester.makepyfile(
+        experiment_clf=PARTIAL_GRID.format(more="").replace(
+            "    return {", '    assert C != 0.001, "too weak"\n    return {'
+        )
+    )
+    result = run_models("-x", *quiet)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [f"mlexp grid {FUNCTION}: 1 of 3 cells ran this session, 0 passed, 1 failed*"]
+    )
+    assert [str(v.version) for v in registered_versions(client, "churn-clf")] == ["1"]
+    assert_registered(client, best, version="1")

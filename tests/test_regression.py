@@ -633,6 +633,24 @@ def test_a_grid_gated_by_its_best_cell(model, run_gate, read_runs):  # type: ign
     assert parent.data.tags["mlexp.baseline.run_id"] == recorded.info.run_id
     assert parent.info.status == "FAILED"
 
+    # Selection x the gate: the exploring cell alone is judged by the whole grid's best
+    # cell, the other counting by its latest run of this code (not by b's 0.3, under bound).
+    model(marker, a=0.95, b=0.3)
+    run_gate("--mlexp-baseline", "latest").assert_outcomes(passed=2)
+    part = run_gate("--mlexp-baseline", "latest", f"{NODE}[b]")
+    part.assert_outcomes(passed=1)
+    assert part.ret == pytest.ExitCode.OK
+    part.stdout.fnmatch_lines(
+        [f"mlexp grid {NODE}: 1 of 2 cells ran this session, *", "1 grid by its best cell: 1 *"]
+    )
+    newest = max(
+        (r for r in read_runs(EXPERIMENT, groups=True) if "mlexp.grid_size" in r.data.tags),
+        key=lambda r: r.info.start_time,
+    )
+    assert newest.data.tags["mlexp.members"] == "2"
+    assert newest.data.tags["mlexp.regression"] in ("passed", "improved")
+    assert "mlexp.outcome" not in newest.data.tags  # run in part: no later baseline
+
 
 def test_gate_best_needs_a_grid(ourtester, run_gate):  # type: ignore[no-untyped-def]
     ourtester.makepyfile(

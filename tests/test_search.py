@@ -145,6 +145,14 @@ def test_the_same_seed_proposes_the_same_trials(project, client) -> None:
     first, second = sessions.values()
     assert first == second
     assert len({tuple(sorted(p.items())) for p in first}) == 6
+    assert {parent.data.tags["mlexp.members"] for parent in parents} == {"6"}
+
+    # A session that runs part of the search says so.
+    result = ourtester.runpytest(*QUIET, "-k", "trial-0")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["mlexp search experiment_bowl.py::experiment_bowl: 1 of 6 trials ran this session, *"]
+    )
 
 
 def test_workers_share_one_study_and_one_parent(project, client) -> None:

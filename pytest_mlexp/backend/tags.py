@@ -68,6 +68,13 @@ GRID_SIZE = "mlexp.grid_size"
 PASSED = "mlexp.passed"
 FAILED = "mlexp.failed"
 KILLED = "mlexp.killed"
+#: On a group run: how many members the group has in the code (its grid's cells, its cell's
+#: repeats), collected before any selection; more than ran when the session ran part of it.
+MEMBERS = "mlexp.members"
+#: On a group run the session ran only part of, for registration (``models.registry``): the
+#: members that did not run, each with its latest earlier run of the current code (JSON, node
+#: id -> run id, ``""`` when it has none).
+MEMBERS_ELSEWHERE = "mlexp.members_elsewhere"
 #: On a group run: the metric and direction that picked its best member, and that member's run id
 #: and name.
 BEST_METRIC = "mlexp.best_metric"

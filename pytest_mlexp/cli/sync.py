@@ -74,11 +74,13 @@ def run_sync(args: argparse.Namespace) -> int:
 
 def _recomplete(backend: Backend, run_ids: list[str]) -> int:
     """Complete again the group runs (cells, grids, searches) of the replayed runs; 1 if not."""
+    from ..grids.kinds import CELL, GRID
     from ..groups.completion import recomplete_groups
     from ..redaction import redact_text
+    from ..search.kinds import SEARCH
 
     try:
-        lines = recomplete_groups(backend, run_ids)
+        lines = recomplete_groups(backend, run_ids, [CELL, GRID, SEARCH])
     except Exception as exc:
         print(
             f"mlexp sync: could not complete the group runs in {backend.display_uri}: "

@@ -19,26 +19,18 @@ import pytest
 
 from ..backend import tags as T
 from ..grids.repeats import is_repeat
-from ..keys import CELL_RULES_KEY, RUN_KEY, SESSION_KEY, VERDICT_KEY
+from ..keys import CELL_RULES_KEY, RUN_KEY, SESSION_KEY, TRIAL_OF_KEY, VERDICT_KEY
 from ..runs.markers import marker_experiment
 from ..runs.metric_values import read_values
 from ..runs.summary import Verdict
-from ..search.keys import TRIAL_KEY
 from ..settings.gate import BEST
 from . import rules
 from .baselines import Baseline
+from .judge import judge
 from .keys import RULES_KEY
 from .markers import item_rules, rules_to_json
 from .rules import FAILING, Rules
-from .verdicts import (
-    NO_BASELINE,
-    REGRESSED,
-    failure_line,
-    failure_message,
-    how_to_record,
-    verdict_of,
-    verdict_tags,
-)
+from .verdicts import REGRESSED, failure_line, failure_message, verdict_tags
 
 if TYPE_CHECKING:
     from ..runs.experiment_run import ExperimentRun
@@ -69,9 +61,9 @@ class RegressionGate:
         result = yield
         item_run = item.stash.get(RUN_KEY, None)
         item_rules_ = item.stash.get(RULES_KEY, None)
-        # A search's trials are judged as a whole, by their best (groups.judging), at the end;
+        # A search's trials are judged as a whole, by their best (gate.group_runs), at the end;
         # so are the cells of a grid marked gate="best".
-        if item_run is None or item_rules_ is None or TRIAL_KEY in item.stash:
+        if item_run is None or item_rules_ is None or TRIAL_OF_KEY in item.stash:
             return result
         # The run's one value of each metric, fluent API and autolog included.
         values = read_values(item_run.run)
@@ -101,31 +93,32 @@ class RegressionGate:
         baseline: Baseline | None = None
         if settings.compares and not repeat:
             baseline = self._baseline(item)
-        rows = rules.compare(metrics, baseline.metrics if baseline else None, item_rules_)
-        failing = [row for row in rows if row.verdict in FAILING]
-        verdict = verdict_of(rows, settings.compares and not repeat, baseline)
-        run.set_tags(verdict_tags(verdict, baseline))
-        item.user_properties.append((T.VERDICT, verdict))
+        judged = judge(
+            item.nodeid,
+            metrics,
+            baseline,
+            item_rules_,
+            settings,
+            compares=settings.compares and not repeat,
+        )
+        run.set_tags(verdict_tags(judged.verdict, baseline))
+        item.user_properties.append((T.VERDICT, judged.verdict))
         if baseline is not None:
             for name, value in sorted(baseline.metrics.items()):
                 item.user_properties.append((f"{name}.baseline", value))
         item.stash[VERDICT_KEY] = Verdict(
             nodeid=item.nodeid,
-            verdict=verdict,
+            verdict=judged.verdict,
             source=baseline.source if baseline else None,
-            rows=rows,
+            rows=judged.rows,
             metrics=rules.judged(metrics, item_rules_),
             repeat=repeat,
             recorded=rules.recorded(metrics, item_rules_),
         )
-        if failing:
-            pytest.fail(failure_message(rows, failing, baseline), pytrace=False)
-        if verdict == NO_BASELINE and settings.require:
-            pytest.fail(
-                f"mlexp: no baseline for {item.nodeid} in {settings.source} "
-                f"(--mlexp-require-baseline). Record one first: {how_to_record(settings)}",
-                pytrace=False,
-            )
+        if judged.failing:
+            pytest.fail(failure_message(judged.rows, judged.failing, baseline), pytrace=False)
+        if judged.problem is not None:
+            pytest.fail(f"mlexp: {judged.problem}", pytrace=False)
 
     def _baseline(self, item: pytest.Item) -> Baseline | None:
         settings = self.settings

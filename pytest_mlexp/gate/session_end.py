@@ -1,7 +1,7 @@
 """The gate's work at the end of the session, on the controller, from the runs' summaries.
 
 In order: judge the group runs (repeated cells by their means, searches by
-their best trial: ``groups.judging``, once ``groups.completion`` completed
+their best trial: ``gate.group_runs``, once ``groups.completion`` completed
 them), then refresh the baseline file with ``--mlexp-update-baseline``. What
 it decided is shown by ``reports.verdicts``.
 """
@@ -52,7 +52,7 @@ def finish_gate(
 
     ``store`` opens the store, when a group run is to be judged.
     """
-    from ..groups.judging import judge_groups
+    from .group_runs import judge_groups
 
     outcome = GateOutcome(settings, [r.verdict for r in results if r.verdict])
     # Repeated cells by their means, searches by their best trial, once they are complete.

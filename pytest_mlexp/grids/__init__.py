@@ -16,7 +16,9 @@ and with ``@pytest.mark.mlexp(repeats=3)`` (or ``seeds=[...]``)::
 
 - ``repeats``: one item per seed, at collection;
 - ``parents``: the group runs an item's run belongs to, found or created
-  when the run is created (``groups.creation``).
+  when the run is created (``groups.creation``), with how many cells the
+  grid has in the code (a session may run part of it);
+- ``kinds``: the ``cell`` and ``grid`` kinds, registered with ``groups``.
 
 At session end they are completed (counts, best cell, mean and std:
 ``groups.completion``) as a search's parent is: by the session's process, or

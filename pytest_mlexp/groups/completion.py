@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..backend import tags as T
 from ..directions import BestSpec
 from . import members
-from .best import group_best
-from .kinds import FILLS, Group
+from .kinds import Group, GroupKind
 
 if TYPE_CHECKING:
     from ..backend.client import Backend
@@ -32,49 +31,28 @@ MAX_PASSES = 5
 
 
 def complete_groups(
-    backend: Backend, results: Sequence[RunSummary], settings: Settings
+    backend: Backend,
+    results: Sequence[RunSummary],
+    settings: Settings,
+    kinds: Sequence[GroupKind],
 ) -> list[str]:
-    """Fill and close the session's cell runs, grid parents and search parents; their lines."""
-    return complete(backend, session_groups(results, settings))
+    """Fill and close the session's group runs of ``kinds``; their lines.
+
+    ``kinds``: what the features registered (``grids.kinds``, ``search.kinds``).
+    """
+    return complete(backend, session_groups(results, settings, kinds), kinds)
 
 
-def session_groups(results: Sequence[RunSummary], settings: Settings) -> list[Group]:
+def session_groups(
+    results: Sequence[RunSummary], settings: Settings, kinds: Sequence[GroupKind]
+) -> list[Group]:
     """The group runs the session's ``results`` belong to, each with how to rank its members."""
-    found: dict[str, Group] = {}
-    for result in results:
-        refs = result.groups
-        if refs is None:
-            continue
-        if refs.cell_run_id and refs.cell:
-            found.setdefault(refs.cell_run_id, Group(refs.cell_run_id, T.KIND_CELL, refs.cell))
-        if refs.grid_run_id and refs.grid_run_id not in found:
-            grid_run_id = refs.grid_run_id
-            # "The first metric": as the experiment logged it, not as the store lists it.
-            first = next(
-                (
-                    key
-                    for r in results
-                    if r.groups is not None and r.groups.grid_run_id == grid_run_id
-                    for key in r.metrics
-                ),
-                None,
-            )
-            found[grid_run_id] = Group(
-                grid_run_id,
-                T.KIND_GRID,
-                str(refs.grid),
-                group_best(results, grid_run_id),
-                settings.gate.directions,
-                first,
-            )
-        if refs.search_run_id and refs.search_run_id not in found:
-            found[refs.search_run_id] = Group(
-                refs.search_run_id, T.KIND_SEARCH, str(refs.search), BestSpec.parse(refs.best)
-            )
-    return list(found.values())
+    return [group for kind in kinds for group in kind.session_groups(results, settings)]
 
 
-def recomplete_groups(backend: Backend, run_ids: Sequence[str]) -> list[str]:
+def recomplete_groups(
+    backend: Backend, run_ids: Sequence[str], kinds: Sequence[GroupKind]
+) -> list[str]:
     """Complete again every group run ``run_ids`` belong to, up to the top; their lines.
 
     For ``mlexp sync``: runs replayed from the journal were missing (or still
@@ -82,6 +60,7 @@ def recomplete_groups(backend: Backend, run_ids: Sequence[str]) -> list[str]:
     members is the one the group run holds (tags ``mlexp.best_metric`` and
     ``mlexp.best_direction``), else the first metric of its passed members.
     """
+    by_kind = {kind.kind: kind for kind in kinds}
     found: dict[str, Group] = {}
     pending = [str(run_id) for run_id in run_ids]
     seen: set[str] = set()
@@ -92,25 +71,26 @@ def recomplete_groups(backend: Backend, run_ids: Sequence[str]) -> list[str]:
             continue
         seen.add(parent_id)
         parent = backend.client.get_run(parent_id)
-        kind = parent.data.tags.get(T.KIND, "")
-        if kind in FILLS:
+        kind = by_kind.get(parent.data.tags.get(T.KIND, ""))
+        if kind is not None:
             found[parent_id] = _stored_group(backend, parent, kind)
             pending.append(parent_id)
-    return complete(backend, list(found.values()))
+    return complete(backend, list(found.values()), kinds)
 
 
-def complete(backend: Backend, groups: Sequence[Group]) -> list[str]:
+def complete(backend: Backend, groups: Sequence[Group], kinds: Sequence[GroupKind]) -> list[str]:
     """Complete ``groups``, members before the groups holding them; the lines to print."""
-    order = list(FILLS)
+    by_kind = {kind.kind: kind for kind in kinds}
     lines = []
-    for group in sorted(groups, key=lambda g: order.index(g.kind)):
-        line = _settled(backend, group.run_id, functools.partial(FILLS[group.kind], backend, group))
+    for group in sorted(groups, key=lambda g: by_kind[g.kind].holds_groups):
+        fill = functools.partial(by_kind[group.kind].fill, backend, group)
+        line = _settled(backend, group.run_id, fill)
         if line is not None:
             lines.append(line)
     return lines
 
 
-def _stored_group(backend: Backend, run: Any, kind: str) -> Group:
+def _stored_group(backend: Backend, run: Any, kind: GroupKind) -> Group:
     """A group run to complete again, as its session described it in its tags."""
     tags = run.data.tags
     run_id = str(run.info.run_id)
@@ -123,7 +103,7 @@ def _stored_group(backend: Backend, run: Any, kind: str) -> Group:
     except ValueError:
         spec = BestSpec(None)
     first = None
-    if spec.metric is None and kind != T.KIND_CELL:
+    if spec.metric is None and kind.ranks_members:
         finished = [r for r in members.children(backend, run_id) if r.info.status == "FINISHED"]
         first = min(
             (
@@ -134,9 +114,8 @@ def _stored_group(backend: Backend, run: Any, kind: str) -> Group:
             ),
             default=None,
         )
-    name_tag = {T.KIND_CELL: T.CELL, T.KIND_GRID: T.GRID, T.KIND_SEARCH: T.SEARCH}[kind]
-    name = tags.get(name_tag) or run.info.run_name or run_id
-    return Group(run_id, kind, name, spec, {}, first)
+    name = tags.get(kind.name_tag) or run.info.run_name or run_id
+    return Group(run_id, kind.kind, name, spec, {}, first)
 
 
 def _settled(backend: Backend, run_id: str, fill: Callable[[list[Any]], R]) -> R:

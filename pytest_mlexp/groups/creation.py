@@ -62,6 +62,10 @@ class GroupRuns:
         """The experiment of ``item``'s runs: its marker's, else the session's."""
         return str(marker_options(item).get("experiment") or self.settings.tracking.experiment)
 
+    def known(self, kind: str, key: str) -> bool:
+        """Whether this process already found or created the group run of ``kind`` for ``key``."""
+        return (kind, key) in self._runs
+
     def group(
         self, item: pytest.Item, kind: str, key: str, name: str, tags: Mapping[str, str]
     ) -> str:

@@ -33,12 +33,18 @@ class ModelMetrics:
         self.register = register
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_mlexp_run_start(self, item: pytest.Item, run: ExperimentRun) -> None:
-        from .logged import log_model
+    def pytest_mlexp_run_tags(self, item: pytest.Item) -> dict[str, str]:
         from .registry import registered_name
 
-        run.model_logger = log_model
+        # Before the run is created: a grid's parent, created with it, asks (grids.parents).
         item.stash[REGISTER_KEY] = registered_name(item, self.register)
+        return {}
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_mlexp_run_start(self, item: pytest.Item, run: ExperimentRun) -> None:
+        from .logged import log_model
+
+        run.model_logger = log_model
 
     @pytest.hookimpl(trylast=True)
     def pytest_mlexp_run_ending(

@@ -266,6 +266,7 @@ def _best_run(backend: Backend, runs: Sequence[RunSummary], settings: Settings) 
         metric, direction = tags.get(T.BEST_METRIC, ""), tags.get(T.BEST_DIRECTION, "")
         spec = BestSpec.parse(f"{metric}:{direction}" if metric and direction else metric)
         best = _Best(client.get_run(best_id), among=int(tags.get(T.GRID_SIZE, "0") or 0))
+        best = _whole_grid(backend, parent, best, spec, settings)
     elif groups is not None and groups.search_run_id:
         # A search's best trial, as its parent holds it (groups.completion, just before).
         parent = client.get_run(groups.search_run_id)
@@ -277,6 +278,12 @@ def _best_run(backend: Backend, runs: Sequence[RunSummary], settings: Settings) 
             )
         metric, direction = tags.get(T.BEST_METRIC, ""), tags.get(T.BEST_DIRECTION, "")
         spec = BestSpec.parse(f"{metric}:{direction}" if metric and direction else metric)
+        from ..groups.kinds import ran_in_part
+
+        part = ran_in_part(tags, int(tags.get(T.TRIALS, "0") or 0), "trials")
+        if part:
+            # Its other trials' results are not this session's study's: no whole best to pick.
+            raise NotRegistered(f"only {part}; run the whole search to register its best trial")
         complete = int(tags.get(T.TRIALS_COMPLETE, "0") or 0)
         # The gate judges a search as a whole: its verdict is on the parent, not the trial.
         best = _Best(client.get_run(best_id), among=complete, of="trials", judged=parent)
@@ -294,6 +301,31 @@ def _best_run(backend: Backend, runs: Sequence[RunSummary], settings: Settings) 
     return best
 
 
+def _whole_grid(
+    backend: Backend, parent: Any, best: _Best, spec: BestSpec, settings: Settings
+) -> _Best:
+    """The best cell of the whole grid, when the session ran only part of it (``groups.whole``).
+
+    Never the best of the part that ran; ``NotRegistered`` when a cell left out
+    has no earlier passed run of the current code.
+    """
+    from ..groups.whole import whole_group_best
+
+    if best.run.data.tags.get(T.KIND) == T.KIND_CELL and best.among < int(
+        parent.data.tags.get(T.MEMBERS, "0") or 0
+    ):
+        raise NotRegistered(
+            f"only {best.among} of {parent.data.tags[T.MEMBERS]} cells ran this session, and a "
+            "repeated cell counts only when it runs; run the whole grid to register its best cell"
+        )
+    whole = whole_group_best(
+        backend.client, parent, best.run, best.among, spec, settings.gate.directions
+    )
+    if whole.run is None:
+        raise NotRegistered(f"{whole.why}; run the whole grid to register its best cell")
+    return _Best(whole.run, among=whole.members)
+
+
 def _best_repeat(
     backend: Backend, cell: _Best, spec: BestSpec, settings: Settings, first: str | None
 ) -> _Best:
@@ -302,6 +334,13 @@ def _best_repeat(
     from ..groups.members import children
 
     repeats = children(backend, str(cell.run.info.run_id))
+    declared = cell.run.data.tags.get(T.MEMBERS, "")
+    ran = cell.run.data.tags.get(T.REPEATS, "")
+    if declared.isdigit() and ran.isdigit() and int(ran) < int(declared):
+        raise NotRegistered(
+            f"only {ran} of {declared} repeats of cell {cell.run.info.run_name} ran this session; "
+            "run all its repeats to register"
+        )
     picked = pick_best(repeats, spec, settings.gate.directions, first)
     if picked.run is None:
         raise NotRegistered(

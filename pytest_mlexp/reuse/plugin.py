@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ..backend import tags as T
-from ..keys import REUSE_KEY, RUN_KEY
+from ..keys import REUSE_KEY, RUN_KEY, TRIAL_OF_KEY
 from ..redaction import redact_text
 from ..runs.markers import marker_experiment, marker_options
 from ..runs.summary import ReuseNote
-from ..search.keys import TRIAL_KEY
 from ..settings.reuse import DEFAULT_INPUT_CONTEXT
 from ..warning_types import MlexpWarning
 from .candidates import NEW, Decision, latest_runs, original, unusable
@@ -125,12 +124,37 @@ class Reuse:
         if decision is not None and decision.reused_from and outcome == "passed":
             run.set_tag(T.OUTCOME, T.OUTCOME_REUSED)
 
+    # -- for groups the session runs only part of --------------------------------------------
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_mlexp_latest_runs_of_current_code(self, items: list[pytest.Item]) -> dict[str, str]:
+        """Node id -> its latest earlier run whose fingerprint is the item's now, if it passed."""
+        backend = self.session.backend
+        default = self.settings.tracking.experiment
+        keys = {
+            item.nodeid: (backend.experiment_id(marker_experiment(item, default)), item.nodeid)
+            for item in items
+        }
+        latest = latest_runs(backend.client, keys.values(), self.settings.tracking.session_id)
+        found = {}
+        for item in items:
+            run = latest.get(keys[item.nodeid])
+            digest = self.fingerprinter.of(item).digest
+            matches = (
+                run is not None
+                and digest
+                and run.data.tags.get(T.FINGERPRINT) == digest
+                and unusable(run) is None
+            )
+            found[item.nodeid] = str(run.info.run_id) if matches and run is not None else ""
+        return found
+
     # -- internals ------------------------------------------------------------------------
 
     def _decide(self, item: pytest.Item, fingerprint: Fingerprint) -> Decision:
         if marker_options(item).get("reuse") is False:
             return Decision(reason="reuse=False")
-        if TRIAL_KEY in item.stash:
+        if TRIAL_OF_KEY in item.stash:
             return Decision(reason=SEARCH_TRIAL)
         if fingerprint.problem is not None:
             return Decision(reason=f"fingerprint could not be computed: {fingerprint.problem}")

@@ -311,38 +311,6 @@ def stringify(value: Any) -> str:
     return repr(value)
 
 
-def log_returned(run: ExperimentRun, nodeid: str, value: Any) -> None:
-    """Log what an experiment returned: numbers as metrics, other values as params.
-
-    A returned metric is the run's value of that metric (``runs.metric_values``):
-    it is logged after everything logged before it, at the highest step of its
-    history and a later time, so MLflow's latest value is the returned one too.
-    """
-    if value is None:
-        return
-    if not isinstance(value, Mapping):
-        warnings.warn(
-            MlexpWarning(
-                f"{nodeid} returned {type(value).__name__}, which is not logged; "
-                "return a dict of metric names to numbers"
-            ),
-            stacklevel=1,
-        )
-        return
-    returned: dict[str, float] = {}
-    for key, item in value.items():
-        if isinstance(item, numbers.Real):
-            name = _valid_key(str(key), "metric")
-            returned[name] = _metric_number(name, item)
-        else:
-            run.log_param(str(key), stringify(item))
-    if not returned:
-        return
-    from .metric_values import log_after_history
-
-    log_after_history(run, returned)
-
-
 def _metric_number(key: str, value: Any) -> float:
     """A metric's value as a float; a warning when it is NaN or infinite."""
     if not isinstance(value, numbers.Real):

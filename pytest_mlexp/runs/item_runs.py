@@ -82,7 +82,7 @@ class ItemRuns:
 
     @pytest.hookimpl(trylast=True)
     def pytest_mlexp_returned(self, item: pytest.Item, run: ExperimentRun, value: Any) -> bool:
-        from .experiment_run import log_returned
+        from .metric_values import log_returned
 
         log_returned(run, item.nodeid, value)
         return True

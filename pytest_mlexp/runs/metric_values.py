@@ -13,11 +13,12 @@ metrics were returned, and which were logged as a history (at several steps).
 
 from __future__ import annotations
 
+import numbers
 import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..warning_types import MlexpWarning
 
@@ -90,6 +91,38 @@ def log_after_history(run: ExperimentRun, returned: Mapping[str, float]) -> None
         step, timestamp = max(points) if points else (0, now - 1)
         # Not an intermediate value for a search's pruner: recorded, not observed.
         run._record(key, value, step, max(now, timestamp + 1))
+
+
+def log_returned(run: ExperimentRun, nodeid: str, value: Any) -> None:
+    """Log what an experiment returned: numbers as metrics, other values as params.
+
+    A returned metric is the run's value of that metric: it is logged after
+    everything logged before it, at the highest step of its history and a
+    later time, so MLflow's latest value is the returned one too.
+    """
+    from .experiment_run import _metric_number, _valid_key, stringify
+
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        warnings.warn(
+            MlexpWarning(
+                f"{nodeid} returned {type(value).__name__}, which is not logged; "
+                "return a dict of metric names to numbers"
+            ),
+            stacklevel=1,
+        )
+        return
+    returned: dict[str, float] = {}
+    for key, item in value.items():
+        if isinstance(item, numbers.Real):
+            name = _valid_key(str(key), "metric")
+            returned[name] = _metric_number(name, item)
+        else:
+            run.log_param(str(key), stringify(item))
+    if not returned:
+        return
+    log_after_history(run, returned)
 
 
 def read_values(run: ExperimentRun) -> MetricValues:

@@ -15,11 +15,12 @@ def experiment_svm(mlflow_run, lr, kernel): ...
   database), its sampler and pruner;
 - ``plugin``: ask in setup, report intermediate values and prune during the
   call, tell after it; the search's parent run (``mlexp.kind=search``);
+- ``kinds``: the ``search`` kind of group run, registered with ``groups``;
 - ``figures``: Optuna's optimization history and parameter importances for
   the HTML report, rebuilt from the stored runs.
 
 At session end, the parent's counts and best trial (``groups.completion``) and
-the search judged as a whole, by its best trial (``groups.judging``), are
+the search judged as a whole, by its best trial (``gate.group_runs``), are
 those of every group run.
 
 Optuna (``pip install 'pytest-mlexp[search]'``) is imported only when a

@@ -12,14 +12,27 @@ import json
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..backend import tags as T
 from .space import space_from_json
 
 if TYPE_CHECKING:
     from ..backend.client import Backend
-    from ..reports.stored_runs import StoredRun
+
+
+class StoredRun(Protocol):
+    """What the plots read of a stored run (``reports.stored_runs.StoredRun`` is one)."""
+
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+    @property
+    def outcome(self) -> str: ...
+
+    @property
+    def group(self) -> str: ...
 
 
 def search_parents(backend: Backend, runs: Sequence[StoredRun]) -> dict[str, list[Any]]:

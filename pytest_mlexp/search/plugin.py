@@ -34,8 +34,9 @@ import pytest
 
 from ..backend import tags as T
 from ..gate.keys import RULES_KEY
+from ..groups.collected import collected_items
 from ..groups.creation import GroupRuns
-from ..keys import CELL_RULES_KEY, GROUPS_KEY, RUN_KEY
+from ..keys import CELL_RULES_KEY, GROUPS_KEY, RUN_KEY, TRIAL_OF_KEY
 from ..runs.summary import GroupRefs
 from ..warning_types import MlexpWarning
 from ..workers import worker_input
@@ -146,6 +147,7 @@ class SearchTrials:
             slot = self._slots.get(item.nodeid)
             if slot is not None:
                 item.stash[TRIAL_KEY] = slot
+                item.stash[TRIAL_OF_KEY] = slot.spec.function
 
     # -- ask ------------------------------------------------------------------------------------
 
@@ -182,7 +184,7 @@ class SearchTrials:
         )
         rules = item.stash.get(RULES_KEY, None)
         if rules is not None:
-            from ..groups.judging import rules_to_json
+            from ..gate.group_runs import rules_to_json
 
             item.stash[CELL_RULES_KEY] = rules_to_json(rules)
         return {
@@ -288,6 +290,8 @@ class SearchTrials:
             T.SAMPLER: spec.sampler_text(),
             T.PRUNER: spec.pruner_text(),
             T.TRIALS_PLANNED: str(spec.trials),
+            # The trials in the code, whatever part of them the session runs.
+            T.MEMBERS: str(len(collected_items(self.session.config, item))),
         }
         if len(space) <= MAX_TAG_LENGTH:
             tags[T.SPACE] = space

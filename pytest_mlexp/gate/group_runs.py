@@ -1,8 +1,10 @@
-"""The gate on group runs: a repeated cell by its means, a search by its best trial.
+"""The gate on group runs: a repeated cell by its means, a search by its best trial, a grid
+marked ``gate="best"`` by its best cell (the whole grid's, ``groups.whole``).
 
 Their members are not judged one by one against a baseline (a repeat is one
 draw of noise; most of a search's trials are worse than its best). At session
-end, once the group runs are complete (``completion``), each is judged under
+end, once the group runs are complete (``groups.completion``), each is judged
+by ``gate.judge``, as an item is, under
 its test id (the cell's node id, the search's function) against its baseline:
 the same kind of group run of an earlier session in the store, or the
 baseline file's entry. The verdict goes on the group run; a failing group
@@ -18,25 +20,21 @@ from typing import TYPE_CHECKING, Any
 
 from ..backend import tags as T
 from ..backend.search import search_runs
-from ..gate import rules as rules_module
-from ..gate.baselines import Baseline, is_safe_value
-from ..gate.markers import project_rules, rules_from_json
-from ..gate.markers import rules_to_json as cell_rules_to_json
-from ..gate.rules import FAILING, Bound, Rules
-from ..gate.verdicts import (
-    INCONCLUSIVE,
-    NO_BASELINE,
-    failure_line,
-    gate_tags,
-    how_to_record,
-    inconclusive_line,
-    verdict_of,
-    verdict_tags,
-    with_counts,
-)
 from ..redaction import redact_text
 from ..runs.summary import Verdict
 from ..settings.gate import BEST
+from . import rules as rules_module
+from .baselines import Baseline, is_safe_value
+from .judge import judge
+from .markers import project_rules, rules_from_json
+from .markers import rules_to_json as cell_rules_to_json
+from .rules import Bound, Rules
+from .verdicts import (
+    failure_line,
+    gate_tags,
+    verdict_tags,
+    with_counts,
+)
 
 if TYPE_CHECKING:
     from ..backend.client import Backend
@@ -215,21 +213,23 @@ def _judge(
             member = "trial" if target.kind.kind == T.KIND_SEARCH else "cell"
             problem = f"no {member} of {label} completed: there is no best {member} to judge"
         else:
-            metrics = dict(client.get_run(best_id).data.metrics)
-    compare = rules_module.compare_cell if target.kind.kind == T.KIND_CELL else rules_module.compare
-    rows = compare(metrics, baseline.metrics if baseline else None, target.rules)
-    verdict = verdict_of(rows, settings.compares, baseline)
-    failing = [row for row in rows if row.verdict in FAILING]
-    if verdict == NO_BASELINE and settings.require and problem is None:
-        problem = (
-            f"no baseline for {label} in {settings.source} "
-            f"(--mlexp-require-baseline). Record one first: {how_to_record(settings)}"
-        )
-    if verdict == INCONCLUSIVE and settings.strict and problem is None:
-        problem = (
-            f"{label} is inconclusive (--mlexp-gate-strict): its seeds cannot tell a "
-            f"regression from noise: {inconclusive_line(rows)}"
-        )
+            best_run = client.get_run(best_id)
+            if target.kind.kind == T.KIND_GRID:
+                best_run = _whole_grid_best(client, run, best_run, settings)
+                if best_run is None:
+                    return None  # run in part, without the runs of the cells left out
+            metrics = dict(best_run.data.metrics)
+    judged = judge(
+        label,
+        metrics,
+        baseline,
+        target.rules,
+        settings,
+        compares=settings.compares,
+        means=target.kind.kind == T.KIND_CELL,
+        problem=problem,
+    )
+    rows, verdict, failing, problem = judged.rows, judged.verdict, judged.failing, judged.problem
     tags = verdict_tags(verdict, baseline) | gate_tags(rows)
     if failing:
         tags[T.ERROR] = failure_line(failing)[:500]
@@ -241,8 +241,9 @@ def _judge(
     if not passed:
         # Like a failed item: never the "latest" baseline of a later session.
         tags[T.OUTCOME] = "failed"
-    elif target.kind.kind == T.KIND_GRID and run.info.status == "FINISHED":
-        # A grid parent has no outcome of its own: a passed one is a later baseline.
+    elif target.kind.kind == T.KIND_GRID and run.info.status == "FINISHED" and not _in_part(run):
+        # A grid parent has no outcome of its own: a passed one is a later baseline (not one
+        # the session ran in part: its best.<metric> values are its part's).
         tags[T.OUTCOME] = "passed"
     backend.log_batch(target.run_id, tags=list(tags.items()))
     if not passed:
@@ -261,13 +262,31 @@ def _judge(
     )
 
 
+def _in_part(grid: Any) -> bool:
+    """Whether the session ran only part of the grid's cells."""
+    declared, ran = grid.data.tags.get(T.MEMBERS, ""), grid.data.tags.get(T.GRID_SIZE, "")
+    return declared.isdigit() and ran.isdigit() and int(ran) < int(declared)
+
+
+def _whole_grid_best(client: Any, grid: Any, best_run: Any, settings: GateSettings) -> Any:
+    """The best cell of the whole grid (``groups.whole``), or None when it is not known."""
+    from ..directions import BestSpec
+    from ..groups.whole import whole_group_best
+
+    tags = grid.data.tags
+    metric, direction = tags.get(T.BEST_METRIC, ""), tags.get(T.BEST_DIRECTION, "")
+    spec = BestSpec.parse(f"{metric}:{direction}" if metric and direction else metric)
+    ran = int(tags.get(T.GRID_SIZE, "0") or 0)
+    return whole_group_best(client, grid, best_run, ran, spec, settings.directions).run
+
+
 def _baselines(
     backend: Backend, settings: GateSettings, session_id: str, targets: Sequence[_Target]
 ) -> dict[tuple[_Kind, str], Baseline]:
     """The baseline of each target that has one: the baseline file's entry, else from the store."""
     found: dict[tuple[_Kind, str], Baseline] = {}
     if settings.baseline_file is not None:
-        from ..gate.baselines import read_file
+        from .baselines import read_file
 
         entries = read_file(settings.baseline_file)
         for target in targets:
@@ -299,7 +318,7 @@ def _store_baselines(
     """The newest earlier group run of ``kind`` for each test id in ``wanted`` matching ``spec``."""
     client = backend.client
     if spec.kind == "run":
-        from ..gate.baselines import read_runs
+        from .baselines import read_runs
 
         runs = read_runs(client, spec.run_ids)
         if len(runs) == 1:
