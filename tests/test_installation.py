@@ -29,7 +29,7 @@ def test_the_installation_page_lists_the_declared_floors():
         row = re.search(rf"^\| {name} \| ([\d.]+) \|", page, flags=re.M)
         assert row is not None, f"docs/installation.md has no row for {name}"
         shown = row.group(1)
-        # 3.9 in pyproject is 3.9.0 on the page.
+        # 3.11 in pyproject would be 3.11.0 on the page.
         assert shown == version or shown == f"{version}.0", (name, version, shown)
     # .ci/run reads the same floors from pyproject.toml rather than repeating them.
     assert 'tomllib.load(open("pyproject.toml"' in (ROOT / ".ci" / "run").read_text()

@@ -154,7 +154,9 @@ OVERRIDES = "mlexp.overrides"
 RAY_NODE = "mlexp.ray.node"
 
 # -- reproduction ----------------------------------------------------------------------------
-#: On a run made by ``mlexp reproduce``: the id of the run it reproduces.
+#: On every run made by ``mlexp reproduce`` (item and group runs): the id of the run it
+#: reproduces. Such runs are never a baseline, a reuse source or an ordinary group's member
+#: (``backend.search.NOT_REPRODUCTION``); their group runs are named ``reproduce of <name>``.
 REPRODUCES = "mlexp.reproduces"
 
 # -- the spool -------------------------------------------------------------------------------
