@@ -9,6 +9,7 @@ reruns | reports: terminal, markdown, JUnit, HTML | test_reports_count_a_rerun_i
 reuse | registration: no new version of the newest version's model (xdist -n 2, then in one process) | test_reuse_registers_no_second_version_of_the_same_model
 reuse | the gate: a reused cell is judged by the metrics it copies | test_a_reused_cell_is_judged_by_the_metrics_it_copies
 reuse | the gate against a baseline file | test_reuse.py::test_a_reused_cell_regressing_against_a_baseline_file_still_fails
+reuse | the gate: a reused cell's returned metrics stay judged, its histories only recorded | test_a_reused_cell_keeps_which_metrics_were_returned_and_which_were_histories
 reuse | searches: trials always execute | test_reuse.py::test_a_searchs_trials_always_execute
 a search gated as a whole | registration: the version carries the search's verdict | test_a_gated_search_registers_with_the_searchs_verdict
 spool and sync | grid parents, cells' values from both APIs and autolog | test_outage.py::test_values_of_both_apis_and_autolog_come_back_after_sync
@@ -286,6 +287,33 @@ def test_a_reused_cell_is_judged_by_the_metrics_it_copies(project: pytest.Pytest
     reused = newest(project, "experiment_flaky")
     assert reused.data.tags["mlexp.outcome"] == "reused"
     assert reused.data.metrics == {"score": 0.9}
+    assert reused.data.tags["mlexp.regression"] == "passed"
+
+
+SHAPED = """
+def experiment_shaped(mlflow_run):
+    for step, loss in enumerate([0.9, 0.6, 0.5]):
+        mlflow_run.log_metric("loss", loss, step=step)
+    return {"score": 0.9}
+"""
+
+
+def test_a_reused_cell_keeps_which_metrics_were_returned_and_which_were_histories(
+    project: pytest.Pytester,
+) -> None:
+    project.makepyfile(experiment_shaped=SHAPED)
+    run(project, "--mlexp-reuse").assert_outcomes(passed=1)
+    # Judged, the loss curve's last value would regress against this baseline.
+    baseline = project.path / "base.yaml"
+    baseline.write_text(
+        "experiment_shaped.py::experiment_shaped:\n  score: 0.9\n  loss: 0.01\n"
+    )
+    result = run(project, "--mlexp-reuse", "--mlexp-baseline-file", str(baseline))
+    result.assert_outcomes(passed=1)
+    reused = newest(project, "experiment_shaped")
+    assert reused.data.tags["mlexp.outcome"] == "reused"
+    assert reused.data.tags["mlexp.returned"] == "score"
+    assert reused.data.tags["mlexp.histories"] == "loss"
     assert reused.data.tags["mlexp.regression"] == "passed"
 
 
