@@ -305,9 +305,7 @@ def test_a_reused_cell_keeps_which_metrics_were_returned_and_which_were_historie
     run(project, "--mlexp-reuse").assert_outcomes(passed=1)
     # Judged, the loss curve's last value would regress against this baseline.
     baseline = project.path / "base.yaml"
-    baseline.write_text(
-        "experiment_shaped.py::experiment_shaped:\n  score: 0.9\n  loss: 0.01\n"
-    )
+    baseline.write_text("experiment_shaped.py::experiment_shaped:\n  score: 0.9\n  loss: 0.01\n")
     result = run(project, "--mlexp-reuse", "--mlexp-baseline-file", str(baseline))
     result.assert_outcomes(passed=1)
     reused = newest(project, "experiment_shaped")
