@@ -99,6 +99,7 @@ def session(
     if uri:
         command += ["--mlexp-tracking-uri", uri]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLEXP_"))}
+    env["MLEXP_EXPERIMENT_PATHS"] = "."  # experiment files at the project's top
     start = time.perf_counter()
     done = subprocess.run(command, cwd=project, capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - start

@@ -65,6 +65,7 @@ TRIVIAL_EXPERIMENT = textwrap.dedent(
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLEXP_", "PYTEST_"))}
 ENV["PYTHONWARNINGS"] = "ignore"
+ENV["MLEXP_EXPERIMENT_PATHS"] = "."  # experiment files at the project's top
 
 
 #: A store made once per run of the script, copied into each project (``existing_store``).

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "MLFLOW_TRACKING_URI": ""}
+ENV["MLEXP_EXPERIMENT_PATHS"] = "."  # experiment files at the project's top
 
 
 def decorated_module(functions: int, cells: int) -> str:

@@ -54,6 +54,7 @@ ENV = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLEX
 ENV.update(
     PYTHONWARNINGS="ignore",
     RAY_AUTH_MODE="disabled",
+    MLEXP_EXPERIMENT_PATHS=".",  # experiment files at the project's top
     PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])),
 )
 

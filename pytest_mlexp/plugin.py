@@ -39,14 +39,16 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    from . import process_state, settings
+    from . import collection, process_state, settings
     from .pipeline import Controller, Pipeline, hand_to_workers, open_backend
+    from .refusal import WorkerRefusal
     from .runs.session import MlexpSession
     from .workers import is_controller
 
-    config.addinivalue_line("python_files", "experiment_*.py")
-    config.addinivalue_line("python_functions", "experiment_*")
+    collection.configure(config)  # experiment_* files and functions, where the user put them
     config.addinivalue_line("markers", MARKER)
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(WorkerRefusal(config), "mlexp-refusal")
     config.pluginmanager.register(process_state.ProcessState(), "mlexp-process-state")
     resolved = settings.resolve(config)
     config.stash[SETTINGS_KEY] = resolved

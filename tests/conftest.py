@@ -37,6 +37,7 @@ _LEAKY_ENV = (
     "MLFLOW_TRACKING_TOKEN",
     "MLEXP_SESSION_ID",
     "PYTEST_ADDOPTS",
+    "MLEXP_EXPERIMENT_PATHS",
 )
 
 
@@ -159,9 +160,15 @@ def _isolated_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def ourtester(pytester: pytest.Pytester) -> pytest.Pytester:
-    """A pytester whose project has an ini file, so its rootdir is its own folder."""
+def ourtester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A pytester whose project has an ini file, so its rootdir is its own folder.
+
+    Its whole folder is an experiment folder (``MLEXP_EXPERIMENT_PATHS=.``): tests
+    write experiment files at the project's top. The tests of the default
+    (``experiments/`` only) remove the variable; ``pytester`` alone has the default.
+    """
     pytester.makeini("[pytest]\n")
+    monkeypatch.setenv("MLEXP_EXPERIMENT_PATHS", ".")
     return pytester
 
 
@@ -425,18 +432,42 @@ FAST_RETRIES = {
 }
 
 
+@pytest.fixture(scope="session")
+def _losable(
+    tmp_path_factory: pytest.TempPathFactory, server_store: Path
+) -> Iterator[MlflowServer]:
+    """The process's one server for outage tests: a test that loses it starts it again.
+
+    So the next test finds it answering and pays no start of its own (each test
+    reads its own experiment, named after its project).
+    """
+    server = MlflowServer(tmp_path_factory.mktemp("losable-server"), template=server_store)
+    yield server
+    server.stop()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
 @pytest.fixture
 def losable_server(
     ourtester: pytest.Pytester,
-    server_factory: Callable[..., MlflowServer],
+    _losable: MlflowServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> MlflowServer:
     """A started server that ``ourtester``'s experiments stop with ``server_control.stop_server()``.
 
     Retries are short; the test reaps the stopped process (``server.process.wait``).
     """
-    server = server_factory()
-    server.start()
+    server = _losable
+    if server.process is None or server.process.poll() is not None or not _answers(server.url):
+        server.stop()
+        server.start()
     assert server.process is not None
     monkeypatch.setenv("TEST_SERVER_PID", str(server.process.pid))
     monkeypatch.setenv("TEST_SERVER_URL", server.url)

@@ -9,6 +9,7 @@ reruns | reports: terminal, markdown, JUnit, HTML | test_reports_count_a_rerun_i
 reuse | registration: no new version of the newest version's model (xdist -n 2, then in one process) | test_reuse_registers_no_second_version_of_the_same_model
 reuse | the gate: a reused cell is judged by the metrics it copies | test_a_reused_cell_is_judged_by_the_metrics_it_copies
 reuse | the gate against a baseline file | test_reuse.py::test_a_reused_cell_regressing_against_a_baseline_file_still_fails
+reuse | the gate: a reused cell's returned metrics stay judged, its histories only recorded | test_a_reused_cell_keeps_which_metrics_were_returned_and_which_were_histories
 reuse | searches: trials always execute | test_reuse.py::test_a_searchs_trials_always_execute
 a search gated as a whole | registration: the version carries the search's verdict | test_a_gated_search_registers_with_the_searchs_verdict
 spool and sync | grid parents, cells' values from both APIs and autolog | test_outage.py::test_values_of_both_apis_and_autolog_come_back_after_sync
@@ -46,6 +47,11 @@ a metric returned and logged per step | every reader: run table, MLflow's latest
 a history logged per step, not returned | the gate records it, judges it only when named (direction=, judge=) | test_a_returned_metric_is_the_value_every_reader_sees
 metrics logged with mlflow.log_metric, and by autolog | run table, the grid line's best cell, the gate (expect=) | test_fluent_and_autolog_metrics_reach_the_summary_the_best_cell_and_the_gate
 the best metric's default, a params file's best: | the grid line, with where the metric came from | test_fluent_and_autolog_metrics_reach_the_summary_the_best_cell_and_the_gate
+reuse across serial, xdist and after `import ray` | the environment fingerprint: installed distributions only, the same in every process | test_reuse.py::test_reuse_under_xdist; test_lineage.py::test_environment_fingerprint_is_the_same_after_importing_ray
+a reproduction that did not reproduce | --mlexp-baseline latest: the original, not the reproduction | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
+a reproduction that did not reproduce | --mlexp-reuse: reuses the original | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
+a reproduction | grid parents: its own, named "reproduce of <original>", tagged; the original's untouched | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
+a reproduction | mlexp runs: left out, listed with a REPRODUCES column under --reproductions; the UI view's tag column | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
 """  # noqa: E501
 
 from __future__ import annotations
@@ -283,6 +289,31 @@ def test_a_reused_cell_is_judged_by_the_metrics_it_copies(project: pytest.Pytest
     reused = newest(project, "experiment_flaky")
     assert reused.data.tags["mlexp.outcome"] == "reused"
     assert reused.data.metrics == {"score": 0.9}
+    assert reused.data.tags["mlexp.regression"] == "passed"
+
+
+SHAPED = """
+def experiment_shaped(mlflow_run):
+    for step, loss in enumerate([0.9, 0.6, 0.5]):
+        mlflow_run.log_metric("loss", loss, step=step)
+    return {"score": 0.9}
+"""
+
+
+def test_a_reused_cell_keeps_which_metrics_were_returned_and_which_were_histories(
+    project: pytest.Pytester,
+) -> None:
+    project.makepyfile(experiment_shaped=SHAPED)
+    run(project, "--mlexp-reuse").assert_outcomes(passed=1)
+    # Judged, the loss curve's last value would regress against this baseline.
+    baseline = project.path / "base.yaml"
+    baseline.write_text("experiment_shaped.py::experiment_shaped:\n  score: 0.9\n  loss: 0.01\n")
+    result = run(project, "--mlexp-reuse", "--mlexp-baseline-file", str(baseline))
+    result.assert_outcomes(passed=1)
+    reused = newest(project, "experiment_shaped")
+    assert reused.data.tags["mlexp.outcome"] == "reused"
+    assert reused.data.tags["mlexp.returned"] == "score"
+    assert reused.data.tags["mlexp.histories"] == "loss"
     assert reused.data.tags["mlexp.regression"] == "passed"
 
 

@@ -65,14 +65,22 @@ def private_tmpdir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 
 
 @pytest.mark.parametrize(
-    "uri", ["file:./mlruns", "ftp://host/runs", "sqlite:///never/created.db"], ids=str
+    ("uri", "xdist"),
+    [
+        ("file:./mlruns", []),
+        ("file:./mlruns", ["-n", "1"]),
+        ("ftp://host/runs", ["-n", "1"]),
+        ("sqlite:///never/created.db", []),
+    ],
+    ids=["file", "file-xdist", "ftp-xdist", "sqlite"],
 )
-def test_plain_suite_prints_and_writes_nothing(ourtester, monkeypatch, private_tmpdir, uri):
+def test_plain_suite_prints_and_writes_nothing(ourtester, monkeypatch, private_tmpdir, uri, xdist):
+    """Serially and under xdist: neither the controller nor a worker checks an unused setting."""
     ourtester.makepyfile(**PLAIN_SUITE)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     before = files_under(ourtester.path)
 
-    args = ["-p", "no:randomly", "-p", "no:cacheprovider", "-rA"]
+    args = ["-p", "no:randomly", "-p", "no:cacheprovider", "-rA", *xdist]
     without = ourtester.runpytest_subprocess(*args, "-p", "no:mlexp")
     with_plugin = ourtester.runpytest_subprocess(*args)
 
@@ -147,11 +155,88 @@ def test_tracked_session_prints_the_line_after_collection_and_leaves_no_lock(
     assert mlexp_locks(private_tmpdir) == []
 
 
-def test_refused_uri_stops_an_xdist_session_at_start(ourtester, monkeypatch):
-    """The xdist controller collects nothing itself: it refuses before its workers start."""
+def test_refused_uri_stops_an_xdist_session_with_an_experiment(ourtester, monkeypatch):
+    """The workers meet the URI when their store opens: the user sees the message, exit 4."""
     ourtester.makepyfile(**PLAIN_SUITE)
+    ourtester.makepyfile(
+        experiment_tiny="""
+        def experiment_tiny(mlflow_run):
+            mlflow_run.log_metric("m", 1.0)
+        """
+    )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "file:./mlruns")
-    result = ourtester.runpytest_subprocess("-p", "no:randomly", "-n", "2")
+    result = ourtester.runpytest_subprocess("-p", "no:randomly", "-n", "2", "experiment_tiny.py")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: MLFLOW_TRACKING_URI: the file store 'file:./mlruns' *"])
-    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: MLFLOW_TRACKING_URI: the file store 'file:./mlruns' is deprecated in "
+            "MLflow 3 and refused unless MLFLOW_ALLOW_FILE_STORE=true; use sqlite:///*"
+        ]
+    )
+    output = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in output
+    result.stdout.no_fnmatch_line("*passed*")  # refused before any test ran
+    assert not (ourtester.path / "mlruns").exists()
+
+
+#: A project as the issue found them: a test module's helper and a stray script named
+#: like experiments, one real experiment in ``experiments/``, a conftest at the top.
+SCATTERED = {
+    "conftest.py": "import pytest\n\n@pytest.fixture\ndef lr():\n    return 0.1\n",
+    "tests/test_cfg.py": (
+        "def experiment_config():\n"
+        "    return {'lr': 0.1}\n\n"
+        "def test_cfg(lr):\n"
+        "    assert experiment_config()['lr'] == lr\n"
+    ),
+    "scripts/experiment_script.py": "import sys\n\nsys.exit(2)  # a script, not a module\n",
+    "experiments/experiment_e.py": (
+        "def experiment_e(mlflow_run, lr):\n    mlflow_run.log_metric('m', lr)\n"
+    ),
+    "experiments/test_checks.py": (
+        "def experiment_check(mlflow_run):\n    pass\n\ndef test_check():\n    pass\n"
+    ),
+    "other/experiment_named.py": "def experiment_named(mlflow_run):\n    pass\n",
+    "studies/experiment_s.py": "def experiment_s(mlflow_run):\n    pass\n",
+}
+
+
+def test_experiments_are_collected_where_the_user_put_them(ourtester, monkeypatch, read_runs):
+    """The experiment folders (default ``experiments/``) and files named on the command line.
+
+    What the plugin leaves in the project (the code it logged) is no test module of a
+    later run without the plugin.
+    """
+    monkeypatch.delenv("MLEXP_EXPERIMENT_PATHS")
+    for name, text in SCATTERED.items():
+        (ourtester.path / name).parent.mkdir(parents=True, exist_ok=True)
+        (ourtester.path / name).write_text(text)
+
+    result = ourtester.runpytest("-p", "no:randomly", "--mlexp-artifacts", "off")
+    result.assert_outcomes(passed=4)
+    runs = read_runs(ourtester.path.name)
+    assert [run.info.run_name for run in runs] == ["experiment_check", "experiment_e"]
+    assert list(ourtester.path.glob("mlruns/*/*/artifacts/code/experiments/test_checks.py"))
+
+    # The next session without the plugin collects what pytest alone would.
+    without = ourtester.runpytest("-p", "no:randomly", "-p", "no:mlexp")
+    without.assert_outcomes(passed=2)
+    assert without.ret == pytest.ExitCode.OK
+
+    # A folder named on the command line is no experiment folder; a file named is collected.
+    named = ourtester.runpytest(
+        "--collect-only", "-q", "scripts", "tests", "other/experiment_named.py"
+    )
+    assert named.ret == pytest.ExitCode.OK
+    assert sorted(line for line in named.outlines if "::" in line) == [
+        "other/experiment_named.py::experiment_named",
+        "tests/test_cfg.py::test_cfg",
+    ]
+    assert "mlruns" not in named.stdout.str()
+    # The folders are a setting.
+    elsewhere = ourtester.runpytest("--collect-only", "-q", "-o", "mlexp_experiment_paths=studies")
+    assert sorted(line for line in elsewhere.outlines if "::" in line) == [
+        "experiments/test_checks.py::test_check",
+        "studies/experiment_s.py::experiment_s",
+        "tests/test_cfg.py::test_cfg",
+    ]

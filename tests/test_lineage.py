@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -181,3 +183,36 @@ def test_git_state_of_a_clean_repo_and_of_no_repo(tmp_path, monkeypatch, git):
     no_git.mkdir()
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert git_state(no_git) is None
+
+
+def test_environment_fingerprint_is_the_same_after_importing_ray(tmp_path):
+    """Libraries put vendored packages on ``sys.path`` at run time: they are not installed ones.
+
+    ``import ray`` adds ``ray/thirdparty_files`` (colorama, psutil); a library's
+    own vendored folder is added the same way here, so the test fails in an
+    environment that happens to hold Ray's versions too.
+    """
+    pytest.importorskip("ray")
+    vendored = tmp_path / "vendored"
+    (vendored / "only_vendored-0.0.1.dist-info").mkdir(parents=True)
+    (vendored / "only_vendored-0.0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: only-vendored\nVersion: 0.0.1\n"
+    )
+    script = tmp_path / "fingerprint.py"
+    script.write_text(
+        "import sys\n"
+        "from pytest_mlexp.lineage.environment import requirements\n"
+        "before = requirements()\n"
+        "requirements.cache_clear()\n"
+        "import ray\n"
+        "assert any('thirdparty_files' in p for p in sys.path), 'Ray adds no vendored folder'\n"
+        f"sys.path.insert(0, {str(vendored)!r})\n"
+        "after = requirements()\n"
+        "assert after == before, (before, after)\n"
+        "print('pytest-mlexp==' in after)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"  # the editable install of the package is listed

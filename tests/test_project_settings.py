@@ -49,7 +49,8 @@ def project(request: pytest.FixtureRequest, pytester: pytest.Pytester) -> tuple[
         pytester.makefile(".yaml", mlexp=MLEXP_YAML)
         (pytester.path / "stores").mkdir()
         store, experiment = "stores/yaml.db", "churn-yaml"
-    pytester.makepyfile(experiment_ridge=GRID)
+    (pytester.path / "experiments").mkdir()
+    (pytester.path / "experiments" / "experiment_ridge.py").write_text(GRID)
     (pytester.path / "sub" / "deeper").mkdir(parents=True)
     pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=2)
     assert not (pytester.path / "mlflow.db").exists(), "the default store was used"

@@ -14,10 +14,14 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from pytest_mlexp.backend import tags as T
+from pytest_mlexp.reports.ui_view import VIEW_KEY, read_view_state
+
 PREMADE_STORE = True
 
 EXPERIMENTS = """
     import os
+    from pathlib import Path
 
     import pytest
     from repro_helpers import FACTOR
@@ -40,6 +44,12 @@ EXPERIMENTS = """
     @pytest.mark.mlexp(search={"lr": [0.1, 0.2, 0.3]}, trials=1, objective="loss:min", seed=3)
     def experiment_search(mlflow_run, lr):
         return {"loss": lr * FACTOR}
+
+
+    @pytest.mark.mlexp(inputs=["data/level.txt"])
+    def experiment_level(mlflow_run):
+        level = Path(__file__).parents[1] / "data" / "level.txt"
+        return {"accuracy": float(level.read_text())}
 """
 
 
@@ -62,6 +72,8 @@ def project(ourtester: pytest.Pytester, git: Callable[..., str]) -> pytest.Pytes
     """A git repository whose helper module is changed, not committed, when the runs are made."""
     ourtester.makeini("[pytest]\npythonpath = .\n")
     ourtester.makepyfile(repro_helpers="FACTOR = 1\n", repro_late="VALUE = 7\n")
+    (ourtester.path / "data").mkdir()
+    (ourtester.path / "data" / "level.txt").write_text("0.9\n")
     (ourtester.path / "experiments").mkdir()
     (ourtester.path / "experiments" / "params.yaml").write_text(
         "experiment_scaled:\n  grid: {alpha: [1.0, 2.0]}\n"
@@ -78,18 +90,17 @@ def test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved(
     project, mlexp, client, git
 ):
     result = project.runpytest("experiments", "--mlexp-experiment", "demo", "-p", "no:randomly")
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)
     experiment = client.get_experiment_by_name("demo")
-    originals = {
-        r.info.run_name: r
-        for r in client.search_runs([experiment.experiment_id])
-        if "mlexp.kind" not in r.data.tags
-    }
+    everything = client.search_runs([experiment.experiment_id])
+    originals = {r.info.run_name: r for r in everything if "mlexp.kind" not in r.data.tags}
+    original_groups = {r.info.run_id: r for r in everything if "mlexp.kind" in r.data.tags}
     cell = originals["experiment_scaled[2.0]"]
     session = cell.data.tags["mlexp.session_id"]
 
     # The working tree moves on: the experiment, its helper and the params file change.
     # The runs were made from a dirty tree (FACTOR = 2 not committed): their code holds it.
+    as_run = files_of(project.path)
     module = project.path / "experiments" / "experiment_demo.py"
     module.write_text(module.read_text().replace("alpha * FACTOR", "alpha * FACTOR + 1"))
     (project.path / "repro_helpers.py").write_text("FACTOR = 5\n")
@@ -117,20 +128,33 @@ def test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved(
     assert new.data.metrics == cell.data.metrics == {"y": 4.0, "third": 2.0 / 3}
     assert new.data.params == cell.data.params == {"alpha": "2.0"}
     assert new.info.experiment_id == cell.info.experiment_id
+    # The grid parent the reproducing session made is named and tagged for the one it
+    # reproduces: not a second ordinary parent of the grid.
+    grid = original_groups[cell.data.tags["mlflow.parentRunId"]]
+    copy_parent = client.get_run(new.data.tags["mlflow.parentRunId"])
+    assert copy_parent.info.run_name == f"reproduce of {grid.info.run_name}"
+    assert copy_parent.data.tags["mlexp.reproduces"] == grid.info.run_id
+    assert copy_parent.data.tags["mlexp.kind"] == "grid"
     # The original is untouched, and so is the working tree.
     again = client.get_run(cell.info.run_id)
     assert again.data.tags == cell.data.tags
     assert again.data.metrics == cell.data.metrics
+    assert client.get_run(grid.info.run_id).data.tags == grid.data.tags
     assert files_of(project.path) == before
 
     # The whole session, in one pytest: the grid cells from the params file and the
-    # search trial come back, the non-deterministic metric moved, the lazy import is named.
+    # search trial come back, the non-deterministic metric moved, the lazy import is named,
+    # and the run whose declared input changed since does not reproduce.
+    (project.path / "data" / "level.txt").write_text("0.95\n")
+    before = files_of(project.path)
     done = mlexp(project.path, "reproduce", "--session", session)
     assert done.returncode == 1, done.stdout + done.stderr
-    rows = {line.split()[1]: line for line in done.stdout.splitlines()[2:7]}
+    rows = {line.split()[1]: line for line in done.stdout.splitlines()[2:8]}
     assert rows["experiment_scaled[1.0]"].startswith("ok ")
     assert rows["experiment_scaled[2.0]"].startswith("ok ")
     assert rows["experiment_search[trial-0]"].startswith("ok ")
+    assert rows["experiment_level"].startswith("MOVED ")
+    assert rows["experiment_level"].endswith(": accuracy 0.9 -> 0.95")
     assert rows["experiment_noise"].startswith("MOVED ")
     assert " noise 0." in rows["experiment_noise"]
     assert "steady" not in rows["experiment_noise"]
@@ -148,7 +172,7 @@ def test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved(
         "experiment module or of a conftest.py, so that new runs log it, and reproduce one "
         "of those"
     )
-    assert "3 of 5 runs reproduced" in done.stdout
+    assert "3 of 6 runs reproduced" in done.stdout
     assert "what differs between the run and now:" in done.stdout
     assert "  packages: the same versions" in done.stdout
     head = git(project.path, "rev-parse", "HEAD").strip()
@@ -169,6 +193,67 @@ def test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved(
     assert trial_copy.data.params == trial.data.params
     assert "mlexp.trial" not in trial_copy.data.tags  # no study was asked
     assert files_of(project.path) == before
+    # Every group run of a reproducing session is named and tagged for the one it reproduces.
+    groups = [
+        r for r in client.search_runs([experiment.experiment_id]) if "mlexp.kind" in r.data.tags
+    ]
+    assert {r.info.run_id for r in groups if "mlexp.reproduces" not in r.data.tags} == set(
+        original_groups
+    )
+    copied = [r for r in groups if "mlexp.reproduces" in r.data.tags]
+    assert len(copied) == 2  # experiment_scaled's, one per reproducing session; a trial has none
+    for group in copied:
+        reproduced = original_groups[group.data.tags["mlexp.reproduces"]]
+        assert group.info.run_name == f"reproduce of {reproduced.info.run_name}"
+        assert group.data.tags["mlexp.kind"] == reproduced.data.tags["mlexp.kind"]
+
+    # By name, a run is the latest of that name that is not a reproduction.
+    level = originals["experiment_level"]
+    (level_copy,) = [r for r in copies if r.info.run_name == "experiment_level"]
+    compared = mlexp(project.path, "compare", "experiment_level", level_copy.info.run_id)
+    assert compared.returncode == 0, compared.stderr
+    assert compared.stdout.splitlines()[2].split() == [
+        "run", "id", level.info.run_id, level_copy.info.run_id
+    ]  # fmt: skip
+
+    # Back to the tree the runs were made from: a session comparing with the latest runs and
+    # reusing unchanged ones takes the originals, not the reproduction that did not reproduce
+    # (its accuracy 0.95 would make the original's 0.9 a regression).
+    for path, content in as_run.items():
+        (project.path / path).write_bytes(content)
+    select = ("-k", "experiment_level or experiment_scaled")
+    flags = ("--mlexp-baseline", "latest", "--mlexp-reuse", "--mlexp-lineage", "none")
+    result = project.runpytest("experiments", "--mlexp-experiment", "demo", *select, *flags)
+    result.assert_outcomes(passed=3)
+    newest_last = client.search_runs([experiment.experiment_id], order_by=["start_time ASC"])
+    latest = {r.info.run_name: r for r in newest_last}
+    for name in ("experiment_level", "experiment_scaled[1.0]", "experiment_scaled[2.0]"):
+        run, original = latest[name], originals[name]
+        assert run.data.tags["mlexp.outcome"] == "reused", name
+        assert run.data.tags["mlexp.reused_from"] == original.info.run_id, name
+        assert run.data.tags["mlexp.baseline.run_id"] == original.info.run_id, name
+        assert run.data.tags["mlexp.regression"] == "passed", name
+    assert latest["experiment_level"].data.metrics["accuracy"] == 0.9
+
+    # `mlexp runs` leaves the reproductions out, and lists them marked when asked.
+    listed = mlexp(project.path, "runs", "--experiment", "demo")
+    assert listed.returncode == 0, listed.stderr
+    assert not any(r.info.run_id in listed.stdout for r in copies)
+    assert "(reproductions not listed: mlexp runs --reproductions lists them)" in listed.stdout
+    listed = mlexp(project.path, "runs", "--experiment", "demo", "--reproductions")
+    lines = listed.stdout.splitlines()
+    assert lines[1].split()[-1] == "REPRODUCES"
+    (row,) = [line for line in lines if line.startswith(level_copy.info.run_id)]
+    assert row.split()[-1] == level.info.run_id
+    (row,) = [line for line in lines if line.startswith(level.info.run_id)]
+    assert row.split()[-1] == "-"
+    parents = mlexp(project.path, "runs", "--experiment", "demo", "--parents").stdout
+    assert "reproduce of" not in parents
+    parents = mlexp(project.path, "runs", "--experiment", "demo", "--parents", "--reproductions")
+    assert parents.stdout.count("reproduce of experiment_scaled") == 2
+    # The UI's saved view shows the tag's column, kept by the ordinary session after them.
+    view = client.get_experiment(experiment.experiment_id).tags[T.SAVED_VIEW_PREFIX + VIEW_KEY]
+    assert read_view_state(view)["columnOrder"][2] == "tags.`mlexp.reproduces`"
 
 
 def test_on_a_tracking_server_and_runs_that_cannot_be_reproduced_say_why(
@@ -259,3 +344,14 @@ def test_what_changed_in_the_environment_is_named():
     assert packages_line(now, now) == "packages: the same versions"
     assert packages_line(None, now).startswith("packages: not logged then")
     assert python_line("3.9.1").startswith("python: 3.9.1 then, ")
+
+
+def test_only_the_baselines_picked_for_the_user_leave_reproductions_out():
+    from pytest_mlexp.backend.search import NOT_REPRODUCTION
+    from pytest_mlexp.settings.baselines import parse_spec
+
+    for spec in ("latest", "branch:main"):
+        assert NOT_REPRODUCTION in parse_spec(spec).filter_string("s1").split(" and ")
+    # Named runs are taken as named, reproductions included.
+    for spec in ("promoted", "tag:k=v", "session:s0"):
+        assert NOT_REPRODUCTION not in parse_spec(spec).filter_string("s1")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -35,7 +37,7 @@ def test_grid_against_a_tracking_server(ourtester, mlflow_server, read_runs):
             f"mlexp: tracking http://alice:***@127.0.0.1:{mlflow_server.port} "
             "(--mlexp-tracking-uri), experiment 'remote-grid', figures inline, session *",
             # A link to the run's page opens as printed: no user, no password.
-            "experiment_remote[[]2[]]  FINISHED  loss=0.5 acc=0.5  "
+            "experiment_remote[[]2[]]  FINISHED  loss=0.5 acc=0.5 fluent=2  "
             f"http://127.0.0.1:{mlflow_server.port}/#/experiments/*/runs/*",
         ]
     )
@@ -55,13 +57,14 @@ def test_grid_against_a_tracking_server(ourtester, mlflow_server, read_runs):
         assert f"/runs/{run.info.run_id}" in result.stdout.str()
 
 
-def test_server_stopped_before_the_session(ourtester, server_factory):
-    server = server_factory()
-    server.start()
-    server.stop()
+def test_server_stopped_before_the_session(ourtester):
+    # A stopped server is a port nothing listens on: no server need start to be stopped.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     ourtester.makepyfile(experiment_x="def experiment_x(): pass")
-    result = ourtester.runpytest("--mlexp-tracking-uri", server.url)
+    result = ourtester.runpytest("--mlexp-tracking-uri", url)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        [f"ERROR: mlexp: tracking server {server.url} (from --mlexp-tracking-uri) is unreachable:*"]
+        [f"ERROR: mlexp: tracking server {url} (from --mlexp-tracking-uri) is unreachable:*"]
     )

@@ -5,11 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import tags as T
+
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
 #: MLflow's largest page.
 PAGE_SIZE = 1000
+#: The filter clause leaving out the runs ``mlexp reproduce`` made: they are checks of
+#: earlier runs, never a baseline, a reuse source or a group's member of their own.
+NOT_REPRODUCTION = f"tags.`{T.REPRODUCES}` IS NULL"
+#: ... and the one selecting them.
+REPRODUCTION = f"tags.`{T.REPRODUCES}` IS NOT NULL"
 
 
 def search_runs(

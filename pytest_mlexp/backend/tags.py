@@ -154,7 +154,9 @@ OVERRIDES = "mlexp.overrides"
 RAY_NODE = "mlexp.ray.node"
 
 # -- reproduction ----------------------------------------------------------------------------
-#: On a run made by ``mlexp reproduce``: the id of the run it reproduces.
+#: On every run made by ``mlexp reproduce`` (item and group runs): the id of the run it
+#: reproduces. Such runs are never a baseline, a reuse source or an ordinary group's member
+#: (``backend.search.NOT_REPRODUCTION``); their group runs are named ``reproduce of <name>``.
 REPRODUCES = "mlexp.reproduces"
 
 # -- the spool -------------------------------------------------------------------------------
@@ -189,5 +191,9 @@ FINGERPRINT_CODE_FILES = "mlexp.fingerprint.code_files"
 FINGERPRINT_INPUT_FILES = "mlexp.fingerprint.input_files"
 #: On a reused run: the run whose results it copies (the one that executed).
 REUSED_FROM = "mlexp.reused_from"
+#: The metrics the experiment returned, and those logged as a history (several
+#: steps), comma-separated: the run's shape, which reuse copies with its values.
+RETURNED = "mlexp.returned"
+HISTORIES = "mlexp.histories"
 #: The outcome of a reused run.
 OUTCOME_REUSED = "reused"

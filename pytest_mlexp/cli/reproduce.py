@@ -6,6 +6,12 @@ id runs there in a pytest of its own, in the current environment, against the
 same store and experiment; the new run is tagged ``mlexp.reproduces=<run id>``
 and every metric is compared with the original's. Runs of a session that
 share their code are re-run by one pytest.
+
+Every run the reproducing pytest makes carries ``mlexp.reproduces`` from its
+creation (``--mlexp-tag``), so no other session takes it for a baseline, a
+reuse source or a group's member while it runs; its group runs (grid parents,
+cell runs, search parents) are then tagged with, and named for, the group run
+they reproduce: ``reproduce of experiment_grid · 12-07 09:29:42 · a1b2c3d``.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ EXIT_NOT_REPRODUCED = 1
 OUTPUT_TAIL = 30
 #: Rebuilt files listed before "... and N more".
 FILES_SHOWN = 5
+#: The name of a group run of a reproducing session: ``reproduce of <the original's name>``.
+GROUP_NAME = "reproduce of {name}"
 
 
 def register(subparsers: Any) -> None:
@@ -194,7 +202,7 @@ def _get_run(project: Project, ref: str) -> StoredRun:
     """A run by id, or by name: the latest run of that name that is not a reproduction."""
     from mlflow.exceptions import MlflowException
 
-    from ..backend.search import quote
+    from ..backend.search import NOT_REPRODUCTION, quote
     from ..reports.stored_runs import search, stored_run
 
     client = project.backend.client
@@ -206,10 +214,9 @@ def _get_run(project: Project, ref: str) -> StoredRun:
         experiment = client.get_experiment(run.info.experiment_id)
         return stored_run(project.backend, run, {str(experiment.experiment_id): experiment.name})
     experiments = project.experiments()
-    name_filter = f"attributes.run_name = '{quote(ref)}'"
-    for found in search(project.backend, experiments, name_filter, max_results=100):
-        if T.REPRODUCES not in found.tags:
-            return found
+    name_filter = f"attributes.run_name = '{quote(ref)}' and {NOT_REPRODUCTION}"
+    for found in search(project.backend, experiments, name_filter, max_results=1):
+        return found
     raise StoreError(
         f"no run with id or name {ref!r} in {project.backend.display_uri}; "
         "`mlexp runs` lists the runs"
@@ -303,6 +310,9 @@ def _reproduce_group(
                 if result.reproduced is not None:
                     client.set_tag(result.reproduced.run_id, T.REPRODUCES, plan.original.run_id)
                     _compare(result, tolerance)
+            name_group_runs(client, [results[plan.original.run_id] for plan in runnable])
+            for plan in runnable:
+                result = results[plan.original.run_id]
                 missing = refused(report, plan.nodeid)
                 if missing:
                     result.problem = _missing_modules(missing)
@@ -344,8 +354,10 @@ def _pytest_command(
     else:
         command += ["-p", "no:randomly"]
     command += ["--mlexp-tracking-uri", uri, "--mlexp-experiment", first.experiment]
-    if len(plans) == 1:
-        command += ["--mlexp-tag", f"{T.REPRODUCES}={first.run_id}"]
+    # Every run of the session, its group runs included, is a reproduction from its creation;
+    # with several plans the item runs get their own original's id when the session is over.
+    reproduces = first.run_id if len(plans) == 1 else f"session {first.session_id}"
+    command += ["--mlexp-tag", f"{T.REPRODUCES}={reproduces}"]
     params = restored.params_file
     command += ["--mlexp-params-file", str(params) if params is not None else "none"]
     # The run alone: no reuse, gate, baseline, model registration, report or cluster.
@@ -401,6 +413,32 @@ def _reproduced_runs(project: Project, plans: list[Plan], session_id: str) -> di
         if T.KIND not in run.tags and run.nodeid:
             found.setdefault(run.nodeid, run)
     return found
+
+
+def name_group_runs(client: Any, results: Sequence[Result]) -> None:
+    """Tag and name the group runs holding the reproductions for the group runs they reproduce.
+
+    A reproduced run's parent reproduces its original's parent, and so on up:
+    ``mlexp.reproduces`` gets the original group run's id, and the name
+    ``reproduce of <its name>``. A group run with no counterpart keeps its
+    tag and gets ``reproduce of <its own name>``.
+    """
+    named: set[str] = set()
+    for result in results:
+        if result.reproduced is None:
+            continue
+        new_id = result.reproduced.tags.get(T.PARENT_RUN_ID)
+        old_id = result.plan.original.tags.get(T.PARENT_RUN_ID)
+        while new_id and new_id not in named:
+            named.add(new_id)
+            new = client.get_run(new_id)
+            old = client.get_run(old_id) if old_id else None
+            if old is not None:
+                client.set_tag(new_id, T.REPRODUCES, old.info.run_id)
+            name = (old or new).info.run_name
+            client.update_run(new_id, name=GROUP_NAME.format(name=name))
+            new_id = new.data.tags.get(T.PARENT_RUN_ID)
+            old_id = old.data.tags.get(T.PARENT_RUN_ID) if old is not None else None
 
 
 def _compare(result: Result, tolerance: Tolerance) -> None:

@@ -1,4 +1,8 @@
-"""``mlexp runs``: the newest stored runs in a compact table; ``--parents``: the group runs."""
+"""``mlexp runs``: the newest stored runs in a compact table; ``--parents``: the group runs.
+
+Runs made by ``mlexp reproduce`` are left out unless ``--reproductions``, and
+shown with the run they reproduce.
+"""
 
 from __future__ import annotations
 
@@ -39,7 +43,8 @@ def register(subparsers: Any) -> None:
         description="List stored runs, newest first, with a MODEL column when runs logged "
         "MLflow models. Filter with MLflow's search syntax, "
         "e.g. --filter \"metrics.r2 > 0.3 and params.alpha = '0.1'\". "
-        "Group runs (grid and search parents, repeated cells) are listed with --parents.",
+        "Group runs (grid and search parents, repeated cells) are listed with --parents; "
+        "runs made by `mlexp reproduce` with --reproductions.",
     )
     runs.add_argument("--session", metavar="ID", help="only runs of this pytest session id")
     runs.add_argument("--filter", metavar="EXPR", default="", help="MLflow search filter")
@@ -48,6 +53,12 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="list the group runs instead: grid and search parents and repeated cells, "
         "with their members' counts and best member",
+    )
+    runs.add_argument(
+        "--reproductions",
+        action="store_true",
+        help="also list the runs made by `mlexp reproduce` (left out by default), "
+        "with the run each reproduces in a REPRODUCES column",
     )
     runs.add_argument(
         "--max",
@@ -61,6 +72,7 @@ def register(subparsers: Any) -> None:
 
 @reports_errors
 def run_runs(args: argparse.Namespace) -> int:
+    from ..backend.search import NOT_REPRODUCTION, REPRODUCTION, first_run
     from ..reports.stored_runs import MAX_RUNS, current_aliases, search, session_filter
 
     if args.max < 1:
@@ -69,9 +81,19 @@ def run_runs(args: argparse.Namespace) -> int:
     experiment = project.pytest_experiment()
     experiments = [experiment] if experiment is not None else project.backend.experiments()
     query = filters(session_filter(args.session) if args.session else "", args.filter)
-    found = search(
-        project.backend, experiments, query, max_results=MAX_RUNS, include_containers=True
-    )
+    kept_out = "" if args.reproductions else NOT_REPRODUCTION
+    try:
+        found = search(
+            project.backend,
+            experiments,
+            filters(query, kept_out),
+            max_results=MAX_RUNS,
+            include_containers=True,
+        )
+    except StoreError:
+        if kept_out and query:  # the error names the user's filter, as given
+            search(project.backend, experiments, query, max_results=1)
+        raise
     groups = [r for r in found if r.tags.get(T.KIND)]
     members = [r for r in found if not r.tags.get(T.KIND)]
     listed = groups if args.parents else members
@@ -93,6 +115,10 @@ def run_runs(args: argparse.Namespace) -> int:
         print(f"(newest {args.max} shown; more {noun} match: raise --max or narrow --filter)")
     if not args.parents and groups:
         print(f"({left_out(groups)} not listed: mlexp runs --parents lists them)")
+    if kept_out:
+        ids = [str(e.experiment_id) for e in experiments]
+        if first_run(project.backend.client, ids, filters(query, REPRODUCTION)) is not None:
+            print("(reproductions not listed: mlexp runs --reproductions lists them)")
     return 0
 
 
@@ -112,6 +138,9 @@ def runs_table(shown: list[StoredRun]) -> str:
     models = any(run.models or run.registered for run in shown)
     if models:
         header.append("MODEL")
+    copies = reproductions(shown)
+    if copies:
+        header.append("REPRODUCES")
     rows = []
     for run in shown:
         row = [run.run_id, run.name, status(run), started(run)]
@@ -123,8 +152,15 @@ def runs_table(shown: list[StoredRun]) -> str:
         row += [cut(params, 40) or "-", format_metrics(dict(sorted(run.metrics.items())), 4)]
         if models:
             row.append(model_mark(run))
+        if copies:
+            row.append(run.tags.get(T.REPRODUCES, "-"))
         rows.append(row)
     return table(header, rows)
+
+
+def reproductions(shown: list[StoredRun]) -> bool:
+    """Whether any of ``shown`` was made by ``mlexp reproduce`` (a REPRODUCES column then)."""
+    return any(T.REPRODUCES in run.tags for run in shown)
 
 
 def parents_table(shown: list[StoredRun]) -> str:
@@ -133,12 +169,17 @@ def parents_table(shown: list[StoredRun]) -> str:
     header = ["RUN ID", "NAME", "KIND", "STATUS", "STARTED", "MEMBERS", "BEST"]
     if several:
         header.insert(2, "EXPERIMENT")
+    copies = reproductions(shown)
+    if copies:
+        header.append("REPRODUCES")
     rows = []
     for run in shown:
         kind = run.tags.get(T.KIND, "")
         row = [run.run_id, run.name, kind, status(run), started(run), members(run), best(run)]
         if several:
             row.insert(2, run.experiment)
+        if copies:
+            row.append(run.tags.get(T.REPRODUCES, "-"))
         rows.append(row)
     return table(header, rows)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -119,3 +120,34 @@ def is_project_file(path: Path, rootdir: Path) -> bool:
 
 def is_under(path: Path, directory: Path) -> bool:
     return path == directory or directory in path.parents
+
+
+#: Written at the top of a local artifact root inside the project.
+ARTIFACT_ROOT_GUARD = "conftest.py"
+_GUARD_TEXT = '''"""Written by pytest-mlexp: this folder holds MLflow's artifacts, not tests.
+
+The copies of logged code (``<run>/artifacts/code/...``) are never collected,
+whether pytest runs with pytest-mlexp or without it.
+"""
+
+collect_ignore_glob = ["*"]
+'''
+
+
+def guard_artifact_root(root: Path, rootdir: Path) -> None:
+    """Keep pytest out of the artifact root ``root`` when it is inside the project.
+
+    Logged code copies (``test_*.py``, ``conftest.py``) would otherwise be test
+    modules of the project for a pytest run without the plugin: "import file
+    mismatch", or a second copy of every test. A ``conftest.py`` ignoring all
+    the folder holds is pytest's own way to say so.
+    """
+    if not is_under(root, rootdir.resolve()):
+        return
+    guard = root / ARTIFACT_ROOT_GUARD
+    if guard.exists():
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    partial = root / f".{ARTIFACT_ROOT_GUARD}.{os.getpid()}"
+    partial.write_text(_GUARD_TEXT, encoding="utf-8")
+    os.replace(partial, guard)

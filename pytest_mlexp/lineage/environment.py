@@ -6,6 +6,8 @@ import functools
 import platform
 import re
 import shlex
+import site
+import sysconfig
 from importlib import metadata
 
 import pytest
@@ -16,9 +18,16 @@ from ..workers import given
 
 @functools.cache
 def requirements() -> str:
-    """The installed distributions as a requirements file, computed once per process."""
+    """The installed distributions as a requirements file, computed once per process.
+
+    Only what is installed in the interpreter's site directories counts (editable
+    installs included), not what a library puts on ``sys.path`` at run time: after
+    ``import ray``, Ray's vendored ``ray/thirdparty_files`` would otherwise add its
+    own copies. The list is the same in a serial session, an xdist worker, a Ray
+    worker and an in-process pytester session, whatever was imported before.
+    """
     pins: dict[str, str] = {}
-    for dist in metadata.distributions():
+    for dist in metadata.distributions(path=list(site_directories())):
         name = dist.metadata["Name"]
         if name:
             pins.setdefault(re.sub(r"[-_.]+", "-", name).lower(), f"{name}=={dist.version}")
@@ -27,6 +36,15 @@ def requirements() -> str:
         "# installed packages when the run was made (pytest-mlexp)\n"
     )
     return header + "".join(f"{pins[key]}\n" for key in sorted(pins))
+
+
+def site_directories() -> tuple[str, ...]:
+    """Where the interpreter installs distributions: its site-packages, then the user's."""
+    paths = sysconfig.get_paths()
+    found = [paths["purelib"], paths["platlib"], *site.getsitepackages()]
+    if site.ENABLE_USER_SITE:
+        found.append(site.getusersitepackages())
+    return tuple(dict.fromkeys(found))
 
 
 def command_line(config: pytest.Config) -> str:

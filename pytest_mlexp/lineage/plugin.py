@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ..backend import tags as T
-from ..keys import REUSE_KEY
+from ..keys import REUSE_KEY, SETTINGS_KEY
 from ..redaction import redact_text
 from ..warning_types import MlexpWarning
-from .code import item_code_files
+from .code import guard_artifact_root, item_code_files
 from .environment import command_line, random_seed, requirements
 from .git import session_git_state
 
@@ -116,6 +116,11 @@ class Lineage:
     # -- code ---------------------------------------------------------------------
 
     def _stage_code(self, item: pytest.Item, folder: Path) -> list[Path]:
+        if not self._bundles:
+            # Once per process: the copies are no test modules of the project.
+            store = self.config.stash[SETTINGS_KEY].tracking.store_artifact_dir
+            if store is not None:
+                guard_artifact_root(store, self.rootdir)
         files = self.code_files(item)
         for path in files:
             target = folder / "code" / path.relative_to(self.rootdir)

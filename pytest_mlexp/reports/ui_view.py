@@ -15,6 +15,9 @@ The plugin keeps one saved view per experiment, named ``pytest-mlexp``,
 refreshed at every session's end with the params and metrics its runs logged,
 and the ``best.*`` metrics their grid and search parents logged (parents log
 no other metric a member has, so their rows would show ``-`` everywhere).
+Once a session of ``mlexp reproduce`` wrote it, the view keeps a column of the
+``mlexp.reproduces`` tag beside the run's name: a reproduction's row shows the
+run it reproduces, an ordinary run's row is empty.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ VIEW_KEY = "mlexp"
 VIEW_NAME = "pytest-mlexp"
 #: Runs that are not experiments (the HTML report's run) carry this tag; the view hides them.
 HIDE_FILTER = f"tags.`{T.REPORT}` IS NULL"
+#: The column of the tag ``mlexp reproduce`` puts on its runs: what tells them apart.
+REPRODUCES_COLUMN = f"tags.`{T.REPRODUCES}`"
 #: At most this many param and metric columns each.
 MAX_COLUMNS = 25
 #: Pixels: wide enough for ``experiment_classifier[0.1-logreg]`` and a parent's stamp.
@@ -60,7 +65,7 @@ def runs_links(
         experiment_id = backend.experiment_id(name)
         runs = [r for r in results if r.experiment == name]
         try:
-            save_view(backend, experiment_id, runs)
+            save_view(backend, experiment_id, runs, reproductions=T.REPRODUCES in tracking.tags)
             view: str | None = VIEW_KEY
         except Exception:
             view = None
@@ -70,23 +75,36 @@ def runs_links(
     return links
 
 
-def save_view(backend: Backend, experiment_id: str, runs: Sequence[RunSummary]) -> None:
-    """Write (or refresh) the experiment's ``pytest-mlexp`` view: these runs' params and metrics."""
+def save_view(
+    backend: Backend,
+    experiment_id: str,
+    runs: Sequence[RunSummary],
+    *,
+    reproductions: bool = False,
+) -> None:
+    """Write (or refresh) the experiment's ``pytest-mlexp`` view: these runs' params and metrics.
+
+    With ``reproductions`` (runs of ``mlexp reproduce``), or when the view
+    already has it, the view shows the ``mlexp.reproduces`` column.
+    """
     params = _keys(r.params for r in runs)
     metrics = _keys(r.metrics for r in runs)
     metrics += best_metrics(runs)
     key = T.SAVED_VIEW_PREFIX + VIEW_KEY
     experiment = backend.client.get_experiment(experiment_id)
-    state = view_state(params, metrics)
     created = None
     existing = (experiment.tags or {}).get(key)
+    before: dict[str, Any] = {}
     if existing:
         try:
-            if read_view_state(existing) == state:
-                return
+            before = read_view_state(existing)
             created = int(json.loads(existing)["createdAt"])
         except (ValueError, KeyError, TypeError, zlib.error):
-            created = None
+            before, created = {}, None
+    reproductions = reproductions or REPRODUCES_COLUMN in before.get("selectedColumns", ())
+    state = view_state(params, metrics, reproductions=reproductions)
+    if before == state:
+        return
     backend.client.set_experiment_tag(experiment_id, key, view_tag_value(VIEW_NAME, state, created))
 
 
@@ -98,8 +116,13 @@ def best_metrics(runs: Sequence[RunSummary]) -> list[str]:
     return [T.BEST_PREFIX + key for key in _keys(r.metrics for r in members)]
 
 
-def view_state(params: Sequence[str], metrics: Sequence[str]) -> dict[str, Any]:
-    """The runs table's state as the UI saves it: metrics then params after the run's name."""
+def view_state(
+    params: Sequence[str], metrics: Sequence[str], *, reproductions: bool = False
+) -> dict[str, Any]:
+    """The runs table's state as the UI saves it: metrics then params after the run's name.
+
+    With ``reproductions``, the ``mlexp.reproduces`` tag's column comes first.
+    """
     param_columns = [f"params.`{key}`" for key in params[:MAX_COLUMNS]]
     plain = [key for key in metrics if not key.startswith(T.BEST_PREFIX)][:MAX_COLUMNS]
     best = [key for key in metrics if key.startswith(T.BEST_PREFIX)][:MAX_COLUMNS]
@@ -112,6 +135,7 @@ def view_state(params: Sequence[str], metrics: Sequence[str]) -> dict[str, Any]:
             ordered.append(T.BEST_PREFIX + key)
     ordered += [key for key in best if key not in ordered]
     metric_columns = [f"metrics.`{key}`" for key in ordered]
+    tag_columns = [REPRODUCES_COLUMN] if reproductions else []
     return {
         "searchFilter": HIDE_FILTER,
         "orderByKey": "attributes.start_time",
@@ -120,10 +144,16 @@ def view_state(params: Sequence[str], metrics: Sequence[str]) -> dict[str, Any]:
         "lifecycleFilter": "Active",
         "datasetsFilter": [],
         "modelVersionFilter": "All Runs",
-        "selectedColumns": ["attributes.`Source`", *metric_columns, *param_columns],
+        "selectedColumns": [
+            "attributes.`Source`",
+            *tag_columns,
+            *metric_columns,
+            *param_columns,
+        ],
         "columnOrder": [
             "attributes.`Run Name`",
             "runDateAndNestInfo",
+            *tag_columns,
             *metric_columns,
             *param_columns,
             "duration",

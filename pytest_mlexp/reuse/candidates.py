@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..backend import tags as T
-from ..backend.search import PAGE_SIZE, search_runs
+from ..backend.search import NOT_REPRODUCTION, PAGE_SIZE, search_runs
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -39,7 +39,7 @@ def latest_runs(
     One paged search, newest first, stopping once every test is found: in the
     usual case the previous session's runs, the first page. Runs of
     this session (other xdist workers), runs still RUNNING and attempts superseded
-    by a rerun are passed over.
+    by a rerun are passed over, and so are the runs of ``mlexp reproduce``.
     """
     wanted = set(tests)
     ids = sorted({experiment_id for experiment_id, _ in wanted})
@@ -47,7 +47,7 @@ def latest_runs(
     runs = search_runs(
         client,
         ids,
-        f"tags.`{T.FINGERPRINT}` IS NOT NULL",
+        f"tags.`{T.FINGERPRINT}` IS NOT NULL and {NOT_REPRODUCTION}",
         order_by=["attributes.start_time DESC"],
         # A page twice the tests: the previous session's runs, without reading far back.
         page_size=min(PAGE_SIZE, max(100, 2 * len(wanted))),

@@ -209,3 +209,9 @@ def copy_results(source: Run, run: ExperimentRun, keep: Collection[str] = ()) ->
             if not key.startswith(_OWN_TAG_PREFIXES) and key not in keep
         }
     )
+    # The source's shape: its returned metrics stay returned, its histories stay histories.
+    metrics = source.data.metrics
+    for key in filter(None, source.data.tags.get(T.RETURNED, "").split(",")):
+        if key in metrics:
+            run.returned[key] = metrics[key]
+    run.histories.update(filter(None, source.data.tags.get(T.HISTORIES, "").split(",")))

@@ -210,6 +210,13 @@ class ItemRuns:
             self.config.hook.pytest_mlexp_run_ending(
                 item=item, run=run, status=status, outcome=outcome
             )
+            # The run's values, read once for every reader; its shape stays with it for reuse.
+            values = read_values(run)
+            shape = {
+                T.RETURNED: ",".join(values.returned),
+                T.HISTORIES: ",".join(sorted(values.histories)),
+            }
+            run.set_tags({key: text for key, text in shape.items() if text})
             try:
                 run.flush()
             finally:
@@ -225,7 +232,6 @@ class ItemRuns:
             call = item_run.reports.get("call")
             verdict.passed = call is not None and call.passed
         reuse = item.stash.get(REUSE_KEY, None)
-        values = read_values(run)
         return RunSummary(
             name=item.name,
             nodeid=item.nodeid,

@@ -18,10 +18,12 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..warning_types import MlexpWarning
-from .experiment_run import ExperimentRun, _metric_number, _valid_key, stringify
+
+if TYPE_CHECKING:
+    from .experiment_run import ExperimentRun
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ def log_returned(run: ExperimentRun, nodeid: str, value: Any) -> None:
     everything logged before it, at the highest step of its history and a
     later time, so MLflow's latest value is the returned one too.
     """
+    from .experiment_run import _metric_number, _valid_key, stringify
+
     if value is None:
         return
     if not isinstance(value, Mapping):

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 from ..backend import tags as T
+from ..backend.search import NOT_REPRODUCTION
 
 ACCEPTED_SPECS = (
     "latest (the latest passed run of each test from an earlier session), "
@@ -47,6 +48,9 @@ class BaselineSpec:
         else:
             # Never compare a session with itself (also covers repeated CI shards).
             clauses.append(f"tags.`{T.SESSION_ID}` != '{session_id}'")
+        if self.kind in ("latest", "branch"):
+            # A run of ``mlexp reproduce`` checks an earlier run: it never becomes the baseline.
+            clauses.append(NOT_REPRODUCTION)
         if self.kind == "branch":
             clauses.append(f"tags.`{T.GIT_BRANCH}` = '{self.value}'")
         elif self.kind == "promoted":

@@ -42,6 +42,7 @@ MODEL_KEYS = ("register", "register_alias", "keep_models")
 REUSE_KEYS = ("reuse", "inputs")
 CLUSTER_KEYS = ("ray", "resources")
 SYSTEM_METRICS_KEYS = ("system_metrics",)
+COLLECTION_KEYS = ("experiment_paths",)
 YAML_KEYS: tuple[str, ...] = (
     *TRACKING_KEYS,
     *LINEAGE_KEYS,
@@ -57,6 +58,7 @@ YAML_KEYS: tuple[str, ...] = (
     *REUSE_KEYS,
     *CLUSTER_KEYS,
     *SYSTEM_METRICS_KEYS,
+    *COLLECTION_KEYS,
 )
 
 MARKER = (
@@ -106,6 +108,7 @@ def add_options(parser: pytest.Parser) -> None:
         add_reuse_options,
         add_cluster_options,
         add_system_metrics_options,
+        add_collection_options,
     ):
         add(group, parser)
 
@@ -519,3 +522,21 @@ def add_system_metrics_options(group: Any, parser: pytest.Parser) -> None:
         "(needs psutil; default: off).",
     )
     parser.addini("mlexp_system_metrics", "Log MLflow's system metrics with every run.")
+
+
+def add_collection_options(group: Any, parser: pytest.Parser) -> None:
+    group.addoption(
+        "--mlexp-experiment-paths",
+        dest="mlexp_experiment_paths",
+        metavar="DIR[,DIR]",
+        action="append",
+        default=None,
+        help="Folders whose experiment_*.py files and experiment_* functions are collected "
+        "(default: MLEXP_EXPERIMENT_PATHS, ini mlexp_experiment_paths, else experiments/ "
+        "in the rootdir). A file named on the command line is collected wherever it is.",
+    )
+    parser.addini(
+        "mlexp_experiment_paths",
+        "Folders (from the rootdir) whose experiment_* files and functions are collected.",
+        type="linelist",
+    )

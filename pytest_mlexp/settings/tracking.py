@@ -14,7 +14,7 @@ import pytest
 
 from ..backend import uris
 from ..redaction import redact_uri
-from ..workers import given, is_controller
+from ..workers import given
 from .sources import is_from_file, lookup, parse_tags, settings_file, yaml_mapping
 
 #: Environment variable that fixes the session id, so that several pytest
@@ -75,10 +75,9 @@ def resolve_tracking(config: pytest.Config, *, reading: bool = False) -> Trackin
 
     ``reading``: for a store that is only read (the ``mlexp`` command), which
     may also be an old file store; a URI it cannot use is refused at once.
-    Otherwise (a pytest session) such a URI is kept as given and refused when
-    a tracked item opens the store, so that sessions without experiments
-    never stop for a setting they do not use; but an xdist controller, which
-    collects nothing itself, refuses it at once (its workers could only crash).
+    Otherwise (a pytest session, serial or xdist, controller or worker) such a
+    URI is kept as given and refused when a tracked item opens the store, so
+    that sessions without experiments never stop for a setting they do not use.
     """
     rootdir = Path(config.rootpath)
     sources: dict[str, str] = {}
@@ -95,7 +94,7 @@ def resolve_tracking(config: pytest.Config, *, reading: bool = False) -> Trackin
         try:
             uri = uris.check_uri(str(found[0]), anchor, reading=reading)
         except uris.UnsupportedUri as exc:
-            if reading or _distributes(config):
+            if reading:
                 raise pytest.UsageError(f"{found[1]}: {exc}") from None
             # A pytest session without experiments never uses it: refused only when a
             # tracked item opens the store (``Backend.for_session`` checks it again).
@@ -126,11 +125,6 @@ def resolve_tracking(config: pytest.Config, *, reading: bool = False) -> Trackin
         artifact_location=uris.artifact_location(uri),
         sources=MappingProxyType(sources),
     )
-
-
-def _distributes(config: pytest.Config) -> bool:
-    """The controller of a pytest-xdist session (``-n``, ``--dist``): its workers collect."""
-    return is_controller(config) and config.getoption("dist", "no") != "no"
 
 
 def _session_id(config: pytest.Config) -> str:
