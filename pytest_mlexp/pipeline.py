@@ -1,7 +1,7 @@
 """The features of a session and the order they act in, written down in one place.
 
 ``plugin.py`` registers ``Pipeline`` in every process and ``Controller`` only
-in the process that ends the session (not in xdist workers), the way xdist
+in the process that ends the session (not in its workers), the way xdist
 registers its ``DSession`` only on the controller.
 
 0. ``Pipeline.pytest_generate_tests``: at collection, the params file, searches
@@ -14,39 +14,39 @@ registers its ``DSession`` only on the controller.
    then nothing of theirs is imported, so test suites without experiments do not pay for them.
 3. ``open_backend``: the store, with the spool in front of it under
    ``--mlexp-on-tracking-error spool``.
-4. ``finish``: the controller's session-end work, in order: close the runs
-   of dead processes and complete the grid parents, repeated cells and search
-   parents, save the UI's view of the runs (its links), judge the cells' means
-   and refresh the baseline file, register the best cells' models when the
-   session passed, write the markdown and HTML reports.
+4. Each item's run ends with a summary (``runs.summary.RunSummary``). It
+   reaches the controller by one road: serially it stays in the process;
+   from a worker it rides with the item's teardown report
+   (``pytest_report_to_serializable``, ``runs.session``). Under xdist the
+   workers report as they run; under ``--mlexp-ray`` the controller replays
+   what each Ray worker returns (``cluster.dispatch``). A worker that died, or
+   that Ctrl-C killed on the cluster, sends nothing: the controller ends its
+   run KILLED and makes its summary from the store.
+5. ``finish``: the controller's session-end work, once, for every run, in
+   order: mark KILLED the runs of dead processes, complete the grid parents,
+   repeated cells and search parents (also on Ctrl-C and SIGTERM: KILLED, with
+   their counts), save the UI's view of the runs (its links), judge the cells'
+   means and refresh the baseline file, register the best cells' models when
+   the session passed, keep the best models, write the markdown and HTML reports.
    ``reports.terminal`` then prints what it did (``Controller``).
 
-Under xdist the first three are done by the last worker to end, with the store
-it has open, for every worker's runs (``Worker``): the controller prints what it
-sent, and imports MLflow only when the session's end needs the store itself
-(``needs_store``: the gate's group runs, registration, the HTML report) or when
-a worker ended without a word (it died).
-
-Under ``--mlexp-ray`` the controller also registers ``cluster.controller.RayController``,
-which runs the items on warm Ray actors instead of pytest's loop. Each actor
-holds a pytest session of its own whose ``config.workerinput`` is the
-controller's, as an xdist worker's, so every feature sees the controller's
-session id and process; it sends no share (it has no ``workeroutput``). The
-summaries come with the replayed teardown reports, and the controller does the
-session's end itself against the tracking server (``finish`` without shares).
+What a worker is given by the controller, xdist's or Ray's, is one
+``workers.Given``, built by ``hand_to_workers``. The xdist controller imports
+MLflow when the first summary arrives, while the workers still run
+(``MlexpSession.prepare_backend``); a session whose items are not tracked
+never imports it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .redaction import redact_text
 from .reports.end import SessionEnd
-from .runs.session import SUMMARY_FIELD
 
 if TYPE_CHECKING:
     from .backend.client import Backend
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from .runs.session import MlexpSession
     from .runs.summary import RunSummary
     from .settings import Settings
+    from .workers import Given
 
 
 def check_early(settings: Settings) -> None:
@@ -141,76 +142,6 @@ class Pipeline:
         return result
 
 
-#: The ``workeroutput`` key of a worker's share of the session's end (``Worker``).
-WORKER_SHARE_FIELD = "mlexp_share"
-
-
-class Worker:
-    """Registered as ``mlexp-worker`` only in xdist workers: the last one closes the session's runs.
-
-    Each worker, at its end, leaves its runs' summaries for the others
-    (``workers.Enders``). The last worker to end, once every run of the
-    session has ended, does with the store it has open what the controller
-    would otherwise import MLflow for: it marks KILLED the runs of dead
-    processes, completes the group runs and writes the UI's view. It sends
-    the lines and links to the controller in ``workeroutput``, as xdist
-    documents; the others send that they ended.
-    """
-
-    def __init__(self, session: MlexpSession) -> None:
-        self.session = session
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self) -> None:
-        from .workers import Enders, worker_input
-
-        config = self.session.config
-        output = getattr(config, "workeroutput", None)
-        given = worker_input(config)
-        if output is None or given is None or not self.session.tracked:
-            return
-        if config.getoption("collectonly"):
-            return
-        mine = [summary.to_json() for summary in self.session.results]
-        try:
-            session_id = self.session.settings.tracking.session_id
-            enders = Enders(session_id, given["mlexp_controller_pid"])
-            everyone = enders.add(given["workerid"], mine, int(given["workercount"]))
-            if everyone is None:
-                output[WORKER_SHARE_FIELD] = {"last": False}
-                return
-            from .runs.summary import RunSummary
-
-            results = sorted((RunSummary.from_json(data) for data in everyone), key=_index)
-            if not results or needs_store(results, self.session.settings):
-                # Nothing ran (the store is not opened for nothing), or the controller
-                # opens the store anyway: then it does it all, once.
-                output[WORKER_SHARE_FIELD] = {"last": False}
-                return
-            output[WORKER_SHARE_FIELD] = {"last": True, **worker_share(self.session, results)}
-        except Exception:
-            # No share: the controller does the work itself (and says what failed).
-            return
-
-
-def _index(result: RunSummary) -> int:
-    return result.index
-
-
-def worker_share(session: MlexpSession, results: list[RunSummary]) -> dict[str, Any]:
-    """The session's end that needs only the store, for every worker's ``results``; JSON."""
-    from .groups.completion import complete_groups
-    from .groups.sweep import sweep_dead_runs
-    from .reports.ui_view import runs_links
-
-    backend, settings = session.backend, session.settings
-    final = [r for r in results if not r.superseded]
-    swept = sweep_dead_runs(backend, {r.experiment for r in results})
-    lines = complete_groups(backend, final, settings, group_kinds())
-    links = runs_links(backend, settings.tracking, results)
-    return {"swept": swept, "lines": lines, "links": links}
-
-
 def group_kinds() -> list[GroupKind]:
     """The kinds of group runs the features make: grids' cells and parents, searches' parents."""
     from .grids.kinds import CELL, GRID
@@ -219,61 +150,23 @@ def group_kinds() -> list[GroupKind]:
     return [CELL, GRID, SEARCH]
 
 
-def needs_store(results: list[RunSummary], settings: Settings) -> bool:
-    """Whether the session's end needs the store beyond what the workers did."""
-    if (
-        settings.html is not None
-        or settings.register.names
-        or settings.register.keep is not None
-        or any(r.register for r in results)
-    ):
-        return True
-    from .gate.group_runs import judges_any
-
-    return judges_any(results, settings.gate)
-
-
 class Controller:
-    """Registered as ``mlexp-controller`` only where the session ends (not in xdist workers)."""
+    """Registered as ``mlexp-controller`` only where the session ends (not in a session's workers).
+
+    Every run's summary arrives here by one road: serially from the item's
+    teardown, from xdist's and Ray's workers with the items' teardown reports
+    (``runs.session``). The session's end is done here, once, for them all.
+    """
 
     def __init__(self, session: MlexpSession) -> None:
         self.session = session
         #: What the session's end did; read by the terminal summary.
         self.end: SessionEnd | None = None
-        #: The shares of the session's end that xdist workers sent (``Worker``).
-        self.shares: list[dict[str, Any]] = []
-        #: A worker ended without its share (it crashed): the controller does it all.
-        self.share_missing = False
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_report_from_serializable(self, data: Any) -> Generator[None, Any, Any]:
-        report = yield
-        if isinstance(data, dict) and data.get(SUMMARY_FIELD) is not None:
-            from .runs.summary import RunSummary
-
-            summary = RunSummary.from_json(data[SUMMARY_FIELD])
-            if needs_store([summary], self.session.settings):
-                # Import mlflow and open the store while the workers run.
-                self.session.prepare_backend()
-        return report
-
-    def worker_ended(self, output: dict[str, Any] | None, error: object) -> None:
-        """An xdist worker ended (``pytest_testnodedown``), sending its ``workeroutput``."""
-        share = (output or {}).get(WORKER_SHARE_FIELD)
-        if error is not None or not isinstance(share, dict):
-            self.share_missing = True
-        else:
-            self.shares.append(share)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        # Before junitxml writes its file: the gate adds the session's verdicts to it.
         if self.session.results:
-            self.end = finish(self.session, session, self.shares, complete=not self.share_missing)
-            if self.shares or self.share_missing:
-                from .workers import Enders
-
-                # What workers that died before the last one ended left behind.
-                settings = self.session.settings
-                Enders(settings.tracking.session_id, os.getpid()).discard()
+            self.end = finish(self.session, session)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.session.results:
@@ -281,6 +174,41 @@ class Controller:
         from .reports.terminal import write_summary
 
         write_summary(terminalreporter, self.session.settings, self.session.results, self.end)
+
+
+def hand_to_workers(
+    session: MlexpSession,
+    *,
+    worker: int,
+    run_uid: str,
+    machine_shared: bool,
+    remote: bool = False,
+    local: bool = True,
+) -> Given:
+    """What the controller gives each of its workers, xdist's or a Ray cluster's.
+
+    ``remote``: the worker runs on a copy of the project shipped without
+    ``.git`` (Ray), so it is given the project's git state; ``local``: that
+    copy is on the controller's machine, so a search's journal files are here.
+    """
+    from .workers import Given
+
+    settings, config = session.settings, session.config
+    git = None
+    if remote and "git" in settings.lineage:
+        from .lineage.git import state_to_hand
+
+        git = state_to_hand(settings.tracking.rootdir)
+    return Given(
+        session_id=settings.tracking.session_id,
+        controller_pid=os.getpid(),
+        worker=worker,
+        run_uid=run_uid,
+        machine_shared=machine_shared,
+        args=tuple(str(arg) for arg in config.invocation_params.args),
+        journal_root=str(settings.tracking.rootdir) if remote and local else None,
+        git=git,
+    )
 
 
 def check_markers(item: pytest.Item) -> None:
@@ -402,30 +330,16 @@ def open_backend(settings: Settings) -> Backend:
     return backend
 
 
-def finish(
-    session: MlexpSession,
-    pytest_session: pytest.Session,
-    shares: Sequence[dict[str, Any]] = (),
-    *,
-    complete: bool = False,
-) -> SessionEnd:
-    """The controller's session-end work, in order; returns what it did.
-
-    ``shares``: what xdist workers sent of it (``Worker``); ``complete`` when
-    every worker sent one (none died).
-    """
+def finish(session: MlexpSession, pytest_session: pytest.Session) -> SessionEnd:
+    """The controller's session-end work, in order, for every run of the session; what it did."""
     settings = session.settings
     end = SessionEnd()
     # The summary lists runs in collection order, with or without xdist.
     session.results.sort(key=lambda r: r.index)
     # An attempt superseded by a rerun (pytest-rerunfailures) is counted by its last attempt.
     final = [r for r in session.results if not r.superseded]
-    taken = complete and not needs_store(final, settings) and _take_shares(end, shares)
-    if not taken:
-        if not _close_runs(session, end, final):
-            return end
-        # Runs the last worker marked KILLED before the controller looked (a worker died).
-        end.swept = [run_id for share in shares for run_id in share.get("swept", [])] + end.swept
+    if not _close_runs(session, end, final):
+        return end
 
     from .gate.session_end import finish_gate
     from .reports.verdicts import write_markdown
@@ -507,15 +421,4 @@ def _close_runs(session: MlexpSession, end: SessionEnd, final: list[RunSummary])
         end.runs_links = runs_links(backend, settings.tracking, session.results)
     except Exception:
         end.runs_links = {}  # Only links: the terminal then prints none.
-    return True
-
-
-def _take_shares(end: SessionEnd, shares: Sequence[dict[str, Any]]) -> bool:
-    """What the last worker did of the session's end (``Worker``); False if none did it."""
-    last = [share for share in shares if share.get("last")]
-    if len(last) != 1:
-        return False
-    end.swept = list(last[0]["swept"])
-    end.grid_lines = list(last[0]["lines"])
-    end.runs_links = dict(last[0]["links"])
     return True

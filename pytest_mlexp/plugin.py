@@ -10,6 +10,7 @@ is about to run.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -19,9 +20,9 @@ from .keys import RUN_KEY, SESSION_KEY, SETTINGS_KEY
 from .settings.options import MARKER, add_options
 
 if TYPE_CHECKING:
-    from .pipeline import Controller
     from .runs.experiment_run import ExperimentRun
     from .runs.item_run import ItemRun
+    from .runs.session import MlexpSession
     from .settings import TrackingConfig
 
 #: Name of the session object in pytest's plugin manager.
@@ -39,7 +40,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     from . import collection, process_state, settings
-    from .pipeline import Controller, Pipeline, Worker, open_backend
+    from .pipeline import Controller, Pipeline, hand_to_workers, open_backend
     from .refusal import WorkerRefusal
     from .runs.session import MlexpSession
     from .workers import is_controller
@@ -58,19 +59,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(pipeline, "mlexp-pipeline")
     if is_controller(config):
         # The session's end (finish, the terminal summary) happens once, where workers report.
-        controller = Controller(session)
-        config.pluginmanager.register(controller, "mlexp-controller")
+        config.pluginmanager.register(Controller(session), "mlexp-controller")
         if config.pluginmanager.hasplugin("xdist"):
-            config.pluginmanager.register(XdistHooks(config, controller), "mlexp-xdist")
+            config.pluginmanager.register(XdistHooks(session), "mlexp-xdist")
         if resolved.cluster.address is not None:
             from .cluster.controller import RayController
 
             # --mlexp-ray: the items run on the cluster's warm workers (Ray imported then).
-            ray = RayController(session, searches=lambda: pipeline.searches)
+            ray = RayController(
+                session,
+                searches=lambda: pipeline.searches,
+                hand_to_workers=functools.partial(hand_to_workers, session),
+            )
             config.pluginmanager.register(ray, "mlexp-ray")
-    else:
-        # An xdist worker: its share of the session's end, sent to the controller.
-        config.pluginmanager.register(Worker(session), "mlexp-worker")
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -85,22 +86,23 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 
 class XdistHooks:
-    """Registered in the controller when pytest-xdist is installed: what it hands its workers."""
+    """Registered in the controller when pytest-xdist is installed: what it gives its workers."""
 
-    def __init__(self, config: pytest.Config, controller: Controller) -> None:
-        self.config = config
-        self.controller = controller
+    def __init__(self, session: MlexpSession) -> None:
+        self.session = session
 
     def pytest_configure_node(self, node: Any) -> None:
-        import os
+        from .pipeline import hand_to_workers
+        from .workers import GIVEN_FIELD
 
-        # Every worker logs under the controller's session id; group runs belong
-        # to the controller's process, as they outlive workers.
-        node.workerinput["mlexp_session_id"] = self.config.stash[SETTINGS_KEY].tracking.session_id
-        node.workerinput["mlexp_controller_pid"] = os.getpid()
-
-    def pytest_testnodedown(self, node: Any, error: object) -> None:
-        self.controller.worker_ended(getattr(node, "workeroutput", None), error)
+        given = node.workerinput  # xdist's own: workerid (gw<n>), workercount, testrunuid
+        handed = hand_to_workers(
+            self.session,
+            worker=int(str(given["workerid"]).removeprefix("gw") or 0),
+            run_uid=str(given["testrunuid"]),
+            machine_shared=int(given["workercount"]) > 1,
+        )
+        given[GIVEN_FIELD] = handed.to_json()
 
 
 @pytest.fixture(scope="session")

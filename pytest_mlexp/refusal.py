@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from .workers import worker_input
+from .workers import is_xdist_worker
 
 #: The ``workeroutput`` key of the message a worker refused its session with.
 REFUSAL_FIELD = "mlexp_refusal"
@@ -34,7 +34,7 @@ class WorkerRefusal:
         try:
             return (yield)
         except pytest.UsageError as exc:
-            if worker_input(self.config) is not None:
+            if is_xdist_worker(self.config):
                 self.config.workeroutput[REFUSAL_FIELD] = str(exc)  # type: ignore[attr-defined]
             raise
 

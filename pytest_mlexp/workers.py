@@ -1,74 +1,77 @@
-"""pytest-xdist: is this process a worker, and what did the controller hand it.
+"""What a session's workers are given by the process that ends the session.
 
-The controller passes values to its workers through ``workerinput``
-(``pytest_configure_node``), as xdist documents; every other part of
-pytest-mlexp asks here.
+A session runs its items in one process, or in workers: pytest-xdist's
+(``-n``) or a Ray cluster's (``--mlexp-ray``). Every worker is given one
+``Given``, built by ``pipeline.hand_to_workers``: xdist's reach it in their
+``workerinput`` (``pytest_configure_node``, as xdist documents), Ray's with
+the actor's spec. Every other part of pytest-mlexp asks ``given(config)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pytest
 
+#: The ``workerinput`` field holding an xdist worker's ``Given``, as JSON.
+GIVEN_FIELD = "mlexp"
 
-def is_worker(session: pytest.Session) -> bool:
-    """Whether this process is an xdist worker (xdist's own ``is_xdist_worker``)."""
-    if not session.config.pluginmanager.hasplugin("xdist"):
-        return False
-    from xdist import is_xdist_worker
 
-    return bool(is_xdist_worker(session))
+@dataclass(frozen=True)
+class Given:
+    """What a worker is given by its controller."""
+
+    #: The controller's session id: every worker logs under it.
+    session_id: str
+    #: The controller's process: group runs belong to it, as they outlive workers.
+    controller_pid: int
+    #: This worker's number among the session's workers (xdist's ``gw<n>``).
+    worker: int
+    #: Unique to the session's run, shared by its workers (xdist's ``testrunuid``).
+    run_uid: str
+    #: Whether other workers of the session may run on this worker's machine at once.
+    machine_shared: bool
+    #: The controller's command line arguments.
+    args: tuple[str, ...] = ()
+    #: The folder holding a search's journal files, when it is not the worker's rootdir.
+    journal_root: str | None = None
+    #: The project's git state (``lineage.git.state_to_hand``), for copies without ``.git``.
+    git: Mapping[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "args": list(self.args)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Given:
+        return cls(**{**data, "args": tuple(data.get("args", ()))})
+
+
+#: The ``Given`` of a worker (set by the worker before pytest configures it).
+GIVEN_KEY = pytest.StashKey[Given]()
+
+
+def given(config: pytest.Config) -> Given | None:
+    """What this worker was given; ``None`` where the session ends (serially too)."""
+    found = config.stash.get(GIVEN_KEY, None)
+    if found is None:
+        data = (getattr(config, "workerinput", None) or {}).get(GIVEN_FIELD)
+        if data is None:
+            return None
+        found = config.stash[GIVEN_KEY] = Given.from_json(data)
+    return found
 
 
 def is_controller(config: pytest.Config) -> bool:
-    """Whether this process ends the session: not an xdist worker (a serial run is one too).
+    """Whether this process ends the session: not a worker (a serial run is one too).
 
-    Known from pytest_configure on: xdist hands a worker its ``workerinput``
-    before configuring it.
+    Known from pytest_configure on: workers are given their ``Given`` before
+    pytest configures them.
     """
-    return worker_input(config) is None
+    return given(config) is None
 
 
-def worker_input(config: pytest.Config) -> Mapping[str, Any] | None:
-    """The controller's ``workerinput`` in a worker; ``None`` in the controller or without xdist."""
-    return getattr(config, "workerinput", None)
-
-
-class Enders:
-    """The xdist workers of one session that have ended, with their runs' summaries.
-
-    A file in the temp directory, named by the session and its controller's
-    process, that each worker appends to at its end (under a lock of the
-    machine). The worker that finds every worker there is the last: it gets
-    everyone's summaries, and the file is removed. Workers of the same
-    machine only, as xdist's are.
-    """
-
-    def __init__(self, session_id: str, controller_pid: int) -> None:
-        import hashlib
-        import tempfile
-        from pathlib import Path
-
-        digest = hashlib.sha1(f"{session_id}\0{controller_pid}".encode()).hexdigest()[:16]
-        self.path = Path(tempfile.gettempdir()) / f"mlexp-ended-{digest}.jsonl"
-
-    def add(self, worker: str, summaries: list[Any], workers: int) -> list[Any] | None:
-        """Record that ``worker`` ended; every worker's summaries if it is the last, else None."""
-        import json
-
-        from .backend.locks import machine_lock
-
-        with machine_lock("ended", str(self.path)):
-            with self.path.open("a", encoding="utf-8") as file:
-                file.write(json.dumps({"worker": worker, "summaries": summaries}) + "\n")
-            lines = [json.loads(line) for line in self.path.read_text("utf-8").splitlines()]
-            if len({line["worker"] for line in lines}) < workers:
-                return None
-            self.path.unlink()
-        return [summary for line in lines for summary in line["summaries"]]
-
-    def discard(self) -> None:
-        """Remove what workers left (a worker died before the last ended)."""
-        self.path.unlink(missing_ok=True)
+def is_xdist_worker(config: pytest.Config) -> bool:
+    """Whether this process is an xdist worker (xdist's own ``is_xdist_worker``)."""
+    return hasattr(config, "workerinput")

@@ -22,7 +22,7 @@ xdist | grid parents, repeat cells, the summary | test_grids.py::test_xdist_give
 xdist | registration, gate, reruns, reuse | the [xdist] rows above; test_models.py::test_registration_under_xdist_and_from_the_best_repeat
 xdist | searches: one study, one parent | test_search.py::test_workers_share_one_study_and_one_parent
 xdist | the gate's verdicts reach the controller | test_regression.py::test_verdicts_from_xdist_workers_reach_the_controller
-xdist | grid parents completed by the last worker; the controller imports no MLflow | test_grids.py::test_xdist_controller_of_a_grid_imports_no_mlflow
+xdist | grid parents completed by the controller from the summaries in the workers' reports, no file between processes | test_grids.py::test_xdist_controller_completes_the_grid_from_the_workers_reports
 xdist, a worker dies | the controller sweeps its run and completes the grid itself | test_grids.py::test_killed_worker_runs_are_marked_killed_by_the_controller
 system metrics, reruns | each attempt's run samples its own, finished before it ends | test_system_metrics.py::test_every_run_samples_while_it_runs_and_none_without_the_flag
 system metrics, xdist | without psutil the controller stops (exit 4) before any worker starts | test_system_metrics.py::test_without_psutil_the_session_stops_before_anything_runs
@@ -35,6 +35,8 @@ Ray cluster | a search (its study shared through the project's journal), registr
 Ray cluster | a params-file grid placed by its resources:, git lineage from the controller, Ray Client (ray://) | test_ray.py::test_on_a_ray_cluster
 Ray cluster, a node lost mid-item | the lost attempt KILLED as superseded (outcome rerun), the retry counted | test_ray.py::test_on_a_ray_cluster
 Ray cluster, Ctrl-C | the runs in flight end KILLED (interrupted) | test_ray.py::test_on_a_ray_cluster
+Ray cluster, Ctrl-C | group runs: the grid parent ends KILLED with its counts, its line printed | test_ray.py::test_on_a_ray_cluster
+Ctrl-C, serially and under xdist | group runs: the grid parent ends KILLED with its counts, its line printed | test_grids.py::test_ctrl_c_closes_the_grid_parent_killed_with_its_counts
 Ray cluster, spool | journal files from the nodes into the controller's .mlexp/journal | test_ray.py::test_spooled_journals_travel_to_the_controller
 selection (node id, --deselect under xdist, -k, -x) | a 3-cell registering grid: its line and parent say 1 of 3 cells ran; registration judges the whole grid (cells left out by their latest run of the current code): no new version, the alias stays; a cell without such a run: nothing registered, one line says which | test_models.py::test_a_grid_run_in_part_registers_only_from_the_whole_grid
 selection (-k) | a search run in part: its line says 1 of 6 trials ran this session | test_search.py::test_the_same_seed_proposes_the_same_trials

@@ -357,8 +357,10 @@ def test_sessions_started_in_the_same_minute_name_their_group_runs_apart(
     ]
 
 
-def test_xdist_controller_of_a_grid_imports_no_mlflow(ourtester, monkeypatch, tmp_path, read_runs):
-    """The last worker to end completes the grid parent; the controller prints what it sent."""
+def test_xdist_controller_completes_the_grid_from_the_workers_reports(
+    ourtester, monkeypatch, tmp_path, read_runs
+):
+    """The summaries reach the controller with the reports, by no file: it completes the grid."""
     system_tmp = tmp_path / "system-tmp"
     system_tmp.mkdir()
     monkeypatch.setenv("TMPDIR", str(system_tmp))
@@ -371,16 +373,6 @@ def test_xdist_controller_of_a_grid_imports_no_mlflow(ourtester, monkeypatch, tm
             return {"score": i}
         """
     )
-    ourtester.makeconftest(
-        """
-        import sys
-
-        def pytest_unconfigure(config):
-            if not hasattr(config, "workerinput"):
-                with open("controller-imported-mlflow.txt", "w") as file:
-                    file.write(str("mlflow" in sys.modules))
-        """
-    )
     result = ourtester.runpytest_subprocess("-p", "no:randomly", "-n", "2")
     result.assert_outcomes(passed=6)
     result.stdout.fnmatch_lines(
@@ -390,7 +382,6 @@ def test_xdist_controller_of_a_grid_imports_no_mlflow(ourtester, monkeypatch, tm
             "then open: http://127.0.0.1:5000/#/experiments/*viewStateShareKey=mlexp",
         ]
     )
-    assert (ourtester.path / "controller-imported-mlflow.txt").read_text() == "False"
     (parent,) = [
         r
         for r in read_runs(ourtester.path.name, groups=True)
@@ -399,5 +390,45 @@ def test_xdist_controller_of_a_grid_imports_no_mlflow(ourtester, monkeypatch, tm
     assert parent.info.status == "FINISHED"
     assert parent.data.params == {"best.i": "5"}
     assert parent.data.tags["mlexp.grid_size"] == "6"
-    # The workers' summaries were passed on in the temp directory, and removed.
+    # No second copy of the summaries through files (the artifacts' markers are removed).
     assert list(system_tmp.iterdir()) == []
+
+
+CTRL_C_GRID = """
+import pytest
+
+@pytest.mark.parametrize("i", range(3))
+def experiment_grid(mlflow_run, i):
+    mlflow_run.log_metric("score", i)
+    if i == 2:
+        raise KeyboardInterrupt  # Ctrl-C while this cell runs
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_ctrl_c_closes_the_grid_parent_killed_with_its_counts(
+    ourtester, read_runs, workers
+) -> None:
+    ourtester.makepyfile(experiment_grid=CTRL_C_GRID)
+    # In-process, pytester would raise the inner session's Ctrl-C in this test.
+    result = ourtester.runpytest(
+        "-p", "no:randomly", "--mlexp-lineage", "none", "--mlexp-artifacts", "off", *workers,
+        no_reraise_ctrlc=True,
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    runs = by_name(read_runs(ourtester.path.name, groups=True))
+    assert runs["experiment_grid[2]"].info.status == "KILLED"
+    # Under xdist, the other worker's cell may be cut short too.
+    passed = sum(runs[f"experiment_grid[{i}]"].info.status == "FINISHED" for i in (0, 1))
+    killed = 3 - passed
+    result.stdout.fnmatch_lines(
+        [
+            f"mlexp grid experiment_grid.py::experiment_grid: 3 cells, {passed} passed, "
+            f"0 failed, {killed} killed;*"
+        ]
+    )
+    parent = runs["experiment_grid"]
+    assert parent.info.status == "KILLED"
+    assert parent.data.tags["mlexp.killed"] == str(killed)
+    assert parent.data.metrics["mlexp.cells"] == 3
+    assert parent.data.metrics["mlexp.passed"] == passed

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ..workers import worker_input
+from ..workers import given
 
 
 class Concurrency:
@@ -83,8 +83,8 @@ class Concurrency:
 
 def concurrency_for(config: pytest.Config) -> Concurrency | None:
     """Marker files shared by the workers of one xdist test run, when there are several."""
-    controller = worker_input(config)
-    if controller is None or int(controller.get("workercount", 1)) < 2:
+    handed = given(config)
+    if handed is None or not handed.machine_shared:
         return None
-    directory = Path(tempfile.gettempdir()) / f"mlexp-xdist-{controller['testrunuid']}"
-    return Concurrency(directory, str(controller["workerid"]))
+    directory = Path(tempfile.gettempdir()) / f"mlexp-xdist-{handed.run_uid}"
+    return Concurrency(directory, f"gw{handed.worker}")

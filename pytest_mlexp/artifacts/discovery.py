@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ..warning_types import MlexpWarning
-from ..workers import worker_input
+from ..workers import is_xdist_worker
 from . import Artifact
 from .concurrency import concurrency_for
 from .scanner import Scanner, Stamp, changed, is_secret, kind_folder
@@ -64,7 +64,7 @@ class ArtifactDiscovery:
         basetemp = self.config.getoption("basetemp")
         if basetemp:
             pruned.add(Path(basetemp).resolve())
-            if worker_input(self.config) is not None:
+            if is_xdist_worker(self.config):
                 # xdist workers' basetemps are siblings: <controller basetemp>/<worker>.
                 pruned.add(Path(basetemp).resolve().parent)
         store = settings.tracking.store_artifact_dir

@@ -3,16 +3,18 @@
 The run was started by a process on another machine, so the session-end
 sweep (this machine's dead processes only) cannot see it: the controller
 finds it in the store by the session and the item, the only attempt of that
-item that can be running, and ends it KILLED.
+item that can be running, and ends it KILLED. Its summary names the group
+runs it belongs to, read from its tags as the worker wrote them, so the
+session's end completes them as it would have from the worker's summary.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..backend import tags as T
 from ..backend.search import search_runs, tag_equals
-from ..runs.summary import RunSummary
+from ..runs.summary import GroupRefs, RunSummary
 
 if TYPE_CHECKING:
     import pytest
@@ -58,6 +60,38 @@ def close_attempt(
                 url=backend.run_link(run.info.experiment_id, run_id),
                 index=index,
                 attempt=int(run.data.tags.get(T.ATTEMPT, "1") or 1),
+                groups=group_refs(backend, run.data.tags),
             )
         )
     return closed
+
+
+def group_refs(backend: Backend, tags: dict[str, str]) -> GroupRefs | None:
+    """The group runs of a run with ``tags``, as ``grids.parents``/``search.plugin`` set them."""
+    parent = tags.get(T.PARENT_RUN_ID)
+    if not parent:
+        return None
+    if tags.get(T.SEARCH):
+        return GroupRefs(
+            best=_best(backend.client.get_run(parent)),
+            search=tags[T.SEARCH],
+            search_run_id=parent,
+        )
+    grid, cell = tags.get(T.GRID), tags.get(T.CELL)
+    if cell:
+        # A repeat: its parent is its cell, whose parent is the grid's when it has one.
+        cell_run = backend.client.get_run(parent)
+        grid_run_id = cell_run.data.tags.get(T.PARENT_RUN_ID) if grid else None
+        grid_run = backend.client.get_run(grid_run_id) if grid_run_id else None
+        best = _best(grid_run) if grid_run is not None else ""
+        return GroupRefs(grid, grid_run_id, cell, parent, best)
+    if grid:
+        return GroupRefs(grid, parent, best=_best(backend.client.get_run(parent)))
+    return None
+
+
+def _best(group_run: Any) -> str:
+    """The metric ranking the group run's members, as ``best=`` names it (``loss:min``, ``""``)."""
+    tags = group_run.data.tags
+    metric, direction = str(tags.get(T.BEST_METRIC, "")), tags.get(T.BEST_DIRECTION)
+    return f"{metric}:{direction}" if metric and direction and ":" not in metric else metric

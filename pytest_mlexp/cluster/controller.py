@@ -4,23 +4,21 @@ At session start it connects (or refuses: ``connect``); once collection is
 done it plans where each item runs (or refuses bad ``resources=`` and a
 journal study the nodes cannot share), and it replaces pytest's run loop
 with ``dispatch.Dispatcher``'s. The session's end is the controller's usual
-one: the summaries came with the items' teardown reports, and it completes
-the group runs against the tracking server itself.
+one: the summaries came with the items' teardown reports, as from xdist's
+workers, and it completes the group runs against the tracking server itself.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
-from ..settings.search import JOURNAL_ROOT_FIELD
-
 if TYPE_CHECKING:
     from ..runs.session import MlexpSession
+    from ..workers import Given
     from .connect import Cluster
     from .dispatch import Dispatcher
 
@@ -28,11 +26,18 @@ if TYPE_CHECKING:
 class RayController:
     """The controller's side of a ``--mlexp-ray`` session."""
 
-    def __init__(self, session: MlexpSession, searches: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        session: MlexpSession,
+        searches: Callable[[], bool],
+        hand_to_workers: Callable[..., Given],
+    ) -> None:
+        """``hand_to_workers``: ``pipeline.hand_to_workers`` for this session."""
         self.session = session
         self.config = session.config
         self.settings = session.settings
         self.searches = searches
+        self.hand_to_workers = hand_to_workers
         self.cluster: Cluster | None = None
         self.dispatcher: Dispatcher | None = None
         self.testrunuid = uuid.uuid4().hex
@@ -64,7 +69,7 @@ class RayController:
             check_study_storage(self.cluster, self.settings.search)
         from .dispatch import Dispatcher
 
-        self.dispatcher = Dispatcher(self.cluster, self.session, self._workerinput)
+        self.dispatcher = Dispatcher(self.cluster, self.session, self._given)
         self.dispatcher.plan(list(session.items))
 
     @pytest.hookimpl(tryfirst=True)
@@ -84,24 +89,13 @@ class RayController:
             self.cluster.shutdown()
             self.cluster = None
 
-    def _workerinput(self) -> dict[str, Any]:
-        """What each worker gets, as xdist hands its workers ``workerinput``."""
-        given: dict[str, Any] = {
-            "mlexp_session_id": self.settings.tracking.session_id,
-            "mlexp_controller_pid": os.getpid(),
-            "testrunuid": self.testrunuid,
-            # Several workers may share a machine (artifacts.concurrency), as under -n 2.
-            "workercount": 2,
-            "mainargv": ["pytest", *map(str, self.config.invocation_params.args)],
-        }
-        if self.config.pluginmanager.hasplugin("randomly"):
-            # As pytest-randomly hands xdist workers the controller's seed.
-            given["randomly_seed"] = self.config.getoption("randomly_seed")
-        if self.cluster is not None and self.cluster.local:
-            given[JOURNAL_ROOT_FIELD] = str(self.settings.tracking.rootdir)
-        if "git" in self.settings.lineage:
-            from ..lineage.git import GIVEN_FIELD, state_to_hand
-
-            # The nodes get the project's files without .git: its state comes from here.
-            given[GIVEN_FIELD] = state_to_hand(self.settings.tracking.rootdir)
-        return given
+    def _given(self, worker: int) -> Given:
+        """What worker number ``worker`` is given: its node runs a copy of the project."""
+        return self.hand_to_workers(
+            worker=worker,
+            run_uid=self.testrunuid,
+            # Several workers may share a node (artifacts.concurrency), as under -n 2.
+            machine_shared=True,
+            remote=True,
+            local=self.cluster is not None and self.cluster.local,
+        )

@@ -34,6 +34,7 @@ from .resources import Demand, capacity, demand_of, missing
 
 if TYPE_CHECKING:
     from ..runs.session import MlexpSession
+    from ..workers import Given
     from .connect import Cluster
 
 #: Attempts of an item whose worker died before it fails with the reason.
@@ -83,13 +84,14 @@ class Dispatcher:
         self,
         cluster: Cluster,
         session: MlexpSession,
-        workerinput: Callable[[], dict[str, Any]],
+        given: Callable[[int], Given],
     ) -> None:
+        """``given``: what worker number n is given (``workers.Given``)."""
         self.cluster = cluster
         self.ray = cluster.ray
         self.session = session
         self.config = session.config
-        self.workerinput = workerinput
+        self.given = given
         self.groups: dict[tuple[Any, ...], Group] = {}
         #: Items no node can ever host, and why.
         self.unhostable: list[tuple[pytest.Item, str]] = []
@@ -184,15 +186,19 @@ class Dispatcher:
             if (name.startswith(_ENV_PREFIXES) or name in _ENV_NAMES) and name != "MLEXP_RAY"
         }
         tracking = self.session.settings.tracking
+        args = [str(arg) for arg in config.invocation_params.args]
+        if config.pluginmanager.hasplugin("randomly"):
+            # As pytest-randomly gives xdist's workers the controller's seed.
+            args.append(f"--randomly-seed={config.getoption('randomly_seed')}")
         return {
-            "args": [str(arg) for arg in config.invocation_params.args],
+            "args": args,
             "chdir": chdir,
             "env": env,
             "options": {
                 "mlexp_tracking_uri": tracking.tracking_uri,
                 "mlexp_experiment": tracking.experiment,
             },
-            "workerinput": {**self.workerinput(), "workerid": f"gw{number}"},
+            "given": self.given(number).to_json(),
         }
 
     def _give(self, actor: Any, group: Group) -> None:

@@ -4,9 +4,9 @@ Like an xdist worker, it collects once (the project shipped by Ray's
 ``runtime_env``), then runs the items it is given by node id; each call
 returns what the item's hooks logged, serialized by pytest's own
 ``pytest_report_to_serializable`` (the run's summary rides along, as under
-xdist), for the controller to replay. The actor's ``config.workerinput``
-carries the controller's values as xdist's would, so every feature sees
-the controller's session id and process.
+xdist), for the controller to replay. The actor is given the controller's
+``workers.Given`` (its session id and process...), as xdist's workers are;
+it is no xdist worker.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class ItemWorker:
 
     ``spec``: ``args`` (the controller's command line), ``chdir`` (the invocation
     folder relative to the shipped rootdir), ``env`` (variables to set),
-    ``options`` (resolved settings to take as given) and ``workerinput``.
+    ``options`` (resolved settings to take as given) and ``given`` (``workers.Given``).
     """
 
     def __init__(self, spec: dict[str, Any]) -> None:
@@ -93,7 +93,9 @@ class ItemWorker:
         option.dist, option.numprocesses, option.maxfail = "no", None, 0
         option.usepdb, option.mlexp_ray = False, None
         option.basetemp = self.basetemp = tempfile.mkdtemp(prefix="mlexp-ray-")
-        config.workerinput = dict(spec["workerinput"])  # type: ignore[attr-defined]
+        from ..workers import GIVEN_KEY, Given
+
+        config.stash[GIVEN_KEY] = Given.from_json(spec["given"])
         self.session = pytest_session.start(config)
         self.items = {item.nodeid: item for item in self.session.items}
         from ..spool.journal import JOURNAL_DIR

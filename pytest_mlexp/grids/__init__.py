@@ -21,6 +21,6 @@ and with ``@pytest.mark.mlexp(repeats=3)`` (or ``seeds=[...]``)::
 - ``kinds``: the ``cell`` and ``grid`` kinds, registered with ``groups``.
 
 At session end they are completed (counts, best cell, mean and std:
-``groups.completion``) as a search's parent is: by the session's process, or
-under xdist by its last worker to end.
+``groups.completion``) as a search's parent is: by the process where the
+session ends (``pipeline.finish``).
 """

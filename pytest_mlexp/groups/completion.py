@@ -1,8 +1,8 @@
 """At session end, and after ``mlexp sync``: fill in and close the group runs from their members.
 
-Runs once every run of the session has ended: in its one process, or under
-xdist in the last worker to end (``pipeline.Worker``), else the controller
-(a worker died, or its end opens the store anyway). Counts, means and the
+Runs once every run of the session has ended, in the process where the
+session ends (``pipeline.finish``), serially, under xdist and on Ray alike,
+Ctrl-C included. Counts, means and the
 best member are read back from the store, so they cover every member of the
 session, including those of other CI shards sharing its session id. Every
 kind goes through ``_settled``: shards ending together leave the counts of all.

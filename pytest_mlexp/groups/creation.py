@@ -24,7 +24,7 @@ from ..backend.groups import find_or_create_group
 from ..keys import SESSION_KEY
 from ..runs.identity import current_user, source_name
 from ..runs.markers import marker_options
-from ..workers import worker_input
+from ..workers import given
 from .naming import stamped_name
 
 if TYPE_CHECKING:
@@ -53,9 +53,9 @@ class GroupRuns:
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
         self.settings = settings
-        controller = worker_input(config) or {}
+        handed = given(config)
         #: The controller's pid: group runs belong to it, as they outlive workers.
-        self.owner_pid = int(controller.get("mlexp_controller_pid", os.getpid()))
+        self.owner_pid = handed.controller_pid if handed is not None else os.getpid()
         self._runs: dict[tuple[str, str], str] = {}
 
     def experiment(self, item: pytest.Item) -> str:

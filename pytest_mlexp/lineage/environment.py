@@ -13,7 +13,7 @@ from importlib import metadata
 import pytest
 
 from ..redaction import redact_text
-from ..workers import worker_input
+from ..workers import given
 
 
 @functools.cache
@@ -48,12 +48,9 @@ def site_directories() -> tuple[str, ...]:
 
 
 def command_line(config: pytest.Config) -> str:
-    """The pytest command line, credentials redacted; under xdist, the controller's."""
-    controller = worker_input(config)
-    if controller is not None and controller.get("mainargv"):
-        args = [str(a) for a in controller["mainargv"][1:]]
-    else:
-        args = [str(a) for a in config.invocation_params.args]
+    """The pytest command line, credentials redacted; in a worker, the controller's."""
+    handed = given(config)
+    args = handed.args if handed is not None else map(str, config.invocation_params.args)
     return redact_text(shlex.join(["pytest", *args]))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -13,11 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..backend import tags as T
 from ..redaction import redact_uri
-from ..workers import worker_input
-
-#: The ``workerinput`` field holding the controller's git state, for workers whose
-#: copy of the project has no ``.git`` (a Ray cluster's nodes get the files only).
-GIVEN_FIELD = "mlexp_git"
+from ..workers import given
 
 #: Seconds a single git command may take before lineage gives up on git.
 GIT_TIMEOUT = 10.0
@@ -51,14 +46,14 @@ def git_state(directory: Path) -> GitState | None:
 
 def session_git_state(config: Any, directory: Path) -> GitState | None:
     """The git state the controller handed this worker, else ``directory``'s own."""
-    given = (worker_input(config) or {}).get(GIVEN_FIELD)
-    if isinstance(given, Mapping):
-        return GitState(**given)
+    handed = given(config)
+    if handed is not None and handed.git is not None:
+        return GitState(**handed.git)
     return git_state(directory)
 
 
 def state_to_hand(directory: Path) -> dict[str, Any] | None:
-    """``directory``'s git state as a ``workerinput`` value (``GIVEN_FIELD``)."""
+    """``directory``'s git state for workers whose copy has no ``.git`` (``workers.Given.git``)."""
     state = git_state(directory)
     return asdict(state) if state is not None else None
 

@@ -5,8 +5,9 @@ collection finds a tracked item it only looks. What acts on the items is
 composed elsewhere: ``pipeline`` registers the features once collection
 found tracked items (``item_runs.ItemRuns`` among them, which starts and ends
 a run around each tracked item; ``mlflow`` is imported only then), and the
-controller's session-end work. Under pytest-xdist, the summaries cross from
-the workers to the controller with the items' teardown reports.
+controller's session-end work. A session's workers (pytest-xdist's, a Ray
+cluster's) send each run's summary to the controller with the item's teardown
+report, and by no other road.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from ..settings import Settings
     from .summary import RunSummary
 
-#: Key of the summary in a serialized teardown report (xdist).
+#: Key of the summary in a serialized teardown report (xdist's and Ray's workers).
 SUMMARY_FIELD = "mlexp_run"
 #: The user property of a reused item's call report (``backend.tags.REUSED_FROM``).
 REUSED_PROPERTY = "mlexp.reused_from"
@@ -70,12 +71,11 @@ class MlexpSession:
         return self._backend
 
     def prepare_backend(self) -> None:
-        """xdist controller: import mlflow and open the store while the workers run.
+        """The controller of workers: import mlflow and open the store while they run.
 
-        Started when the first summary arrives of a run the session's end
-        needs the store for (``pipeline.needs_store``), so other sessions never
-        pay for it; the session's end then finds the store open instead of
-        adding the import to the time after the last worker.
+        Started when the first run's summary arrives from a worker, so sessions
+        without one never pay for it; the session's end then finds the store
+        open instead of adding the import to the time after the last worker ends.
         A failure is left for the session's end to meet again and report.
         """
         if self._backend is not None or self._preparing is not None:
@@ -146,8 +146,11 @@ class MlexpSession:
         summary = self._summaries.get(report)
         if summary is not None:
             self.results.append(summary)
+            # A worker's run ended (it opened the store): from now on, SIGTERM ends the
+            # session as Ctrl-C does, here too.
+            self._handle_sigterm()
 
-    # Summaries cross from xdist workers with their teardown reports.
+    # Summaries cross from workers (xdist's, Ray's) with their teardown reports: one road.
 
     @pytest.hookimpl(wrapper=True)
     def pytest_report_to_serializable(self, report: Any) -> Any:
@@ -167,6 +170,8 @@ class MlexpSession:
 
             if isinstance(report, pytest.TestReport):
                 self._summaries[report] = RunSummary.from_json(data[SUMMARY_FIELD])
+                # The session's end will need the store: open it while the workers run.
+                self.prepare_backend()
         return report
 
     @pytest.hookimpl(tryfirst=True)

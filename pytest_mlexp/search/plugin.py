@@ -39,7 +39,7 @@ from ..groups.creation import GroupRuns
 from ..keys import CELL_RULES_KEY, GROUPS_KEY, RUN_KEY, TRIAL_OF_KEY
 from ..runs.summary import GroupRefs
 from ..warning_types import MlexpWarning
-from ..workers import worker_input
+from ..workers import given
 from .declaration import SearchSpec
 from .keys import TRIAL_KEY
 from .space import space_to_json
@@ -132,11 +132,10 @@ class SearchTrials:
         self.session = session
         self.config = session.config
         self.settings = session.settings
-        controller = worker_input(self.config) or {}
         #: The search parents, one per search, found or created by the first trial that needs it.
         self.groups = GroupRuns(self.config, self.settings)
-        worker = str(controller.get("workerid", "gw0"))
-        self.worker = int(worker[2:]) if worker[2:].isdigit() else 0
+        handed = given(self.config)
+        self.worker = handed.worker if handed is not None else 0
         self._slots = dict(slots)
         self._studies: dict[str, Any] = {}
         self._open: dict[str, ActiveTrial] = {}

@@ -8,14 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from ..workers import worker_input
+from ..workers import given
 from .sources import lookup
 
 #: Environment variable naming the search storage.
 STORAGE_ENV = "MLEXP_SEARCH_STORAGE"
-#: The ``workerinput`` key of the folder holding the journal files, when a worker's rootdir
-#: is a copy of the controller's (a local Ray cluster's workers): the controller's rootdir.
-JOURNAL_ROOT_FIELD = "mlexp_search_journal_root"
 
 _DATABASE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9]*(\+[A-Za-z0-9_]+)?://")
 
@@ -35,9 +32,8 @@ class SearchSettings:
 
 def resolve_search(config: pytest.Config) -> SearchSettings:
     """``--mlexp-search-storage``, ``MLEXP_SEARCH_STORAGE``, ini or yaml ``search_storage``."""
-    controller = worker_input(config) or {}
-    given = controller.get(JOURNAL_ROOT_FIELD)
-    journal_root = Path(given) if given else None
+    handed = given(config)
+    journal_root = Path(handed.journal_root) if handed and handed.journal_root else None
     found = lookup(config, option="mlexp_search_storage", env=STORAGE_ENV, key="search_storage")
     if found is None:
         return SearchSettings(journal_root=journal_root)

@@ -14,7 +14,7 @@ import pytest
 
 from ..backend import uris
 from ..redaction import redact_uri
-from ..workers import worker_input
+from ..workers import given
 from .sources import is_from_file, lookup, parse_tags, settings_file, yaml_mapping
 
 #: Environment variable that fixes the session id, so that several pytest
@@ -128,9 +128,9 @@ def resolve_tracking(config: pytest.Config, *, reading: bool = False) -> Trackin
 
 
 def _session_id(config: pytest.Config) -> str:
-    controller = worker_input(config)
-    if controller is not None and "mlexp_session_id" in controller:
-        return str(controller["mlexp_session_id"])
+    handed = given(config)
+    if handed is not None:
+        return handed.session_id
     from_env = os.environ.get(SESSION_ID_ENV, "").strip()
     if from_env:
         return from_env
