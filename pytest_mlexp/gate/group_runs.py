@@ -92,11 +92,6 @@ def rules_to_json(rules: Rules) -> dict[str, Any]:
     return cell_rules_to_json(rules, bounds=True)
 
 
-def judges_any(results: Sequence[RunSummary], settings: GateSettings) -> bool:
-    """Whether the session has repeated cells or searches to judge (from the store)."""
-    return bool(_targets(results, settings))
-
-
 def judge_groups(
     session_id: str,
     results: Sequence[RunSummary],
