@@ -533,7 +533,7 @@ def test_reports_show_models_and_the_registered_version(ourtester, run_models, c
     result = run_models("--mlexp-html", "report.html")
     result.assert_outcomes(passed=2)
     page = (ourtester.path / "report.html").read_text()
-    assert "<th>logged model</th>" in page
+    assert "<th aria-sort='none'>logged model</th>" in page
     assert "<b class='registered'>registered churn-clf v1 @candidate</b>" in page
     assert page.count(">1 model</span>") == 1
 

@@ -375,8 +375,8 @@ def test_on_a_ray_cluster(
     )  # fmt: skip
     assert stopped.ret == pytest.ExitCode.INTERRUPTED
     stopped.stdout.fnmatch_lines(
-        ["mlexp grid experiment_cluster.py::experiment_interrupted: 1 cells, 0 passed, "
-         "0 failed, 1 killed; *"]
+        ["mlexp grid experiment_cluster.py::experiment_interrupted: 1 of 2 cells ran this "
+         "session, 0 passed, 0 failed, 1 killed; *"]
     )  # fmt: skip
     [interrupted, parent] = sorted(_runs(client, "ctrl-c"), key=lambda r: T.KIND in r.data.tags)
     assert (interrupted.info.status, interrupted.data.tags[T.OUTCOME]) == ("KILLED", "interrupted")

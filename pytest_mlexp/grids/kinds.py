@@ -72,7 +72,7 @@ def fill_grid(backend: Backend, group: Group, runs: list[Any]) -> str | None:
     best = pick_best(cells, group.best, group.directions, group.first_metric)
     now = now_ms()
     note = describe_grid(group.name, cells, best, SEED_PARAM)
-    ran = f"{len(cells)} cells"
+    ran = f"{len(cells)} {'cell' if len(cells) == 1 else 'cells'}"
     part = ran_in_part(backend.client.get_run(group.run_id).data.tags, len(cells), "cells")
     if part:
         ran = part

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..backend.tags import SYSTEM_METRICS_PREFIX
 from ..warning_types import MlexpWarning
 
 if TYPE_CHECKING:
@@ -136,6 +137,8 @@ def read_values(run: ExperimentRun) -> MetricValues:
     try:
         # The store holds the handle's values too, and those of every other API.
         for key, (step, value, _) in _store_points(run).items():
+            if key.startswith(SYSTEM_METRICS_PREFIX):
+                continue  # MLflow's monitor samples the machine: not the experiment's metrics
             values[key] = value
             steps[key] = max(step, steps.get(key, step))
     except Exception as exc:
