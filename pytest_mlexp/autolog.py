@@ -108,3 +108,11 @@ def _disable(name: str) -> None:
     except ImportError:
         return  # an integration outside mlflow's flavors: left as its owner set it
     module.autolog(disable=True, silent=True)
+    # As before the item: a later ``mlflow.autolog()`` (``--mlexp-autolog on`` in the next
+    # session of this process) configures it again, as it skips integrations a user's own
+    # ``mlflow.<name>.autolog()`` configured (MLflow's ``setup_autologging``).
+    from mlflow.utils import autologging_utils
+
+    config = autologging_utils.AUTOLOGGING_INTEGRATIONS.get(name)
+    if config is not None:
+        config[autologging_utils.AUTOLOGGING_CONF_KEY_IS_GLOBALLY_CONFIGURED] = True
