@@ -132,8 +132,8 @@ def test_noise_passes_a_regression_fails_few_seeds_are_inconclusive(session, our
             "repeated cells against their baseline:",
             # Better beyond the noise (the lower bound above 0): improved, a pass.
             f"{NOISY}[[]draw1]  accuracy  * +0.001661 * [[]+0.000925*] 95%, n 3/3 * improved",
-            f"{NOISY}[[]draw2]  accuracy  * [[]-0.001858, +0.00031*] 95%, n 3/3 * ok",
-            f"{NOISY}[[]old]  * mean rule, n 3/? (baseline without seeds) *ok",
+            f"{NOISY}[[]draw2]  accuracy  * [[]-0.001858, +0.00031*] 95%, n 3/3 * passed",
+            f"{NOISY}[[]old]  * mean rule, n 3/? (baseline without seeds) *passed",
             "1 inconclusive repeated cell: * it does not fail the session "
             "(--mlexp-gate-strict would); run more seeds to decide",
             "repeated cells judged by their means, not a confidence bound (baseline without "

@@ -333,8 +333,8 @@ def test_failed_cell_registers_nothing(ourtester, run_models):
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         [
-            f"mlexp: nothing registered as churn-clf for {FUNCTION}: a cell failed "
-            "(experiment_clf[[]0.001])"
+            f"mlexp: nothing registered as churn-clf for {FUNCTION}: a cell did not finish "
+            "(experiment_clf[[]0.001] FAILED)"
         ]
     )
     client = MlflowClient(f"sqlite:///{ourtester.path / 'mlflow.db'}")

@@ -287,9 +287,9 @@ def test_metric_in_baseline_but_not_logged_fails(model, run_gate, ourtester):
             "mlexp: 1 metric out of bounds against baseline baseline.yaml",
             "*",
             "metric*",
-            "accuracy  0.9 *ok",
+            "accuracy  0.9 *passed",
             "f1        0.8       -        -   * logged             MISSING",
-            "rmse      0.1 *ok",
+            "rmse      0.1 *passed",
             "",
             "f1 not logged (baseline 0.8)",
         ]
@@ -487,7 +487,7 @@ def test_markdown_junit_and_step_summary(model, run_gate, ourtester, monkeypatch
         "| accuracy | 0.9 | 0.8 | -0.1 (-11.11%) | `>= 0.891 (tol 1%)` | **REGRESSED** |"
     )
     # Float noise (0.2 vs 1 - 0.8) shows as no change.
-    assert rows[3].endswith("| rmse | 0.2 | 0.2 | +0 (+0.00%) | `<= 0.202 (tol 1%)` | ok |")
+    assert rows[3].endswith("| rmse | 0.2 | 0.2 | +0 (+0.00%) | `<= 0.202 (tol 1%)` | passed |")
     assert "&lt;" not in markdown
     assert summary.read_text() == "earlier step\n" + markdown + "\n"
 

@@ -142,7 +142,7 @@ class Rules:
 
 # -- comparison ---------------------------------------------------------------------
 
-OK = "ok"
+OK = "passed"
 IMPROVED = "improved"
 REGRESSED = "REGRESSED"
 MISSING = "MISSING"

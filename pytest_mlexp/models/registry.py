@@ -164,10 +164,13 @@ def _register(
     if failures:
         shown = ", ".join(failures[:3]) + (f" (+{len(failures) - 3})" if len(failures) > 3 else "")
         raise NotRegistered(f"the gate failed ({shown})")
-    failed = [r.name for r in runs if r.status != "FINISHED"]
-    if failed:
-        shown = ", ".join(failed[:3]) + (f" (+{len(failed) - 3})" if len(failed) > 3 else "")
-        raise NotRegistered(f"a cell failed ({shown})")
+    unfinished = [r for r in runs if r.status != "FINISHED"]
+    if unfinished:
+        # Named by what happened to them: a killed cell did not fail.
+        named = [f"{r.name} {r.status}" for r in unfinished]
+        shown = ", ".join(named[:3]) + (f" (+{len(named) - 3})" if len(named) > 3 else "")
+        one = len(unfinished) == 1
+        raise NotRegistered(f"{'a cell' if one else 'cells'} did not finish ({shown})")
     if exitstatus != 0:
         raise NotRegistered(f"the session failed (exit code {exitstatus})")
     client = backend.client
@@ -254,8 +257,9 @@ def _best_run(backend: Backend, runs: Sequence[RunSummary], settings: Settings) 
         tags = parent.data.tags
         if parent.info.status != "FINISHED" or tags.get(T.FAILED, "0") != "0":
             raise NotRegistered(
-                f"a cell failed (grid parent {groups.grid_run_id} is {parent.info.status}, "
-                f"{tags.get(T.FAILED, '?')} failed)"
+                f"not every cell finished (grid parent {groups.grid_run_id} is "
+                f"{parent.info.status}: {tags.get(T.FAILED, '?')} failed, "
+                f"{tags.get(T.KILLED, '0')} killed)"
             )
         best_id = tags.get(T.BEST_RUN_ID)
         if not best_id:
