@@ -14,7 +14,7 @@ fails the session.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -172,17 +172,11 @@ def _rules(raw: Mapping[str, Any] | None, settings: GateSettings) -> Rules:
         return project_rules(settings)
     rules = rules_from_json(raw)
     bounds = raw.get("bounds") or {}
-    return Rules(
+    return replace(
+        rules,
         bounds=MappingProxyType(
             {str(m): tuple(Bound(**b) for b in values) for m, values in bounds.items()}
         ),
-        tolerances=rules.tolerances,
-        directions=rules.directions,
-        default_tolerance=rules.default_tolerance,
-        gate=rules.gate,
-        confidence=rules.confidence,
-        judge=rules.judge,
-        histories=rules.histories,
     )
 
 
