@@ -62,16 +62,16 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(Controller(session), "mlexp-controller")
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(XdistHooks(session), "mlexp-xdist")
-        if resolved.cluster.address is not None:
-            from .cluster.controller import RayController
+        if resolved.cluster.backend is not None:
+            from .cluster.controller import ClusterController
 
-            # --mlexp-ray: the items run on the cluster's warm workers (Ray imported then).
-            ray = RayController(
+            # --mlexp-ray, --mlexp-slurm: the items run on the cluster's warm workers.
+            cluster = ClusterController(
                 session,
                 searches=lambda: pipeline.searches,
                 hand_to_workers=functools.partial(hand_to_workers, session),
             )
-            config.pluginmanager.register(ray, "mlexp-ray")
+            config.pluginmanager.register(cluster, "mlexp-cluster")
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

@@ -344,7 +344,7 @@ ERRORS = [
         (),
         "experiments/params.yaml:2: experiment_ridge.resources: expected a mapping of resource "
         "to amount, as @pytest.mark.mlexp(resources=...) takes it, e.g. resources: "
-        "{num_gpus: 1, memory: 8GB}",
+        "{GPU: 1, memory: 8GB}",
         id="resources-not-a-mapping",
     ),
     pytest.param(
