@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mlflow import MlflowClient
 
 import pytest_mlexp
 from pytest_mlexp.backend import tags as T
@@ -194,6 +195,7 @@ def on_slurm(slurm_cluster: SlurmCluster, monkeypatch: pytest.MonkeyPatch) -> Sl
 EXPERIMENTS = """
 import os, subprocess, time
 import pytest
+from mlflow import MlflowClient
 
 def experiment_grid(mlflow_run, alpha):  # its grid and resources (GPU: 1): in params.yaml
     mlflow_run.set_tag("gpu", os.environ.get("CUDA_VISIBLE_DEVICES", "none"))
@@ -218,6 +220,7 @@ def experiment_cancelled(mlflow_run):
 
 UNHOSTABLE = """
 import pytest
+from mlflow import MlflowClient
 
 @pytest.mark.mlexp(resources={"GPU": 4})
 def experiment_on_four_gpus(mlflow_run):
@@ -227,6 +230,7 @@ def experiment_on_four_gpus(mlflow_run):
 INTERRUPTED = """
 import os, signal, time
 import pytest
+from mlflow import MlflowClient
 from pytest_mlexp.workers import given
 
 @pytest.mark.parametrize("i", [1, 2])
@@ -335,3 +339,75 @@ def test_on_a_slurm_cluster(
     }
     [parent] = [r for r in runs if T.KIND in r.data.tags]
     assert parent.info.status == "KILLED"
+
+
+def test_refused_before_anything_runs(
+    on_slurm: SlurmCluster, ourtester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unknown partition, no sbatch, a controller that does not answer: exit 4, the fix named."""
+    ourtester.makepyfile(experiment_one="def experiment_one(mlflow_run):\n    pass\n")
+    result = ourtester.runpytest("--mlexp-slurm", "gpux")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*--mlexp-slurm gpux: the cluster has no partition 'gpux'; its partitions: debug* (sinfo*"]
+    )
+    assert not (ourtester.path / "mlflow.db").exists()
+
+    with monkeypatch.context() as patch:
+        patch.setenv("PATH", str(on_slurm.folder / "bin"))  # sacct's stand-in alone
+        result = ourtester.runpytest("-o", "mlexp_slurm=on")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*ini mlexp_slurm: Slurm's sbatch is not on the PATH; run pytest on a login node*"]
+    )
+
+    elsewhere = ourtester.path / "elsewhere.conf"
+    [port] = _free_ports(1)
+    conf = on_slurm.conf.read_text().replace("SlurmctldPort=", f"SlurmctldPort={port}\n#")
+    elsewhere.write_text(conf)
+    monkeypatch.setenv("SLURM_CONF", str(elsewhere))
+    monkeypatch.setenv("MLEXP_SLURM", "1")
+    result = ourtester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*MLEXP_SLURM: the Slurm controller does not answer (sinfo: *Unable to contact slurm "
+         "controller*); run pytest where `sinfo` works (a login node), or point SLURM_CONF at*"]
+    )  # fmt: skip
+
+
+def test_a_node_without_a_route_to_the_server(
+    on_slurm: SlurmCluster,
+    ourtester: pytest.Pytester,
+    mlflow_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The job spools to the shared file system; the controller sends its run at the end."""
+    [dead] = _free_ports(1)
+    ourtester.makepyfile(
+        experiment_offline="import os\n\n"
+        "def experiment_offline(mlflow_run):\n"
+        "    mlflow_run.log_metric('before', 1.0)\n"
+        "    # The node loses its route: it reaches the server only through a proxy not there.\n"
+        f"    os.environ.update(HTTP_PROXY='http://127.0.0.1:{dead}', NO_PROXY='', no_proxy='')\n"
+        "    mlflow_run.log_metric('after', 2.0)\n"
+    )
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the node gives up at once
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    result = ourtester.runpytest(
+        "-p", "no:randomly", "--mlexp-lineage", "none", "--mlexp-artifacts", "off",
+        "--mlexp-tracking-uri", mlflow_server.url, "--mlexp-experiment", "offline",
+        "--mlexp-on-tracking-error", "spool", "-W", "ignore::pytest_mlexp.MlexpWarning",
+        "--mlexp-slurm",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1)
+    result.stdout.no_fnmatch_line("*could not reach*")
+    assert on_slurm.jobs() == []
+    journal = ourtester.path / ".mlexp" / "journal"
+    assert [p.name for p in journal.glob("*.jsonl")] == []  # all sent, kept under replayed/
+    assert len(list((journal / "replayed").glob("*.jsonl"))) == 1
+    client = MlflowClient(mlflow_server.url)
+    found = client.get_experiment_by_name("offline")
+    assert found is not None
+    [run] = client.search_runs([found.experiment_id])
+    assert (run.info.status, run.data.metrics) == ("FINISHED", {"before": 1.0, "after": 2.0})
+    assert run.data.tags[T.CLUSTER_BACKEND] == "slurm"

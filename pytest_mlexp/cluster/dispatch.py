@@ -103,12 +103,15 @@ class Dispatcher:
         #: Workers ending their sessions -> their group.
         self._finishing: dict[Hashable, Group] = {}
         self.pytest_session: pytest.Session | None = None
+        #: The journal files (spooled runs) there were before the session's items ran.
+        self._journal_before: set[str] = set()
 
     # -- before anything runs ----------------------------------------------------------------
 
     def plan(self, items: list[pytest.Item]) -> None:
         """Group the items by shape; raises ``UsageError`` for bad ``resources=``."""
         default = self.session.settings.cluster.resources
+        self._journal_before = set(_journal_files(self._journal_root()))
         nodes = list(self.executor.nodes())
         for index, item in enumerate(items):
             self.order[item.nodeid] = index
@@ -143,6 +146,7 @@ class Dispatcher:
         except BaseException:
             self._cancel()
             raise
+        self._replay_journal()
 
     def _start(self, group: Group, nodes: list[Mapping[str, float]]) -> list[Hashable]:
         """Start as many of the group's workers as the cluster hosts at once, each given an item."""
@@ -338,6 +342,19 @@ class Dispatcher:
         for call in inflight:
             self._close(call.item, "interrupted")
 
+    def _journal_root(self) -> Path:
+        from ..spool.journal import JOURNAL_DIR
+
+        return self.session.settings.tracking.rootdir / JOURNAL_DIR
+
+    def _replay_journal(self) -> None:
+        """Send the runs the nodes spooled this session (no route to the server, or it was
+        lost), now that they are done, from here; ``mlexp sync`` is left what cannot be sent.
+        """
+        from .replay import replay_new
+
+        replay_new(self.session, self._journal_root(), self._journal_before)
+
     def _keep_journal(self, files: list[tuple[str, bytes]]) -> None:
         """Spooled runs' journal files from a worker, into this project's ``.mlexp/journal``."""
         if files:
@@ -345,3 +362,7 @@ class Dispatcher:
             from .journal import keep
 
             keep(files, self.session.settings.tracking.rootdir / JOURNAL_DIR)
+
+
+def _journal_files(root: Path) -> list[str]:
+    return [path.name for path in root.glob("*.jsonl")] if root.is_dir() else []
