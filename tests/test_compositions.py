@@ -52,6 +52,11 @@ a reproduction that did not reproduce | --mlexp-baseline latest: the original, n
 a reproduction that did not reproduce | --mlexp-reuse: reuses the original | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
 a reproduction | grid parents: its own, named "reproduce of <original>", tagged; the original's untouched | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
 a reproduction | mlexp runs: left out, listed with a REPRODUCES column under --reproductions; the UI view's tag column | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
+Slurm cluster (--mlexp-slurm) | grid parents, repeated cells, the gate's verdicts: the same as serially; a params-file grid placed by GPU (gres, CUDA_VISIBLE_DEVICES) | test_slurm.py::test_on_a_slurm_cluster
+Slurm cluster, system metrics | named by metric, the node in mlexp.cluster.node | test_slurm.py::test_on_a_slurm_cluster
+Slurm cluster, a job cancelled mid-item | the lost attempt KILLED as superseded (outcome rerun, mlexp.cluster.lost: Slurm's state), the retry counted | test_slurm.py::test_on_a_slurm_cluster
+Slurm cluster, Ctrl-C | the jobs cancelled, the runs in flight and the grid parent KILLED; no job left | test_slurm.py::test_on_a_slurm_cluster
+Slurm cluster, spool (a node without a route to the server) | the controller sends the node's journal before the session's end; nothing left for mlexp sync | test_slurm.py::test_a_node_without_a_route_to_the_server
 """  # noqa: E501
 
 from __future__ import annotations

@@ -12,9 +12,11 @@ it is no xdist worker. The backend wraps it: a Ray actor
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import traceback
 from pathlib import Path
@@ -28,6 +30,20 @@ from ..backend import tags as T
 _OPTION_OVERRIDES = ("mlexp_tracking_uri", "mlexp_experiment")
 #: The options that send items to a cluster: a worker runs its items itself.
 _CLUSTER_OPTIONS = ("mlexp_ray", "mlexp_slurm")
+
+
+def quiet_mlflow() -> None:
+    """MLflow's INFO lines (a model logged, a store opened) stay out of the controller's terminal.
+
+    Ray Client streams every worker's stdout and stderr to the controller, which prints
+    them into pytest's progress line (``log_to_driver`` does not stop it); a Slurm job's
+    land in its log file. MLflow's warnings and errors still show, and an
+    ``MLFLOW_LOGGING_LEVEL`` the user set wins.
+    """
+    if os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING") != "WARNING":
+        return
+    if "mlflow" in sys.modules:  # configured at INFO already, when it was imported
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
 class Relay:
@@ -89,6 +105,7 @@ class ItemWorker:
         from . import pytest_session
 
         os.environ.update(spec["env"])
+        quiet_mlflow()
         os.chdir(Path.cwd() / spec["chdir"])
         # xdist's hooks are the controller's business (pytest-rerunfailures' crash database too).
         config = pytest_session.prepare(["-p", "no:xdist", *spec["args"]], [self.relay])
