@@ -195,7 +195,6 @@ def on_slurm(slurm_cluster: SlurmCluster, monkeypatch: pytest.MonkeyPatch) -> Sl
 EXPERIMENTS = """
 import os, subprocess, time
 import pytest
-from mlflow import MlflowClient
 
 def experiment_grid(mlflow_run, alpha):  # its grid and resources (GPU: 1): in params.yaml
     mlflow_run.set_tag("gpu", os.environ.get("CUDA_VISIBLE_DEVICES", "none"))
@@ -220,7 +219,6 @@ def experiment_cancelled(mlflow_run):
 
 UNHOSTABLE = """
 import pytest
-from mlflow import MlflowClient
 
 @pytest.mark.mlexp(resources={"GPU": 4})
 def experiment_on_four_gpus(mlflow_run):
@@ -230,22 +228,13 @@ def experiment_on_four_gpus(mlflow_run):
 INTERRUPTED = """
 import os, signal, time
 import pytest
-from mlflow import MlflowClient
 from pytest_mlexp.workers import given
 
 @pytest.mark.parametrize("i", [1, 2])
 def experiment_interrupted(mlflow_run, request, i):
     mlflow_run.log_metric("score", i)
-    os.kill(given(request.config).controller_pid, signal.SIGINT)
+    os.kill(given(request.config).controller_pid, signal.SIGTERM)  # a CI timeout, say
     time.sleep(60)
-"""
-
-AS_IN_A_TERMINAL = """
-from pytest_mlexp.workers import is_controller
-
-def pytest_configure(config):
-    if is_controller(config):  # not a cluster's worker
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 """
 
 
@@ -268,7 +257,7 @@ def _groups(runs: list[Any]) -> dict[str, dict[str, Any]]:
 def test_on_a_slurm_cluster(
     on_slurm: SlurmCluster, ourtester: pytest.Pytester, read_runs: Callable[..., Any]
 ) -> None:
-    """Placement by GPU, the same results as serially, a cancelled job retried, Ctrl-C."""
+    """Placement by GPU, the same results as serially, a cancelled job retried, SIGTERM."""
     project = ourtester.path
     cancelled = project / "cancelled"
     project.joinpath("experiment_cluster.py").write_text(
@@ -320,10 +309,9 @@ def test_on_a_slurm_cluster(
     assert _groups(on_slurm_runs) == _groups(read_runs("serial", groups=True))
     assert len(_groups(on_slurm_runs)) == 3  # the grid's parent and two repeated cells
 
-    # Ctrl-C: the jobs are cancelled, the runs in flight end KILLED, and so does their grid's
-    # parent, with its counts. In a process of its own, as a user's pytest is.
+    # SIGTERM (as Ctrl-C; test_ray sends SIGINT): the jobs are cancelled, the runs in flight
+    # end KILLED, and so does their grid's parent. In a process of its own, as a user's is.
     project.joinpath("experiment_cluster.py").write_text(INTERRUPTED)
-    project.joinpath("conftest.py").write_text(AS_IN_A_TERMINAL)
     stopped = ourtester.runpytest_subprocess(
         *quick, "--mlexp-experiment", "ctrl-c", "--mlexp-slurm", "debug"
     )

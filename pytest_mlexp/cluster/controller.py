@@ -83,6 +83,9 @@ class ClusterController:
                 f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} "
                 "during collection"
             )
+        # SIGTERM (a CI timeout, the allocation's end) cancels the cluster's work as Ctrl-C
+        # does from the first item on, not from the first result: jobs outlive this process.
+        self.session._handle_sigterm()
         self.dispatcher.run(session)
         return True
 
