@@ -52,7 +52,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 echo "JobID|State|NodeList"
-exec squeue -h -t all -j "$ids" -o "%i|%T|%N"
+exec squeue -h -t all ${ids:+-j "$ids"} -o "%i|%T|%N"
 """
 
 
@@ -332,7 +332,8 @@ def test_on_a_slurm_cluster(
 def test_refused_before_anything_runs(
     on_slurm: SlurmCluster, ourtester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An unknown partition, no sbatch, a controller that does not answer: exit 4, the fix named."""
+    """An unknown partition, no sbatch, no accounting, a controller that does not answer: exit 4,
+    the fix named."""
     ourtester.makepyfile(experiment_one="def experiment_one(mlflow_run):\n    pass\n")
     result = ourtester.runpytest("--mlexp-slurm", "gpux")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -348,6 +349,15 @@ def test_refused_before_anything_runs(
     result.stderr.fnmatch_lines(
         ["*ini mlexp_slurm: Slurm's sbatch is not on the PATH; run pytest on a login node*"]
     )
+
+    with monkeypatch.context() as patch:
+        patch.setenv("PATH", on_slurm.env["PATH"].partition(os.pathsep)[2])  # Slurm's own sacct
+        result = ourtester.runpytest("--mlexp-slurm")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*--mlexp-slurm: Slurm's accounting does not answer (sacct: *); the session reads its "
+         "jobs' states with sacct*"]
+    )  # fmt: skip
 
     elsewhere = ourtester.path / "elsewhere.conf"
     [port] = _free_ports(1)

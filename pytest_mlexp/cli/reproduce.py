@@ -339,7 +339,7 @@ def _pytest_command(
     from ..backend.uris import check_uri
     from ..lineage.guard import GUARD_ENV
     from ..search.plugin import FIXED_TRIALS_ENV
-    from ..settings.cluster import RAY_ENV
+    from ..settings.cluster import RAY_ENV, SLURM_ENV
     from ..settings.reuse import REUSE_ENV
     from ..settings.tracking import SESSION_ID_ENV
 
@@ -365,12 +365,12 @@ def _pytest_command(
     # The plugin's own warnings (a params file's function not collected, as it is in a
     # module not reproduced) must not fail the reproduction under filterwarnings=error.
     command += ["-W", "ignore::pytest_mlexp.MlexpWarning"]
-    for key in ("mlexp_baseline", "mlexp_baseline_file", "mlexp_html", "mlexp_ray"):
+    for key in ("mlexp_baseline", "mlexp_baseline_file", "mlexp_html", "mlexp_ray", "mlexp_slurm"):
         command += ["-o", f"{key}="]
     command += ["-o", "mlexp_require_baseline=false", "-o", "mlexp_register="]
 
     env = dict(os.environ)
-    for name in (REUSE_ENV, RAY_ENV):
+    for name in (REUSE_ENV, RAY_ENV, SLURM_ENV):
         env.pop(name, None)
     env[SESSION_ID_ENV] = session_id
     roots = [path.relative_to(restored.root).as_posix() for path in restored.import_roots]

@@ -99,6 +99,33 @@ def slurm_command(args: Sequence[str], where: str) -> str:
     return done.stdout
 
 
+def check_accounting(where: str) -> None:
+    """Refuse a cluster whose ``sacct`` does not answer: a lost job would never be noticed.
+
+    submitit reads the jobs' states with ``sacct`` (Slurm's accounting, ``slurmdbd``).
+    """
+    try:
+        done = subprocess.run(
+            ["sacct", "-n", "-X", "-o", "JobID", "-S", "now"],
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        said = f"{type(exc).__name__}: {exc}"
+    else:
+        if done.returncode == 0:
+            return
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        said = lines[-1] if lines else f"exit code {done.returncode}"
+    raise pytest.UsageError(
+        f"{where}: Slurm's accounting does not answer (sacct: {said}); the session reads its "
+        "jobs' states with sacct, as submitit does: run it on a cluster with accounting "
+        "(slurmdbd), which your cluster's admins can switch on"
+    )
+
+
 def parse_nodes(text: str) -> list[Node]:
     """``sinfo -h -N -o '%N|%o|%c|%m|%G|%t'`` -> the alive nodes and their totals."""
     nodes: dict[str, Node] = {}
@@ -208,6 +235,7 @@ class SlurmExecutor:
                 f"{where} {slurm.partition}: the cluster has no partition {slurm.partition!r}; "
                 f"its partitions: {', '.join(partitions) or 'none'} (sinfo; * is the default)"
             )
+        check_accounting(where)
         listing = ["sinfo", "-h", "-N", "-o", "%N|%o|%c|%m|%G|%t"]
         if slurm.partition is not None:
             listing += ["-p", slurm.partition]
