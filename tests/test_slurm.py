@@ -208,6 +208,14 @@ def experiment_repeated(mlflow_run, seed):
 def experiment_regressed(mlflow_run, seed):
     mlflow_run.log_metric("score", 0.5 + seed / 100)
 
+@pytest.mark.mlexp(resources={"memory": "1MB"})  # a job of its own: it loses its route
+def experiment_offline(mlflow_run):
+    mlflow_run.log_metric("before", 1.0)
+    if "SLURM_JOB_ID" in os.environ:  # the node loses its route to the server
+        os.environ.update(HTTP_PROXY=NO_ROUTE, NO_PROXY="", no_proxy="")
+        os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5")
+    mlflow_run.log_metric("after", 2.0)
+
 @pytest.mark.mlexp(resources={"slurm": {"time": 10}})
 def experiment_cancelled(mlflow_run):
     mlflow_run.log_metric("score", 1.0)
@@ -255,24 +263,33 @@ def _groups(runs: list[Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_on_a_slurm_cluster(
-    on_slurm: SlurmCluster, ourtester: pytest.Pytester, read_runs: Callable[..., Any]
+    on_slurm: SlurmCluster,
+    ourtester: pytest.Pytester,
+    mlflow_server: Any,
+    runs_of: Callable[..., list[Any]],
 ) -> None:
-    """Placement by GPU, the same results as serially, a cancelled job retried, SIGTERM."""
+    """Placement by GPU, the same results as serially, a cancelled job retried, a node without
+    a route to the server (its run spooled, then sent by the controller), SIGTERM.
+    """
     project = ourtester.path
     cancelled = project / "cancelled"
+    [dead] = _free_ports(1)
     project.joinpath("experiment_cluster.py").write_text(
-        f"CANCELLED = {str(cancelled)!r}\n{EXPERIMENTS}"
+        f"CANCELLED = {str(cancelled)!r}\nNO_ROUTE = 'http://127.0.0.1:{dead}'\n{EXPERIMENTS}"
     )
     project.joinpath("experiment_gpus.py").write_text(UNHOSTABLE)
     project.joinpath("params.yaml").write_text(
         "experiment_grid:\n  grid: {alpha: [1, 2, 3]}\n  resources: {GPU: 1}\n"
     )
+    client = MlflowClient(mlflow_server.url)
     quick = ("-p", "no:randomly", "--mlexp-params-file", "params.yaml")
     quick += ("--mlexp-lineage", "none", "--mlexp-artifacts", "off")
+    quick += ("--mlexp-tracking-uri", mlflow_server.url, "--mlexp-on-tracking-error", "spool")
+    quick += ("-W", "ignore::pytest_mlexp.MlexpWarning")
     result = ourtester.runpytest(
         *quick, "-v", "--mlexp-experiment", "on-slurm", "--mlexp-slurm", "--mlexp-system-metrics"
     )
-    result.assert_outcomes(passed=6, failed=2, errors=1)
+    result.assert_outcomes(passed=7, failed=2, errors=1)
     result.stdout.fnmatch_lines_random(
         [
             "*experiment_cluster.py::experiment_grid?2? PASSED*",
@@ -281,10 +298,18 @@ def test_on_a_slurm_cluster(
             "*4 repeats by their expect= bounds: 2 regressed, 2 passed*",
         ]
     )
+    # The offline node's run reached the server through the controller: nothing left to sync.
+    result.stdout.no_fnmatch_line("*could not reach*")
+    journal = project / ".mlexp" / "journal"
+    assert [p.name for p in journal.glob("*.jsonl")] == []
+    assert len(list((journal / "replayed").glob("*.jsonl"))) == 1
     assert on_slurm.jobs() == []
-    on_slurm_runs = read_runs("on-slurm", groups=True)
+    on_slurm_runs = runs_of(client, "on-slurm", groups=True)
     ran = [r for r in on_slurm_runs if T.KIND not in r.data.tags]
     assert "RUNNING" not in {r.info.status for r in on_slurm_runs}
+    [offline] = [r for r in ran if "offline" in r.info.run_name]
+    mine = {k: v for k, v in offline.data.metrics.items() if not k.startswith("system/")}
+    assert (offline.info.status, mine) == ("FINISHED", {"before": 1.0, "after": 2.0})
     node = socket.gethostname()
     assert {(r.data.tags[T.CLUSTER_BACKEND], r.data.tags[T.CLUSTER_NODE]) for r in ran} == {
         ("slurm", node)
@@ -305,8 +330,8 @@ def test_on_a_slurm_cluster(
     # The same cells serially: the same grid parent, repeated cells and verdicts.
     project.joinpath("experiment_gpus.py").unlink()
     serial = ourtester.runpytest(*quick, "--mlexp-experiment", "serial")
-    serial.assert_outcomes(passed=6, failed=2)
-    assert _groups(on_slurm_runs) == _groups(read_runs("serial", groups=True))
+    serial.assert_outcomes(passed=7, failed=2)
+    assert _groups(on_slurm_runs) == _groups(runs_of(client, "serial", groups=True))
     assert len(_groups(on_slurm_runs)) == 3  # the grid's parent and two repeated cells
 
     # SIGTERM (as Ctrl-C; test_ray sends SIGINT): the jobs are cancelled, the runs in flight
@@ -320,7 +345,7 @@ def test_on_a_slurm_cluster(
         ["mlexp grid experiment_cluster.py::experiment_interrupted: * killed; *"]
     )
     assert on_slurm.jobs() == []
-    runs = read_runs("ctrl-c", groups=True)
+    runs = runs_of(client, "ctrl-c", groups=True)
     items = [r for r in runs if T.KIND not in r.data.tags]
     assert {(r.info.status, r.data.tags.get(T.OUTCOME)) for r in items} == {
         ("KILLED", "interrupted")
@@ -371,41 +396,3 @@ def test_refused_before_anything_runs(
         ["*MLEXP_SLURM: the Slurm controller does not answer (sinfo: *Unable to contact slurm "
          "controller*); run pytest where `sinfo` works (a login node), or point SLURM_CONF at*"]
     )  # fmt: skip
-
-
-def test_a_node_without_a_route_to_the_server(
-    on_slurm: SlurmCluster,
-    ourtester: pytest.Pytester,
-    mlflow_server: Any,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The job spools to the shared file system; the controller sends its run at the end."""
-    [dead] = _free_ports(1)
-    ourtester.makepyfile(
-        experiment_offline="import os\n\n"
-        "def experiment_offline(mlflow_run):\n"
-        "    mlflow_run.log_metric('before', 1.0)\n"
-        "    # The node loses its route: it reaches the server only through a proxy not there.\n"
-        f"    os.environ.update(HTTP_PROXY='http://127.0.0.1:{dead}', NO_PROXY='', no_proxy='')\n"
-        "    mlflow_run.log_metric('after', 2.0)\n"
-    )
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the node gives up at once
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    result = ourtester.runpytest(
-        "-p", "no:randomly", "--mlexp-lineage", "none", "--mlexp-artifacts", "off",
-        "--mlexp-tracking-uri", mlflow_server.url, "--mlexp-experiment", "offline",
-        "--mlexp-on-tracking-error", "spool", "-W", "ignore::pytest_mlexp.MlexpWarning",
-        "--mlexp-slurm",
-    )  # fmt: skip
-    result.assert_outcomes(passed=1)
-    result.stdout.no_fnmatch_line("*could not reach*")
-    assert on_slurm.jobs() == []
-    journal = ourtester.path / ".mlexp" / "journal"
-    assert [p.name for p in journal.glob("*.jsonl")] == []  # all sent, kept under replayed/
-    assert len(list((journal / "replayed").glob("*.jsonl"))) == 1
-    client = MlflowClient(mlflow_server.url)
-    found = client.get_experiment_by_name("offline")
-    assert found is not None
-    [run] = client.search_runs([found.experiment_id])
-    assert (run.info.status, run.data.metrics) == ("FINISHED", {"before": 1.0, "after": 2.0})
-    assert run.data.tags[T.CLUSTER_BACKEND] == "slurm"

@@ -153,14 +153,26 @@ class Dispatcher:
         started = []
         for _ in range(min(len(group.queue), capacity(group.demand, nodes))):
             worker = self._start_worker(group)
+            if worker is None:
+                break
             started.append(worker)
             self._give(worker, group)
         return started
 
-    def _start_worker(self, group: Group) -> Hashable:
-        group.workers += 1
+    def _start_worker(self, group: Group) -> Hashable | None:
+        """A new worker for ``group``; ``None`` when the cluster refused it (its items fail)."""
+        from .executor import StartRefused
+
         self._workers += 1
-        return self.executor.start(group.demand, self._spec(self._workers - 1))
+        try:
+            worker = self.executor.start(group.demand, self._spec(self._workers - 1))
+        except StartRefused as exc:
+            while group.queue:
+                item, _ = group.queue.popleft()
+                self._fail(item, f"mlexp: {exc}", when="setup")
+            return None
+        group.workers += 1
+        return worker
 
     def _spec(self, number: int) -> dict[str, Any]:
         config = self.config
@@ -272,7 +284,9 @@ class Dispatcher:
                 item, _ = group.queue.popleft()
                 self._fail(item, f"mlexp: {why} since a node was lost", when="setup")
             return
-        self._give(self._start_worker(group), group)
+        worker = self._start_worker(group)
+        if worker is not None:
+            self._give(worker, group)
 
     def _close(self, item: pytest.Item, outcome: str, reason: str = "") -> None:
         from ..runs.markers import marker_options

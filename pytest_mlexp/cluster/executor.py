@@ -23,6 +23,10 @@ from .resources import Demand
 OutcomeKind = Literal["returned", "failed", "lost", "ended"]
 
 
+class StartRefused(Exception):
+    """The cluster will not start a worker of that shape (sbatch refused the job): why."""
+
+
 @dataclass
 class Outcome:
     """What the cluster says about one worker's last call."""
@@ -53,7 +57,10 @@ class Executor(Protocol):
         ...
 
     def start(self, demand: Demand, spec: Mapping[str, Any]) -> Hashable:
-        """Start a worker reserving ``demand`` with ``spec`` (``worker.ItemWorker``); its handle."""
+        """Start a worker reserving ``demand`` with ``spec`` (``worker.ItemWorker``); its handle.
+
+        Raises ``StartRefused`` when the cluster will not: the shape's items fail with it.
+        """
         ...
 
     def await_placement(self, workers: Sequence[Hashable], timeout: float) -> None:

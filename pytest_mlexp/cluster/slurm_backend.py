@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from .checks import check_store
-from .executor import Outcome
+from .executor import Outcome, StartRefused
 from .mailbox import Mailbox
 from .resources import Demand
 
@@ -174,14 +174,14 @@ def job_parameters(
         parameters["partition"] = partition
     if demand.gpus:
         parameters["gpus_per_node"] = math.ceil(demand.gpus)
+    extra: dict[str, Any] = {"no_requeue": True, "chdir": str(rootdir)}
     if demand.memory:
-        parameters["mem"] = math.ceil(demand.memory / 1024**2) / 1024  # submitit: GB
+        extra["mem"] = f"{math.ceil(demand.memory / 1024**2)}M"  # MiB, as sbatch reads it
     if demand.custom:
         parameters["gres"] = ",".join(
             f"{name}:{math.ceil(amount)}" for name, amount in sorted(demand.custom.items())
         )
-    # A preempted worker is replaced by the controller, not requeued by Slurm.
-    extra: dict[str, Any] = {"no_requeue": True, "chdir": str(rootdir)}
+    # A preempted worker is replaced by the controller, not requeued by Slurm (no_requeue).
     for name, value in options.items():
         key = name.replace("-", "_")
         if key in known:
@@ -264,9 +264,8 @@ class SlurmExecutor:
         try:
             job = submitter.submit(serve, dict(spec), str(mailbox.path))
         except Exception as exc:
-            raise pytest.UsageError(
-                f"{self.where}: sbatch refused a job reserving {demand.describe()}: "
-                f"{str(exc).strip()[-1000:]}"
+            raise StartRefused(
+                f"sbatch refused a job reserving {demand.describe()}: {str(exc).strip()[-1000:]}"
             ) from None
         worker = Worker(job, mailbox)
         self._workers.append(worker)
