@@ -56,7 +56,7 @@ Slurm cluster (--mlexp-slurm) | grid parents, repeated cells, the gate's verdict
 Slurm cluster, system metrics | named by metric, the node in mlexp.cluster.node | test_slurm.py::test_on_a_slurm_cluster
 Slurm cluster, a job cancelled mid-item | the lost attempt KILLED as superseded (outcome rerun, mlexp.cluster.lost: Slurm's state), the retry counted | test_slurm.py::test_on_a_slurm_cluster
 Slurm cluster, SIGTERM | the jobs cancelled, the runs in flight and the grid parent KILLED; no job left | test_slurm.py::test_on_a_slurm_cluster
-Slurm cluster, spool (a node without a route to the server) | the controller sends the node's journal before the session's end; nothing left for mlexp sync | test_slurm.py::test_on_a_slurm_cluster
+Slurm cluster, spool (a node with no route to the server from its start) | the job opens the store offline; the controller sends its journal before the session's end; nothing left for mlexp sync | test_slurm.py::test_on_a_slurm_cluster
 """  # noqa: E501
 
 from __future__ import annotations

@@ -208,12 +208,11 @@ def experiment_repeated(mlflow_run, seed):
 def experiment_regressed(mlflow_run, seed):
     mlflow_run.log_metric("score", 0.5 + seed / 100)
 
-@pytest.mark.mlexp(resources={"memory": "1MB"})  # a job of its own: it loses its route
+# A job of its own (its memory), on a node with no route to the server: only through a proxy
+# that is not there.
+@pytest.mark.mlexp(resources={"memory": "1MB", "slurm": {"export": NO_ROUTE}})
 def experiment_offline(mlflow_run):
     mlflow_run.log_metric("before", 1.0)
-    if "SLURM_JOB_ID" in os.environ:  # the node loses its route to the server
-        os.environ.update(HTTP_PROXY=NO_ROUTE, NO_PROXY="", no_proxy="")
-        os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5")
     mlflow_run.log_metric("after", 2.0)
 
 @pytest.mark.mlexp(resources={"slurm": {"time": 10}})
@@ -275,7 +274,8 @@ def test_on_a_slurm_cluster(
     cancelled = project / "cancelled"
     [dead] = _free_ports(1)
     project.joinpath("experiment_cluster.py").write_text(
-        f"CANCELLED = {str(cancelled)!r}\nNO_ROUTE = 'http://127.0.0.1:{dead}'\n{EXPERIMENTS}"
+        f"CANCELLED = {str(cancelled)!r}\n"
+        f"NO_ROUTE = 'ALL,HTTP_PROXY=http://127.0.0.1:{dead},NO_PROXY=,no_proxy='\n{EXPERIMENTS}"
     )
     project.joinpath("experiment_gpus.py").write_text(UNHOSTABLE)
     project.joinpath("params.yaml").write_text(

@@ -58,6 +58,16 @@ class Relay:
     def pytest_configure(self, config: pytest.Config) -> None:
         self.config = config
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        from ..keys import SESSION_KEY
+        from .offline import offline_when_unreachable
+
+        mlexp = session.config.stash.get(SESSION_KEY, None)
+        if mlexp is not None:
+            # Before collection, when the store may be opened: offline if the node has no route.
+            mlexp._open_backend = offline_when_unreachable(mlexp._open_backend)
+
     def pytest_mlexp_run_tags(self, item: pytest.Item) -> dict[str, str]:
         return {T.CLUSTER_NODE: self.node, T.CLUSTER_BACKEND: self.backend}
 
