@@ -514,9 +514,7 @@ def add_cluster_options(group: Any, parser: pytest.Parser) -> None:
         "cluster's default one (also env MLEXP_SLURM; needs pytest-mlexp[slurm]; default: off, "
         "items run here).",
     )
-    parser.addini(
-        "mlexp_slurm", "Run the items as Slurm jobs: on, off or a partition.", default=""
-    )
+    parser.addini("mlexp_slurm", "Run the items as Slurm jobs: on, off or a partition.", default="")
     parser.addini(
         "mlexp_slurm_options",
         "sbatch options of every Slurm job, one KEY=VALUE a line (time=120 in minutes, "
