@@ -360,11 +360,14 @@ def test_refused_before_anything_runs(
     """An unknown partition, no sbatch, no accounting, a controller that does not answer: exit 4,
     the fix named."""
     ourtester.makepyfile(experiment_one="def experiment_one(mlflow_run):\n    pass\n")
-    result = ourtester.runpytest("--mlexp-slurm", "gpux")
+    # (The flag's value is optional: a path after it is read as its partition.)
+    result = ourtester.runpytest("--mlexp-slurm", "experiment_one.py")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["*--mlexp-slurm gpux: the cluster has no partition 'gpux'; its partitions: debug* (sinfo*"]
-    )
+        ["*--mlexp-slurm experiment_one.py: the cluster has no partition 'experiment_one.py'; its "
+         "partitions: debug* (sinfo; * is the default); experiment_one.py is a path, read as the "
+         "partition: put --mlexp-slurm after the paths, or write --mlexp-slurm=PARTITION"]
+    )  # fmt: skip
     assert not (ourtester.path / "mlflow.db").exists()
 
     with monkeypatch.context() as patch:

@@ -12,7 +12,12 @@ A job that ends while it runs an item (cancelled, preempted, out of time,
 its node failed) is ``lost`` with the state Slurm gives (submitit's
 ``sacct`` watcher); Ctrl-C and the session's end ``scancel`` whatever is left.
 Refusals before anything runs: submitit missing, no ``sbatch``, a controller
-that does not answer, an unknown partition.
+that does not answer, an unknown partition, no accounting (``sacct``).
+
+Of submitit's insides this module uses ``slurm._get_default_parameters`` (the
+names ``update_parameters`` takes) and the jobs' shared ``watcher`` (one
+``sacct`` for all of them); checked with submitit 1.5.4, and
+``tests/test_slurm.py`` fails loudly when they change.
 """
 
 from __future__ import annotations
@@ -231,9 +236,16 @@ class SlurmExecutor:
         partitions = slurm_command(["sinfo", "-h", "-o", "%P"], where).split()
         names = [p.rstrip("*") for p in partitions]
         if slurm.partition is not None and slurm.partition not in names:
+            hint = ""
+            if Path(slurm.partition).exists():
+                hint = (
+                    f"; {slurm.partition} is a path, read as the partition: put --mlexp-slurm "
+                    "after the paths, or write --mlexp-slurm=PARTITION"
+                )
             raise pytest.UsageError(
                 f"{where} {slurm.partition}: the cluster has no partition {slurm.partition!r}; "
                 f"its partitions: {', '.join(partitions) or 'none'} (sinfo; * is the default)"
+                + hint
             )
         check_accounting(where)
         listing = ["sinfo", "-h", "-N", "-o", "%N|%o|%c|%m|%G|%t"]
