@@ -227,7 +227,7 @@ def test_reports_count_a_rerun_item_by_its_last_attempt(project: pytest.Pytester
     )
     assert "regressed" not in result.stdout.str().lower()
     markdown = (project.path / "metrics.md").read_text()
-    assert "1 experiments judged: 0 regressed" in markdown
+    assert "1 experiment judged: 0 regressed" in markdown
     assert "experiment_flaky" in markdown
     suite = ET.parse(project.path / "junit.xml").getroot().find("testsuite")
     assert suite is not None

@@ -470,8 +470,7 @@ def test_markdown_junit_and_step_summary(model, run_gate, ourtester, monkeypatch
     assert markdown.splitlines()[:6] == [
         "## Model metrics",
         "",
-        "2 experiments judged against `baseline.yaml`: 1 regressed, 0 improved, "
-        "0 without baseline.",
+        "2 cells judged against `baseline.yaml`: 1 regressed, 0 improved, 0 without baseline.",
         "",
         "| test | metric | baseline | current | change | allowed | verdict |",
         "|---|---|---|---|---|---|---|",
@@ -617,7 +616,7 @@ def test_a_grid_gated_by_its_best_cell(model, run_gate, read_runs):  # type: ign
 
     model(marker, a=0.8, b=0.3)  # the best cell is worse than the last best: the grid regresses
     worse = run_gate("--mlexp-baseline", "latest")
-    worse.assert_outcomes(passed=2, failed=1)
+    worse.assert_outcomes(passed=1, failed=1)
     assert worse.ret == pytest.ExitCode.TESTS_FAILED
     worse.stdout.fnmatch_lines(
         [
@@ -668,3 +667,88 @@ def test_gate_best_needs_a_grid(ourtester, run_gate):  # type: ignore[no-untyped
         ["ERROR: @pytest.mark.mlexp on experiment_one.py::experiment_one: gate='best' gates a "
          "grid by its best cell: it needs a parametrized experiment without repeats*"]
     )  # fmt: skip
+
+
+GROUPS = """
+import pytest
+
+@pytest.mark.mlexp(search={"x": "uniform(-5, 5)"}, trials=2, objective="loss:min",
+                   sampler="random", seed=0)
+def experiment_search(x):
+    return {"loss": (x - 1) ** 2 + 1}
+
+@pytest.mark.mlexp(repeats=2)
+def experiment_cell(seed):
+    return {"accuracy": 0.5 + 0.01 * seed}
+
+@pytest.mark.mlexp(gate="best", best="accuracy")
+@pytest.mark.parametrize("cell", ["a", "b"])
+def experiment_grid(cell):
+    return {"accuracy": {"a": 0.6, "b": 0.5}[cell]}
+
+def experiment_plain():
+    return {"accuracy": 0.9}
+"""
+
+GROUPS_BASELINE = {
+    "experiment_groups.py::experiment_search": {"loss": 0.5},
+    "experiment_groups.py::experiment_cell": {"accuracy": 0.9},
+    "experiment_groups.py::experiment_grid": {"accuracy": 0.9},
+    "experiment_groups.py::experiment_plain": {"accuracy": 0.9},
+}
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_junit_counts_every_failed_group_as_one_of_its_items(
+    workers, run_gate, ourtester, read_runs, monkeypatch
+):  # type: ignore[no-untyped-def]
+    # A search, a repeated cell and a gate="best" grid regress as wholes: each fails as its
+    # last passed item, for pytest's last line, the short summary and the JUnit XML alike.
+    summary = ourtester.path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    ourtester.makepyfile(experiment_groups=GROUPS)
+    (ourtester.path / "b.yaml").write_text(yaml.safe_dump(GROUPS_BASELINE))
+    result = run_gate(
+        *workers, "--mlexp-baseline-file", "b.yaml", "--junitxml", "junit.xml",
+        "--mlexp-report-md", "metrics.md", "--mlexp-lineage", "none", "--mlexp-artifacts", "off",
+    )  # fmt: skip
+    # 7 items: 2 trials, 2 repeats, 2 grid cells and an experiment.
+    result.assert_outcomes(passed=4, failed=3)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "FAILED experiment_groups.py::experiment_cell[[]seed1[]] - repeated cell*",
+            "FAILED experiment_groups.py::experiment_search[[]trial-1[]] - search*",
+            "FAILED experiment_groups.py::experiment_grid[[]b[]] - grid*",
+            "*= 3 failed, 4 passed in *",
+        ],
+        consecutive=False,
+    )
+    suite = ET.parse(ourtester.path / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    counts = [suite.get(key) for key in ("tests", "failures", "errors")]
+    assert counts == ["7", "3", "0"]
+    failures = {
+        case.get("name"): failure.get("message")
+        for case in suite.iter("testcase")
+        for failure in case.iter("failure")
+    }
+    assert len(suite.findall("testcase")) == 7  # each item once
+    assert sorted(message.split(" ")[0] for message in failures.values()) == [
+        "grid", "repeated", "search",
+    ]  # fmt: skip
+    assert all("regressed" in message for message in failures.values())
+    assert "experiment_grid[b]" in failures
+    # What landed in MLflow: the group runs failed, their items' runs as they ran.
+    runs = read_runs(EXPERIMENT, groups=True)
+    groups = [r for r in runs if r.data.tags.get("mlexp.regression") == "regressed"]
+    assert sorted(r.data.tags["mlexp.kind"] for r in groups) == ["cell", "grid", "search"]
+    assert {r.info.status for r in groups} == {"FAILED"}
+    items = [r for r in runs if "mlexp.kind" not in r.data.tags]
+    assert len(items) == 7
+    assert {r.info.status for r in items} == {"FINISHED"}
+    # The step summary names what it judged as a user sees it.
+    assert (
+        "1 experiment, 1 repeated cell, 1 search and 1 grid judged against `b.yaml`: "
+        "3 regressed" in summary.read_text()
+    )

@@ -8,7 +8,7 @@ it decided is shown by ``reports.verdicts``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -39,6 +39,43 @@ class GateOutcome:
     #: Grids judged by their best cell (``gate="best"``), and how many cells they had.
     grids: set[str] = field(default_factory=set)
     grid_cells: int = 0
+    #: The test ids of the items that are a grid's cells (parametrized experiments).
+    cells: set[str] = field(default_factory=set)
+
+
+def group_label(verdict: Verdict, grids: Collection[str] = ()) -> str:
+    """A group run as its failure names it: ``search x.py::f (best of 5 trials, parent run …)``."""
+    if verdict.nodeid in grids:
+        return (
+            f"grid {verdict.nodeid} (best of {verdict.repeats} cells, "
+            f"parent run {verdict.cell_run_id})"
+        )
+    if verdict.search:
+        return (
+            f"search {verdict.nodeid} (best of {verdict.repeats} trials, "
+            f"parent run {verdict.cell_run_id})"
+        )
+    return (
+        f"repeated cell {verdict.nodeid} (mean of {verdict.repeats} repeats, "
+        f"cell run {verdict.cell_run_id})"
+    )
+
+
+def group_failure(verdict: Verdict, grids: Collection[str] = ()) -> str:
+    """A failed group run's message: what failed and why, then the table of its metrics."""
+    from .baselines import Baseline
+    from .rules import FAILING
+    from .verdicts import failure_message
+
+    failing = [row for row in verdict.rows if row.verdict in FAILING]
+    reason = "; ".join(f"{row.metric} {row.verdict.lower()}" for row in failing) or verdict.verdict
+    lines = [f"{group_label(verdict, grids)} fails the session: {reason}"]
+    if failing:
+        baseline = Baseline({}, verdict.source) if verdict.source else None
+        lines.append(failure_message(verdict.rows, failing, baseline))
+    if verdict.problem:
+        lines.append(f"mlexp: {verdict.problem}")
+    return "\n".join(lines)
 
 
 def finish_gate(
@@ -63,8 +100,10 @@ def finish_gate(
     outcome.grid_cells = sum(
         1 for r in results if r.groups is not None and r.groups.grid in judgment.grids
     )
+    outcome.cells = {r.nodeid for r in results if r.groups is not None and r.groups.grid}
     if judgment.failed and pytest_session.exitstatus == pytest.ExitCode.OK:
         pytest_session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    _report_failed_groups(pytest_session.config, judgment.verdicts, results, outcome.grids)
     _junit_properties(pytest_session, judgment.verdicts)
     if settings.update:
         outcome.updated = _update_file(settings, outcome.verdicts)
@@ -120,6 +159,38 @@ def _update_file(settings: GateSettings, verdicts: list[Verdict]) -> int:
     if updated:
         write_file(settings.baseline_file, entries)
     return updated
+
+
+def _report_failed_groups(
+    config: pytest.Config,
+    verdicts: Sequence[Verdict],
+    results: Sequence[RunSummary],
+    grids: Collection[str],
+) -> None:
+    """Each failed group run, reported as the failure of its last passed item (``group_reports``).
+
+    A group none of whose items passed here is already counted by their failures.
+    """
+    from .group_reports import GROUP_REPORTS_KEY
+
+    reports = config.stash.get(GROUP_REPORTS_KEY, None)
+    if reports is None:
+        return
+    failures: dict[str, list[str]] = {}
+    for verdict in verdicts:
+        if verdict.passed or not verdict.cell_run_id:
+            continue
+        members = [
+            r.nodeid
+            for r in results
+            if r.groups is not None
+            and verdict.cell_run_id
+            in (r.groups.cell_run_id, r.groups.search_run_id, r.groups.grid_run_id)
+            and reports.passed(r.nodeid)
+        ]
+        if members:
+            failures.setdefault(members[-1], []).append(group_failure(verdict, grids))
+    reports.fail({nodeid: "\n".join(messages) for nodeid, messages in failures.items()})
 
 
 def _junit_properties(pytest_session: pytest.Session, verdicts: Sequence[Verdict]) -> None:
