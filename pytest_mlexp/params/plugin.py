@@ -65,12 +65,13 @@ def warn_unmatched(state: ParamsState, collected: set[Path]) -> None:
     missing = [f for f in state.file.entries if f not in state.seen]
     if not missing:
         return
-    defined = defining_files(state.file.path.parent, missing)
+    # A file.py::function key is looked for by its function's name.
+    defined = defining_files(state.file.path.parent, [f.rpartition("::")[2] for f in missing])
     resolved = {path.resolve() for path in collected}
     for function in missing:
-        if defined.get(function, set()) - resolved:
+        where = defined.get(function.rpartition("::")[2])
+        if (where or set()) - resolved:
             continue  # in a file this session did not collect: not selected
-        where = defined.get(function)
         why = (
             f"{', '.join(sorted(p.name for p in where))} defines it but is not an experiment"
             if where
