@@ -688,6 +688,10 @@ def experiment_grid(cell):
 
 def experiment_plain():
     return {"accuracy": 0.9}
+
+@pytest.mark.parametrize("depth", [1, 2])
+def experiment_worse(depth):
+    return {"accuracy": 0.5}
 """
 
 GROUPS_BASELINE = {
@@ -695,6 +699,8 @@ GROUPS_BASELINE = {
     "experiment_groups.py::experiment_cell": {"accuracy": 0.9},
     "experiment_groups.py::experiment_grid": {"accuracy": 0.9},
     "experiment_groups.py::experiment_plain": {"accuracy": 0.9},
+    "experiment_groups.py::experiment_worse[1]": {"accuracy": 0.9},
+    "experiment_groups.py::experiment_worse[2]": {"accuracy": 0.9},
 }
 
 
@@ -712,43 +718,54 @@ def test_junit_counts_every_failed_group_as_one_of_its_items(
         *workers, "--mlexp-baseline-file", "b.yaml", "--junitxml", "junit.xml",
         "--mlexp-report-md", "metrics.md", "--mlexp-lineage", "none", "--mlexp-artifacts", "off",
     )  # fmt: skip
-    # 7 items: 2 trials, 2 repeats, 2 grid cells and an experiment.
-    result.assert_outcomes(passed=4, failed=3)
+    # 9 items: 2 trials, 2 repeats, 2 + 2 grid cells and an experiment.
+    result.assert_outcomes(passed=4, failed=5)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         [
             "FAILED experiment_groups.py::experiment_cell[[]seed1[]] - repeated cell*",
             "FAILED experiment_groups.py::experiment_search[[]trial-1[]] - search*",
             "FAILED experiment_groups.py::experiment_grid[[]b[]] - grid*",
-            "*= 3 failed, 4 passed in *",
+            "*= 5 failed, 4 passed in *",
         ],
         consecutive=False,
     )
     suite = ET.parse(ourtester.path / "junit.xml").getroot().find("testsuite")
     assert suite is not None
     counts = [suite.get(key) for key in ("tests", "failures", "errors")]
-    assert counts == ["7", "3", "0"]
+    assert counts == ["9", "5", "0"]
     failures = {
         case.get("name"): failure.get("message")
         for case in suite.iter("testcase")
         for failure in case.iter("failure")
     }
-    assert len(suite.findall("testcase")) == 7  # each item once
+    assert len(suite.findall("testcase")) == 9  # each item once
     assert sorted(message.split(" ")[0] for message in failures.values()) == [
-        "grid", "repeated", "search",
+        "Failed:", "Failed:", "grid", "repeated", "search",
     ]  # fmt: skip
     assert all("regressed" in message for message in failures.values())
     assert "experiment_grid[b]" in failures
     # What landed in MLflow: the group runs failed, their items' runs as they ran.
     runs = read_runs(EXPERIMENT, groups=True)
-    groups = [r for r in runs if r.data.tags.get("mlexp.regression") == "regressed"]
+    groups = [
+        r
+        for r in runs
+        if "mlexp.kind" in r.data.tags and r.data.tags.get("mlexp.regression") == "regressed"
+    ]
     assert sorted(r.data.tags["mlexp.kind"] for r in groups) == ["cell", "grid", "search"]
     assert {r.info.status for r in groups} == {"FAILED"}
     items = [r for r in runs if "mlexp.kind" not in r.data.tags]
-    assert len(items) == 7
-    assert {r.info.status for r in items} == {"FINISHED"}
+    assert sorted(r.info.status for r in items) == ["FAILED"] * 2 + ["FINISHED"] * 7
+    # A grid whose every cell regressed says so, not "no comparable metric".
+    result.stdout.fnmatch_lines(
+        [
+            "mlexp grid experiment_groups.py::experiment_worse: 2 cells, 0 passed, 2 failed; "
+            "no best accuracy: none of its 2 runs passed (a failed or regressed run is never "
+            "the best); parent run *"
+        ]
+    )
     # The step summary names what it judged as a user sees it.
     assert (
-        "1 experiment, 1 repeated cell, 1 search and 1 grid judged against `b.yaml`: "
-        "3 regressed" in summary.read_text()
+        "1 experiment, 2 cells, 1 repeated cell, 1 search and 1 grid judged against `b.yaml`: "
+        "5 regressed" in summary.read_text()
     )
