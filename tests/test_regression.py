@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import sys
 import xml.etree.ElementTree as ET
@@ -769,3 +770,48 @@ def test_junit_counts_every_failed_group_as_one_of_its_items(
         "1 experiment, 2 cells, 1 repeated cell, 1 search and 1 grid judged against `b.yaml`: "
         "5 regressed" in summary.read_text()
     )
+
+
+def _workflow_steps() -> list[str]:
+    """The ``run:`` steps of the gating guide's GitHub Actions workflow, as written."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "guides" / "gating.md").read_text()
+    start = page.index("# .github/workflows/models.yml")
+    block = page[start : page.index("```", start)]
+    workflow = yaml.safe_load(block)
+    return [step["run"].strip() for step in workflow["jobs"]["models"]["steps"] if "run" in step]
+
+
+def test_the_guides_ci_workflow_runs_in_a_users_project(ourtester, empty_store, monkeypatch):
+    # A user's project: experiments/ with a committed baseline, its own requirements.
+    shutil.copy(empty_store, ourtester.path / "mlflow.db")
+    folder = ourtester.path / "experiments"
+    folder.mkdir()
+    (folder / "experiment_model.py").write_text(
+        "def experiment_model():\n    return {'accuracy': 0.8}\n"
+    )
+    (folder / "baseline.yaml").write_text(
+        "experiments/experiment_model.py::experiment_model:\n  accuracy: 0.9\n"
+    )
+    (ourtester.path / "requirements.txt").write_text("scikit-learn\n")
+    summary = ourtester.path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.delenv("MLEXP_EXPERIMENT_PATHS")
+    install, test = _workflow_steps()
+    # No network here: the install step is checked, not run. It installs the user's
+    # project's requirements and the plugin from PyPI, not this repository.
+    assert install.split()[:2] == ["pip", "install"]
+    assert "-r requirements.txt" in install
+    assert "pytest-mlexp" in install.split()
+    assert "-e" not in install.split()
+    command = shlex.split(test)
+    assert command[0] == "pytest"
+    result = ourtester.runpytest(*command[1:])
+    # The job fails on the regression, and its reports say so.
+    result.assert_outcomes(failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    suite = ET.parse(ourtester.path / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures")) == ("1", "1")
+    markdown = (ourtester.path / "metrics.md").read_text()
+    assert "1 experiment judged against `experiments/baseline.yaml`: 1 regressed" in markdown
+    assert summary.read_text() == markdown + "\n"
