@@ -199,20 +199,16 @@ def _junit_properties(pytest_session: pytest.Session, verdicts: Sequence[Verdict
     A cell is no test case (its repeats are), and is judged once they all
     reported: its verdict goes to the suite's ``<properties>``, e.g. ``mlexp.cell
     test_x.py::test_x[0.1]`` = ``inconclusive: accuracy [-0.05, +0.02] 95%, n 2/2, ...``.
-    Through pytest's ``junitxml`` stash key (checked with pytest 8 and 9).
+    Through ``gate.junit``, the adapter to pytest's ``junitxml``.
     """
+    from . import junit
     from .verdicts import gate_tags
 
-    try:
-        from _pytest.junitxml import xml_key
-    except ImportError:  # pragma: no cover - pytest moved it
-        return
-    xml = pytest_session.config.stash.get(xml_key, None)
-    if xml is None:
-        return
     for verdict in verdicts:
         intervals = gate_tags(verdict.rows).get(T.GATE_INTERVAL)
         if verdict.cell_run_id and not verdict.search and intervals:
-            xml.add_global_property(
-                f"mlexp.cell {verdict.nodeid}", f"{verdict.verdict}: {intervals}"
+            junit.add_suite_property(
+                pytest_session.config,
+                f"mlexp.cell {verdict.nodeid}",
+                f"{verdict.verdict}: {intervals}",
             )
