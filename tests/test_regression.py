@@ -815,3 +815,29 @@ def test_the_guides_ci_workflow_runs_in_a_users_project(ourtester, empty_store, 
     markdown = (ourtester.path / "metrics.md").read_text()
     assert "1 experiment judged against `experiments/baseline.yaml`: 1 regressed" in markdown
     assert summary.read_text() == markdown + "\n"
+
+
+def test_a_group_that_could_not_be_judged_fails_as_one_of_its_items(run_gate, ourtester):
+    # The baseline run cannot be read: the cell cannot be judged, and its last seed says so.
+    ourtester.makepyfile(
+        experiment_cell="""
+        import pytest
+
+        @pytest.mark.mlexp(repeats=2)
+        def experiment_cell(seed):
+            return {"accuracy": 0.5}
+        """
+    )
+    missing = "0123456789abcdef0123456789abcdef"
+    result = run_gate(
+        "--mlexp-baseline", f"run:{missing}", "--junitxml", "junit.xml",
+        "--mlexp-lineage", "none", "--mlexp-artifacts", "off",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1, failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    cases = ET.parse(ourtester.path / "junit.xml").iter("testcase")
+    (case,) = [c for c in cases if c.find("failure") is not None]
+    assert case.get("name") == "experiment_cell[seed1]"
+    message = case.find("failure").get("message")  # type: ignore[union-attr]
+    assert message.startswith("mlexp: could not judge the group runs in ")
+    assert f"baseline run '{missing}' cannot be read" in message

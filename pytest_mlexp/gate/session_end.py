@@ -21,6 +21,7 @@ from ..settings.gate import GateSettings
 if TYPE_CHECKING:
     from ..backend.client import Backend
     from ..runs.summary import RunSummary
+    from .group_runs import Judgment
 
 
 @dataclass
@@ -103,7 +104,7 @@ def finish_gate(
     outcome.cells = {r.nodeid for r in results if r.groups is not None and r.groups.grid}
     if judgment.failed and pytest_session.exitstatus == pytest.ExitCode.OK:
         pytest_session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    _report_failed_groups(pytest_session.config, judgment.verdicts, results, outcome.grids)
+    _report_failed_groups(pytest_session.config, judgment, results, outcome.grids)
     _junit_properties(pytest_session, judgment.verdicts)
     if settings.update:
         outcome.updated = _update_file(settings, outcome.verdicts)
@@ -163,11 +164,12 @@ def _update_file(settings: GateSettings, verdicts: list[Verdict]) -> int:
 
 def _report_failed_groups(
     config: pytest.Config,
-    verdicts: Sequence[Verdict],
+    judgment: Judgment,
     results: Sequence[RunSummary],
     grids: Collection[str],
 ) -> None:
-    """Each failed group run, reported as the failure of its last passed item (``group_reports``).
+    """Each failed group run, reported as the failure of its last passed item (``group_reports``);
+    so is one that could not be judged.
 
     A group none of whose items passed here is already counted by their failures.
     """
@@ -176,20 +178,23 @@ def _report_failed_groups(
     reports = config.stash.get(GROUP_REPORTS_KEY, None)
     if reports is None:
         return
+    failed = [
+        (verdict.cell_run_id, group_failure(verdict, grids))
+        for verdict in judgment.verdicts
+        if verdict.cell_run_id and not verdict.passed
+    ]
+    failed += [(run_id, f"mlexp: {why}") for run_id, why in judgment.unjudged.items()]
     failures: dict[str, list[str]] = {}
-    for verdict in verdicts:
-        if verdict.passed or not verdict.cell_run_id:
-            continue
+    for run_id, message in failed:
         members = [
             r.nodeid
             for r in results
             if r.groups is not None
-            and verdict.cell_run_id
-            in (r.groups.cell_run_id, r.groups.search_run_id, r.groups.grid_run_id)
+            and run_id in (r.groups.cell_run_id, r.groups.search_run_id, r.groups.grid_run_id)
             and reports.passed(r.nodeid)
         ]
         if members:
-            failures.setdefault(members[-1], []).append(group_failure(verdict, grids))
+            failures.setdefault(members[-1], []).append(message)
     reports.fail({nodeid: "\n".join(messages) for nodeid, messages in failures.items()})
 
 
