@@ -2,7 +2,9 @@
 
 In order: judge the group runs (repeated cells by their means, searches by
 their best trial: ``gate.group_runs``, once ``groups.completion`` completed
-them), then refresh the baseline file with ``--mlexp-update-baseline``. What
+them), report each failed one as the failure of its last passed item
+(``gate.group_reports``), then refresh the baseline file with
+``--mlexp-update-baseline``. What
 it decided is shown by ``reports.verdicts``.
 """
 
