@@ -603,3 +603,15 @@ def test_one_function_name_in_two_files(project, read_runs) -> None:
     ]
     wine = by_name(runs)["experiment_wine.py::experiment_ridge[7]"]
     assert wine.data.params == {"alpha": "7"}
+    # A file.py::function key whose file part matches no file: warned, saying which files do.
+    (ourtester.path / "experiments" / "params.yaml").write_text(
+        "nowhere.py::experiment_ridge:\n  grid: {alpha: [1]}\n"
+    )
+    typo = run(ourtester, "--collect-only", "-q")
+    typo.stdout.fnmatch_lines(
+        [
+            "*MlexpWarning: nowhere.py::experiment_ridge in experiments/params.yaml matches no "
+            "experiment function collected in this session; fix the name if it is a typo "
+            "(experiment_ridge.py, experiment_wine.py define experiment_ridge: fix the file part)"
+        ]
+    )
