@@ -52,8 +52,8 @@ a reproduction that did not reproduce | --mlexp-baseline latest: the original, n
 a reproduction that did not reproduce | --mlexp-reuse: reuses the original | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
 a reproduction | grid parents: its own, named "reproduce of <original>", tagged; the original's untouched | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
 a reproduction | mlexp runs: left out, listed with a REPRODUCES column under --reproductions; the UI view's tag column | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
-a failed search, repeated cell and gate="best" grid (serial, xdist -n 2) | pytest's last line, the short summary, JUnit XML (a failed test case each, every item once), the step summary, the group runs FAILED | test_regression.py::test_junit_counts_every_failed_group_as_one_of_its_items
-a strictly inconclusive repeated cell, xdist | JUnit XML: its last seed a failed test case with the cell's message | test_confidence.py::test_noise_passes_a_regression_fails_few_seeds_are_inconclusive
+a failed search, repeated cell and gate="best" grid | pytest's last line, the short summary, JUnit XML (a failed test case each, every item once), the step summary, the group runs FAILED | test_regression.py::test_junit_counts_every_failed_group_as_one_of_its_items
+a regressed repeated cell under xdist (-n 2); a strictly inconclusive one | JUnit XML: its last seed a failed test case with the cell's message, every item once | test_confidence.py::test_noise_passes_a_regression_fails_few_seeds_are_inconclusive
 one function name in two files | the params file (a bare key refused, file.py::function keys, --mlexp-set), run and grid parent names with the file | test_params.py::test_one_function_name_in_two_files
 """  # noqa: E501
 

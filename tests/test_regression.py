@@ -705,18 +705,18 @@ GROUPS_BASELINE = {
 }
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_junit_counts_every_failed_group_as_one_of_its_items(
-    workers, run_gate, ourtester, read_runs, monkeypatch
+    run_gate, ourtester, read_runs, monkeypatch
 ):  # type: ignore[no-untyped-def]
     # A search, a repeated cell and a gate="best" grid regress as wholes: each fails as its
     # last passed item, for pytest's last line, the short summary and the JUnit XML alike.
+    # (Under xdist, the same road: test_confidence.py's -n 2 session reads its JUnit XML.)
     summary = ourtester.path / "step-summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     ourtester.makepyfile(experiment_groups=GROUPS)
     (ourtester.path / "b.yaml").write_text(yaml.safe_dump(GROUPS_BASELINE))
     result = run_gate(
-        *workers, "--mlexp-baseline-file", "b.yaml", "--junitxml", "junit.xml",
+        "--mlexp-baseline-file", "b.yaml", "--junitxml", "junit.xml",
         "--mlexp-report-md", "metrics.md", "--mlexp-lineage", "none", "--mlexp-artifacts", "off",
     )  # fmt: skip
     # 9 items: 2 trials, 2 repeats, 2 + 2 grid cells and an experiment.
