@@ -163,7 +163,10 @@ def _eligible(run: Run, session_id: str) -> bool:
 
 
 def _consider(
-    found: Candidates, seen: dict[Test, list[Run]], wanted: Mapping[Test, Mapping[str, str]], run: Run
+    found: Candidates,
+    seen: dict[Test, list[Run]],
+    wanted: Mapping[Test, Mapping[str, str]],
+    run: Run,
 ) -> None:
     key = _key(run)
     tags = wanted.get(key)
