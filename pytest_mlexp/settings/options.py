@@ -259,7 +259,8 @@ def add_gate_options(group: Any, parser: pytest.Parser) -> None:
         metavar="SPEC",
         default=None,
         help="Compare each experiment's metrics with a run from the store: latest, "
-        "branch:NAME, promoted, tag:KEY=VALUE, session:ID or run:ID (default: none: "
+        "branch:NAME (runs from a clean tree; branch:NAME:dirty also others), promoted, "
+        "tag:KEY=VALUE, session:ID or run:ID (default: none: "
         "only expect= bounds are judged).",
     )
     group.addoption(
