@@ -5,7 +5,7 @@ equal fingerprints mean the same computation, wherever it ran. One paged
 search, newest first, covers the usual case (the previous sessions' runs);
 an item that found no match there is looked up by its fingerprint tag alone.
 When no run matches, the explanation compares the item with its *nearest*
-earlier run: the one that differs in the fewest parts, newest first.
+earlier run: the one that differs in the fewest parts, then files, newest first.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backend import tags as T
 from ..backend.search import NOT_REPRODUCTION, PAGE_SIZE, search_runs, tag_equals
+from .fingerprint import parse_files
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -54,7 +55,7 @@ class Candidates:
 
     #: The newest earlier run whose fingerprint equals the test's now.
     matching: dict[Test, Run] = field(default_factory=dict)
-    #: When none matches: the earlier run differing in the fewest parts (newest first).
+    #: When none matches: the earlier run differing in the fewest parts, then files.
     nearest: dict[Test, Run] = field(default_factory=dict)
 
 
@@ -100,17 +101,22 @@ def find_candidates(
                 query = f"{tag_equals(T.NODEID, test[1])} and {_FINGERPRINTED}"
                 seen[test] = list(_earlier(client, [test[0]], query, session_id))
         if seen.get(test):
-            found.nearest[test] = min(seen[test], key=lambda run: differing(tags, run))
+            found.nearest[test] = min(seen[test], key=lambda run: distance(tags, run))
     return found
 
 
-def differing(current: Mapping[str, str], run: Run) -> int:
-    """How many of the fingerprint's parts differ between ``current`` (tags) and ``run``."""
+def distance(current: Mapping[str, str], run: Run) -> tuple[int, int]:
+    """How far ``run`` is from ``current`` (fingerprint tags): parts, then files, that differ."""
     before = run.data.tags
-    return sum(
+    parts = sum(
         before.get(T.FINGERPRINT_PREFIX + part) != current.get(T.FINGERPRINT_PREFIX + part)
         for part in COMPARED_PARTS
     )
+    files = 0
+    for tag in (T.FINGERPRINT_CODE_FILES, T.FINGERPRINT_INPUT_FILES):
+        now, then = parse_files(current.get(tag, "")), parse_files(before.get(tag, ""))
+        files += sum(now.get(name) != then.get(name) for name in now.keys() | then.keys())
+    return parts, files
 
 
 def unusable(run: Run) -> str | None:

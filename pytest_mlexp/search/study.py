@@ -17,6 +17,7 @@ would propose its first points again.
 from __future__ import annotations
 
 import re
+import warnings
 import zlib
 from pathlib import Path
 from types import ModuleType
@@ -104,7 +105,10 @@ def open_study(
     if grpc is not None:
         from optuna.storages import GrpcStorageProxy
 
-        storage = GrpcStorageProxy(host=grpc[0], port=grpc[1])
+        with warnings.catch_warnings():
+            # Chosen by the user's setting: Optuna's "experimental" notice each session is noise.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = GrpcStorageProxy(host=grpc[0], port=grpc[1])
         try:
             storage.wait_server_ready(timeout=GRPC_READY_TIMEOUT)
         except ConnectionError:
