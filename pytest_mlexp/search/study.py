@@ -42,6 +42,9 @@ DEFAULT_GRPC_PORT = 13000
 #: Seconds a session waits for the gRPC storage proxy to answer.
 GRPC_READY_TIMEOUT = 10.0
 
+#: gRPC proxies that did not answer in this process: the next trials fail at once.
+_UNANSWERED: set[str | None] = set()
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.@-]+")
 
 
@@ -110,8 +113,11 @@ def open_study(
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = GrpcStorageProxy(host=grpc[0], port=grpc[1])
         try:
+            if settings.storage in _UNANSWERED:
+                raise ConnectionError(settings.storage)  # waited for once per process
             storage.wait_server_ready(timeout=GRPC_READY_TIMEOUT)
         except ConnectionError:
+            _UNANSWERED.add(settings.storage)
             raise pytest.UsageError(
                 f"{settings.source}: Optuna's gRPC storage proxy at {settings.storage} does not "
                 f"answer (waited {GRPC_READY_TIMEOUT:g} s); start it "
