@@ -302,10 +302,10 @@ def test_two_checkouts_taking_turns_share_a_server(
     feature_session = feature["experiment_fit[1]"].data.tags["mlexp.session_id"]
     again_session = again["experiment_fit[1]"].data.tags["mlexp.session_id"]
     as_user("bob")
-    report = mlexp(b, "report", "-o", "r.html")
+    report = mlexp(b, "report", "-o", "r.html", "--figures", "cdn")
     assert report.returncode == 0, report.stderr
     assert f"(session {feature_session}, the latest of yours: user bob" in report.stdout
-    anyone = mlexp(b, "report", "-o", "r.html", "--anyone")
+    anyone = mlexp(b, "report", "-o", "r.html", "--figures", "cdn", "--anyone")
     assert f"(session {again_session}, the latest of anyone's)" in anyone.stdout
     compared = mlexp(b, "compare", "experiment_fit[1]", "experiment_fit[2]")
     assert compared.returncode == 0, compared.stderr
