@@ -38,6 +38,10 @@ Ray cluster, Ctrl-C | the runs in flight end KILLED (interrupted) | test_ray.py:
 Ray cluster, Ctrl-C | group runs: the grid parent ends KILLED with its counts, its line printed | test_ray.py::test_on_a_ray_cluster
 Ctrl-C, serially and under xdist | group runs: the grid parent ends KILLED with its counts, its line printed | test_grids.py::test_ctrl_c_closes_the_grid_parent_killed_with_its_counts
 Ray cluster, spool | journal files from the nodes into the controller's .mlexp/journal | test_ray.py::test_spooled_journals_travel_to_the_controller
+reuse, a shared server, two checkouts taking turns | reuse candidates: the newest run of the same fingerprint, whoever made it; the reason from the nearest run | test_shared_server.py::test_two_checkouts_taking_turns_share_a_server
+a search, a shared server, two checkouts | one study on Optuna's gRPC storage proxy: trial numbers go on, no point twice | test_shared_server.py::test_two_checkouts_taking_turns_share_a_server
+branch: baselines, a dirty tree (untracked conftest.py) | the baseline: main's latest clean run, not the newer dirty one | test_shared_server.py::test_two_checkouts_taking_turns_share_a_server
+mlexp report / compare, two users on one server | the defaults: this checkout's latest session and runs; --anyone; a name of two files refused | test_shared_server.py::test_two_checkouts_taking_turns_share_a_server
 selection (node id, --deselect under xdist, -k, -x) | a 3-cell registering grid: its line and parent say 1 of 3 cells ran; registration judges the whole grid (cells left out by their latest run of the current code): no new version, the alias stays; a cell without such a run: nothing registered, one line says which | test_models.py::test_a_grid_run_in_part_registers_only_from_the_whole_grid
 selection (-k) | a search run in part: its line says 1 of 6 trials ran this session | test_search.py::test_the_same_seed_proposes_the_same_trials
 selection (node id) | the gate on a gate="best" grid: judged by the whole grid's best cell (the cell left out by its latest run of the current code), never the baseline of a later session | test_regression.py::test_a_grid_gated_by_its_best_cell

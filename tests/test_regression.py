@@ -154,7 +154,11 @@ def test_improvement_passes_and_is_listed(model, run_gate, read_runs):
 
 def test_branch_and_tag_baselines_pick_the_matching_run(model, run_gate, read_runs):
     model(a=0.90)
-    main = run_gate("--mlexp-tag", "mlflow.source.git.branch=main", "--mlexp-tag", "gold=yes")
+    # branch:NAME takes runs from a clean tree (lineage's git tags; set here by hand).
+    clean = ("--mlexp-tag", "mlexp.git.dirty=false")
+    main = run_gate(
+        "--mlexp-tag", "mlflow.source.git.branch=main", *clean, "--mlexp-tag", "gold=yes"
+    )
     main.assert_outcomes(passed=1)
     main_run = session_runs(read_runs, main)[f"{NODE}[a]"].info.run_id
     model(a=0.50)

@@ -185,9 +185,14 @@ def test_a_named_study_continues_in_the_next_session(project, client) -> None:
     for trial in trials:
         by_session.setdefault(trial.data.tags["mlexp.session_id"], []).append(trial.info.run_name)
     assert [len(names) for names in by_session.values()] == [5, 5]
-    # ... in one study, whose earlier trials guided the sampler.
+    # ... in one study, whose earlier trials guided the sampler: the second session's
+    # sampler is seeded from the study's seed and its trials, so no point comes again.
     study = journal(ourtester.path, "bowl-v1")
     assert len(study.trials) == 10
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 10
+    assert [p.name for p in (ourtester.path / ".mlexp" / "optuna").glob("*.log")] == [
+        "bowl-v1.log"
+    ], "one journal file per study"
     assert {p.data.tags["mlexp.trials"] for p in parents} == {"5"}
 
 
