@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ..keys import SETTINGS_KEY
+
 if TYPE_CHECKING:
     from ..backend.client import Backend
     from ..settings import Settings
@@ -39,11 +41,11 @@ class MlexpSession:
     def __init__(
         self,
         config: pytest.Config,
-        settings: Settings,
+        resolve: Callable[[pytest.Config], Settings],
         open_backend: Callable[[Settings], Backend],
     ) -> None:
         self.config = config
-        self.settings = settings
+        self._resolve = resolve
         #: One summary per finished run, as reports arrived (from every worker).
         self.results: list[RunSummary] = []
         #: Whether collection failed (pytest still calls ``pytest_collection_finish``).
@@ -56,6 +58,18 @@ class MlexpSession:
         )
         self._restore_sigterm = False
         self._preparing: threading.Thread | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """Every setting, resolved on first use: when a tracked item is about to use them.
+
+        Raises ``pytest.UsageError`` for a bad one, each time it is asked, so that a
+        session without experiments never stops for a setting it does not use.
+        """
+        found = self.config.stash.get(SETTINGS_KEY, None)
+        if found is None:
+            found = self.config.stash[SETTINGS_KEY] = self._resolve(self.config)
+        return found
 
     # -- the tracking store ------------------------------------------------------------------
 
@@ -80,10 +94,14 @@ class MlexpSession:
         """
         if self._backend is not None or self._preparing is not None:
             return
+        try:
+            settings = self.settings  # here, not in the thread: a worker resolved them already
+        except pytest.UsageError:
+            return
 
         def prepare() -> None:
             with contextlib.suppress(Exception):
-                self._backend = self._open_backend(self.settings)
+                self._backend = self._open_backend(settings)
 
         self._preparing = threading.Thread(target=prepare, name="mlexp-prepare", daemon=True)
         self._preparing.start()
@@ -112,7 +130,11 @@ class MlexpSession:
         # Logged code (code/experiment_*.py) must not be collected from the embedded store.
         if collection_path.name != "mlruns":
             return None
-        return True if collection_path == self.settings.tracking.store_artifact_dir else None
+        try:
+            store = self.settings.tracking.store_artifact_dir
+        except pytest.UsageError:
+            return None  # refused when a tracked item uses it; until then, pytest's own rules
+        return True if collection_path == store else None
 
     def track(self, items: Sequence[pytest.Item]) -> None:
         """Collection found tracked items: remember the collection order of ``items``."""
@@ -177,9 +199,12 @@ class MlexpSession:
     @pytest.hookimpl(tryfirst=True)
     def pytest_report_teststatus(self, report: Any) -> Any:
         # --mlexp-reuse: a reused item passed; -v says from which run (on the xdist controller too).
-        if getattr(report, "when", None) != "call" or not report.passed:
+        # Called for every report of every session: attribute reads only, until a property.
+        if not getattr(report, "user_properties", None) or report.when != "call":
             return None
-        for key, value in getattr(report, "user_properties", ()):
+        if not report.passed:
+            return None
+        for key, value in report.user_properties:
             if key == REUSED_PROPERTY:
                 return "passed", ".", (f"PASSED (reused from run {value})", {"green": True})
         return None
