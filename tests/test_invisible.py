@@ -95,6 +95,25 @@ def test_plain_suite_prints_and_writes_nothing(ourtester, monkeypatch, private_t
     assert not any(private_tmpdir.iterdir())
 
 
+def test_a_bad_setting_stops_only_a_session_that_uses_it(ourtester):
+    """Serially, under -v and under xdist a plain suite runs; an experiment meets the refusal."""
+    ourtester.makepyfile(**PLAIN_SUITE)
+    for args in (["-v"], ["-n", "1"]):
+        plain = ourtester.runpytest("-p", "no:randomly", "--mlexp-figures", "svg", *args)
+        plain.assert_outcomes(passed=4, failed=1, skipped=1)
+        plain.stdout.no_fnmatch_line("mlexp: *")
+        assert "svg" not in plain.stdout.str() + plain.stderr.str()
+
+    ourtester.makepyfile(experiment_tiny="def experiment_tiny(mlflow_run):\n    pass\n")
+    result = ourtester.runpytest("-p", "no:randomly", "--mlexp-figures", "svg")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --mlexp-figures: invalid value 'svg' for figures; accepted: inline *or cdn *"]
+    )
+    result.stdout.no_fnmatch_line("*passed*")  # refused before any test ran
+    assert not (ourtester.path / "mlflow.db").exists()
+
+
 def test_verbose_plain_suite_shows_the_tracking_line(ourtester, monkeypatch):
     ourtester.makepyfile(**PLAIN_SUITE)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "file:./mlruns")
