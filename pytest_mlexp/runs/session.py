@@ -58,6 +58,7 @@ class MlexpSession:
         )
         self._restore_sigterm = False
         self._preparing: threading.Thread | None = None
+        self._report_hooks: ReportHooks | None = None
 
     @property
     def settings(self) -> Settings:
@@ -139,6 +140,7 @@ class MlexpSession:
     def track(self, items: Sequence[pytest.Item]) -> None:
         """Collection found tracked items: remember the collection order of ``items``."""
         self._order = {item.nodeid: index for index, item in enumerate(items)}
+        self.watch_reports()
 
     @property
     def tracked(self) -> bool:
@@ -162,9 +164,18 @@ class MlexpSession:
         """Attach the summary of an item's run to its teardown report."""
         self._summaries[report] = summary
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "teardown" or not self._summaries:
-            return
+    def watch_reports(self) -> None:
+        """From now on, look at every report: summaries to gather, reused items to tell.
+
+        Called once this process tracks items, or receives a summary or a reused item's
+        report from a worker: a session without experiments pays nothing per report.
+        """
+        if self._report_hooks is None:
+            self._report_hooks = ReportHooks(self)
+            self.config.pluginmanager.register(self._report_hooks, "mlexp-reports")
+
+    def gather(self, report: pytest.TestReport) -> None:
+        """Keep the summary attached to ``report``, if any: its run ended."""
         summary = self._summaries.get(report)
         if summary is not None:
             self.results.append(summary)
@@ -192,19 +203,38 @@ class MlexpSession:
 
             if isinstance(report, pytest.TestReport):
                 self._summaries[report] = RunSummary.from_json(data[SUMMARY_FIELD])
+                self.watch_reports()
                 # The session's end will need the store: open it while the workers run.
                 self.prepare_backend()
+        elif self._report_hooks is None and reused_from(report) is not None:
+            self.watch_reports()  # reused items' runs come with their teardown reports
         return report
+
+
+def reused_from(report: Any) -> str | None:
+    """The run a reused item's passed call report says it was reused from."""
+    if not getattr(report, "user_properties", None) or report.when != "call":
+        return None
+    for key, value in report.user_properties:
+        if key == REUSED_PROPERTY:
+            return str(value)
+    return None
+
+
+class ReportHooks:
+    """Registered by ``MlexpSession.watch_reports``: the hooks called for every report."""
+
+    def __init__(self, session: MlexpSession) -> None:
+        self.session = session
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "teardown":
+            self.session.gather(report)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_report_teststatus(self, report: Any) -> Any:
         # --mlexp-reuse: a reused item passed; -v says from which run (on the xdist controller too).
-        # Called for every report of every session: attribute reads only, until a property.
-        if not getattr(report, "user_properties", None) or report.when != "call":
+        run_id = reused_from(report)
+        if run_id is None or not report.passed:
             return None
-        if not report.passed:
-            return None
-        for key, value in report.user_properties:
-            if key == REUSED_PROPERTY:
-                return "passed", ".", (f"PASSED (reused from run {value})", {"green": True})
-        return None
+        return "passed", ".", (f"PASSED (reused from run {run_id})", {"green": True})
