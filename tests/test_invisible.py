@@ -67,12 +67,11 @@ def private_tmpdir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 @pytest.mark.parametrize(
     ("uri", "xdist"),
     [
-        ("file:./mlruns", []),
-        ("file:./mlruns", ["-n", "1"]),
-        ("ftp://host/runs", ["-n", "1"]),
+        ("ftp://host/runs", []),  # a scheme MLflow has no store for
+        ("file:./mlruns", ["-n", "1"]),  # MLflow 3's deprecated file store
         ("sqlite:///never/created.db", []),
     ],
-    ids=["file", "file-xdist", "ftp-xdist", "sqlite"],
+    ids=["ftp", "file-xdist", "sqlite"],
 )
 def test_plain_suite_prints_and_writes_nothing(ourtester, monkeypatch, private_tmpdir, uri, xdist):
     """Serially and under xdist: neither the controller nor a worker checks an unused setting."""
