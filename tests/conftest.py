@@ -256,13 +256,23 @@ LONGEST_FIRST = (
 )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """``-n`` distributes this suite with ``--dist worksteal`` unless told otherwise.
+
+    Each worker starts on half of the items and takes half of the other's queue when
+    it runs out: with the longest tests first (below) no worker is left idle at the
+    end while the other runs a long test that started last. Before xdist's own
+    ``pytest_cmdline_main``, which picks ``load`` for ``-n`` without ``--dist``.
+    """
+    if config.getoption("numprocesses", None) and config.getoption("dist", "no") == "no":
+        config.option.dist = "worksteal"
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The longest tests first, the others in their (pytest-randomly's) order.
 
-    With ``--dist worksteal`` (pyproject's ``addopts``) each worker starts on half of
-    the items and takes half of the other's queue when it runs out: the long tests,
-    begun first, end while the rest is shared, instead of one of them starting last.
     Every worker sorts alike, so their collections stay the same.
     """
     rank = {nodeid: place for place, nodeid in enumerate(LONGEST_FIRST)}
