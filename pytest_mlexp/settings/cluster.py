@@ -66,6 +66,15 @@ def resolve_cluster(config: pytest.Config) -> ClusterSettings:
     return ClusterSettings(address=address, resources=_default_resources(config), slurm=slurm)
 
 
+def cluster_requested(config: pytest.Config) -> bool:
+    """Whether a cluster backend is asked for, reading only its switches (cheap, at configure)."""
+    found = lookup(config, option="mlexp_ray", env=RAY_ENV, key="ray")
+    if found is not None and str(found[0]).strip():
+        return True
+    found = lookup(config, option="mlexp_slurm", env=SLURM_ENV, key="slurm")
+    return found is not None and str(found[0]).strip().lower() not in ("", *SLURM_OFF)
+
+
 def _slurm(config: pytest.Config) -> SlurmSettings | None:
     found = lookup(config, option="mlexp_slurm", env=SLURM_ENV, key="slurm")
     if found is None:
