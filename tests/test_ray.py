@@ -306,7 +306,7 @@ def test_on_a_ray_cluster(
     nodes = _node_ids(ray_cluster.address)
     # A git project: the nodes get its files without .git, and its state from the controller.
     git(project, "init", "-q")
-    git(project, "add", "experiment_cluster.py")
+    git(project, "add", "experiment_cluster.py", "experiment_gpu.py")  # no untracked .py: clean
     git(project, "commit", "-qm", "cells")
     commit = git(project, "rev-parse", "HEAD").strip()
 
