@@ -142,8 +142,12 @@ def png_size(data: bytes) -> tuple[int, int]:
 # -- the session report: --mlexp-html ----------------------------------------------------------
 
 
-def test_session_report_under_xdist_renders_offline(ourtester, client, read_runs, open_page):
+def test_session_report_under_xdist_renders_offline(
+    ourtester, client, read_runs, open_page, monkeypatch
+):
     """The session's report, opened and photographed in Chromium."""
+    # Two GPUs visible to the workers, as Ray or Slurm would assign them.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     result = run_grid(ourtester, "-n", "2", "--mlexp-html=reports/session.html")
     path = ourtester.path / "reports" / "session.html"
     result.stdout.fnmatch_lines([f"mlexp: HTML report of {GRID_RUNS} runs written to {path}"])
@@ -183,6 +187,17 @@ def test_session_report_under_xdist_renders_offline(ourtester, client, read_runs
     assert session_run.info.status == "FINISHED"
     assert [a.path for a in client.list_artifacts(session_run.info.run_id)] == ["session.html"]
     assert all(r.info.status != "RUNNING" for r in runs)
+    used = usage_recorded(client, items, runs)
+    # What each function's runs used, totalled from what each worker's runs recorded.
+    result.stdout.fnmatch_lines(
+        [
+            *[
+                f"mlexp used: experiment_grid.py::{function}: {text}"
+                for function, text in reversed(used.items())  # as collected: train, ridge
+            ],
+            "mlexp used in all: 9 runs: * wall, * CPU, * GPU-hours",
+        ]
+    )
 
     opened = open_page(path)
     assert opened.errors == []
@@ -215,6 +230,45 @@ def test_session_report_under_xdist_renders_offline(ourtester, client, read_runs
     assert len(plot) > 8_000, "an empty white frame compresses to a few hundred bytes"
     (ourtester.path / "report.png").write_bytes(shot)
     check_reads_as_a_data_scientist_expects(opened.page)
+    # In the report, a line above each function's table (ridge, then train).
+    assert opened.page.locator("p.usage").all_inner_texts() == [
+        f"Used: {text}" for text in used.values()
+    ]
+
+
+def usage_recorded(client: MlflowClient, items: list[Any], runs: list[Any]) -> dict[str, str]:
+    """Each run's wall time, CPU time and GPU-hours, read back; per function, as printed."""
+    from pytest_mlexp.reports.usage import duration, significant
+
+    totals: dict[str, list[float]] = {}
+    for run in items:
+        system = {k: v for k, v in run.data.metrics.items() if k.startswith("system/")}
+        assert set(system) == {
+            "system/wall_time_seconds",
+            "system/cpu_time_seconds",
+            "system/gpu_count",
+            "system/gpu_hours",
+        }
+        wall, cpu = system["system/wall_time_seconds"], system["system/cpu_time_seconds"]
+        assert wall > 0
+        assert cpu > 0
+        assert system["system/gpu_count"] == 2
+        assert system["system/gpu_hours"] == pytest.approx(2 * wall / 3600)
+        # One value, at step 0: not a history.
+        assert len(client.get_metric_history(run.info.run_id, "system/gpu_hours")) == 1
+        function = run.data.tags["mlexp.nodeid"].split("::")[1].split("[")[0]
+        total = totals.setdefault(function, [0, 0.0, 0.0, 0.0])
+        for index, value in enumerate((1, wall, cpu, system["system/gpu_hours"])):
+            total[index] += value
+    # Group runs (grid parents, the report's run) record none: their members do.
+    for run in runs:
+        if "mlexp.kind" in run.data.tags:
+            assert not [key for key in run.data.metrics if key.startswith("system/")]
+    return {
+        function: f"{int(count)} runs: {duration(wall)} wall, {duration(cpu)} CPU, "
+        f"{significant(gpu)} GPU-hours"
+        for function, (count, wall, cpu, gpu) in sorted(totals.items())
+    }
 
 
 def check_reads_as_a_data_scientist_expects(page: Any) -> None:
