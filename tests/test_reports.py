@@ -430,10 +430,33 @@ def test_report_on_a_server_links_runs_and_is_an_artifact(
 # -- mlexp report -------------------------------------------------------------------------------
 
 
-def test_mlexp_report_rebuilds_the_session_report(ourtester, mlexp, open_page):
+def test_mlexp_report_rebuilds_the_session_report(ourtester, mlexp, open_page, read_runs):
     result = run_grid(ourtester, "--mlexp-html=session.html")
     session_id = session_of(result)
-    run_grid(ourtester)  # a later session
+    # A later session, reusing the 7 cells that passed unregressed: they cost nothing now.
+    later = run_grid(ourtester, "--mlexp-reuse")
+    reused = "reused, which cost nothing this session (what they used is on the runs they copy)"
+    later.stdout.fnmatch_lines(
+        [
+            f"mlexp used: experiment_grid.py::experiment_train: 6 runs; 6 {reused}",
+            "mlexp used: experiment_grid.py::experiment_ridge: 3 runs, 2 executed: "
+            f"* wall, * CPU, no GPU; 1 {reused}",
+            f"mlexp used in all: 9 runs, 2 executed: * wall, * CPU, no GPU; 7 {reused}",
+        ]
+    )
+    # A reused run records no usage of its own, nor its source's: only executed runs do.
+    later_runs = [
+        run
+        for run in read_runs(EXPERIMENT)
+        if run.data.tags["mlexp.session_id"] == session_of(later)
+    ]
+    assert (
+        sorted(
+            ("mlexp.reused_from" in run.data.tags, "system/wall_time_seconds" in run.data.metrics)
+            for run in later_runs
+        )
+        == [(False, True)] * 2 + [(True, False)] * 7
+    )
 
     code, out, err = mlexp("report", "--session", session_id, "-o", "again.html")
     assert (code, err) == (0, "")
@@ -461,6 +484,16 @@ def test_mlexp_report_rebuilds_the_session_report(ourtester, mlexp, open_page):
     assert opened.counts["rows"] == 2 * GRID_RUNS
     # A table per experiment function (two), each with its session column.
     assert opened.page.locator("table.runs th", has_text="session").count() == 2
+    # Over two sessions, the reused runs are told apart, with no "this session".
+    used = opened.page.locator("p.usage").all_inner_texts()
+    assert len(used) == 2
+    for text, runs, executed in zip(used, (6, 12), (5, 6), strict=True):  # ridge, train
+        assert re.fullmatch(
+            rf"Used: {runs} runs, {executed} executed: [0-9.]+ s wall, [0-9.]+ s CPU, no GPU; "
+            rf"{runs - executed} reused, which cost nothing \(what they used is on the runs "
+            r"they copy\)",
+            text,
+        ), text
 
     # Filtered with MLflow's search syntax.
     code, out, _ = mlexp(
