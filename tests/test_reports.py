@@ -326,9 +326,13 @@ def check_reads_as_a_data_scientist_expects(page: Any) -> None:
     header.click()
     assert header.get_attribute("aria-sort") == "descending"
 
-    # On a phone (390 px) the table scrolls sideways; scrolled to its right end, the
-    # sticky gate column covers no param header.
+    # Every column can be scrolled into view, uncovered by the run's name or the gate
+    # column held in place: on a wide screen and on a phone.
+    assert headers_covered(page) == []
     page.set_viewport_size({"width": 390, "height": 900})
+    assert headers_covered(page) == []
+    # On a phone (390 px) the table scrolls sideways; scrolled to its right end, the
+    # gate column covers no param header.
     ridge = page.locator("table.runs.verdicts")
     scrolled = ridge.evaluate(
         "t => { const box = t.parentElement; box.scrollLeft = box.scrollWidth;"
@@ -340,6 +344,21 @@ def check_reads_as_a_data_scientist_expects(page: Any) -> None:
     assert last_param is not None
     assert gate is not None
     assert last_param["x"] + last_param["width"] <= gate["x"] + 1, (last_param, gate)
+
+
+def headers_covered(page: Any) -> list[str]:
+    """The run tables' headers that, scrolled to the middle of their table's box, are covered."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('table.runs')].flatMap(table => {
+          const box = table.parentElement;
+          table.scrollIntoView({block: 'center'});
+          return [...table.tHead.rows[0].cells].filter(th => {
+            box.scrollLeft = th.offsetLeft - (box.clientWidth - th.offsetWidth) / 2;
+            const r = th.getBoundingClientRect();
+            return !th.contains(document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2));
+          }).map(th => th.textContent);
+        })"""
+    )
 
 
 def test_report_path_from_ini_is_relative_to_rootdir(ourtester):

@@ -639,6 +639,13 @@ table.runs { border-collapse: collapse; font-size: 0.85rem; width: 100%; }
 .runs.verdicts td:last-child, .runs.verdicts th:last-child { position: sticky; right: 0;
     z-index: 2; background: white; box-shadow: inset 1px 0 0 #e0e4ea; }
 .runs.verdicts th:last-child { background: #f1f3f7; z-index: 3; }
+/* On a phone the run's name and its verdict would take the whole width and hide every
+   column between them: there the table scrolls whole, nothing held in place. */
+@media (max-width: 600px) {
+  .runs td:first-child, .runs th:first-child, .runs.verdicts td:last-child,
+  .runs.verdicts th:last-child { position: static; box-shadow: none; }
+}
+h3.function code { overflow-wrap: anywhere; }
 .runs tr.best td { background: #fff8e1; }
 .best-mark { color: #b7791f; font-weight: 600; font-size: 0.8em; }
 .runs td.num { text-align: right; font-variant-numeric: tabular-nums; }
