@@ -154,7 +154,7 @@ class ExperimentRun:
             self.metrics[key] = value
         self._metrics.append((key, value, timestamp, step))
 
-    def log_system_metrics(self, metrics: Mapping[str, float]) -> None:
+    def _log_system_metrics(self, metrics: Mapping[str, float]) -> None:
         """Buffer the machine's metrics (``system/...``, step 0): sent with the run's values,
         kept out of ``metrics``, which are the experiment's."""
         now = int(time.time() * 1000)

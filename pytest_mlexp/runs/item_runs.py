@@ -224,7 +224,7 @@ class ItemRuns:
             # A reused run executed nothing: what its results cost is its source run's.
             if reuse is None or not reuse.reused_from:
                 usage = item_run.meter.stop()
-                run.log_system_metrics(usage.metrics())
+                run._log_system_metrics(usage.metrics())
             try:
                 run.flush()
             finally:
