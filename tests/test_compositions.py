@@ -52,6 +52,9 @@ a reproduction that did not reproduce | --mlexp-baseline latest: the original, n
 a reproduction that did not reproduce | --mlexp-reuse: reuses the original | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
 a reproduction | grid parents: its own, named "reproduce of <original>", tagged; the original's untouched | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
 a reproduction | mlexp runs: left out, listed with a REPRODUCES column under --reproductions; the UI view's tag column | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
+what each run used, xdist -n 2 | the terminal's and the HTML report's totals per function, from the workers' summaries and the store; the GPUs visible to the workers | test_reports.py::test_session_report_under_xdist_renders_offline
+what each run used, reuse | a reused run records none and the totals say it cost nothing this session; over two sessions, the report counts it apart | test_reports.py::test_mlexp_report_rebuilds_the_session_report
+what each run used, grids | grid parents hold none; the report's tables and plots show the experiment's metrics only (system/ metrics, as the gate and reuse leave them out) | test_reports.py::test_session_report_under_xdist_renders_offline
 """  # noqa: E501
 
 from __future__ import annotations

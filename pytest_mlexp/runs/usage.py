@@ -32,6 +32,7 @@ WALL_SECONDS = SYSTEM_METRICS_PREFIX + "wall_time_seconds"
 CPU_SECONDS = SYSTEM_METRICS_PREFIX + "cpu_time_seconds"
 GPU_COUNT = SYSTEM_METRICS_PREFIX + "gpu_count"
 GPU_HOURS = SYSTEM_METRICS_PREFIX + "gpu_hours"
+METRICS = (WALL_SECONDS, CPU_SECONDS, GPU_COUNT, GPU_HOURS)
 
 #: How many GPUs an executor assigned to the process; wins over ``CUDA_VISIBLE_DEVICES``.
 GPUS_ENV = "MLEXP_GPUS"
