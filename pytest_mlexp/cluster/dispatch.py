@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
+from ..runs.usage import GPUS_ENV
 from .resources import Demand, capacity, demand_of, missing
 
 if TYPE_CHECKING:
@@ -169,6 +170,8 @@ class Dispatcher:
         group.workers += 1
         self._workers += 1
         spec = self._spec(self._workers - 1)
+        # The GPUs the worker holds, for what its runs used (half a GPU shows as one device).
+        spec["env"][GPUS_ENV] = f"{group.demand.num_gpus:g}"
         options = group.demand.actor_options()
         return self._actor_class.options(max_restarts=0, max_task_retries=0, **options).remote(spec)
 
