@@ -762,3 +762,20 @@ def test_every_command_has_help_in_the_real_console_script(tmp_path):
     assert "code/" in compare
     assert "--filter EXPR" in help_of("runs")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_gpus_a_run_holds_as_its_executor_or_cuda_says():
+    """``MLEXP_GPUS`` (set by the Ray and Slurm backends) wins over ``CUDA_VISIBLE_DEVICES``."""
+    from pytest_mlexp.runs.usage import held_gpus
+    from pytest_mlexp.warning_types import MlexpWarning
+
+    assert held_gpus({"MLEXP_GPUS": "0.5", "CUDA_VISIBLE_DEVICES": "0"}) == 0.5
+    assert held_gpus({"MLEXP_GPUS": "0", "CUDA_VISIBLE_DEVICES": "0,1"}) == 0
+    assert held_gpus({"CUDA_VISIBLE_DEVICES": "0,1"}) == 2
+    assert held_gpus({"CUDA_VISIBLE_DEVICES": "GPU-5d1e, GPU-8a2f"}) == 2
+    # CUDA stops at the first invalid entry: "-1" hides every device.
+    assert held_gpus({"CUDA_VISIBLE_DEVICES": ""}) == 0
+    assert held_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == 0
+    assert held_gpus({"CUDA_VISIBLE_DEVICES": "1,-1,0"}) == 1
+    with pytest.warns(MlexpWarning, match=r"MLEXP_GPUS='two' is not a number of GPUs"):
+        assert held_gpus({"MLEXP_GPUS": "two", "CUDA_VISIBLE_DEVICES": "3"}) == 1
