@@ -201,9 +201,11 @@ def _summary_lines(text: str) -> list[str]:
     end = next(i for i, line in enumerate(lines) if i > start and line.startswith("=="))
     return [
         re.sub(
-            r"/experiments/\d+/", "/experiments/<n>/", re.sub(r"[0-9a-f]{32}", "<id>", line)
+            r"/experiments/\d+/",
+            "/experiments/<n>/",
+            re.sub(r"[0-9a-f]{32}", "<id>", _durations(line)),
         ).strip("= ")
-        for line in (_durations(line) for line in lines[start:end])
+        for line in lines[start:end]
     ]
 
 
