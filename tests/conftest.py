@@ -203,6 +203,15 @@ def client(ourtester: pytest.Pytester) -> MlflowClient:
     return MlflowClient(tracking_uri=_store_uri(ourtester.path))
 
 
+def logged_metrics(run: Run) -> dict[str, float]:
+    """A run's metrics as its experiment logged them, without the machine's ``system/...``.
+
+    Every run records what it used (``runs.usage``: wall time, CPU time, GPUs), and
+    ``--mlexp-system-metrics`` adds MLflow's samples: neither is the experiment's result.
+    """
+    return {k: v for k, v in run.data.metrics.items() if not k.startswith("system/")}
+
+
 def _runs_of(client: MlflowClient, experiment: str, *, groups: bool = False) -> list[Run]:
     """The runs of ``experiment``, sorted by run name, as a user would list them.
 

@@ -64,6 +64,9 @@ Slurm cluster, spool (a node with no route to the server from its start) | the j
 a failed search, repeated cell and gate="best" grid | pytest's last line, the short summary, JUnit XML (a failed test case each, every item once), the step summary, the group runs FAILED | test_regression.py::test_junit_counts_every_failed_group_as_one_of_its_items
 a regressed repeated cell under xdist (-n 2); a strictly inconclusive one | JUnit XML: its last seed a failed test case with the cell's message, every item once | test_confidence.py::test_noise_passes_a_regression_fails_few_seeds_are_inconclusive
 one function name in two files | the params file (a bare key refused, file.py::function keys, --mlexp-set), run and grid parent names with the file | test_params.py::test_one_function_name_in_two_files
+what each run used, xdist -n 2 | the terminal's and the HTML report's totals per function, from the workers' summaries and the store; the GPUs visible to the workers | test_reports.py::test_session_report_under_xdist_renders_offline
+what each run used, reuse | a reused run records none and the totals say it cost nothing this session; over two sessions, the report counts it apart | test_reports.py::test_mlexp_report_rebuilds_the_session_report
+what each run used, grids | grid parents hold none; the report's tables and plots show the experiment's metrics only (system/ metrics, as the gate and reuse leave them out) | test_reports.py::test_session_report_under_xdist_renders_offline
 """  # noqa: E501
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
+from conftest import logged_metrics
+
 SOURCES = ("cli", "env", "ini", "yaml")
 
 
@@ -53,7 +55,7 @@ def test_precedence_cli_env_ini_yaml_default(ourtester, monkeypatch, read_runs, 
     written = sorted(p.name for p in ourtester.path.glob("*.db"))
     assert written == [database]
     (run,) = read_runs(experiment, f"sqlite:///{ourtester.path / database}")
-    assert run.data.metrics == {"x": 1}
+    assert logged_metrics(run) == {"x": 1}
 
 
 def test_relative_sqlite_in_ini_is_anchored_at_rootdir(ourtester):

@@ -261,6 +261,46 @@ def test_every_code_block_is_run_or_marked_not_run():
         assert text.count(reference.NOT_RUN) * 2 == len(fences), name
 
 
+#: A line of a ``bash`` block starts with one of these programs (or a path to one), or is a comment.
+PROGRAMS = ("python", "python3", "pip", "pytest", "mlexp", "mlflow", "cd", "git", "export")
+
+
+def test_a_copied_shell_block_holds_commands_only():
+    """What a block's copy button takes is commands, which a user can paste into a shell.
+
+    A ``console`` block shows ``$ `` commands and their output: Pygments makes the
+    prompt and each output line tokens of their own (``gp``, ``go``), which the
+    site's stylesheet hides while Material copies the block's text. A ``bash``
+    block is copied whole: it holds commands, no prompt and no output.
+    """
+    from pygments.lexers import get_lexer_by_name
+    from pygments.token import Generic
+
+    css = (DOCS / "stylesheets" / "extra.css").read_text(encoding="utf-8")
+    assert re.search(
+        r"\[data-md-copying\] \.gp,\s*\[data-md-copying\] \.go \{\s*display: none", css
+    )
+    console = get_lexer_by_name("console")
+    for page in site_pages():
+        for block in blocks(page):
+            where = f"{block.page.relative_to(ROOT)}:{block.line}"
+            if block.language == "console" and page.parent.is_relative_to(DOCS):
+                tokens = console.get_tokens("\n".join(block.lines) + "\n")
+                copied = "".join(
+                    text for kind, text in tokens if kind not in (Generic.Prompt, Generic.Output)
+                )
+                commands = [line[2:] for line in block.lines if line.startswith("$ ")]
+                assert commands, f"{where}: output alone; mark it ```text, not ```console"
+                assert copied.split("\n") == [*commands, ""], f"{where}: copies {copied!r}"
+            elif block.language in ("bash", "sh", "shell"):
+                for line in block.lines:
+                    program = line.split(" ", 1)[0].rsplit("/", 1)[-1]
+                    assert line.startswith("#") or program in PROGRAMS, (
+                        f"{where}: {line!r} is copied with the commands; a prompt or output "
+                        "goes in a ```console block ($ before each command)"
+                    )
+
+
 # -- the examples, in fresh projects -----------------------------------------------------------
 
 

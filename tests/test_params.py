@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from conftest import logged_metrics
+
 PARAMS = """\
 # the ridge's hyperparameters
 experiment_ridge:
@@ -61,7 +63,7 @@ def store_view(runs) -> list[tuple]:  # type: ignore[no-untyped-def,type-arg]
             base_name(run),
             run.info.status,
             tuple(sorted(run.data.params.items())),
-            tuple(sorted(run.data.metrics.items())),
+            tuple(sorted(logged_metrics(run).items())),
             names.get(run.data.tags.get("mlflow.parentRunId", "")),
         )
         for run in runs
@@ -173,10 +175,10 @@ def test_fixed_values_as_arguments_through_the_fixture_and_logged_either_way(
     args = runs["experiment_args"]
     # dataset_version is not an argument: still a param of the run.
     assert args.data.params == {"cv": "5", "dataset_version": "3"}
-    assert args.data.metrics == {"cv_seen": 5.0}
+    assert logged_metrics(args) == {"cv_seen": 5.0}
     assert "mlflow.parentRunId" not in args.data.tags, "fixed values alone make no grid"
     assert runs["experiment_fixture[2]"].data.params == {"cv": "3", "solver": "svd", "depth": "2"}
-    assert runs["experiment_fixture[2]"].data.metrics == {"depth_seen": 2.0}
+    assert logged_metrics(runs["experiment_fixture[2]"]) == {"depth_seen": 2.0}
     assert runs["experiment_fixture"].data.tags["mlexp.grid_size"] == "2"
     assert runs["experiment_mixed[a-0.5]"].data.params == {
         "model": "a",
@@ -203,7 +205,7 @@ def test_a_value_replaces_a_fixture_of_that_name(project, read_runs) -> None:
     )
     run(ourtester).assert_outcomes(passed=2)
     runs = by_name(read_runs(ourtester.path.name))
-    assert runs["experiment_model[3]"].data.metrics == {"size": 3.0}
+    assert logged_metrics(runs["experiment_model[3]"]) == {"size": 3.0}
     assert runs["experiment_model[3]"].data.params == {"width": "3"}
 
 

@@ -11,6 +11,8 @@ from typing import Any
 import mlflow
 import pytest
 
+from conftest import logged_metrics
+
 EXPERIMENT = """
 import mlflow
 
@@ -82,7 +84,7 @@ def test_uri_set_in_code_before_the_session_is_set_again(ourtester, preset_uri, 
     assert mlflow.get_tracking_uri() == preset_uri
     # Set in code, it is exported as MLFLOW_TRACKING_URI: the session logs there.
     (run,) = read_runs(ourtester.path.name, uri=preset_uri)
-    assert run.data.metrics == {"r2": 0.5, "loss": 0.1}
+    assert logged_metrics(run) == {"r2": 0.5, "loss": 0.1}
 
 
 def test_server_session_leaves_the_process_as_it_was(ourtester, mlflow_server) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from conftest import logged_metrics
 from pytest_mlexp.spool.journal import Journal
 
 GRID = """
@@ -127,7 +128,7 @@ def test_sync_replays_the_projects_journal_into_the_configured_store(project, ml
         [client.get_experiment_by_name(experiment).experiment_id],
         "attributes.run_name = 'experiment_spooled'",
     )
-    assert (run.info.status, run.data.metrics) == ("FINISHED", {"r2": 0.5})
+    assert (run.info.status, logged_metrics(run)) == ("FINISHED", {"r2": 0.5})
 
 
 def test_flags_and_environment_win_over_the_project(project, tmp_path, monkeypatch, mlexp):

@@ -30,6 +30,7 @@ import pytest
 from mlflow import MlflowClient
 
 import pytest_mlexp
+from conftest import logged_metrics
 from pytest_mlexp.backend import tags as T
 
 ray = pytest.importorskip("ray")
@@ -431,7 +432,7 @@ def test_on_a_ray_cluster(
     synced = mlexp(project, "sync")
     assert synced.returncode == 0, synced.stdout + synced.stderr
     [run] = _runs(MlflowClient(server.url), "spool")
-    assert (run.info.status, run.data.metrics) == ("FINISHED", {"before": 1.0, "after": 2.0})
+    assert (run.info.status, logged_metrics(run)) == ("FINISHED", {"before": 1.0, "after": 2.0})
 
 
 def test_refused_without_a_cluster(

@@ -32,6 +32,7 @@ def comparable(line: str) -> str:
     """A line without what differs between machines and sessions."""
     line = RUN_ID.sub("<run id>", line)
     line = re.sub(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", "<time>", line)
+    line = re.sub(r"\b[0-9.]+ (s|min|h) (wall|CPU)\b", r"<duration> \2", line)
     return re.sub(r"\b\d{8}-\d{6}-[0-9a-f]{8}\b", "<session>", line)
 
 

@@ -142,8 +142,12 @@ def png_size(data: bytes) -> tuple[int, int]:
 # -- the session report: --mlexp-html ----------------------------------------------------------
 
 
-def test_session_report_under_xdist_renders_offline(ourtester, client, read_runs, open_page):
+def test_session_report_under_xdist_renders_offline(
+    ourtester, client, read_runs, open_page, monkeypatch
+):
     """The session's report, opened and photographed in Chromium."""
+    # Two GPUs visible to the workers, as Ray or Slurm would assign them.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     result = run_grid(ourtester, "-n", "2", "--mlexp-html=reports/session.html")
     path = ourtester.path / "reports" / "session.html"
     result.stdout.fnmatch_lines([f"mlexp: HTML report of {GRID_RUNS} runs written to {path}"])
@@ -183,6 +187,17 @@ def test_session_report_under_xdist_renders_offline(ourtester, client, read_runs
     assert session_run.info.status == "FINISHED"
     assert [a.path for a in client.list_artifacts(session_run.info.run_id)] == ["session.html"]
     assert all(r.info.status != "RUNNING" for r in runs)
+    used = usage_recorded(client, items, runs)
+    # What each function's runs used, totalled from what each worker's runs recorded.
+    result.stdout.fnmatch_lines(
+        [
+            *[
+                f"mlexp used: experiment_grid.py::{function}: {text}"
+                for function, text in reversed(used.items())  # as collected: train, ridge
+            ],
+            "mlexp used in all: 9 runs: * wall, * CPU, * GPU-hours",
+        ]
+    )
 
     opened = open_page(path)
     assert opened.errors == []
@@ -215,6 +230,45 @@ def test_session_report_under_xdist_renders_offline(ourtester, client, read_runs
     assert len(plot) > 8_000, "an empty white frame compresses to a few hundred bytes"
     (ourtester.path / "report.png").write_bytes(shot)
     check_reads_as_a_data_scientist_expects(opened.page)
+    # In the report, a line above each function's table (ridge, then train).
+    assert opened.page.locator("p.usage").all_inner_texts() == [
+        f"Used: {text}" for text in used.values()
+    ]
+
+
+def usage_recorded(client: MlflowClient, items: list[Any], runs: list[Any]) -> dict[str, str]:
+    """Each run's wall time, CPU time and GPU-hours, read back; per function, as printed."""
+    from pytest_mlexp.reports.usage import duration, significant
+
+    totals: dict[str, list[float]] = {}
+    for run in items:
+        system = {k: v for k, v in run.data.metrics.items() if k.startswith("system/")}
+        assert set(system) == {
+            "system/wall_time_seconds",
+            "system/cpu_time_seconds",
+            "system/gpu_count",
+            "system/gpu_hours",
+        }
+        wall, cpu = system["system/wall_time_seconds"], system["system/cpu_time_seconds"]
+        assert wall > 0
+        assert cpu > 0
+        assert system["system/gpu_count"] == 2
+        assert system["system/gpu_hours"] == pytest.approx(2 * wall / 3600)
+        # One value, at step 0: not a history.
+        assert len(client.get_metric_history(run.info.run_id, "system/gpu_hours")) == 1
+        function = run.data.tags["mlexp.nodeid"].split("::")[1].split("[")[0]
+        total = totals.setdefault(function, [0, 0.0, 0.0, 0.0])
+        for index, value in enumerate((1, wall, cpu, system["system/gpu_hours"])):
+            total[index] += value
+    # Group runs (grid parents, the report's run) record none: their members do.
+    for run in runs:
+        if "mlexp.kind" in run.data.tags:
+            assert not [key for key in run.data.metrics if key.startswith("system/")]
+    return {
+        function: f"{int(count)} runs: {duration(wall)} wall, {duration(cpu)} CPU, "
+        f"{significant(gpu)} GPU-hours"
+        for function, (count, wall, cpu, gpu) in sorted(totals.items())
+    }
 
 
 def check_reads_as_a_data_scientist_expects(page: Any) -> None:
@@ -272,9 +326,13 @@ def check_reads_as_a_data_scientist_expects(page: Any) -> None:
     header.click()
     assert header.get_attribute("aria-sort") == "descending"
 
-    # On a phone (390 px) the table scrolls sideways; scrolled to its right end, the
-    # sticky gate column covers no param header.
+    # Every column can be scrolled into view, uncovered by the run's name or the gate
+    # column held in place: on a wide screen and on a phone.
+    assert headers_covered(page) == []
     page.set_viewport_size({"width": 390, "height": 900})
+    assert headers_covered(page) == []
+    # On a phone (390 px) the table scrolls sideways; scrolled to its right end, the
+    # gate column covers no param header.
     ridge = page.locator("table.runs.verdicts")
     scrolled = ridge.evaluate(
         "t => { const box = t.parentElement; box.scrollLeft = box.scrollWidth;"
@@ -286,6 +344,21 @@ def check_reads_as_a_data_scientist_expects(page: Any) -> None:
     assert last_param is not None
     assert gate is not None
     assert last_param["x"] + last_param["width"] <= gate["x"] + 1, (last_param, gate)
+
+
+def headers_covered(page: Any) -> list[str]:
+    """The run tables' headers that, scrolled to the middle of their table's box, are covered."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('table.runs')].flatMap(table => {
+          const box = table.parentElement;
+          table.scrollIntoView({block: 'center'});
+          return [...table.tHead.rows[0].cells].filter(th => {
+            box.scrollLeft = th.offsetLeft - (box.clientWidth - th.offsetWidth) / 2;
+            const r = th.getBoundingClientRect();
+            return !th.contains(document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2));
+          }).map(th => th.textContent);
+        })"""
+    )
 
 
 def test_report_path_from_ini_is_relative_to_rootdir(ourtester):
@@ -376,10 +449,33 @@ def test_report_on_a_server_links_runs_and_is_an_artifact(
 # -- mlexp report -------------------------------------------------------------------------------
 
 
-def test_mlexp_report_rebuilds_the_session_report(ourtester, mlexp, open_page):
+def test_mlexp_report_rebuilds_the_session_report(ourtester, mlexp, open_page, read_runs):
     result = run_grid(ourtester, "--mlexp-html=session.html")
     session_id = session_of(result)
-    run_grid(ourtester)  # a later session
+    # A later session, reusing the 7 cells that passed unregressed: they cost nothing now.
+    later = run_grid(ourtester, "--mlexp-reuse")
+    reused = "reused, which cost nothing this session (what they used is on the runs they copy)"
+    later.stdout.fnmatch_lines(
+        [
+            f"mlexp used: experiment_grid.py::experiment_train: 6 runs; 6 {reused}",
+            "mlexp used: experiment_grid.py::experiment_ridge: 3 runs, 2 executed: "
+            f"* wall, * CPU, no GPU; 1 {reused}",
+            f"mlexp used in all: 9 runs, 2 executed: * wall, * CPU, no GPU; 7 {reused}",
+        ]
+    )
+    # A reused run records no usage of its own, nor its source's: only executed runs do.
+    later_runs = [
+        run
+        for run in read_runs(EXPERIMENT)
+        if run.data.tags["mlexp.session_id"] == session_of(later)
+    ]
+    assert (
+        sorted(
+            ("mlexp.reused_from" in run.data.tags, "system/wall_time_seconds" in run.data.metrics)
+            for run in later_runs
+        )
+        == [(False, True)] * 2 + [(True, False)] * 7
+    )
 
     code, out, err = mlexp("report", "--session", session_id, "-o", "again.html")
     assert (code, err) == (0, "")
@@ -407,6 +503,16 @@ def test_mlexp_report_rebuilds_the_session_report(ourtester, mlexp, open_page):
     assert opened.counts["rows"] == 2 * GRID_RUNS
     # A table per experiment function (two), each with its session column.
     assert opened.page.locator("table.runs th", has_text="session").count() == 2
+    # Over two sessions, the reused runs are told apart, with no "this session".
+    used = opened.page.locator("p.usage").all_inner_texts()
+    assert len(used) == 2
+    for text, runs, executed in zip(used, (6, 12), (5, 6), strict=True):  # ridge, train
+        assert re.fullmatch(
+            rf"Used: {runs} runs, {executed} executed: [0-9.]+ s wall, [0-9.]+ s CPU, no GPU; "
+            rf"{runs - executed} reused, which cost nothing \(what they used is on the runs "
+            r"they copy\)",
+            text,
+        ), text
 
     # Filtered with MLflow's search syntax.
     code, out, _ = mlexp(
@@ -656,3 +762,20 @@ def test_every_command_has_help_in_the_real_console_script(tmp_path):
     assert "code/" in compare
     assert "--filter EXPR" in help_of("runs")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_gpus_a_run_holds_as_its_executor_or_cuda_says():
+    """``MLEXP_GPUS`` (set by the Ray and Slurm backends) wins over ``CUDA_VISIBLE_DEVICES``."""
+    from pytest_mlexp.runs.usage import held_gpus
+    from pytest_mlexp.warning_types import MlexpWarning
+
+    assert held_gpus({"MLEXP_GPUS": "0.5", "CUDA_VISIBLE_DEVICES": "0"}) == 0.5
+    assert held_gpus({"MLEXP_GPUS": "0", "CUDA_VISIBLE_DEVICES": "0,1"}) == 0
+    assert held_gpus({"CUDA_VISIBLE_DEVICES": "0,1"}) == 2
+    assert held_gpus({"CUDA_VISIBLE_DEVICES": "GPU-5d1e, GPU-8a2f"}) == 2
+    # CUDA stops at the first invalid entry: "-1" hides every device.
+    assert held_gpus({"CUDA_VISIBLE_DEVICES": ""}) == 0
+    assert held_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == 0
+    assert held_gpus({"CUDA_VISIBLE_DEVICES": "1,-1,0"}) == 1
+    with pytest.warns(MlexpWarning, match=r"MLEXP_GPUS='two' is not a number of GPUs"):
+        assert held_gpus({"MLEXP_GPUS": "two", "CUDA_VISIBLE_DEVICES": "3"}) == 1

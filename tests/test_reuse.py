@@ -17,6 +17,8 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from conftest import logged_metrics
+
 EXPERIMENT = "reuse"
 
 RECORD = """
@@ -179,12 +181,12 @@ def test_unchanged_session_executes_only_the_failing_experiment(project: pytest.
     assert plain.info.status == "FINISHED"
     assert plain.data.tags["mlexp.outcome"] == "reused"
     assert plain.data.tags["mlexp.reused_from"] == source.info.run_id
-    assert plain.data.metrics == {"accuracy": 0.9}
+    assert logged_metrics(plain) == {"accuracy": 0.9}
     assert plain.data.tags["mlexp.fingerprint"] == source.data.tags["mlexp.fingerprint"]
     assert "Reused, not executed" in plain.data.tags["mlflow.note.content"]
     a1 = second["experiment_a[1]"]
     assert a1.data.params == {"x": "1"}
-    assert a1.data.metrics == {"score": 2.0}
+    assert logged_metrics(a1) == {"score": 2.0}
     # The source's own tags are copied; this session's (--mlexp-tag) win.
     assert a1.data.tags["kind"] == "sweep"
     assert a1.data.tags["team"] == "infra"
@@ -210,7 +212,7 @@ def test_what_changed_reruns_and_is_explained(project: pytest.Pytester) -> None:
             "  experiment_a[[]1[]], experiment_a[[]2[]]: code changed (helpers_a.py)",
         ]
     )
-    assert latest_runs(project)["experiment_a[1]"].data.metrics == {"score": 3.0}
+    assert logged_metrics(latest_runs(project)["experiment_a[1]"]) == {"score": 3.0}
 
     # Editing the data file re-runs the experiment declaring it.
     (project.path / "data" / "train.csv").write_text("x,y\n1,2\n3,4\n5,6\n")
@@ -219,7 +221,7 @@ def test_what_changed_reruns_and_is_explained(project: pytest.Pytester) -> None:
     assert executed(project) == Counter(["data", "fails"])
     result.stdout.fnmatch_lines(["  experiment_data: inputs changed (data/train.csv)"])
     runs = latest_runs(project)
-    assert runs["experiment_data"].data.metrics == {"rows": 4.0}
+    assert logged_metrics(runs["experiment_data"]) == {"rows": 4.0}
     # The declared input is the run's dataset (the UI's Dataset column), digest and context.
     (dataset_input,) = runs["experiment_data"].inputs.dataset_inputs
     assert dataset_input.dataset.name == "data/train.csv"

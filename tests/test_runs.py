@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from conftest import logged_metrics
+
 EXPERIMENT = "demo"
 
 #: The project's default store exists before each session (conftest ``_premade_store``).
@@ -58,7 +60,7 @@ def test_grid_makes_one_run_per_cell(ourtester, run_experiments, read_runs):
     for run, alpha in zip(runs, [0.1, 1.0, 10.0], strict=True):
         assert run.info.status == "FINISHED"
         assert run.data.params == {"alpha": str(alpha), "solver": "auto"}
-        assert run.data.metrics == pytest.approx(
+        assert logged_metrics(run) == pytest.approx(
             {"r2": 1 / (1 + alpha), "r2_again": 1 / (1 + alpha)}
         )
         tags = run.data.tags
@@ -99,7 +101,7 @@ def test_failure_is_failed_with_traceback_and_others_stay(
     result.assert_outcomes(passed=1, failed=1)
     ok, crashed = read_runs(EXPERIMENT)
     assert ok.info.status == "FINISHED"
-    assert ok.data.metrics == {"loss": 0.5, "val_loss": 0.25}
+    assert logged_metrics(ok) == {"loss": 0.5, "val_loss": 0.25}
     assert crashed.info.status == "FAILED"
     assert crashed.data.tags["mlexp.outcome"] == "failed"
     assert crashed.data.tags["mlexp.error"] == "FloatingPointError: loss diverged at lr=100.0"
@@ -192,7 +194,7 @@ def test_ctrl_c_marks_the_run_killed_and_keeps_earlier_runs(ourtester, run_exper
         "experiment_b_interrupted": ("interrupted", "KILLED"),
     }
     # Values logged before the interrupt reach the store.
-    assert runs[1].data.metrics == {"acc": 0.1}
+    assert logged_metrics(runs[1]) == {"acc": 0.1}
     result.stdout.fnmatch_lines(["experiment_b_interrupted*KILLED (interrupted)*acc=0.1*"])
 
 
@@ -422,7 +424,7 @@ class TestBadValuesAreLoggedSafely:
             ["*metric key 'acc[[]fold=1[]]' has characters MLflow refuses*"]
         )
         (run,) = read_runs(EXPERIMENT)
-        assert run.data.metrics == {"acc_fold_1_": 0.5}
+        assert logged_metrics(run) == {"acc_fold_1_": 0.5}
 
     def test_changing_a_param_fails_the_item_with_a_clear_error(
         self, ourtester, run_experiments, read_runs
@@ -453,7 +455,7 @@ class TestBadValuesAreLoggedSafely:
             ["*experiment_ret returned float, which is not logged; return a dict of metric names*"]
         )
         (run,) = read_runs(EXPERIMENT)
-        assert run.data.metrics == {}
+        assert logged_metrics(run) == {}
 
 
 def test_sigterm_marks_the_run_killed(ourtester, run_experiments, read_runs):
@@ -472,7 +474,7 @@ def test_sigterm_marks_the_run_killed(ourtester, run_experiments, read_runs):
     assert result.ret == pytest.ExitCode.INTERRUPTED
     (run,) = read_runs(EXPERIMENT)
     assert run.info.status == "KILLED"
-    assert run.data.metrics == {"epoch": 3}
+    assert logged_metrics(run) == {"epoch": 3}
 
 
 def test_run_tags_and_returned_hooks_from_a_conftest(ourtester, run_experiments, read_runs, client):
@@ -507,5 +509,5 @@ def test_run_tags_and_returned_hooks_from_a_conftest(ourtester, run_experiments,
     assert as_dict.data.tags["dataset"] == "all"
     # The conftest's hook handled the string; the built-in one still logs dicts.
     assert "returned.md" in [a.path for a in client.list_artifacts(as_text.info.run_id)]
-    assert as_text.data.metrics == {}
-    assert as_dict.data.metrics == {"acc": 0.5}
+    assert logged_metrics(as_text) == {}
+    assert logged_metrics(as_dict) == {"acc": 0.5}

@@ -7,6 +7,8 @@ import socket
 import pytest
 from mlflow.tracking import MlflowClient
 
+from conftest import logged_metrics
+
 
 def test_grid_against_a_tracking_server(ourtester, mlflow_server, read_runs):
     ourtester.makepyfile(
@@ -47,7 +49,7 @@ def test_grid_against_a_tracking_server(ourtester, mlflow_server, read_runs):
     assert passed.info.status == "FINISHED"
     assert failed.info.status == "FAILED"
     assert passed.data.params == {"depth": "2"}
-    assert passed.data.metrics == {"fluent": 2.0, "loss": 0.5, "acc": 0.5}
+    assert logged_metrics(passed) == {"fluent": 2.0, "loss": 0.5, "acc": 0.5}
     assert "AssertionError: too deep" in failed.data.tags["mlexp.error"]
     artifacts = {a.path for a in client.list_artifacts(failed.info.run_id, "mlexp")}
     assert artifacts == {"mlexp/traceback.txt"}

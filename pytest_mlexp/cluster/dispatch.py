@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
+from ..runs.usage import GPUS_ENV
 from .resources import Demand, capacity, demand_of, missing
 
 if TYPE_CHECKING:
@@ -164,8 +165,11 @@ class Dispatcher:
         from .executor import StartRefused
 
         self._workers += 1
+        spec = self._spec(self._workers - 1)
+        # The GPUs the worker holds, for what its runs used (half a GPU shows as one device).
+        spec["env"][GPUS_ENV] = f"{group.demand.gpus:g}"
         try:
-            worker = self.executor.start(group.demand, self._spec(self._workers - 1))
+            worker = self.executor.start(group.demand, spec)
         except StartRefused as exc:
             while group.queue:
                 item, _ = group.queue.popleft()

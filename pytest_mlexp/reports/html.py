@@ -212,6 +212,7 @@ def _section(section: Section, plots: _Plots, best: dict[str, str]) -> str:
     for group, members in listed.items():
         runs = [r for r in members if r.outcome != T.OUTCOME_RERUN]
         parts.append(f"<h3 class='function'><code>{_e(group)}</code></h3>")
+        parts.append(_usage(members))
         parts.append(_run_table(members, best))
         figures = _group_figures(runs, plots)
         if group in section.searches:
@@ -278,6 +279,17 @@ def _run_table(runs: Sequence[StoredRun], best: dict[str, str] | None = None) ->
         + "\n".join(rows)
         + "</tbody></table></div>"
     )
+
+
+def _usage(runs: Sequence[StoredRun]) -> str:
+    """What the function's runs used, in all: wall time, CPU time, GPU-hours."""
+    from .usage import per_function, usage_text
+
+    (total,) = per_function(("", r.usage, r.reused) for r in runs).values()
+    # One session's runs: its reused runs cost nothing *this session*.
+    session = len({r.session_id for r in runs}) <= 1
+    title = "wall time, process CPU time and GPU-hours of the runs, rerun attempts included"
+    return f"<p class='usage' title='{title}'>Used: {_e(usage_text(total, session=session))}</p>"
 
 
 def _metric_cell(value: float | None) -> str:
@@ -627,12 +639,20 @@ table.runs { border-collapse: collapse; font-size: 0.85rem; width: 100%; }
 .runs.verdicts td:last-child, .runs.verdicts th:last-child { position: sticky; right: 0;
     z-index: 2; background: white; box-shadow: inset 1px 0 0 #e0e4ea; }
 .runs.verdicts th:last-child { background: #f1f3f7; z-index: 3; }
+/* On a phone the run's name and its verdict would take the whole width and hide every
+   column between them: there the table scrolls whole, nothing held in place. */
+@media (max-width: 600px) {
+  .runs td:first-child, .runs th:first-child, .runs.verdicts td:last-child,
+  .runs.verdicts th:last-child { position: static; box-shadow: none; }
+}
+h3.function code { overflow-wrap: anywhere; }
 .runs tr.best td { background: #fff8e1; }
 .best-mark { color: #b7791f; font-weight: 600; font-size: 0.8em; }
 .runs td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .runs th .param, .legend .param { color: #6a4c93; font-style: italic; }
 .runs th .metric, .legend .metric { color: #1d6fb8; }
 .legend { color: #5c677d; font-size: 0.8rem; margin: 4px 0; }
+.usage { color: #5c677d; font-size: 0.85rem; margin: 4px 0; }
 .runs th { cursor: pointer; user-select: none; }
 .runs th[aria-sort='ascending']::after { content: " \\25B2"; }
 .runs th[aria-sort='descending']::after { content: " \\25BC"; }

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ..backend import tags as T
 from ..backend.errors import StoreError, one_line
 from ..backend.search import search_runs, tag_equals
+from ..runs.usage import Usage
 
 if TYPE_CHECKING:
     from ..backend.client import Backend
@@ -42,10 +43,17 @@ class StoredRun:
     #: The registered version's aliases as the registry holds them now (``current_aliases``);
     #: ``None``: not read, the alias tagged at registration is shown.
     aliases: list[str] | None = None
+    #: What the run used (``runs.usage``), read from its system metrics; ``None`` if not recorded.
+    usage: Usage | None = None
 
     @property
     def outcome(self) -> str:
         return self.tags.get(T.OUTCOME, "")
+
+    @property
+    def reused(self) -> bool:
+        """Whether the run copies an earlier run's results (``--mlexp-reuse``)."""
+        return bool(self.tags.get(T.REUSED_FROM))
 
     @property
     def nodeid(self) -> str:
@@ -205,4 +213,5 @@ def stored_run(backend: Backend, run: Any, experiments: Mapping[str, str]) -> St
             if T.REGISTERED_MODEL in data.tags
             else None
         ),
+        usage=Usage.from_metrics(data.metrics),
     )

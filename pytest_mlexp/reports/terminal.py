@@ -2,7 +2,8 @@
 
 The runs (one row each; a large grid as its best few cells and a count,
 all of them with ``-v``), the grid parents, the runs of dead processes that
-were closed, how to open the UI and the link to each experiment's runs; then
+were closed, what the runs used per function, how to open the UI and the
+link to each experiment's runs; then
 the gate's section, the models registered, the runs spooled for ``mlexp sync``,
 and the HTML report.
 """
@@ -62,6 +63,7 @@ def write_summary(
                 + ", ".join(end.swept[:5])
                 + (" ..." if len(end.swept) > 5 else "")
             )
+    write_usage(terminalreporter, results)
     if tracking.is_embedded:
         terminalreporter.write_line(f"open the MLflow UI with: {ui_command(tracking)}")
     links = end.runs_links if end is not None else {}
@@ -153,6 +155,18 @@ def write_runs(
             f"{failed} failed or killed); -v lists every run",
             **({"red": True} if failed else {}),
         )
+
+
+def write_usage(terminalreporter: Any, results: Sequence[RunSummary]) -> None:
+    """What the runs used, one line per experiment function, and in all when several."""
+    from .stored_runs import strip_params
+    from .usage import overall, per_function, usage_text
+
+    totals = per_function((strip_params(r.nodeid), r.usage, bool(r.reused_from)) for r in results)
+    for function, total in totals.items():
+        terminalreporter.write_line(f"mlexp used: {function}: {usage_text(total)}")
+    if len(totals) > 1:
+        terminalreporter.write_line(f"mlexp used in all: {usage_text(overall(totals.values()))}")
 
 
 def status_note(result: RunSummary) -> str:

@@ -154,6 +154,12 @@ class ExperimentRun:
             self.metrics[key] = value
         self._metrics.append((key, value, timestamp, step))
 
+    def _log_system_metrics(self, metrics: Mapping[str, float]) -> None:
+        """Buffer the machine's metrics (``system/...``, step 0): sent with the run's values,
+        kept out of ``metrics``, which are the experiment's."""
+        now = int(time.time() * 1000)
+        self._metrics.extend((key, float(value), now, 0) for key, value in metrics.items())
+
     def should_prune(self) -> bool:
         """In a search with a pruner: whether this trial should stop now.
 

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from .usage import Meter
+
 if TYPE_CHECKING:
     from .experiment_run import ExperimentRun
 
@@ -22,3 +24,5 @@ class ItemRun:
     run: ExperimentRun
     experiment: str
     reports: dict[str, pytest.TestReport] = field(default_factory=dict)
+    #: Measures what the item uses, from before its run started (``runs.usage``).
+    meter: Meter = field(default_factory=Meter)

@@ -28,6 +28,7 @@ from .markers import BEST_FROM_FILE_KEY, marker_options
 from .metric_values import MetricValues, read_values
 from .outcome import error_line, outcome_and_status
 from .summary import GroupRefs, RunSummary
+from .usage import Meter
 
 if TYPE_CHECKING:
     from .experiment_run import ExperimentRun
@@ -135,6 +136,7 @@ class ItemRuns:
         from ..backend.fluent import start_run
         from .experiment_run import ExperimentRun
 
+        meter = Meter()  # the run's creation is part of what the item costs
         options = marker_options(item)
         experiment = str(options.get("experiment") or self.settings.tracking.experiment)
         tags = {
@@ -161,7 +163,7 @@ class ItemRuns:
         )
         run = ExperimentRun(backend, run_id, experiment_id)
         run.figures = self.settings.figures
-        item_run = ItemRun(run=run, experiment=experiment)
+        item_run = ItemRun(run=run, experiment=experiment, meter=meter)
         item.stash[RUN_KEY] = item_run
         self._running[item.nodeid] = (item, item_run)
         callspec = getattr(item, "callspec", None)
@@ -206,6 +208,8 @@ class ItemRuns:
         self._running.pop(item.nodeid, None)
         run = item_run.run
         run.set_tag(T.OUTCOME, outcome)
+        reuse = item.stash.get(REUSE_KEY, None)
+        usage = None
         try:
             self.config.hook.pytest_mlexp_run_ending(
                 item=item, run=run, status=status, outcome=outcome
@@ -217,6 +221,10 @@ class ItemRuns:
                 T.HISTORIES: ",".join(sorted(values.histories)),
             }
             run.set_tags({key: text for key, text in shape.items() if text})
+            # A reused run executed nothing: what its results cost is its source run's.
+            if reuse is None or not reuse.reused_from:
+                usage = item_run.meter.stop()
+                run._log_system_metrics(usage.metrics())
             try:
                 run.flush()
             finally:
@@ -231,7 +239,6 @@ class ItemRuns:
         if verdict is not None:
             call = item_run.reports.get("call")
             verdict.passed = call is not None and call.passed
-        reuse = item.stash.get(REUSE_KEY, None)
         return RunSummary(
             name=item.name,
             nodeid=item.nodeid,
@@ -253,6 +260,7 @@ class ItemRuns:
             register=item.stash.get(REGISTER_KEY, ""),
             reused_from=reuse.reused_from if reuse is not None else "",
             rerun_reason=reuse.reason if reuse is not None else "",
+            usage=usage,
         )
 
     def _terminate_quietly(self, run: ExperimentRun, status: str) -> None:

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .usage import Usage
+
 
 @dataclass(frozen=True)
 class GroupRefs:
@@ -165,6 +167,8 @@ class RunSummary:
     reused_from: str = ""
     #: ``--mlexp-reuse``: why this item executed although it ran before (``code changed (a.py)``).
     rerun_reason: str = ""
+    #: What the run used (``runs.usage``); ``None`` for a reused run, which executed nothing.
+    usage: Usage | None = None
 
     @property
     def superseded(self) -> bool:
@@ -180,10 +184,12 @@ class RunSummary:
     def from_json(cls, data: dict[str, Any]) -> RunSummary:
         groups = data.get("groups")
         verdict = data.get("verdict")
+        usage = data.get("usage")
         return cls(
             **{
                 **data,
                 "groups": GroupRefs(**groups) if groups is not None else None,
                 "verdict": Verdict.from_json(verdict) if verdict is not None else None,
+                "usage": Usage(**usage) if usage is not None else None,
             }
         )
