@@ -169,3 +169,66 @@ def test_cell_without_baseline_fails_when_required(cell_model, run_gate):
     result.stdout.fnmatch_lines(
         [escaped(f"mlexp: no baseline for repeated cell {CELL} in b.yaml (--mlexp-require-*")]
     )
+
+
+#: Seeds on demand, 3 first seeds and a budget of 9 (looks at 3, 6 and 9 seeds). Each
+#: seed's accuracy is 0.80 + an offset: ``calm`` spreads by 0.0005, ``noisy`` by 0.005.
+ON_DEMAND = """
+import pytest
+
+OFFSETS = [-1, 0, 1] * 3
+
+@pytest.mark.mlexp(repeats=(3, 9))
+@pytest.mark.parametrize("noise", [0.0005, 0.005], ids=["calm", "noisy"])
+def experiment_cell(seed, noise):
+    return {"accuracy": 0.80 + noise * OFFSETS[seed]}
+"""
+CALM, NOISY = (
+    "experiment_cell.py::experiment_cell[calm]",
+    "experiment_cell.py::experiment_cell[noisy]",
+)
+
+
+def test_an_undecided_cell_runs_more_seeds_until_the_gate_decides(run_gate, ourtester, read_runs):  # type: ignore[no-untyped-def]
+    """``repeats=(3, 9)``: the calm cell decides at 3 seeds, the noisy one runs 3 more."""
+    ourtester.makepyfile(experiment_cell=ON_DEMAND)
+    # Baselines of 20 seeds: noisy's spread leaves 3 seeds inconclusive, 6 decide.
+    entries = {
+        CALM: {"accuracy": 0.80, "accuracy.std": 0.0005, "accuracy.n": 20},
+        NOISY: {"accuracy": 0.80, "accuracy.std": 0.005, "accuracy.n": 20},
+    }
+    (ourtester.path / "b.yaml").write_text(yaml.safe_dump(entries))
+    for args in ((), ("-n", "2")):
+        result = run_gate("--mlexp-baseline-file", "b.yaml", "--mlexp-lineage", "none", *args)
+        # 3 calm seeds, 6 noisy ones; the 9 seeds not needed count nowhere, shown nowhere.
+        result.assert_outcomes(passed=9)
+        assert result.ret == pytest.ExitCode.OK
+        assert "skipped" not in result.stdout.str()
+        result.stdout.fnmatch_lines(
+            [
+                f"{escaped(NOISY)}  accuracy *, n 6/20, look 2 of 3, Pocock * a look * passed",
+                f"{escaped(NOISY)}: passed after 6 seeds (3 + 3: inconclusive at 3)",
+                "*2 repeated cells by the confidence bound over seeds: 2 passed",
+            ]
+        )
+        cells, repeats = cells_and_repeats(read_runs)
+        session = cells[-1].data.tags["mlexp.session_id"]
+        ran = {
+            cell: sorted(
+                int(r.data.params["seed"])
+                for r in repeats
+                if r.data.tags["mlexp.session_id"] == session and r.data.tags["mlexp.cell"] == cell
+            )
+            for cell in (CALM, NOISY)
+        }
+        # The extra seeds are tracked runs of the same cell, the next seeds.
+        assert ran == {CALM: [0, 1, 2], NOISY: [0, 1, 2, 3, 4, 5]}
+        latest = {
+            c.data.tags["mlexp.cell"]: c
+            for c in cells
+            if c.data.tags["mlexp.session_id"] == session
+        }
+        assert latest[NOISY].data.tags["mlexp.repeats"] == "6"
+        assert latest[NOISY].data.tags["mlexp.regression"] == "passed"
+        assert "look 2 of 3" in latest[NOISY].data.tags["mlexp.regression.interval"]
+        assert latest[CALM].data.tags["mlexp.repeats"] == "3"

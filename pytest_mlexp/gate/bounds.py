@@ -77,6 +77,8 @@ class Interval:
     correction: str = ""
     #: Whether no more seeds will come (a single look, or the budget's last look).
     final: bool = True
+    #: The seed counts of the sequential rule's looks; empty for a single look.
+    looks: tuple[int, ...] = ()
 
     @property
     def change(self) -> tuple[float, float]:

@@ -335,8 +335,8 @@ def _cell_row(
 ) -> CellRow | tuple[Comparison, str]:
     """The row judged by the means, or what the bound needs to judge it (and its allowed text)."""
     metric = row.metric
-    now = _sample(current, metric)
-    before = _sample(baseline, metric)
+    now = sample_of(current, metric)
+    before = sample_of(baseline, metric)
     fields = (row.metric, row.baseline, row.current, row.allowed, row.verdict, row.guessed)
     n_current, n_baseline = now.n or None, before.n or None
     why = ""
@@ -360,7 +360,8 @@ def _cell_row(
     return Comparison(now, before, tau, up), allowed
 
 
-def _sample(metrics: Mapping[str, float], metric: str) -> Sample:
+def sample_of(metrics: Mapping[str, float], metric: str) -> Sample:
+    """One side of a cell's comparison: ``metric``'s mean, ``.std`` and ``.n`` (n 0 if unknown)."""
     n = metrics.get(metric + N_SUFFIX)
     std = metrics.get(metric + STD_SUFFIX)
     if n is None or std is None or not math.isfinite(n):

@@ -221,6 +221,7 @@ def judge_look(
                 up=c.up,
                 correction=correction,
                 final=look >= len(looks),
+                looks=looks,
             )
         )
     return intervals
