@@ -189,46 +189,61 @@ CALM, NOISY = (
 )
 
 
+def session_seeds(read_runs, cell: str) -> tuple[list[int], list[int]]:  # type: ignore[no-untyped-def]
+    """The seeds of ``cell`` in the latest session: all of them, and those reused."""
+    cells, repeats = cells_and_repeats(read_runs)
+    session = cells[-1].data.tags["mlexp.session_id"]
+    mine = [
+        r
+        for r in repeats
+        if r.data.tags["mlexp.session_id"] == session and r.data.tags["mlexp.cell"] == cell
+    ]
+    reused = [r for r in mine if "mlexp.reused_from" in r.data.tags]
+    return (
+        sorted(int(r.data.params["seed"]) for r in mine),
+        sorted(int(r.data.params["seed"]) for r in reused),
+    )
+
+
 def test_an_undecided_cell_runs_more_seeds_until_the_gate_decides(run_gate, ourtester, read_runs):  # type: ignore[no-untyped-def]
-    """``repeats=(3, 9)``: the calm cell decides at 3 seeds, the noisy one runs 3 more."""
+    """``repeats=(3, 9)``: a baseline grows until its seeds decide its tolerance; then the
+    calm cell decides at 3 seeds, the noisy one runs 3 more."""
     ourtester.makepyfile(experiment_cell=ON_DEMAND)
-    # Baselines of 20 seeds: noisy's spread leaves 3 seeds inconclusive, 6 decide.
-    entries = {
-        CALM: {"accuracy": 0.80, "accuracy.std": 0.0005, "accuracy.n": 20},
-        NOISY: {"accuracy": 0.80, "accuracy.std": 0.005, "accuracy.n": 20},
-    }
-    (ourtester.path / "b.yaml").write_text(yaml.safe_dump(entries))
-    for args in ((), ("-n", "2")):
-        result = run_gate("--mlexp-baseline-file", "b.yaml", "--mlexp-lineage", "none", *args)
-        # 3 calm seeds, 6 noisy ones; the 9 seeds not needed count nowhere, shown nowhere.
-        result.assert_outcomes(passed=9)
-        assert result.ret == pytest.ExitCode.OK
-        assert "skipped" not in result.stdout.str()
-        result.stdout.fnmatch_lines(
-            [
-                f"{escaped(NOISY)}  accuracy *, n 6/20, look 2 of 3, Pocock * a look * passed",
-                f"{escaped(NOISY)}: passed after 6 seeds (3 + 3: inconclusive at 3)",
-                "*2 repeated cells by the confidence bound over seeds: 2 passed",
-            ]
-        )
-        cells, repeats = cells_and_repeats(read_runs)
-        session = cells[-1].data.tags["mlexp.session_id"]
-        ran = {
-            cell: sorted(
-                int(r.data.params["seed"])
-                for r in repeats
-                if r.data.tags["mlexp.session_id"] == session and r.data.tags["mlexp.cell"] == cell
-            )
-            for cell in (CALM, NOISY)
-        }
-        # The extra seeds are tracked runs of the same cell, the next seeds.
-        assert ran == {CALM: [0, 1, 2], NOISY: [0, 1, 2, 3, 4, 5]}
-        latest = {
-            c.data.tags["mlexp.cell"]: c
-            for c in cells
-            if c.data.tags["mlexp.session_id"] == session
-        }
-        assert latest[NOISY].data.tags["mlexp.repeats"] == "6"
-        assert latest[NOISY].data.tags["mlexp.regression"] == "passed"
-        assert "look 2 of 3" in latest[NOISY].data.tags["mlexp.regression.interval"]
-        assert latest[CALM].data.tags["mlexp.repeats"] == "3"
+    light = ("--mlexp-lineage", "none", "--mlexp-artifacts", "off")
+    recorded = run_gate("--mlexp-baseline-file", "b.yaml", "--mlexp-update-baseline", *light)
+    # The calm cell's 3 seeds decide its tolerance; the noisy cell's need all 9.
+    recorded.assert_outcomes(passed=12)
+    assert "skipped" not in recorded.stdout.str()
+    recorded.stdout.fnmatch_lines(
+        [
+            f"{escaped(NOISY)}: accuracy: spread 0.00433 over 9 seeds; 9 seeds decide changes "
+            ">= 0.00*; the tolerance 0.008 needs about * seeds a side",
+            "baseline file b.yaml: 2 tests updated",
+        ]
+    )
+    entries = yaml.safe_load((ourtester.path / "b.yaml").read_text())
+    assert entries[CALM]["accuracy.n"] == 3
+    assert entries[NOISY]["accuracy.n"] == 9
+
+    # Against it, on two xdist workers, reusing the unchanged seeds' runs.
+    result = run_gate("--mlexp-baseline-file", "b.yaml", "-n", "2", "--mlexp-reuse", *light)
+    # 3 calm seeds, 6 noisy ones; the 9 seeds not needed count nowhere, shown nowhere.
+    result.assert_outcomes(passed=9)
+    assert result.ret == pytest.ExitCode.OK
+    assert "skipped" not in result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            f"{escaped(NOISY)}  accuracy *, n 6/9, look 2 of 3, Pocock * a look * passed",
+            f"{escaped(NOISY)}: passed after 6 seeds (3 + 3: inconclusive at 3)",
+            "*2 repeated cells by the confidence bound over seeds: 2 passed",
+        ]
+    )
+    # The extra seeds are tracked runs of the same cell, the next seeds; reused as the others.
+    assert session_seeds(read_runs, CALM) == ([0, 1, 2], [0, 1, 2])
+    assert session_seeds(read_runs, NOISY) == ([0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5])
+    cells, _ = cells_and_repeats(read_runs)
+    latest = {c.data.tags["mlexp.cell"]: c for c in cells}  # oldest first: the newest wins
+    assert latest[NOISY].data.tags["mlexp.repeats"] == "6"
+    assert latest[NOISY].data.tags["mlexp.regression"] == "passed"
+    assert "look 2 of 3" in latest[NOISY].data.tags["mlexp.regression.interval"]
+    assert latest[CALM].data.tags["mlexp.repeats"] == "3"
