@@ -52,6 +52,10 @@ a reproduction that did not reproduce | --mlexp-baseline latest: the original, n
 a reproduction that did not reproduce | --mlexp-reuse: reuses the original | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
 a reproduction | grid parents: its own, named "reproduce of <original>", tagged; the original's untouched | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
 a reproduction | mlexp runs: left out, listed with a REPRODUCES column under --reproductions; the UI view's tag column | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
+seeds on demand (repeats=(3, 9)), xdist -n 2 | the extra seeds run on both workers, each waiting for its cell's earlier batch in the store; the seeds not needed count nowhere; the cell's verdict and n over every seed | test_repeats_gate.py::test_an_undecided_cell_runs_more_seeds_until_the_gate_decides
+seeds on demand, reuse | a reused cell reuses all its seeds, the extra ones included, and decides as before | test_repeats_gate.py::test_an_undecided_cell_runs_more_seeds_until_the_gate_decides
+seeds on demand, reruns | an extra seed that fails then passes on rerun counts once (the cell's n, the baseline's n) | test_repeats_gate.py::test_an_undecided_cell_runs_more_seeds_until_the_gate_decides
+seeds on demand, --mlexp-update-baseline | the baseline grows by batches until its seeds decide its tolerance; the power line | test_repeats_gate.py::test_an_undecided_cell_runs_more_seeds_until_the_gate_decides
 """  # noqa: E501
 
 from __future__ import annotations

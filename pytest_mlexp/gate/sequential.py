@@ -237,7 +237,8 @@ class Power:
     #: The smallest change ``seeds`` seeds a side can tell from no change.
     decidable: float
     tolerance: float
-    #: Seeds a side the tolerance needs; None beyond ``bounds.MAX_SEEDS``.
+    #: Seeds a side the tolerance needs, were the noise the spread seen; None beyond
+    #: ``bounds.MAX_SEEDS``.
     needed: int | None
 
     def __str__(self) -> str:
@@ -252,16 +253,27 @@ class Power:
         return text + f"; the tolerance {self.tolerance:.3g} needs {needed} seeds a side"
 
 
-def power(metric: str, sample: Sample, tolerance: float, confidence: float) -> Power | None:
-    """The power line of ``metric`` from its seeds' spread; None without a spread."""
+def power(
+    metric: str, sample: Sample, tolerance: float, confidence: float, *, spread: float | None = None
+) -> Power | None:
+    """The power line of ``metric`` from its seeds' spread (or ``spread``); None without one."""
     from scipy import stats
 
     if not sample.has_spread:
         return None
     se, df = welch(sample, sample)
     decidable = float(stats.t.ppf(confidence, df)) * se
-    needed = seeds_needed(0.0, sample.std, sample.std, tolerance, confidence) if tolerance else None
+    noise = sample.std if spread is None else spread
+    needed = seeds_needed(0.0, noise, noise, tolerance, confidence) if tolerance > 0 else None
     return Power(metric, sample.std, sample.n, decidable, tolerance, needed)
+
+
+def upper_spread(sample: Sample) -> float:
+    """The upper ``SPREAD_CONFIDENCE`` bound of the noise, from the seeds' spread."""
+    from scipy import stats
+
+    df = sample.n - 1
+    return sample.std * math.sqrt(df / float(stats.chi2.ppf(1 - SPREAD_CONFIDENCE, df)))
 
 
 #: The confidence of the upper bound of a baseline's spread that decides whether it grows.
@@ -275,11 +287,7 @@ def enough_seeds(sample: Sample, tolerance: float, confidence: float) -> bool:
     not the spread itself: a baseline that stopped growing because its few seeds
     happened to spread little would make every later comparison overconfident.
     """
-    from scipy import stats
-
-    if not sample.has_spread or tolerance <= 0:
+    if not sample.has_spread:
         return False
-    df = sample.n - 1
-    upper = sample.std * math.sqrt(df / float(stats.chi2.ppf(1 - SPREAD_CONFIDENCE, df)))
-    needed = seeds_needed(0.0, upper, upper, tolerance, confidence)
-    return needed is not None and sample.n >= needed
+    found = power("", sample, tolerance, confidence, spread=upper_spread(sample))
+    return found is not None and found.needed is not None and sample.n >= found.needed
