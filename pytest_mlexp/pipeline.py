@@ -111,12 +111,17 @@ class Pipeline:
             parametrize_repeats(metafunc)
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport, config: pytest.Config
+    ) -> tuple[str, str, str] | None:
         # An extra seed its cell did not need ran nothing: no letter, no count (from workers too).
         if report.skipped and report.when == "setup" and report.user_properties:
             from .backend.tags import SEED_NOT_NEEDED
 
             if any(name == SEED_NOT_NEEDED for name, _ in report.user_properties):
+                from .gate.sequential_runs import count_in_progress
+
+                count_in_progress(config, report.nodeid)
                 return "", "", ""
         return None
 

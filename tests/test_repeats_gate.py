@@ -227,6 +227,7 @@ def test_an_undecided_cell_runs_more_seeds_until_the_gate_decides(  # type: igno
     # seed failed, then passed on its rerun: it counts once).
     assert recorded.parseoutcomes() == {"passed": 12, "rerun": 1}
     assert "skipped" not in recorded.stdout.str()
+    recorded.stdout.fnmatch_lines(["experiment_cell.py *R* [[]100%]"])  # the 6 hidden counted
     recorded.stdout.fnmatch_lines(
         [
             f"{escaped(NOISY)}: accuracy: spread 0.00433 over 9 seeds; 9 seeds decide changes "

@@ -194,3 +194,16 @@ def enough(values: dict[str, float], rules: Rules) -> bool:
         if not enough_seeds(sample, tau, rules.confidence):
             return False
     return True
+
+
+def count_in_progress(config: pytest.Config, nodeid: str) -> None:
+    """Count a seed not needed in the terminal's progress, so that the session ends at 100%.
+
+    pytest's terminal counts an item in its progress only when it prints a letter
+    for it; its set of reported ids is private (``_progress_nodeids_reported``,
+    checked with pytest 8 and 9). Without it, nothing breaks: the progress stops short.
+    """
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    reported = getattr(reporter, "_progress_nodeids_reported", None)
+    if isinstance(reported, set):
+        reported.add(nodeid)
