@@ -11,9 +11,10 @@ will (``grids.kinds.cell_values``) and judges them with the sequential rule
 seeds end in setup, without a run and without a terminal line (their reports
 carry ``SEED_NOT_NEEDED`` and count nowhere, ``pipeline``).
 
-Under ``--mlexp-update-baseline`` a cell is decided when its seeds are enough
-for its tolerance (``sequential.enough_seeds``), so baselines carry the seeds
-later comparisons need.
+Under ``--mlexp-update-baseline``, or against the store when the cell has no
+baseline there yet, a cell is decided when its seeds are enough for its
+tolerance (``sequential.enough_seeds``), so baselines carry the seeds later
+comparisons need.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ class SeedsOnDemand:
             return enough(values, rules)
         baseline = self._baseline(item, cell)
         if baseline is None:
-            return True
+            # The store's first baseline of the cell is being made: give it enough seeds.
+            return gate.spec is None or enough(values, rules)
         rows = compare_cell(values, baseline.metrics, rules)
         return verdict_of(rows, True, baseline) != INCONCLUSIVE
 
