@@ -56,6 +56,7 @@ seeds on demand (repeats=(3, 9)), xdist -n 2 | the extra seeds run on both worke
 seeds on demand, reuse | a reused cell reuses all its seeds, the extra ones included, and decides as before | test_repeats_gate.py::test_an_undecided_cell_runs_more_seeds_until_the_gate_decides
 seeds on demand, reruns | an extra seed that fails then passes on rerun counts once (the cell's n, the baseline's n) | test_repeats_gate.py::test_an_undecided_cell_runs_more_seeds_until_the_gate_decides
 seeds on demand, --mlexp-update-baseline | the baseline grows by batches until its seeds decide its tolerance; the power line | test_repeats_gate.py::test_an_undecided_cell_runs_more_seeds_until_the_gate_decides
+seeds on demand | the HTML report: the cell's interval with its seeds and the look that decided | test_repeats_gate.py::test_an_undecided_cell_runs_more_seeds_until_the_gate_decides
 """  # noqa: E501
 
 from __future__ import annotations

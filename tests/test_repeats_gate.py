@@ -243,7 +243,10 @@ def test_an_undecided_cell_runs_more_seeds_until_the_gate_decides(  # type: igno
     assert noisy.data.tags["mlexp.reruns"] == "1"
 
     # Against it, on two xdist workers, reusing the unchanged seeds' runs.
-    result = run_gate("--mlexp-baseline-file", "b.yaml", "-n", "2", "--mlexp-reuse", *light)
+    result = run_gate(
+        "--mlexp-baseline-file", "b.yaml", "-n", "2", "--mlexp-reuse", "--mlexp-html", "r.html",
+        *light,
+    )  # fmt: skip
     # 3 calm seeds, 6 noisy ones; the 9 seeds not needed count nowhere, shown nowhere.
     result.assert_outcomes(passed=9)
     assert result.ret == pytest.ExitCode.OK
@@ -262,5 +265,9 @@ def test_an_undecided_cell_runs_more_seeds_until_the_gate_decides(  # type: igno
     latest = {c.data.tags["mlexp.cell"]: c for c in cells}  # oldest first: the newest wins
     assert latest[NOISY].data.tags["mlexp.repeats"] == "6"
     assert latest[NOISY].data.tags["mlexp.regression"] == "passed"
-    assert "look 2 of 3" in latest[NOISY].data.tags["mlexp.regression.interval"]
+    interval = latest[NOISY].data.tags["mlexp.regression.interval"]
+    assert "n 6/9, look 2 of 3" in interval
     assert latest[CALM].data.tags["mlexp.repeats"] == "3"
+    # The HTML report: the cell's interval, its seeds and the look that decided.
+    html = (ourtester.path / "r.html").read_text()
+    assert f"<span class='interval' title='gate: bound'>{interval}</span>" in html
