@@ -162,9 +162,10 @@ def seed_notes(
 
     - with seeds on demand and extra seeds run: ``f[64]: passed after 10 seeds (5 + 5:
       inconclusive at 5)``;
-    - inconclusive at its last look, or recorded into a baseline: each judged
-      metric's power (``sequential.power``), e.g. ``val_accuracy: spread 0.012 over
-      5 seeds; 5 seeds decide changes >= 0.016; the tolerance 0.008 needs about 22 seeds a side``.
+    - inconclusive at its last look, recorded into a baseline file, or the first
+      of its kind in the store (no baseline yet): each judged metric's power
+      (``sequential.power``), e.g. ``val_accuracy: spread 0.012 over 5 seeds; 5 seeds
+      decide changes >= 0.0141; the tolerance 0.008 needs about 14 seeds a side``.
     """
     from .sequential import power
 
@@ -194,7 +195,7 @@ def seed_notes(
             )
             if found is not None:
                 notes.append(f"{nodeid}: {found}")
-    elif recording:
+    elif recording or verdict == NO_BASELINE:  # the cell is the baseline of later sessions
         for metric in sorted(metrics):
             if metric.endswith((STD_SUFFIX, N_SUFFIX)) or metric + STD_SUFFIX not in metrics:
                 continue

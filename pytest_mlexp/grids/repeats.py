@@ -74,6 +74,11 @@ def repeat_plan(item: Any) -> tuple[int, int] | None:
                 f"repeats=(5, 20), got {repeats!r}"
             )
         first, budget = repeats
+        if marker_options(item).get("seeds") is not None:
+            raise pytest.UsageError(
+                f"{where}: repeats={tuple(repeats)!r} runs seeds 0, 1, ... on demand; "
+                "give seeds= or a budget, not both"
+            )
         if not 1 < first < budget:
             raise pytest.UsageError(
                 f"{where}: repeats={tuple(repeats)!r}: the first seeds (at least 2) must be "
