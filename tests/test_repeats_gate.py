@@ -264,6 +264,8 @@ def test_an_undecided_cell_runs_more_seeds_until_the_gate_decides(  # type: igno
     cells, _ = cells_and_repeats(read_runs)
     latest = {c.data.tags["mlexp.cell"]: c for c in cells}  # oldest first: the newest wins
     assert latest[NOISY].data.tags["mlexp.repeats"] == "6"
+    # Its members are its first seeds, which always run: registration's "all repeats ran".
+    assert latest[NOISY].data.tags["mlexp.members"] == "3"
     assert latest[NOISY].data.tags["mlexp.regression"] == "passed"
     interval = latest[NOISY].data.tags["mlexp.regression.interval"]
     assert "n 6/9, look 2 of 3" in interval
