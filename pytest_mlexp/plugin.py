@@ -60,6 +60,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if is_controller(config):
         # The session's end (finish, the terminal summary) happens once, where workers report.
         config.pluginmanager.register(Controller(session), "mlexp-controller")
+        from .gate import group_reports
+
+        # A failed group run (cell, search, gate="best" grid) is reported as one of its items'.
+        group_reports.register(config)
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(XdistHooks(session), "mlexp-xdist")
         if resolved.cluster.address is not None:
