@@ -135,7 +135,7 @@ def write_runs(
             r.name,
             r.status + status_note(r),
             format_metrics(r.metrics),
-            r.url or r.run_id,
+            where_to_see(r),
         )
         for r in shown
     ]
@@ -153,6 +153,18 @@ def write_runs(
             f"{failed} failed or killed); -v lists every run",
             **({"red": True} if failed else {}),
         )
+
+
+def where_to_see(result: RunSummary) -> str:
+    """The run's link (or id); a run kept in the spool's journal is pending ``mlexp sync``.
+
+    A run created in the journal has no page yet, and another id once synced.
+    """
+    if not result.spooled:
+        return result.url or result.run_id
+    if result.url:
+        return f"{result.url} (pending sync)"
+    return f"pending sync (journal {result.run_id[:8]})"
 
 
 def status_note(result: RunSummary) -> str:
