@@ -255,14 +255,26 @@ def experiment_repeat(mlflow_run, lr, seed):
 """
 
 
+#: A search whose every trial runs without a server: its parent is created in the journal too.
+SEARCH_AFTER = """
+import pytest
+
+@pytest.mark.mlexp(search={"x": "uniform(-5, 5)"}, trials=3, objective="loss:min",
+                   sampler="random", seed=0)
+def experiment_zsearch(x):
+    return {"loss": (x - 1) ** 2}
+"""
+
+
 def test_sync_completes_repeated_cells_and_their_grid_again(
     ourtester, losable_server, runs_of, mlexp, lose_server
 ) -> None:
-    """Repeats spooled during an outage come back with ``mlexp sync``; so do their cells' means."""
+    """Repeats spooled during an outage come back with ``mlexp sync``; so do their cells' means,
+    and a search made while the server was lost."""
     server = losable_server
-    ourtester.makepyfile(experiment_repeat_outage=REPEAT_OUTAGE)
+    ourtester.makepyfile(experiment_repeat_outage=REPEAT_OUTAGE, experiment_zsearch=SEARCH_AFTER)
     result = lose_server("--mlexp-lineage=none")
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=4 + 3)
 
     server.start()
     up = mlexp(ourtester.path, "sync")
@@ -270,9 +282,21 @@ def test_sync_completes_repeated_cells_and_their_grid_again(
     assert "mlexp grid experiment_repeat_outage.py::experiment_repeat: 2 cells, 2 passed" in (
         up.stdout
     ), up.stdout
+    assert (
+        "mlexp search experiment_zsearch.py::experiment_zsearch: 3 trials, 3 complete, "
+        "0 pruned, 0 failed"
+    ) in up.stdout, up.stdout
 
     client = MlflowClient(tracking_uri=server.url)
     runs = runs_of(client, ourtester.path.name, groups=True)
+    (search,) = [r for r in runs if r.data.tags.get("mlexp.kind") == "search"]
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == search.info.run_id]
+    assert len(trials) == 3
+    assert search.info.status == "FINISHED"
+    assert search.data.tags["mlexp.trials_complete"] == "3"
+    best = min(trials, key=lambda t: t.data.metrics["loss"])
+    assert search.data.tags["mlexp.best_run_id"] == best.info.run_id
+    runs = [r for r in runs if r is not search and r not in trials]
     kinds = {r.info.run_id: r.data.tags.get("mlexp.kind") for r in runs}
     (grid,) = [r for r in runs if kinds[r.info.run_id] == "grid"]
     cells = sorted(
