@@ -53,16 +53,20 @@ def rejoin(backend: Backend, results: Sequence[RunSummary]) -> list[str]:
     ids: dict[str, str] = {}  # journal id of a run created offline -> its id on the server
     replayed: list[str] = []
     problem = ""
+    lost_again = False
     for path in replay_order(paths):
         try:
             replay(path, direct, ids)
         except Exception as exc:
             problem = f"{path.name}: {type(exc).__name__}: {redact_text(one_line(exc))[:300]}"
-            if is_transient(exc):
-                break  # lost again: what is left waits for `mlexp sync`
+            lost_again = is_transient(exc)
+            if lost_again:
+                break  # what is left waits for `mlexp sync`
             continue
         replayed.append(path.stem)
     spool.resume(replayed)
+    if lost_again:
+        spool.mark_lost("lost again at the session's end")
     _renumber(backend, results, set(replayed), ids)
     line = (
         f"mlexp: tracking server {backend.display_uri} answered again: "
