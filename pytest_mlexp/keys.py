@@ -28,6 +28,8 @@ SESSION_KEY: pytest.StashKey[MlexpSession] = pytest.StashKey()
 #: Set at collection, before any selection (node ids, ``-k``, ``-m``, ``--lf``, ``--deselect``):
 #: every parametrized item collected, by its function's node id, then its own.
 COLLECTED_KEY: pytest.StashKey[dict[str, dict[str, pytest.Item]]] = pytest.StashKey()
+#: Set at collection, before any selection: each function name, and the files defining it.
+DEFINED_KEY: pytest.StashKey[dict[str, set[str]]] = pytest.StashKey()
 
 # -- item.stash -------------------------------------------------------------------------------
 #: The run of a tracked item while it runs (the ``mlflow_run`` fixture's).

@@ -5,13 +5,16 @@ in the process that ends the session (not in its workers), the way xdist
 registers its ``DSession`` only on the controller.
 
 0. ``Pipeline.pytest_generate_tests``: at collection, the params file, searches
-   and repeats parametrize the experiment functions that ask for it.
-1. ``check_early``: at session start, what must stop a broken session before
-   anything runs (a baseline file that does not parse).
-2. ``activate``: once collection found tracked items, in the processes that
-   run them, the features register their hooks: grid parents, lineage,
-   artifact discovery, autolog, the gate, the params file, models, searches' trials. Until
-   then nothing of theirs is imported, so test suites without experiments do not pay for them.
+   and repeats parametrize the experiment functions that ask for it. The first
+   tracked function met resolves the session's settings (``MlexpSession.settings``);
+   a suite without experiments resolves none.
+1. ``check_early``: once collection found tracked items, what must stop a broken
+   session before anything runs: a setting refused (raised again outside any module,
+   so that the user sees it as a usage error, exit 4), a baseline file that does not parse.
+2. ``activate``: then, in the processes that run them, the features register their
+   hooks: grid parents, lineage, artifact discovery, autolog, the gate, the params
+   file, models, searches' trials. Until then nothing of theirs is imported, so test
+   suites without experiments do not pay for them.
 3. ``open_backend``: the store, with the spool in front of it under
    ``--mlexp-on-tracking-error spool``.
 4. Each item's run ends with a summary (``runs.summary.RunSummary``). It
@@ -45,12 +48,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .redaction import redact_text
-from .reports.end import SessionEnd
+from .runs.markers import is_tracked, tracked_items
 
 if TYPE_CHECKING:
     from .backend.client import Backend
     from .groups.kinds import GroupKind
+    from .reports.end import SessionEnd
     from .runs.session import MlexpSession
     from .runs.summary import RunSummary
     from .settings import Settings
@@ -77,25 +80,33 @@ class Pipeline:
 
     def __init__(self, session: MlexpSession) -> None:
         self.session = session
-        self.settings = session.settings
         #: Collection met a search declaration (a trial was parametrized).
         self.searches = False
+        #: Collection met a tracked function: modules' parametrizations are recorded from then on.
+        self.tracked_functions = False
 
-    def pytest_sessionstart(self) -> None:
-        if self.settings.gate.baseline_file is not None:
-            check_early(self.settings)
+    @property
+    def settings(self) -> Settings:
+        return self.session.settings
 
     @pytest.hookimpl(trylast=True)
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        # Called for every test function of every session: an untracked one costs one check.
+        if not is_tracked(metafunc.definition):
+            return
+        self.tracked_functions = True
+        try:
+            settings = self.settings
+        except pytest.UsageError:
+            # Raised here it would be a module's collection error: pytest_collection_modifyitems
+            # meets it again, outside any module, and stops the session with it (exit 4).
+            return
         file_search = None
-        if self.settings.params.enabled:
-            from .runs.markers import is_tracked
+        if settings.params.enabled:
+            from .params.collection import parametrize_from_file, search_from_file
 
-            if is_tracked(metafunc.definition):
-                from .params.collection import parametrize_from_file, search_from_file
-
-                parametrize_from_file(metafunc, self.settings.params)
-                file_search = search_from_file(metafunc)
+            parametrize_from_file(metafunc, settings.params)
+            file_search = search_from_file(metafunc)
         markers = list(metafunc.definition.iter_markers("mlexp"))
         # Cheap: no search module is imported for functions that declare none.
         if file_search is not None or any(
@@ -104,7 +115,7 @@ class Pipeline:
             from .search.collection import parametrize_search
 
             self.searches = True
-            parametrize_search(metafunc, self.settings, file_search)
+            parametrize_search(metafunc, settings, file_search)
         if any("repeats" in marker.kwargs or "seeds" in marker.kwargs for marker in markers):
             from .grids.repeats import parametrize_repeats
 
@@ -115,6 +126,8 @@ class Pipeline:
         # Innermost: every parametrization of a module's functions, before a node id, --lf
         # or -k leaves out some (a group judged as a whole needs all its members).
         report = yield
+        if not self.tracked_functions:
+            return report  # no experiment collected yet: no group to know the members of
         if report.passed and isinstance(collector, pytest.Module | pytest.Class):
             from .groups.collected import record
 
@@ -125,14 +138,14 @@ class Pipeline:
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> Generator[None, Any, Any]:
         try:
             result = yield
-            from .runs.markers import is_tracked
-
-            tracked = [item for item in items if is_tracked(item)]
-            if tracked and self.settings.params.enabled:
-                from .params.collection import mark_resources
-
-                mark_resources(self.session.config, tracked)
+            tracked = tracked_items(items)
             if tracked:
+                settings = self.settings  # a setting refused stops the session here
+                check_early(settings)
+                if settings.params.enabled:
+                    from .params.collection import mark_resources
+
+                    mark_resources(self.session.config, tracked)
                 self.session.track(items)
                 activate(self.session, tracked, searches=self.searches)
         except BaseException:
@@ -191,22 +204,30 @@ def hand_to_workers(
     ``.git`` (Ray), so it is given the project's git state; ``local``: that
     copy is on the controller's machine, so a search's journal files are here.
     """
+    from .settings.session_id import session_id
     from .workers import Given
 
-    settings, config = session.settings, session.config
+    config = session.config
     git = None
-    if remote and "git" in settings.lineage:
-        from .lineage.git import state_to_hand
+    journal_root = None
+    if remote:
+        # A cluster's workers: --mlexp-ray asked for them, so the settings are resolved.
+        settings = session.settings
+        if "git" in settings.lineage:
+            from .lineage.git import state_to_hand
 
-        git = state_to_hand(settings.tracking.rootdir)
+            git = state_to_hand(settings.tracking.rootdir)
+        journal_root = str(settings.tracking.rootdir) if local else None
     return Given(
-        session_id=settings.tracking.session_id,
+        # xdist's workers are given it in every session, with or without experiments:
+        # nothing else is resolved for them.
+        session_id=session_id(config),
         controller_pid=os.getpid(),
         worker=worker,
         run_uid=run_uid,
         machine_shared=machine_shared,
         args=tuple(str(arg) for arg in config.invocation_params.args),
-        journal_root=str(settings.tracking.rootdir) if remote and local else None,
+        journal_root=journal_root,
         git=git,
     )
 
@@ -332,6 +353,9 @@ def open_backend(settings: Settings) -> Backend:
 
 def finish(session: MlexpSession, pytest_session: pytest.Session) -> SessionEnd:
     """The controller's session-end work, in order, for every run of the session; what it did."""
+    from .redaction import redact_text
+    from .reports.end import SessionEnd
+
     settings = session.settings
     end = SessionEnd()
     # The summary lists runs in collection order, with or without xdist.
@@ -395,6 +419,8 @@ def finish(session: MlexpSession, pytest_session: pytest.Session) -> SessionEnd:
 
 def _close_runs(session: MlexpSession, end: SessionEnd, final: list[RunSummary]) -> bool:
     """Sweep dead runs, complete the group runs, save the UI's view; False without a store."""
+    from .redaction import redact_text
+
     settings = session.settings
     try:
         backend = session.backend

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import hookspecs
-from .keys import RUN_KEY, SESSION_KEY, SETTINGS_KEY
+from .keys import RUN_KEY, SESSION_KEY
 from .settings.options import MARKER, add_options
 
 if TYPE_CHECKING:
     from .runs.experiment_run import ExperimentRun
     from .runs.item_run import ItemRun
     from .runs.session import MlexpSession
-    from .settings import TrackingConfig
+    from .settings import Settings, TrackingConfig
 
 #: Name of the session object in pytest's plugin manager.
 SESSION_NAME = "mlexp-session"
@@ -39,20 +39,23 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    from . import collection, process_state, settings
-    from .pipeline import Controller, Pipeline, hand_to_workers, open_backend
-    from .refusal import WorkerRefusal
+    # Every pytest run of the environment passes here: register the plugin's parts, resolve
+    # nothing. Settings are resolved when a tracked item is about to use them (runs.session).
+    from . import collection
+    from .pipeline import Controller, Pipeline, open_backend
+    from .process_state import ProcessState
     from .runs.session import MlexpSession
     from .workers import is_controller
 
     collection.configure(config)  # experiment_* files and functions, where the user put them
     config.addinivalue_line("markers", MARKER)
-    if config.pluginmanager.hasplugin("xdist"):
+    xdist = config.pluginmanager.hasplugin("xdist")
+    if xdist:
+        from .refusal import WorkerRefusal
+
         config.pluginmanager.register(WorkerRefusal(config), "mlexp-refusal")
-    config.pluginmanager.register(process_state.ProcessState(), "mlexp-process-state")
-    resolved = settings.resolve(config)
-    config.stash[SETTINGS_KEY] = resolved
-    session = MlexpSession(config, resolved, open_backend)
+    config.pluginmanager.register(ProcessState(), "mlexp-process-state")
+    session = MlexpSession(config, _resolve_settings, open_backend)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, SESSION_NAME)
     pipeline = Pipeline(session)
@@ -60,10 +63,15 @@ def pytest_configure(config: pytest.Config) -> None:
     if is_controller(config):
         # The session's end (finish, the terminal summary) happens once, where workers report.
         config.pluginmanager.register(Controller(session), "mlexp-controller")
-        if config.pluginmanager.hasplugin("xdist"):
+        from .gate import group_reports
+
+        # A failed group run (cell, search, gate="best" grid) is reported as one of its items'.
+        group_reports.register(config)
+        if xdist:
             config.pluginmanager.register(XdistHooks(session), "mlexp-xdist")
-        if resolved.cluster.address is not None:
+        if _ray_requested(config):
             from .cluster.controller import RayController
+            from .pipeline import hand_to_workers
 
             # --mlexp-ray: the items run on the cluster's warm workers (Ray imported then).
             ray = RayController(
@@ -72,6 +80,28 @@ def pytest_configure(config: pytest.Config) -> None:
                 hand_to_workers=functools.partial(hand_to_workers, session),
             )
             config.pluginmanager.register(ray, "mlexp-ray")
+
+
+def _resolve_settings(config: pytest.Config) -> Settings:
+    from .settings.resolved import resolve
+
+    return resolve(config)
+
+
+def _ray_requested(config: pytest.Config) -> bool:
+    """Whether ``--mlexp-ray`` (or its env, ini or yaml key) names a cluster; nothing else read.
+
+    A settings file that does not parse says no here: the session refuses it when a
+    tracked item resolves the settings.
+    """
+    from .settings.cluster import RAY_ENV
+    from .settings.sources import lookup
+
+    try:
+        found = lookup(config, option="mlexp_ray", env=RAY_ENV, key="ray")
+    except pytest.UsageError:
+        return False
+    return found is not None and bool(str(found[0]).strip())
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -108,7 +138,7 @@ class XdistHooks:
 @pytest.fixture(scope="session")
 def tracking_config(pytestconfig: pytest.Config) -> TrackingConfig:
     """The resolved, frozen tracking configuration of this session."""
-    tracking: TrackingConfig = pytestconfig.stash[SETTINGS_KEY].tracking
+    tracking: TrackingConfig = pytestconfig.stash[SESSION_KEY].settings.tracking
     return tracking
 
 
@@ -154,9 +184,13 @@ def _tracking_line(config: pytest.Config) -> str | None:
     """``mlexp: tracking <uri> (<source>), experiment '<name>', session <id>``."""
     from .settings.reports import describe_figures
 
-    resolved = config.stash.get(SETTINGS_KEY, None)
-    if resolved is None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None:
         return None
+    try:
+        resolved = session.settings
+    except pytest.UsageError:
+        return None  # refused when a tracked item uses them, not for a line of -v
     tracking = resolved.tracking
     return (
         f"mlexp: tracking {tracking.display_uri} ({tracking.uri_source}), "
@@ -169,9 +203,8 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
     """The tracking line, after collection, when a tracked item was collected."""
     if config.stash.get(_LINE_SHOWN, False):
         return None
-    from .runs.markers import is_tracked
-
-    if not any(is_tracked(item) for item in items):
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None or not session.tracked:  # the pipeline looked at every item once
         return None
     line = _tracking_line(config)
     if line is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import pkgutil
@@ -131,6 +132,19 @@ def _package_imported() -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _heap_frozen(_package_imported: None, _mlflow_fully_imported: None) -> None:
+    """Once everything is imported, its objects are left out of the garbage collector's passes.
+
+    mlflow, SQLAlchemy, sklearn and Optuna are hundreds of thousands of objects that
+    live as long as the process; every full collection walked them again (about half
+    of the collector's time in a pytester-heavy module). What tests create later is
+    collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _mlflow_fully_imported(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Use a throwaway store once, before any test, so all of mlflow is imported.
 
@@ -221,6 +235,48 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "fresh_store: in a PREMADE_STORE module, the session creates its own default store",
     )
+
+
+#: The suite's longest tests, longest first (a ``--durations`` profile of the README's
+#: command). A few of them are a large part of the suite's time: started last, one of them
+#: would leave the other worker idle at the end. A name no longer collected is skipped.
+LONGEST_FIRST = (
+    "tests/test_ray.py::test_on_a_ray_cluster",
+    "tests/test_compositions.py::test_reuse_registers_no_second_version_of_the_same_model",
+    "tests/test_faults.py::test_lost_server_spools_runs_that_sync_replays_once",
+    "tests/test_faults.py::test_lost_server_fails_the_items_and_the_next_session_kills_the_run",
+    "tests/test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved",
+    "tests/test_reuse.py::test_reuse_under_xdist",
+    "tests/test_backend.py::test_group_run_is_created_once_by_racing_processes",
+    "tests/test_compositions.py::test_a_rerun_cell_is_judged_and_registered_by_its_last_attempt[xdist]",
+    "tests/test_compositions.py::test_fluent_and_autolog_metrics_reach_the_summary_the_best_cell_and_the_gate",
+    "tests/test_reuse.py::test_what_changed_reruns_and_is_explained",
+    "tests/test_shared_server.py::test_authenticated_server_never_shows_the_password",
+    "tests/test_reruns.py::test_a_rerun_cell_is_counted_once_by_its_last_attempt[xdist]",
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """``-n`` distributes this suite with ``--dist worksteal`` unless told otherwise.
+
+    Each worker starts on half of the items and takes half of the other's queue when
+    it runs out: with the longest tests first (below) no worker is left idle at the
+    end while the other runs a long test that started last. Before xdist's own
+    ``pytest_cmdline_main``, which picks ``load`` for ``-n`` without ``--dist``.
+    """
+    if config.getoption("numprocesses", None) and config.getoption("dist", "no") == "no":
+        config.option.dist = "worksteal"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first, the others in their (pytest-randomly's) order.
+
+    Every worker sorts alike, so their collections stay the same.
+    """
+    rank = {nodeid: place for place, nodeid in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid, len(rank)))
 
 
 @pytest.fixture(autouse=True)

@@ -40,6 +40,10 @@ Ray cluster, Ctrl-C | the runs in flight end KILLED (interrupted) | test_ray.py:
 Ray cluster, Ctrl-C | group runs: the grid parent ends KILLED with its counts, its line printed | test_ray.py::test_on_a_ray_cluster
 Ctrl-C, serially and under xdist | group runs: the grid parent ends KILLED with its counts, its line printed | test_grids.py::test_ctrl_c_closes_the_grid_parent_killed_with_its_counts
 Ray cluster, spool | journal files from the nodes into the controller's .mlexp/journal | test_ray.py::test_spooled_journals_travel_to_the_controller
+reuse, a shared server, two checkouts taking turns | reuse candidates: the newest run of the same fingerprint, whoever made it; the reason from the nearest run | test_shared_server.py::test_two_checkouts_taking_turns_share_a_server
+a search, a shared server, two checkouts | one study on Optuna's gRPC storage proxy: trial numbers go on, no point twice | test_shared_server.py::test_two_checkouts_taking_turns_share_a_server
+branch: baselines, a dirty tree (untracked conftest.py) | the baseline: main's latest clean run, not the newer dirty one | test_shared_server.py::test_two_checkouts_taking_turns_share_a_server
+mlexp report / compare, two users on one server | the defaults: this checkout's latest session and runs; --anyone; a name of two files refused | test_shared_server.py::test_two_checkouts_taking_turns_share_a_server
 selection (node id, --deselect under xdist, -k, -x) | a 3-cell registering grid: its line and parent say 1 of 3 cells ran; registration judges the whole grid (cells left out by their latest run of the current code): no new version, the alias stays; a cell without such a run: nothing registered, one line says which | test_models.py::test_a_grid_run_in_part_registers_only_from_the_whole_grid
 selection (-k) | a search run in part: its line says 1 of 6 trials ran this session | test_search.py::test_the_same_seed_proposes_the_same_trials
 selection (node id) | the gate on a gate="best" grid: judged by the whole grid's best cell (the cell left out by its latest run of the current code), never the baseline of a later session | test_regression.py::test_a_grid_gated_by_its_best_cell
@@ -54,6 +58,9 @@ a reproduction that did not reproduce | --mlexp-baseline latest: the original, n
 a reproduction that did not reproduce | --mlexp-reuse: reuses the original | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
 a reproduction | grid parents: its own, named "reproduce of <original>", tagged; the original's untouched | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
 a reproduction | mlexp runs: left out, listed with a REPRODUCES column under --reproductions; the UI view's tag column | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
+a failed search, repeated cell and gate="best" grid | pytest's last line, the short summary, JUnit XML (a failed test case each, every item once), the step summary, the group runs FAILED | test_regression.py::test_junit_counts_every_failed_group_as_one_of_its_items
+a regressed repeated cell under xdist (-n 2); a strictly inconclusive one | JUnit XML: its last seed a failed test case with the cell's message, every item once | test_confidence.py::test_noise_passes_a_regression_fails_few_seeds_are_inconclusive
+one function name in two files | the params file (a bare key refused, file.py::function keys, --mlexp-set), run and grid parent names with the file | test_params.py::test_one_function_name_in_two_files
 """  # noqa: E501
 
 from __future__ import annotations
@@ -229,7 +236,7 @@ def test_reports_count_a_rerun_item_by_its_last_attempt(project: pytest.Pytester
     )
     assert "regressed" not in result.stdout.str().lower()
     markdown = (project.path / "metrics.md").read_text()
-    assert "1 experiments judged: 0 regressed" in markdown
+    assert "1 experiment judged: 0 regressed" in markdown
     assert "experiment_flaky" in markdown
     suite = ET.parse(project.path / "junit.xml").getroot().find("testsuite")
     assert suite is not None

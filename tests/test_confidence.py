@@ -121,10 +121,19 @@ def test_noise_passes_a_regression_fails_few_seeds_are_inconclusive(session, our
     # the controller judges each cell over the seeds of both.
     result = session(
         "--mlexp-baseline-file", "b.yaml", "--mlexp-report-md", "report.md", "-n", "2",
-        draw=1, regress=True,
+        "--junitxml", "xdist.xml", draw=1, regress=True,
     )  # fmt: skip
-    result.assert_outcomes(passed=14, failed=1)
+    result.assert_outcomes(passed=13, failed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+    # The regressed cell fails as its last seed, in JUnit XML too (reports from the workers).
+    suite = ET.parse(ourtester.path / "xdist.xml").find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures")) == ("14", "1")
+    (failed,) = [case for case in suite.iter("testcase") if case.find("failure") is not None]
+    assert failed.get("name") == "experiment_noisy[worse-seed2]"
+    assert str(failed.find("failure").get("message")).startswith(  # type: ignore[union-attr]
+        f"repeated cell {NOISY}[worse] (mean of 3 repeats"
+    )
     result.stdout.fnmatch_lines(
         [
             f"REGRESSED  {NOISY}[[]worse]: accuracy regressed: *, interval [[]*] 95%, n 3/3",
@@ -169,7 +178,7 @@ def test_noise_passes_a_regression_fails_few_seeds_are_inconclusive(session, our
         "--mlexp-baseline-file", "b.yaml", "-k", "draw or few", "--mlexp-gate-strict",
         "--mlexp-html", "report.html", "--junitxml", "junit.xml", draw=3,
     )  # fmt: skip
-    strict.assert_outcomes(passed=8, failed=1)
+    strict.assert_outcomes(passed=7, failed=1)
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
     strict.stdout.fnmatch_lines(
         [
@@ -191,6 +200,13 @@ def test_noise_passes_a_regression_fails_few_seeds_are_inconclusive(session, our
     assert suite is not None
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert props[f"mlexp.cell {FEW}"] == f"inconclusive: {interval}"
+    # Strict, the inconclusive cell fails as its last seed: a failed test case with its message.
+    assert suite.get("failures") == "1"
+    (failed,) = [case for case in suite.iter("testcase") if case.find("failure") is not None]
+    assert str(failed.get("name")).startswith("experiment_few[")
+    message = failed.find("failure").get("message")  # type: ignore[union-attr]
+    assert message.startswith(f"repeated cell {FEW} (mean of 2 repeats, cell run ")
+    assert "inconclusive" in message.splitlines()[0]
 
 
 SHARDED = """

@@ -67,12 +67,11 @@ def private_tmpdir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 @pytest.mark.parametrize(
     ("uri", "xdist"),
     [
-        ("file:./mlruns", []),
-        ("file:./mlruns", ["-n", "1"]),
-        ("ftp://host/runs", ["-n", "1"]),
+        ("ftp://host/runs", []),  # a scheme MLflow has no store for
+        ("file:./mlruns", ["-n", "1"]),  # MLflow 3's deprecated file store
         ("sqlite:///never/created.db", []),
     ],
-    ids=["file", "file-xdist", "ftp-xdist", "sqlite"],
+    ids=["ftp", "file-xdist", "sqlite"],
 )
 def test_plain_suite_prints_and_writes_nothing(ourtester, monkeypatch, private_tmpdir, uri, xdist):
     """Serially and under xdist: neither the controller nor a worker checks an unused setting."""
@@ -95,10 +94,29 @@ def test_plain_suite_prints_and_writes_nothing(ourtester, monkeypatch, private_t
     assert not any(private_tmpdir.iterdir())
 
 
+def test_a_bad_setting_stops_only_a_session_that_uses_it(ourtester):
+    """Serially, under -v and under xdist a plain suite runs; an experiment meets the refusal."""
+    ourtester.makepyfile(**PLAIN_SUITE)
+    for args in (["-v"], ["-n", "1"]):
+        plain = ourtester.runpytest("-p", "no:randomly", "--mlexp-figures", "svg", *args)
+        plain.assert_outcomes(passed=4, failed=1, skipped=1)
+        plain.stdout.no_fnmatch_line("mlexp: *")
+        assert "svg" not in plain.stdout.str() + plain.stderr.str()
+
+    ourtester.makepyfile(experiment_tiny="def experiment_tiny(mlflow_run):\n    pass\n")
+    result = ourtester.runpytest("-p", "no:randomly", "--mlexp-figures", "svg")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --mlexp-figures: invalid value 'svg' for figures; accepted: inline *or cdn *"]
+    )
+    result.stdout.no_fnmatch_line("*passed*")  # refused before any test ran
+    assert not (ourtester.path / "mlflow.db").exists()
+
+
 def test_verbose_plain_suite_shows_the_tracking_line(ourtester, monkeypatch):
     ourtester.makepyfile(**PLAIN_SUITE)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "file:./mlruns")
-    result = ourtester.runpytest_subprocess("-p", "no:randomly", "-v")
+    result = ourtester.runpytest("-p", "no:randomly", "-v")
     result.assert_outcomes(passed=4, failed=1, skipped=1)
     result.stdout.fnmatch_lines(["mlexp: tracking file:./mlruns (MLFLOW_TRACKING_URI), *"])
     assert not (ourtester.path / "mlruns").exists()
@@ -113,7 +131,7 @@ def test_refused_uri_stops_a_session_with_an_experiment(ourtester, monkeypatch, 
         """
     )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "file:./mlruns")
-    result = ourtester.runpytest_subprocess("-p", "no:randomly")
+    result = ourtester.runpytest("-p", "no:randomly")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         [
@@ -147,6 +165,10 @@ def test_tracked_session_prints_the_line_after_collection_and_leaves_no_lock(
             "experiment_tiny.py .*",
         ]
     )
+    # MLflow's table-creation lines, printed by a fresh process's logging, stay out of it.
+    output = result.stdout.str() + result.stderr.str()
+    assert "Creating initial MLflow database tables" not in output
+    assert "Updating database tables" not in output
     # The process closed its store at exit: SQLite folded the write-ahead log back into it.
     assert sorted(p.name for p in ourtester.path.glob("mlflow.db*")) == ["mlflow.db"]
     (run,) = read_runs(ourtester.path.name)
@@ -156,7 +178,10 @@ def test_tracked_session_prints_the_line_after_collection_and_leaves_no_lock(
 
 
 def test_refused_uri_stops_an_xdist_session_with_an_experiment(ourtester, monkeypatch):
-    """The workers meet the URI when their store opens: the user sees the message, exit 4."""
+    """The worker meets the URI when its store opens: the user sees the message, exit 4.
+
+    In this process: xdist's worker is a process of its own either way.
+    """
     ourtester.makepyfile(**PLAIN_SUITE)
     ourtester.makepyfile(
         experiment_tiny="""
@@ -165,7 +190,7 @@ def test_refused_uri_stops_an_xdist_session_with_an_experiment(ourtester, monkey
         """
     )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "file:./mlruns")
-    result = ourtester.runpytest_subprocess("-p", "no:randomly", "-n", "2", "experiment_tiny.py")
+    result = ourtester.runpytest("-p", "no:randomly", "-n", "1", "experiment_tiny.py")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         [

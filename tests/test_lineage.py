@@ -10,7 +10,7 @@ import pytest
 from test_artifacts import artifact_files, read_artifact
 
 from pytest_mlexp.lineage.environment import command_line
-from pytest_mlexp.lineage.git import git_state, strip_credentials
+from pytest_mlexp.lineage.git import git_state, read_git_state, strip_credentials
 
 
 @pytest.fixture
@@ -176,6 +176,14 @@ def test_git_state_of_a_clean_repo_and_of_no_repo(tmp_path, monkeypatch, git):
         "mlflow.source.git.branch": "dev",
         "mlexp.git.dirty": "false",
     }
+    # An untracked Python file (a conftest.py left out of the commit) makes the tree dirty;
+    # other untracked files (data, outputs) do not.
+    (repo / "notes.txt").write_text("n")
+    assert read_git_state(repo) == state
+    (repo / "conftest.py").write_text("# not committed\n")
+    untracked = read_git_state(repo)
+    assert untracked is not None
+    assert (untracked.untracked, untracked.tags()["mlexp.git.dirty"]) == (("conftest.py",), "true")
     plain = tmp_path / "plain"
     plain.mkdir()
     assert git_state(plain) is None

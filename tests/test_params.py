@@ -561,3 +561,57 @@ def test_xdist_collects_the_same_cells_as_serial(project, client, runs_of) -> No
     parents = {view[0]: view[4] for view in serial_view}
     assert parents["experiment_rep[0.2-seed1]"] == "experiment_rep[0.2]"
     assert parents["experiment_rep[0.2]"] == "experiment_rep"
+
+
+WINE = """
+def experiment_ridge(mlflow_run, alpha):
+    return {"r2": alpha}
+"""
+
+
+def test_one_function_name_in_two_files(project, read_runs) -> None:
+    # A section keyed by the bare name would give both files its values: refused, naming them.
+    ourtester = project(PARAMS, experiment_ridge=RIDGE, experiment_wine=WINE)
+    refused = run(ourtester, "--collect-only", "-q")
+    assert refused.ret == pytest.ExitCode.INTERRUPTED
+    refused.stdout.fnmatch_lines(
+        [
+            "experiments/params.yaml:2: experiment_ridge names an experiment function of 2 files "
+            "(experiments/experiment_ridge.py, experiments/experiment_wine.py), and would give "
+            "each this section's values; key the section by its file instead, e.g. "
+            "experiments/experiment_ridge.py::experiment_ridge: *",
+        ]
+    )
+    # Keyed by file (its path, or its name alone): each function its own section, and the
+    # runs and grid parents are named with their file, the name alone being ambiguous.
+    keyed = PARAMS.replace("experiment_ridge:", "experiment_ridge.py::experiment_ridge:")
+    keyed += "experiments/experiment_wine.py::experiment_ridge:\n  grid: {alpha: [3, 4]}\n"
+    (ourtester.path / "experiments" / "params.yaml").write_text(keyed)
+    result = run(
+        ourtester, "--mlexp-lineage", "none", "--mlexp-artifacts", "off",
+        "--mlexp-set", "experiments/experiment_wine.py::experiment_ridge.alpha=[7]",
+    )  # fmt: skip
+    result.assert_outcomes(passed=4)
+    runs = read_runs(ourtester.path.name, groups=True)
+    assert sorted(base_name(r) for r in runs) == [
+        "experiment_ridge.py::experiment_ridge",
+        "experiment_ridge.py::experiment_ridge[0.1]",
+        "experiment_ridge.py::experiment_ridge[1.0]",
+        "experiment_ridge.py::experiment_ridge[10.0]",
+        "experiment_wine.py::experiment_ridge",
+        "experiment_wine.py::experiment_ridge[7]",
+    ]
+    wine = by_name(runs)["experiment_wine.py::experiment_ridge[7]"]
+    assert wine.data.params == {"alpha": "7"}
+    # A file.py::function key whose file part matches no file: warned, saying which files do.
+    (ourtester.path / "experiments" / "params.yaml").write_text(
+        "nowhere.py::experiment_ridge:\n  grid: {alpha: [1]}\n"
+    )
+    typo = run(ourtester, "--collect-only", "-q")
+    typo.stdout.fnmatch_lines(
+        [
+            "*MlexpWarning: nowhere.py::experiment_ridge in experiments/params.yaml matches no "
+            "experiment function collected in this session; fix the name if it is a typo "
+            "(experiment_ridge.py, experiment_wine.py define experiment_ridge: fix the file part)"
+        ]
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import sys
 import xml.etree.ElementTree as ET
@@ -153,7 +154,11 @@ def test_improvement_passes_and_is_listed(model, run_gate, read_runs):
 
 def test_branch_and_tag_baselines_pick_the_matching_run(model, run_gate, read_runs):
     model(a=0.90)
-    main = run_gate("--mlexp-tag", "mlflow.source.git.branch=main", "--mlexp-tag", "gold=yes")
+    # branch:NAME takes runs from a clean tree (lineage's git tags; set here by hand).
+    clean = ("--mlexp-tag", "mlexp.git.dirty=false")
+    main = run_gate(
+        "--mlexp-tag", "mlflow.source.git.branch=main", *clean, "--mlexp-tag", "gold=yes"
+    )
     main.assert_outcomes(passed=1)
     main_run = session_runs(read_runs, main)[f"{NODE}[a]"].info.run_id
     model(a=0.50)
@@ -470,8 +475,7 @@ def test_markdown_junit_and_step_summary(model, run_gate, ourtester, monkeypatch
     assert markdown.splitlines()[:6] == [
         "## Model metrics",
         "",
-        "2 experiments judged against `baseline.yaml`: 1 regressed, 0 improved, "
-        "0 without baseline.",
+        "2 cells judged against `baseline.yaml`: 1 regressed, 0 improved, 0 without baseline.",
         "",
         "| test | metric | baseline | current | change | allowed | verdict |",
         "|---|---|---|---|---|---|---|",
@@ -617,7 +621,7 @@ def test_a_grid_gated_by_its_best_cell(model, run_gate, read_runs):  # type: ign
 
     model(marker, a=0.8, b=0.3)  # the best cell is worse than the last best: the grid regresses
     worse = run_gate("--mlexp-baseline", "latest")
-    worse.assert_outcomes(passed=2, failed=1)
+    worse.assert_outcomes(passed=1, failed=1)
     assert worse.ret == pytest.ExitCode.TESTS_FAILED
     worse.stdout.fnmatch_lines(
         [
@@ -668,3 +672,177 @@ def test_gate_best_needs_a_grid(ourtester, run_gate):  # type: ignore[no-untyped
         ["ERROR: @pytest.mark.mlexp on experiment_one.py::experiment_one: gate='best' gates a "
          "grid by its best cell: it needs a parametrized experiment without repeats*"]
     )  # fmt: skip
+
+
+GROUPS = """
+import pytest
+
+@pytest.mark.mlexp(search={"x": "uniform(-5, 5)"}, trials=2, objective="loss:min",
+                   sampler="random", seed=0)
+def experiment_search(x):
+    return {"loss": (x - 1) ** 2 + 1}
+
+@pytest.mark.mlexp(repeats=2)
+def experiment_cell(seed):
+    return {"accuracy": 0.5 + 0.01 * seed}
+
+@pytest.mark.mlexp(gate="best", best="accuracy")
+@pytest.mark.parametrize("cell", ["a", "b"])
+def experiment_grid(cell):
+    return {"accuracy": {"a": 0.6, "b": 0.5}[cell]}
+
+def experiment_plain():
+    return {"accuracy": 0.9}
+
+@pytest.mark.parametrize("depth", [1, 2])
+def experiment_worse(depth):
+    return {"accuracy": 0.5}
+"""
+
+GROUPS_BASELINE = {
+    "experiment_groups.py::experiment_search": {"loss": 0.5},
+    "experiment_groups.py::experiment_cell": {"accuracy": 0.9},
+    "experiment_groups.py::experiment_grid": {"accuracy": 0.9},
+    "experiment_groups.py::experiment_plain": {"accuracy": 0.9},
+    "experiment_groups.py::experiment_worse[1]": {"accuracy": 0.9},
+    "experiment_groups.py::experiment_worse[2]": {"accuracy": 0.9},
+}
+
+
+def test_junit_counts_every_failed_group_as_one_of_its_items(
+    run_gate, ourtester, read_runs, monkeypatch
+):  # type: ignore[no-untyped-def]
+    # A search, a repeated cell and a gate="best" grid regress as wholes: each fails as its
+    # last passed item, for pytest's last line, the short summary and the JUnit XML alike.
+    # (Under xdist, the same road: test_confidence.py's -n 2 session reads its JUnit XML.)
+    summary = ourtester.path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    ourtester.makepyfile(experiment_groups=GROUPS)
+    (ourtester.path / "b.yaml").write_text(yaml.safe_dump(GROUPS_BASELINE))
+    result = run_gate(
+        "--mlexp-baseline-file", "b.yaml", "--junitxml", "junit.xml",
+        "--mlexp-report-md", "metrics.md", "--mlexp-lineage", "none", "--mlexp-artifacts", "off",
+    )  # fmt: skip
+    # 9 items: 2 trials, 2 repeats, 2 + 2 grid cells and an experiment.
+    result.assert_outcomes(passed=4, failed=5)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "FAILED experiment_groups.py::experiment_cell[[]seed1[]] - repeated cell*",
+            "FAILED experiment_groups.py::experiment_search[[]trial-1[]] - search*",
+            "FAILED experiment_groups.py::experiment_grid[[]b[]] - grid*",
+            "*= 5 failed, 4 passed in *",
+        ],
+        consecutive=False,
+    )
+    suite = ET.parse(ourtester.path / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    counts = [suite.get(key) for key in ("tests", "failures", "errors")]
+    assert counts == ["9", "5", "0"]
+    failures = {
+        case.get("name"): failure.get("message")
+        for case in suite.iter("testcase")
+        for failure in case.iter("failure")
+    }
+    assert len(suite.findall("testcase")) == 9  # each item once
+    assert sorted(message.split(" ")[0] for message in failures.values()) == [
+        "Failed:", "Failed:", "grid", "repeated", "search",
+    ]  # fmt: skip
+    assert all("regressed" in message for message in failures.values())
+    assert "experiment_grid[b]" in failures
+    # What landed in MLflow: the group runs failed, their items' runs as they ran.
+    runs = read_runs(EXPERIMENT, groups=True)
+    groups = [
+        r
+        for r in runs
+        if "mlexp.kind" in r.data.tags and r.data.tags.get("mlexp.regression") == "regressed"
+    ]
+    assert sorted(r.data.tags["mlexp.kind"] for r in groups) == ["cell", "grid", "search"]
+    assert {r.info.status for r in groups} == {"FAILED"}
+    items = [r for r in runs if "mlexp.kind" not in r.data.tags]
+    assert sorted(r.info.status for r in items) == ["FAILED"] * 2 + ["FINISHED"] * 7
+    # A grid whose every cell regressed says so, not "no comparable metric".
+    result.stdout.fnmatch_lines(
+        [
+            "mlexp grid experiment_groups.py::experiment_worse: 2 cells, 0 passed, 2 failed; "
+            "no best accuracy: none of its 2 runs passed (a failed or regressed run is never "
+            "the best); parent run *"
+        ]
+    )
+    # The step summary names what it judged as a user sees it.
+    assert (
+        "1 experiment, 2 cells, 1 repeated cell, 1 search and 1 grid judged against `b.yaml`: "
+        "5 regressed" in summary.read_text()
+    )
+
+
+def _workflow_steps() -> list[str]:
+    """The ``run:`` steps of the gating guide's GitHub Actions workflow, as written."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "guides" / "gating.md").read_text()
+    start = page.index("# .github/workflows/models.yml")
+    block = page[start : page.index("```", start)]
+    workflow = yaml.safe_load(block)
+    return [step["run"].strip() for step in workflow["jobs"]["models"]["steps"] if "run" in step]
+
+
+def test_the_guides_ci_workflow_runs_in_a_users_project(ourtester, empty_store, monkeypatch):
+    # A user's project: experiments/ with a committed baseline, its own requirements.
+    shutil.copy(empty_store, ourtester.path / "mlflow.db")
+    folder = ourtester.path / "experiments"
+    folder.mkdir()
+    (folder / "experiment_model.py").write_text(
+        "def experiment_model():\n    return {'accuracy': 0.8}\n"
+    )
+    (folder / "baseline.yaml").write_text(
+        "experiments/experiment_model.py::experiment_model:\n  accuracy: 0.9\n"
+    )
+    (ourtester.path / "requirements.txt").write_text("scikit-learn\n")
+    summary = ourtester.path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.delenv("MLEXP_EXPERIMENT_PATHS")
+    install, test = _workflow_steps()
+    # No network here: the install step is checked, not run. It installs the user's
+    # project's requirements and the plugin from PyPI, not this repository.
+    assert install.split()[:2] == ["pip", "install"]
+    assert "-r requirements.txt" in install
+    assert "pytest-mlexp" in install.split()
+    assert "-e" not in install.split()
+    command = shlex.split(test)
+    assert command[0] == "pytest"
+    result = ourtester.runpytest(*command[1:])
+    # The job fails on the regression, and its reports say so.
+    result.assert_outcomes(failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    suite = ET.parse(ourtester.path / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures")) == ("1", "1")
+    markdown = (ourtester.path / "metrics.md").read_text()
+    assert "1 experiment judged against `experiments/baseline.yaml`: 1 regressed" in markdown
+    assert summary.read_text() == markdown + "\n"
+
+
+def test_a_group_that_could_not_be_judged_fails_as_one_of_its_items(run_gate, ourtester):
+    # The baseline run cannot be read: the cell cannot be judged, and its last seed says so
+    # (-x: the failure comes once every seed ran, the session's count agrees).
+    ourtester.makepyfile(
+        experiment_cell="""
+        import pytest
+
+        @pytest.mark.mlexp(repeats=2)
+        def experiment_cell(seed):
+            return {"accuracy": 0.5}
+        """
+    )
+    missing = "0123456789abcdef0123456789abcdef"
+    result = run_gate(
+        "--mlexp-baseline", f"run:{missing}", "--junitxml", "junit.xml", "-x",
+        "--mlexp-lineage", "none", "--mlexp-artifacts", "off",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1, failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    cases = ET.parse(ourtester.path / "junit.xml").iter("testcase")
+    (case,) = [c for c in cases if c.find("failure") is not None]
+    assert case.get("name") == "experiment_cell[seed1]"
+    message = case.find("failure").get("message")  # type: ignore[union-attr]
+    assert message.startswith("mlexp: could not judge the group runs in ")
+    assert f"baseline run '{missing}' cannot be read" in message

@@ -164,7 +164,7 @@ def test_unchanged_session_executes_only_the_failing_experiment(project: pytest.
             "*experiment_plain*FINISHED (reused)*accuracy=0.9*",
             "mlexp reuse: 6 of 7 runs reused from earlier sessions, 1 executed",
             "  test_exp_b.py::experiment_grid: 2 of 2 cells reused",
-            "  experiment_fails: its latest run failed",
+            "  experiment_fails: its latest matching run failed",
             "mlexp grid test_exp_b.py::experiment_grid: 2 cells, 2 passed, 0 failed; "
             "best loss=0.8 (min, guessed, logged once) at experiment_grid[[]0.2[]]*",
         ]
@@ -309,7 +309,7 @@ def test_a_reused_cell_regressing_against_a_baseline_file_still_fails(
     # A regressed run is never reused: the next session executes it.
     result = session(project, "--mlexp-reuse")
     assert executed(project) == Counter(["plain", "fails"])
-    result.stdout.fnmatch_lines(["  experiment_plain: its latest run regressed"])
+    result.stdout.fnmatch_lines(["  experiment_plain: its latest matching run regressed"])
 
 
 def test_reuse_under_xdist(project: pytest.Pytester) -> None:
@@ -368,7 +368,7 @@ def test_unstable_params_env_variable_and_input_context(
         [
             "  experiment_object[[]model0[]]: fingerprint could not be computed: param 'model' "
             "has no stable value (<test_objects.Model object at 0x*>)*",
-            "  experiment_known: its latest run xfailed",
+            "  experiment_known: its latest matching run xfailed",
         ]
     )
     client = store(ourtester)

@@ -7,6 +7,9 @@ import os
 import pytest
 from mlflow.tracking import MlflowClient
 
+from pytest_mlexp.lineage.git import git_state
+from pytest_mlexp.runs.identity import current_user
+
 POSTGRES_ENV = "MLEXP_TEST_POSTGRES_URI"
 
 MANY = """
@@ -162,3 +165,170 @@ def test_authenticated_server_never_shows_the_password(
     assert "traceback.txt" in names, names
     for path in uploaded:
         assert password.encode() not in path.read_bytes(), path
+
+
+# -- a team on one server: two checkouts taking turns ---------------------------------------
+
+TEAM = """
+import pytest
+from features import scale
+
+@pytest.mark.parametrize("alpha", [1, 2])
+def experiment_fit(alpha):
+    return {"score": scale(alpha)}
+
+@pytest.mark.mlexp(search={"x": "uniform(0, 1)"}, trials=2, objective="score:max",
+                   sampler="random", seed=0, study="team-v1")
+def experiment_search(x):
+    return {"score": x}
+"""
+
+#: Optuna's gRPC storage proxy over a journal file: the study a team shares.
+GRPC_PROXY = """
+import sys, optuna
+from optuna.storages.journal import JournalFileBackend
+storage = optuna.storages.JournalStorage(JournalFileBackend(sys.argv[1]))
+optuna.storages.run_grpc_proxy_server(storage, host="127.0.0.1", port=int(sys.argv[2]))
+"""
+
+
+@pytest.fixture
+def grpc_storage(tmp_path, unused_port):  # type: ignore[no-untyped-def]
+    """``grpc://127.0.0.1:PORT``: Optuna's gRPC storage proxy, stopped after the test."""
+    import signal
+    import subprocess
+    import sys
+
+    proxy = subprocess.Popen(
+        [sys.executable, "-c", GRPC_PROXY, str(tmp_path / "study.log"), str(unused_port)],
+        start_new_session=True,
+    )
+    yield f"grpc://127.0.0.1:{unused_port}"
+    os.killpg(proxy.pid, signal.SIGTERM)
+    proxy.wait(timeout=30)
+
+
+def test_two_checkouts_taking_turns_share_a_server(
+    pytester, mlflow_server, grpc_storage, git, mlexp, monkeypatch, tmp_path, request
+) -> None:
+    # Later tests read the user and git state of this process again, as they are then.
+    request.addfinalizer(current_user.cache_clear)
+    request.addfinalizer(git_state.cache_clear)
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    experiment = f"team-{tmp_path.name}"
+    # The team's project: one server, one experiment, one study storage, all committed.
+    (origin / "pytest.ini").write_text(
+        f"[pytest]\nmlexp_tracking_uri = {mlflow_server.url}\nmlexp_experiment = {experiment}\n"
+        f"mlexp_search_storage = {grpc_storage}\nmlexp_lineage = git\n"
+    )
+    (origin / ".gitignore").write_text(".mlexp/\n__pycache__/\n")
+    (origin / "experiment_team.py").write_text(TEAM)
+    (origin / "features.py").write_text("def scale(alpha):\n    return alpha / 10\n")
+    git(origin, "init", "-q", "-b", "main")
+    git(origin, "add", "-A")
+    git(origin, "commit", "-qm", "start")
+    a, b = tmp_path / "a", tmp_path / "b"
+    git(tmp_path, "clone", "-q", str(origin), str(a))
+    git(tmp_path, "clone", "-q", str(origin), str(b))
+    git(b, "checkout", "-qb", "feature")
+    with (b / "features.py").open("a") as out:
+        out.write("# a comment\n")
+    git(b, "commit", "-qam", "a comment")
+
+    monkeypatch.setenv("MLEXP_EXPERIMENT_PATHS", ".")
+
+    def as_user(user: str) -> None:
+        """The next command is ``user``'s; git and the user are read once per process."""
+        monkeypatch.setenv("LOGNAME", user)
+        git_state.cache_clear()
+        current_user.cache_clear()
+
+    def session(checkout, user, *args):  # type: ignore[no-untyped-def]
+        monkeypatch.chdir(checkout)
+        as_user(user)
+        result = pytester.runpytest(
+            "--mlexp-reuse", "--mlexp-artifacts", "off", "-p", "no:randomly", *args,
+        )  # fmt: skip
+        result.assert_outcomes(passed=4)
+        return result.stdout.str()
+
+    client = MlflowClient(mlflow_server.url)
+
+    def fits(output):  # type: ignore[no-untyped-def]
+        """The grid's runs of the session that printed ``output``: cells by name, and "grid"."""
+        session_id = output.split(", session ")[1].split()[0]
+        runs = client.search_runs(
+            [client.get_experiment_by_name(experiment).experiment_id],
+            f"tags.`mlexp.session_id` = '{session_id}' and "
+            "attributes.run_name LIKE 'experiment_fit%'",
+        )
+        return {run.data.tags.get("mlexp.kind") or run.info.run_name: run for run in runs}
+
+    first = fits(session(a, "alice"))
+    # An untracked conftest.py: the code changed, and the tree is not clean.
+    (a / "conftest.py").write_text("# scratch\n")
+    dirty_output = session(a, "alice")
+    assert "code changed (conftest.py)" in dirty_output
+    dirty = fits(dirty_output)
+    assert {run.data.tags["mlexp.git.dirty"] for run in dirty.values()} == {"true"}
+
+    # B, on a feature branch, gated against main: main's clean run, not the newer dirty one.
+    feature_output = session(b, "bob", "--mlexp-baseline", "branch:main")
+    assert "code changed (features.py)" in feature_output  # the nearest run's difference
+    feature = fits(feature_output)
+    for name in ("experiment_fit[1]", "experiment_fit[2]"):
+        assert feature[name].data.tags["mlexp.baseline.run_id"] == first[name].info.run_id
+
+    # A again, as at first: the runs matching its code are its first ones, older than B's.
+    (a / "conftest.py").unlink()
+    again_output = session(a, "alice")
+    again = fits(again_output)
+    assert "mlexp reuse: 2 of 4 runs reused" in again_output
+    for name in ("experiment_fit[1]", "experiment_fit[2]"):
+        assert again[name].data.tags["mlexp.reused_from"] == first[name].info.run_id
+
+    # One study on the proxy: trial numbers go on across checkouts, no point comes twice.
+    trials = client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id],
+        "tags.`mlexp.trial` != ''",
+    )
+    assert sorted(int(t.data.tags["mlexp.trial"]) for t in trials) == list(range(8))
+    assert {t.data.tags["mlexp.search.study"] for t in trials} == {"team-v1"}
+    assert len({t.data.params["x"] for t in trials}) == 8
+    assert not (a / ".mlexp" / "optuna").exists()
+
+    # mlexp's defaults are the checkout's: B's report is B's session, not A's later one.
+    feature_session = feature["experiment_fit[1]"].data.tags["mlexp.session_id"]
+    again_session = again["experiment_fit[1]"].data.tags["mlexp.session_id"]
+    as_user("bob")
+    report = mlexp(b, "report", "-o", "r.html", "--figures", "cdn")
+    assert report.returncode == 0, report.stderr
+    assert f"(session {feature_session}, the latest of yours: user bob" in report.stdout
+    anyone = mlexp(b, "report", "-o", "r.html", "--figures", "cdn", "--anyone")
+    assert f"(session {again_session}, the latest of anyone's)" in anyone.stdout
+    compared = mlexp(b, "compare", "experiment_fit[1]", "experiment_fit[2]")
+    assert compared.returncode == 0, compared.stderr
+    ids = compared.stdout.splitlines()[2].split()
+    assert ids[2:] == [feature[f"experiment_fit[{i}]"].info.run_id for i in (1, 2)]
+    assert "your latest (--anyone: anyone's)" in compared.stdout
+
+    # The same name from another test file: refused, naming both; a node id picks one.
+    as_user("alice")
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    other = client.create_run(
+        experiment_id,
+        run_name="experiment_fit[1]",
+        tags={"mlexp.nodeid": "experiment_wine.py::experiment_fit[1]", "mlflow.user": "alice"},
+    )
+    client.set_terminated(other.info.run_id)
+    refused = mlexp(a, "compare", "experiment_fit[1]", "experiment_fit[2]")
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        "mlexp compare: error: RUN_A 'experiment_fit[1]' names runs of 2 test files: "
+        "experiment_team.py::experiment_fit[1], experiment_wine.py::experiment_fit[1]; "
+        "give one of these node ids, or a run id\n"
+    )
+    picked = mlexp(a, "compare", "experiment_team.py::experiment_fit[1]", other.info.run_id)
+    assert picked.returncode == 0, picked.stderr
+    assert picked.stdout.splitlines()[2].split()[2] == again["experiment_fit[1]"].info.run_id

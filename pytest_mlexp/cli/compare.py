@@ -9,7 +9,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..backend import tags as T
 from .project import open_project, reports_errors, store_options
+from .scope import Scope, add_anyone_flag, checkout_scope, run_by_name
 from .tables import cut, delta, number, started, status, table, text
 
 if TYPE_CHECKING:
@@ -28,8 +30,13 @@ def register(subparsers: Any) -> None:
         description="Show two runs' params and metrics side by side with deltas (B - A), "
         f"and a unified diff of the code they logged under the artifact folder {CODE_DIR}/.",
     )
-    compare.add_argument("run_a", metavar="RUN_A", help="run id, or run name (its latest run)")
-    compare.add_argument("run_b", metavar="RUN_B", help="run id, or run name (its latest run)")
+    for name in ("run_a", "run_b"):
+        compare.add_argument(
+            name,
+            metavar=name.upper(),
+            help="run id, or run name or node id (FILE::NAME): your latest run of it",
+        )
+    add_anyone_flag(compare, "a named run")
     compare.add_argument(
         "-U",
         "--context",
@@ -43,13 +50,12 @@ def register(subparsers: Any) -> None:
 
 @reports_errors
 def run_compare(args: argparse.Namespace) -> int:
-    from ..reports.stored_runs import get_run
-
     project = open_project(args)
     backend = project.backend
-    pool = project.experiments() if project.experiment_name else []
-    run_a = get_run(backend, args.run_a, pool)
-    run_b = get_run(backend, args.run_b, pool)
+    pool = project.experiments() if project.experiment_name else backend.experiments()
+    whose = checkout_scope(project, args)
+    run_a, how_a = _find(backend, args.run_a, pool, whose, "RUN_A")
+    run_b, how_b = _find(backend, args.run_b, pool, whose, "RUN_B")
 
     print(
         table(
@@ -61,6 +67,8 @@ def run_compare(args: argparse.Namespace) -> int:
                 ["status", status(run_a), status(run_b)],
                 ["started", started(run_a), started(run_b)],
                 ["session", run_a.session_id or "-", run_b.session_id or "-"],
+                ["user", run_a.tags.get(T.USER, "-"), run_b.tags.get(T.USER, "-")],
+                ["picked", how_a, how_b],
             ],
         )
     )
@@ -90,6 +98,26 @@ def run_compare(args: argparse.Namespace) -> int:
     print()
     print(code_diff(backend, run_a, run_b, args.context))
     return 0
+
+
+def _find(
+    backend: Backend, ref: str, pool: list[Any], whose: Scope, label: str
+) -> tuple[StoredRun, str]:
+    """The run ``ref`` names, and how it was picked: by id, or the latest of whose by name."""
+    from mlflow.exceptions import MlflowException
+
+    from ..reports.stored_runs import stored_run
+
+    try:
+        run = backend.client.get_run(ref)
+    except MlflowException:
+        run = None
+    if run is not None:
+        experiment = backend.client.get_experiment(run.info.experiment_id)
+        names = {str(experiment.experiment_id): str(experiment.name)}
+        return stored_run(backend, run, names), "by run id"
+    found = run_by_name(backend, ref, pool, whose, label)
+    return found, "latest of anyone's" if whose.anyone else "your latest (--anyone: anyone's)"
 
 
 def code_diff(backend: Backend, run_a: StoredRun, run_b: StoredRun, context: int) -> str:

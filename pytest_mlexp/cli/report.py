@@ -1,4 +1,4 @@
-"""``mlexp report``: the HTML report of stored runs, by default the latest session's."""
+"""``mlexp report``: the HTML report of stored runs, by default your latest session's."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from ..backend.errors import StoreError
 from .project import open_project, reports_errors, store_options
+from .scope import add_anyone_flag, checkout_scope, latest_session
 from .tables import filters
 
 
@@ -17,9 +18,11 @@ def register(subparsers: Any) -> None:
         parents=[store_options("only runs of this experiment")],
         help="write the HTML report of stored runs",
         description="Write a self-contained HTML report (run tables, Plotly plots) of stored "
-        "runs: a session's, an experiment's, or by default the latest session's.",
+        "runs: a session's, an experiment's, or by default your latest session's (runs of your "
+        "user name from a checkout of this project's git remote; --anyone: anyone's).",
     )
     report.add_argument("--session", metavar="ID", help="only runs of this pytest session id")
+    add_anyone_flag(report, "the latest session")
     report.add_argument(
         "--filter", metavar="EXPR", default="", help="MLflow search filter, e.g. 'metrics.r2 > 0.3'"
     )
@@ -42,20 +45,23 @@ def register(subparsers: Any) -> None:
 @reports_errors
 def run_report(args: argparse.Namespace) -> int:
     from ..reports import html
-    from ..reports.stored_runs import latest_session, search, session_filter
+    from ..reports.stored_runs import search, session_filter
 
     if Path(args.output).is_dir():
         raise StoreError(f"-o {args.output}: is a directory; give the HTML file to write")
     project = open_project(args)
     experiments = project.experiments()
     session = args.session
+    latest = ""
     if session is None and args.experiment is None:
-        session = latest_session(project.backend, experiments)
+        whose = checkout_scope(project, args)
+        session = latest_session(project.backend, experiments, whose)
+        latest = f", the latest of {whose.describe()}"
     scope = []
     if args.experiment:
         scope.append(f"experiment {args.experiment}")
     if session:
-        scope.append(f"session {session}")
+        scope.append(f"session {session}{latest}")
     if args.filter:
         scope.append(f"filter {args.filter}")
     query = filters(session_filter(session) if session else "", args.filter)

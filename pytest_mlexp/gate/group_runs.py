@@ -83,6 +83,9 @@ class Judgment:
     failed: bool = False
     #: Why a group run could not be judged, if so.
     error: str | None = None
+    #: The group runs that could not be judged: run id -> why (``gate.group_reports``
+    #: fails one of their items with it).
+    unjudged: dict[str, str] = field(default_factory=dict)
     #: The test ids of the grids judged by their best cell (``gate="best"``).
     grids: set[str] = field(default_factory=set)
 
@@ -112,6 +115,7 @@ def judge_groups(
     except Exception as exc:
         judgment.error = _could_not("the group runs", backend, exc)
         judgment.failed = True
+        judgment.unjudged = dict.fromkeys((t.run_id for t in targets), judgment.error)
         return judgment
     for target in targets:
         try:
@@ -119,6 +123,7 @@ def judge_groups(
         except Exception as exc:
             judgment.error = _could_not(f"{target.kind.label} {target.nodeid}", backend, exc)
             judgment.failed = True
+            judgment.unjudged[target.run_id] = judgment.error
             continue
         if verdict is not None:
             judgment.failed = judgment.failed or not verdict.passed

@@ -2,13 +2,15 @@
 
 In order: judge the group runs (repeated cells by their means, searches by
 their best trial: ``gate.group_runs``, once ``groups.completion`` completed
-them), then refresh the baseline file with ``--mlexp-update-baseline``. What
+them), report each failed one as the failure of its last passed item
+(``gate.group_reports``), then refresh the baseline file with
+``--mlexp-update-baseline``. What
 it decided is shown by ``reports.verdicts``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -21,6 +23,7 @@ from ..settings.gate import GateSettings
 if TYPE_CHECKING:
     from ..backend.client import Backend
     from ..runs.summary import RunSummary
+    from .group_runs import Judgment
 
 
 @dataclass
@@ -39,6 +42,43 @@ class GateOutcome:
     #: Grids judged by their best cell (``gate="best"``), and how many cells they had.
     grids: set[str] = field(default_factory=set)
     grid_cells: int = 0
+    #: The test ids of the items that are a grid's cells (parametrized experiments).
+    cells: set[str] = field(default_factory=set)
+
+
+def group_label(verdict: Verdict, grids: Collection[str] = ()) -> str:
+    """A group run as its failure names it: ``search x.py::f (best of 5 trials, parent run …)``."""
+    if verdict.nodeid in grids:
+        return (
+            f"grid {verdict.nodeid} (best of {verdict.repeats} cells, "
+            f"parent run {verdict.cell_run_id})"
+        )
+    if verdict.search:
+        return (
+            f"search {verdict.nodeid} (best of {verdict.repeats} trials, "
+            f"parent run {verdict.cell_run_id})"
+        )
+    return (
+        f"repeated cell {verdict.nodeid} (mean of {verdict.repeats} repeats, "
+        f"cell run {verdict.cell_run_id})"
+    )
+
+
+def group_failure(verdict: Verdict, grids: Collection[str] = ()) -> str:
+    """A failed group run's message: what failed and why, then the table of its metrics."""
+    from .baselines import Baseline
+    from .rules import FAILING
+    from .verdicts import failure_message
+
+    failing = [row for row in verdict.rows if row.verdict in FAILING]
+    reason = "; ".join(f"{row.metric} {row.verdict.lower()}" for row in failing) or verdict.verdict
+    lines = [f"{group_label(verdict, grids)} fails the session: {reason}"]
+    if failing:
+        baseline = Baseline({}, verdict.source) if verdict.source else None
+        lines.append(failure_message(verdict.rows, failing, baseline))
+    if verdict.problem:
+        lines.append(f"mlexp: {verdict.problem}")
+    return "\n".join(lines)
 
 
 def finish_gate(
@@ -63,8 +103,10 @@ def finish_gate(
     outcome.grid_cells = sum(
         1 for r in results if r.groups is not None and r.groups.grid in judgment.grids
     )
+    outcome.cells = {r.nodeid for r in results if r.groups is not None and r.groups.grid}
     if judgment.failed and pytest_session.exitstatus == pytest.ExitCode.OK:
         pytest_session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    _report_failed_groups(pytest_session.config, judgment, results, outcome.grids)
     _junit_properties(pytest_session, judgment.verdicts)
     if settings.update:
         outcome.updated = _update_file(settings, outcome.verdicts)
@@ -122,26 +164,58 @@ def _update_file(settings: GateSettings, verdicts: list[Verdict]) -> int:
     return updated
 
 
+def _report_failed_groups(
+    config: pytest.Config,
+    judgment: Judgment,
+    results: Sequence[RunSummary],
+    grids: Collection[str],
+) -> None:
+    """Each failed group run, reported as the failure of its last passed item (``group_reports``);
+    so is one that could not be judged.
+
+    A group none of whose items passed here is already counted by their failures.
+    """
+    from .group_reports import GROUP_REPORTS_KEY
+
+    reports = config.stash.get(GROUP_REPORTS_KEY, None)
+    if reports is None:
+        return
+    failed = [
+        (verdict.cell_run_id, group_failure(verdict, grids))
+        for verdict in judgment.verdicts
+        if verdict.cell_run_id and not verdict.passed
+    ]
+    failed += [(run_id, f"mlexp: {why}") for run_id, why in judgment.unjudged.items()]
+    failures: dict[str, list[str]] = {}
+    for run_id, message in failed:
+        members = [
+            r.nodeid
+            for r in results
+            if r.groups is not None
+            and run_id in (r.groups.cell_run_id, r.groups.search_run_id, r.groups.grid_run_id)
+            and reports.passed(r.nodeid)
+        ]
+        if members:
+            failures.setdefault(members[-1], []).append(message)
+    reports.fail({nodeid: "\n".join(messages) for nodeid, messages in failures.items()})
+
+
 def _junit_properties(pytest_session: pytest.Session, verdicts: Sequence[Verdict]) -> None:
     """Each repeated cell's verdict and intervals as a property of the JUnit XML test suite.
 
     A cell is no test case (its repeats are), and is judged once they all
     reported: its verdict goes to the suite's ``<properties>``, e.g. ``mlexp.cell
     test_x.py::test_x[0.1]`` = ``inconclusive: accuracy [-0.05, +0.02] 95%, n 2/2, ...``.
-    Through pytest's ``junitxml`` stash key (checked with pytest 8 and 9).
+    Through ``gate.junit``, the adapter to pytest's ``junitxml``.
     """
+    from . import junit
     from .verdicts import gate_tags
 
-    try:
-        from _pytest.junitxml import xml_key
-    except ImportError:  # pragma: no cover - pytest moved it
-        return
-    xml = pytest_session.config.stash.get(xml_key, None)
-    if xml is None:
-        return
     for verdict in verdicts:
         intervals = gate_tags(verdict.rows).get(T.GATE_INTERVAL)
         if verdict.cell_run_id and not verdict.search and intervals:
-            xml.add_global_property(
-                f"mlexp.cell {verdict.nodeid}", f"{verdict.verdict}: {intervals}"
+            junit.add_suite_property(
+                pytest_session.config,
+                f"mlexp.cell {verdict.nodeid}",
+                f"{verdict.verdict}: {intervals}",
             )

@@ -19,6 +19,7 @@ from ..groups.collected import collected_items
 from ..groups.creation import GroupRuns, host_name
 from ..keys import GROUPS_KEY, REGISTER_KEY, TRIAL_OF_KEY
 from ..params.keys import PARAMS_KEY
+from ..runs.identity import run_name
 from ..runs.markers import marker_options
 from ..runs.summary import GroupRefs
 from .repeats import SEED_PARAM, cell_nodeid, repeat_seeds
@@ -67,7 +68,7 @@ class GridParents:
                 item,
                 T.KIND_GRID,
                 function_id,
-                getattr(item, "originalname", item.name),
+                run_name(item, getattr(item, "originalname", item.name)),
                 grid_tags,
             )
             tags[T.GRID] = function_id
@@ -83,7 +84,7 @@ class GridParents:
             if grid_run_id is not None:
                 cell_tags[T.PARENT_RUN_ID] = grid_run_id
             cell_run_id = self.groups.group(
-                item, T.KIND_CELL, cell, cell.rpartition("::")[2], cell_tags
+                item, T.KIND_CELL, cell, run_name(item, cell.rpartition("::")[2]), cell_tags
             )
             tags[T.CELL] = cell
             tags[T.PARENT_RUN_ID] = cell_run_id

@@ -25,6 +25,9 @@ class Best:
     axes: frozenset[str] | None = None
     #: Where ``metric`` was chosen: ``returned``, ``best= marker``, ``params file``...
     source: str = ""
+    #: How many members were ranked, and how many of them passed (FINISHED).
+    members: int = 0
+    passed: int = 0
 
     @property
     def value(self) -> float:
@@ -33,7 +36,7 @@ class Best:
     def describe(self, skip_param: str = "") -> str:
         """``best r2=0.4799 (max, guessed) at experiment_ridge[0.1] [alpha=0.1]``, or why not."""
         if self.metric is None:
-            return "no comparable metric"
+            return "no comparable metric: no member logged a metric"
         assert self.direction is not None
         if not self.direction.known:
             return (
@@ -41,7 +44,13 @@ class Best:
                 f"(name it, e.g. best='{self.metric}:max' or '{self.metric}:min')"
             )
         if self.run is None:
-            return "no comparable metric"
+            if not self.passed:
+                # Every member failed, regressed or was killed: none is ranked.
+                return (
+                    f"no best {self.metric}: none of its {self.members} runs passed "
+                    "(a failed or regressed run is never the best)"
+                )
+            return f"no best {self.metric}: no passed run logged {self.metric!r}"
         how = max_or_min(str(self.direction.direction))
         if self.direction.guessed:
             how += ", guessed"
@@ -80,7 +89,8 @@ def pick_best(
         and not math.isnan(run.data.metrics[metric])
     ]
     if not scored:
-        return Best(metric, direction, source=source)
+        passed = sum(1 for run in runs if run.info.status == "FINISHED")
+        return Best(metric, direction, source=source, members=len(runs), passed=passed)
     sign = 1.0 if direction.direction == "up" else -1.0
     best = max(scored, key=lambda r: sign * float(r.data.metrics[metric]))
     return Best(metric, direction, best, varying(runs), source)

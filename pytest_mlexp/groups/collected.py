@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ..keys import COLLECTED_KEY
+from ..keys import COLLECTED_KEY, DEFINED_KEY
 
 
 def function_id(nodeid: str) -> str:
@@ -26,7 +26,12 @@ def function_id(nodeid: str) -> str:
 def record(config: pytest.Config, collected: Iterable[Any]) -> None:
     """Keep the parametrized items among a collector's ``collected`` nodes, by function."""
     found = config.stash.setdefault(COLLECTED_KEY, {})
+    defined = config.stash.setdefault(DEFINED_KEY, {})
     for node in collected:
+        if isinstance(node, pytest.Item):
+            # Which files define a function of that name (``runs.identity.run_name``).
+            name = getattr(node, "originalname", node.name)
+            defined.setdefault(name, set()).add(node.nodeid.split("::", 1)[0])
         if isinstance(node, pytest.Item) and getattr(node, "callspec", None) is not None:
             found.setdefault(function_id(node.nodeid), {}).setdefault(node.nodeid, node)
 

@@ -24,10 +24,13 @@ class GitState:
     branch: str | None
     repo_url: str | None
     diff: str
+    #: Python files git does not track nor ignore (a ``conftest.py`` left out of a commit).
+    untracked: tuple[str, ...] = ()
 
     @property
     def dirty(self) -> bool:
-        return bool(self.diff)
+        """Uncommitted changes, or untracked Python files: the code is not the commit's."""
+        return bool(self.diff or self.untracked)
 
     def tags(self) -> dict[str, str]:
         tags = {T.GIT_COMMIT: self.commit, T.GIT_DIRTY: str(self.dirty).lower()}
@@ -68,11 +71,13 @@ def read_git_state(directory: Path) -> GitState | None:
     remote = "origin" if "origin" in remotes else (remotes[0] if remotes else None)
     url = _git(directory, "remote", "get-url", remote) if remote else None
     diff = _git(directory, "diff", "HEAD", "--no-color", "--no-ext-diff", strip=False)
+    untracked = _git(directory, "ls-files", "--others", "--exclude-standard", "--", "*.py")
     return GitState(
         commit=commit,
         branch=branch if branch and branch != "HEAD" else None,
         repo_url=strip_credentials(url) if url else None,
         diff=diff or "",
+        untracked=tuple((untracked or "").splitlines()),
     )
 
 

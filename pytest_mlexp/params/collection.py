@@ -64,8 +64,11 @@ class ParamsState:
     file: ParamsFile | None = None
     functions: dict[str, FunctionParams] = field(default_factory=dict)
     overridden_text: str | None = None
-    #: Names of the tracked functions collection met (before ``-k`` deselects any).
+    #: Names of the tracked functions collection met (before ``-k`` deselects any), and
+    #: the ``file.py::function`` keys of the file that matched one.
     seen: set[str] = field(default_factory=set)
+    #: Name of each tracked function collection met -> the files defining it.
+    defined: dict[str, set[str]] = field(default_factory=dict)
     #: Definition node id -> what its items take from the file.
     applied: dict[str, ItemParams] = field(default_factory=dict)
     #: Definition node id -> the ``resources:`` of its section (``mark_resources``).
@@ -120,7 +123,11 @@ def parametrize_from_file(metafunc: pytest.Metafunc, settings: ParamsSettings) -
         return
     name = metafunc.definition.name
     state.seen.add(name)
-    params = state.functions.get(name)
+    state.defined.setdefault(name, set()).add(_file_of(metafunc))
+    key, params = _section(state, metafunc)
+    state.seen.add(key)
+    if name in state.functions:
+        _check_unambiguous(state, state.file, name)
     _check_search_settings(metafunc, settings, state.file, params)
     if params is None:
         return
@@ -163,7 +170,7 @@ def search_from_file(metafunc: pytest.Metafunc) -> FileSearch | None:
     state = metafunc.config.stash.get(_STATE_KEY, None)
     if state is None or state.file is None:
         return None
-    params = state.functions.get(metafunc.definition.name)
+    _, params = _section(state, metafunc)
     if params is None:
         return None
     entry, file = params.entry, state.file
@@ -191,6 +198,38 @@ def display_path(path: Path, rootdir: Path) -> str:
 
 
 # -- internals ------------------------------------------------------------------------------
+
+
+def _file_of(metafunc: pytest.Metafunc) -> str:
+    """The function's file, from the rootdir: ``experiments/experiment_gbm.py``."""
+    return metafunc.definition.nodeid.split("::", 1)[0]
+
+
+def _section(state: ParamsState, metafunc: pytest.Metafunc) -> tuple[str, FunctionParams | None]:
+    """The function's key in the file and its values: ``file.py::function`` first, else its name.
+
+    ``file.py`` is the function's file from the rootdir, or its end after a ``/``:
+    ``experiment_wine.py::experiment_gbm`` matches ``experiments/experiment_wine.py``.
+    """
+    name, path = metafunc.definition.name, _file_of(metafunc)
+    for key, params in state.functions.items():
+        where, qualified, function = key.rpartition("::")
+        if qualified and function == name and (path == where or path.endswith("/" + where)):
+            return key, params
+    return name, state.functions.get(name)
+
+
+def _check_unambiguous(state: ParamsState, file: ParamsFile, name: str) -> None:
+    """``ParamsError`` when a section keyed by a bare name matches functions of several files."""
+    files = sorted(state.defined.get(name, ()))
+    if len(files) < 2:
+        return
+    raise ParamsError(
+        f"{file.where(file.entries[name].line)}: {name} names an experiment function of "
+        f"{len(files)} files ({', '.join(files)}), and would give each this section's values; "
+        f"key the section by its file instead, e.g. {files[0]}::{name}: (the file's name alone, "
+        f"{files[0].rpartition('/')[2]}::{name}:, is enough where it is unique)"
+    )
 
 
 def _state(config: pytest.Config, settings: ParamsSettings) -> ParamsState | None:

@@ -99,9 +99,11 @@ def overridden_data(file: ParamsFile, resolved: dict[str, FunctionParams]) -> di
 
 
 def _split(key: str, file: ParamsFile) -> tuple[str | None, str]:
-    function, dot, name = key.partition(".")
-    if dot and function in file.entries:
-        return function, name
+    """``experiment_ridge.alpha`` or ``experiments/ridge.py::experiment_ridge.alpha``: the
+    function's key in the file and the name; ``(None, key)`` for a name alone."""
+    for function in sorted(file.entries, key=len, reverse=True):
+        if key.startswith(function + ".") and len(key) > len(function) + 1:
+            return function, key[len(function) + 1 :]
     return None, key
 
 

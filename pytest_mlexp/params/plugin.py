@@ -65,17 +65,21 @@ def warn_unmatched(state: ParamsState, collected: set[Path]) -> None:
     missing = [f for f in state.file.entries if f not in state.seen]
     if not missing:
         return
-    defined = defining_files(state.file.path.parent, missing)
+    # A file.py::function key is looked for by its function's name.
+    defined = defining_files(state.file.path.parent, [f.rpartition("::")[2] for f in missing])
     resolved = {path.resolve() for path in collected}
     for function in missing:
-        if defined.get(function, set()) - resolved:
+        where = defined.get(function.rpartition("::")[2])
+        if (where or set()) - resolved:
             continue  # in a file this session did not collect: not selected
-        where = defined.get(function)
-        why = (
-            f"{', '.join(sorted(p.name for p in where))} defines it but is not an experiment"
-            if where
-            else f"no Python file under {state.file.path.parent} defines it"
-        )
+        name = function.rpartition("::")[2]
+        if where and name != function:
+            verb = "defines" if len(where) == 1 else "define"
+            why = f"{', '.join(sorted(p.name for p in where))} {verb} {name}: fix the file part"
+        elif where:
+            why = f"{', '.join(sorted(p.name for p in where))} defines it but is not an experiment"
+        else:
+            why = f"no Python file under {state.file.path.parent} defines it"
         warning = MlexpWarning(
             f"{function} in {state.file.display} matches no experiment function "
             f"collected in this session; fix the name if it is a typo ({why})"

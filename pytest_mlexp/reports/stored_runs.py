@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backend import tags as T
 from ..backend.errors import StoreError, one_line
-from ..backend.search import NOT_REPRODUCTION, quote, search_runs, tag_equals
+from ..backend.search import search_runs, tag_equals
 
 if TYPE_CHECKING:
     from ..backend.client import Backend
@@ -132,34 +132,6 @@ def search(
 
 def session_filter(session_id: str) -> str:
     return tag_equals(T.SESSION_ID, session_id)
-
-
-def latest_session(backend: Backend, experiments: Sequence[Any]) -> str:
-    """The session id of the latest run recorded by pytest-mlexp, not by ``mlexp reproduce``."""
-    query = f"tags.`{T.SESSION_ID}` != '' and {NOT_REPRODUCTION}"
-    runs = search(backend, experiments, query, max_results=1, include_containers=True)
-    if not runs:
-        raise StoreError(f"no runs recorded by pytest-mlexp in {backend.display_uri}")
-    return runs[0].session_id
-
-
-def get_run(backend: Backend, ref: str, experiments: Sequence[Any] = ()) -> StoredRun:
-    """A run by id, or by name (the latest run of that name that is not a reproduction)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        run = backend.client.get_run(ref)
-    except MlflowException:
-        run = None
-    if run is not None:
-        experiment = backend.client.get_experiment(run.info.experiment_id)
-        return stored_run(backend, run, {str(experiment.experiment_id): str(experiment.name)})
-    pool = experiments or backend.experiments()
-    name_filter = f"attributes.run_name = '{quote(ref)}' and {NOT_REPRODUCTION}"
-    by_name = search(backend, pool, name_filter, max_results=1, include_containers=True)
-    if not by_name:
-        raise StoreError(f"no run with id or name {ref!r} in {backend.display_uri}")
-    return by_name[0]
 
 
 def current_aliases(backend: Backend, runs: Iterable[StoredRun]) -> None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from ..backend import uris
 from ..gate import rules
 from ..gate.baselines import Baseline
 from ..gate.rules import FAILING, Row
-from ..gate.session_end import GateOutcome
+from ..gate.session_end import GateOutcome, group_label
 from ..gate.verdicts import (
     IMPROVED,
     INCONCLUSIVE,
@@ -69,34 +69,18 @@ def _write_verdicts(
                     f"{row.verdict:<10} {verdict.nodeid}: {row_summary(row)}", **markup
                 )
     for verdict in verdicts:
-        # A repeated cell fails the session, not an item: its table is shown here.
+        # A group run fails the session, not an item: its table is shown here; it is
+        # counted as the failure of its last passed item (``gate.group_reports``).
         if verdict.cell_run_id and not verdict.passed:
             failing = [row for row in verdict.rows if row.verdict in FAILING]
-            if verdict.nodeid in (grids or ()):
-                what = (
-                    f"grid {verdict.nodeid} (best of {verdict.repeats} cells, "
-                    f"parent run {verdict.cell_run_id})"
-                )
-            elif verdict.search:
-                what = (
-                    f"search {verdict.nodeid} (best of {verdict.repeats} trials, "
-                    f"parent run {verdict.cell_run_id})"
-                )
-            else:
-                what = (
-                    f"repeated cell {verdict.nodeid} (mean of {verdict.repeats} repeats, "
-                    f"cell run {verdict.cell_run_id})"
-                )
-            terminalreporter.write_line(f"{what} fails the session:", red=True)
+            terminalreporter.write_line(
+                f"{group_label(verdict, grids or ())} fails the session:", red=True
+            )
             if failing:
                 baseline = Baseline({}, verdict.source) if verdict.source else None
                 terminalreporter.write_line(failure_message(verdict.rows, failing, baseline))
             if verdict.problem:
                 terminalreporter.write_line(f"mlexp: {verdict.problem}", red=True)
-            reason = "; ".join(f"{row.metric} {row.verdict}" for row in failing)
-            _count_as_failed(
-                terminalreporter, verdict.nodeid, f"{what}: {reason or verdict.verdict}"
-            )
     _write_cells(terminalreporter, verdicts, settings)
     missing = [v.nodeid for v in verdicts if v.verdict == NO_BASELINE]
     if missing:
@@ -122,19 +106,6 @@ def _write_verdicts(
         terminalreporter.write_line(
             f"baseline file {settings.file_label}: {counted(updated, 'test')} updated"
         )
-
-
-def _count_as_failed(terminalreporter: Any, nodeid: str, message: str) -> None:
-    """Show a failing group where CI logs are read: the short test summary and the last line.
-
-    A search, a repeated cell or a ``gate="best"`` grid fails the session, not one of
-    its items; without this, pytest would end on ``N passed`` and an empty summary.
-    """
-    import pytest
-
-    path, _, name = nodeid.partition("::")
-    report = pytest.TestReport(nodeid, (path, None, name or path), {}, "failed", message, "call")
-    terminalreporter.stats.setdefault("failed", []).append(report)
 
 
 def _write_cells(terminalreporter: Any, verdicts: list[Verdict], settings: GateSettings) -> None:
@@ -254,6 +225,42 @@ def judged_line(
     return "; ".join(parts)
 
 
+#: What the verdicts judged, as a user names them, in the order they are counted.
+_NOUNS = (
+    ("experiment", "experiments"),
+    ("cell", "cells"),
+    ("repeat", "repeats"),
+    ("repeated cell", "repeated cells"),
+    ("search", "searches"),
+    ("grid", "grids"),
+)
+
+
+def judged_things(
+    verdicts: Sequence[Verdict], grids: Collection[str] = (), cells: Collection[str] = ()
+) -> str:
+    """``4 cells and 1 search``: what the verdicts are of, named as a user sees them.
+
+    A grid's cell, an experiment of its own, a repeat of a repeated cell, the
+    repeated cell (by its mean), a search (by its best trial), a grid judged by its best cell.
+    """
+    counts = dict.fromkeys((singular for singular, _ in _NOUNS), 0)
+    for verdict in verdicts:
+        if verdict.repeat:
+            noun = "repeat"
+        elif verdict.cell_run_id and verdict.nodeid in grids:
+            noun = "grid"
+        elif verdict.cell_run_id:
+            noun = "search" if verdict.search else "repeated cell"
+        else:
+            noun = "cell" if verdict.nodeid in cells else "experiment"
+        counts[noun] += 1
+    parts = [counted(counts[one], one, many) for one, many in _NOUNS if counts[one]]
+    if len(parts) > 1:
+        return ", ".join(parts[:-1]) + " and " + parts[-1]
+    return parts[0] if parts else "nothing"
+
+
 def _cell_rule(cells: list[Verdict]) -> str:
     """How repeated cells were judged: by the confidence bound over seeds, by means, or both."""
     used = {row.rule for v in cells for row in v.rows if isinstance(row, rules.CellRow)}
@@ -270,7 +277,9 @@ def write_markdown(outcome: GateOutcome) -> None:
     if settings.report_md is None or not outcome.verdicts:
         return
     links = _server_links(outcome.links)
-    text = markdown_report(outcome.verdicts, settings, links)
+    text = markdown_report(
+        outcome.verdicts, settings, links, grids=outcome.grids, cells=outcome.cells
+    )
     if outcome.links and not links:
         text += (
             "The runs are in a local store, which has no page to link to: "
@@ -294,11 +303,17 @@ def _server_links(links: dict[str, str]) -> dict[str, str]:
 
 
 def markdown_report(
-    verdicts: list[Verdict], settings: GateSettings, links: dict[str, str] | None = None
+    verdicts: list[Verdict],
+    settings: GateSettings,
+    links: dict[str, str] | None = None,
+    *,
+    grids: Collection[str] = (),
+    cells: Collection[str] = (),
 ) -> str:
     """A markdown section for a pull request or ``$GITHUB_STEP_SUMMARY``: failures first.
 
-    ``links``: test id -> its run's page, linked from each row.
+    ``links``: test id -> its run's page, linked from each row. ``grids``: the grids
+    judged by their best cell; ``cells``: the items that are a grid's cells.
     """
     regressed = sum(v.verdict == REGRESSED for v in verdicts)
     improved = sum(v.verdict == IMPROVED for v in verdicts)
@@ -308,7 +323,7 @@ def markdown_report(
     lines = [
         "## Model metrics",
         "",
-        f"{len(verdicts)} experiments judged{against}: {regressed} regressed, "
+        f"{judged_things(verdicts, grids, cells)} judged{against}: {regressed} regressed, "
         + (f"{inconclusive} inconclusive, " if inconclusive else "")
         + f"{improved} improved, {len(missing)} without baseline.",
         "",

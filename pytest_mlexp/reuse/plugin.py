@@ -2,9 +2,9 @@
 
 Registered by ``pipeline.activate`` in the processes that run tracked items.
 Every run gets its fingerprint tags and its declared inputs as datasets. With
-reuse on, the latest run of each of this process's tests is found with one
-search (at the first item); an item whose fingerprint equals its latest run's,
-and whose latest run finished and passed, is not executed: its run copies that
+reuse on, the newest earlier run with the same fingerprint is found for each of
+this process's tests (``candidates``, at the first item), whoever made it; an
+item whose matching run finished and passed is not executed: its run copies that
 run's params, final metrics and own tags, points at it (``mlexp.reused_from``)
 and ends FINISHED with outcome ``reused``. Everything after the call (the gate,
 grid parents, repeats' means, reports) sees it as an executed run.
@@ -25,7 +25,7 @@ from ..runs.markers import marker_experiment, marker_options
 from ..runs.summary import ReuseNote
 from ..settings.reuse import DEFAULT_INPUT_CONTEXT
 from ..warning_types import MlexpWarning
-from .candidates import NEW, Decision, latest_runs, original, unusable
+from .candidates import NEW, Candidates, Decision, find_candidates, original, unusable
 from .explain import changed_parts
 from .fingerprint import Fingerprint, Fingerprinter
 from .keys import DECISION_KEY, FINGERPRINT_KEY
@@ -55,7 +55,7 @@ class Reuse:
         )
         self.fingerprinter.prepare(tracked)
         self._tracked = tracked
-        self._latest: dict[tuple[str, str], Run] | None = None
+        self._candidates: Candidates | None = None
         self._search_error: str | None = None
 
     # -- when a run starts --------------------------------------------------------------
@@ -128,25 +128,15 @@ class Reuse:
 
     @pytest.hookimpl(trylast=True)
     def pytest_mlexp_latest_runs_of_current_code(self, items: list[pytest.Item]) -> dict[str, str]:
-        """Node id -> its latest earlier run whose fingerprint is the item's now, if it passed."""
-        backend = self.session.backend
-        default = self.settings.tracking.experiment
-        keys = {
-            item.nodeid: (backend.experiment_id(marker_experiment(item, default)), item.nodeid)
-            for item in items
-        }
-        latest = latest_runs(backend.client, keys.values(), self.settings.tracking.session_id)
+        """Node id -> the newest earlier run whose fingerprint is the item's now, if it passed."""
+        wanted = self._wanted(items)
+        candidates = find_candidates(
+            self.session.backend.client, wanted, self.settings.tracking.session_id
+        )
         found = {}
         for item in items:
-            run = latest.get(keys[item.nodeid])
-            digest = self.fingerprinter.of(item).digest
-            matches = (
-                run is not None
-                and digest
-                and run.data.tags.get(T.FINGERPRINT) == digest
-                and unusable(run) is None
-            )
-            found[item.nodeid] = str(run.info.run_id) if matches and run is not None else ""
+            run = candidates.matching.get(self._test(item))
+            found[item.nodeid] = str(run.info.run_id) if run and unusable(run) is None else ""
         return found
 
     # -- internals ------------------------------------------------------------------------
@@ -158,39 +148,50 @@ class Reuse:
             return Decision(reason=SEARCH_TRIAL)
         if fingerprint.problem is not None:
             return Decision(reason=f"fingerprint could not be computed: {fingerprint.problem}")
-        latest = self._latest_runs()
+        candidates = self._find_candidates()
         if self._search_error is not None:
             return Decision(reason=self._search_error)
-        backend = self.session.backend
-        experiment = marker_experiment(item, self.settings.tracking.experiment)
-        run = latest.get((backend.experiment_id(experiment), item.nodeid))
+        test = self._test(item)
+        run = candidates.matching.get(test)
         if run is None:
-            return Decision(reason=NEW)
-        if run.data.tags.get(T.FINGERPRINT) != fingerprint.digest:
-            return Decision(reason=changed_parts(fingerprint, run.data.tags))
+            nearest = candidates.nearest.get(test)
+            if nearest is None:
+                return Decision(reason=NEW)
+            return Decision(reason=changed_parts(fingerprint, nearest.data.tags))
         why = unusable(run)
         if why is not None:
             return Decision(reason=why)
         return Decision(reused_from=original(run), source=run)
 
-    def _latest_runs(self) -> dict[tuple[str, str], Run]:
-        """The latest run of each of this process's tests, in one search (per process)."""
-        if self._latest is None:
+    def _test(self, item: pytest.Item) -> tuple[str, str]:
+        """(experiment id, node id): how reuse looks the item's runs up."""
+        experiment = marker_experiment(item, self.settings.tracking.experiment)
+        return (self.session.backend.experiment_id(experiment), item.nodeid)
+
+    def _wanted(self, items: list[pytest.Item]) -> dict[tuple[str, str], dict[str, str]]:
+        """Each item's test -> its fingerprint's tags now (those that could be computed)."""
+        wanted = {}
+        for item in items:
+            fingerprint = item.stash.get(FINGERPRINT_KEY, None) or self.fingerprinter.of(item)
+            if fingerprint.digest:
+                wanted[self._test(item)] = fingerprint.tags()
+        return wanted
+
+    def _find_candidates(self) -> Candidates:
+        """The candidates of every one of this process's tests, searched once (per process)."""
+        if self._candidates is None:
             backend = self.session.backend
-            default = self.settings.tracking.experiment
-            self._latest = {}
+            self._candidates = Candidates()
             try:
-                tests = [
-                    (backend.experiment_id(marker_experiment(item, default)), item.nodeid)
-                    for item in self._tracked
-                ]
-                self._latest = latest_runs(backend.client, tests, self.settings.tracking.session_id)
+                self._candidates = find_candidates(
+                    backend.client, self._wanted(self._tracked), self.settings.tracking.session_id
+                )
             except Exception as exc:
                 self._search_error = (
                     f"could not search earlier runs in {backend.display_uri}: "
                     f"{type(exc).__name__}: {redact_text(str(exc))[:200]}"
                 )
-        return self._latest
+        return self._candidates
 
 
 def copy_results(source: Run, run: ExperimentRun, keep: Collection[str] = ()) -> None:

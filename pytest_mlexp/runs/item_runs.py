@@ -22,7 +22,7 @@ from ..redaction import redact_text
 from ..warning_types import MlexpWarning
 
 # Re-exported until grids/ and search/ import them from runs.identity.
-from .identity import current_user, source_name
+from .identity import current_user, run_name, source_name
 from .item_run import ItemRun
 from .markers import BEST_FROM_FILE_KEY, marker_options
 from .metric_values import MetricValues, read_values
@@ -157,7 +157,7 @@ class ItemRuns:
                 del item.stash[CELL_RULES_KEY]
         backend = self.session.backend
         run_id, experiment_id = start_run(
-            backend, experiment=experiment, run_name=item.name, tags=tags
+            backend, experiment=experiment, run_name=run_name(item), tags=tags
         )
         run = ExperimentRun(backend, run_id, experiment_id)
         run.figures = self.settings.figures

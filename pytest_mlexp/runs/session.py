@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ..keys import SETTINGS_KEY
+
 if TYPE_CHECKING:
     from ..backend.client import Backend
     from ..settings import Settings
@@ -39,11 +41,11 @@ class MlexpSession:
     def __init__(
         self,
         config: pytest.Config,
-        settings: Settings,
+        resolve: Callable[[pytest.Config], Settings],
         open_backend: Callable[[Settings], Backend],
     ) -> None:
         self.config = config
-        self.settings = settings
+        self._resolve = resolve
         #: One summary per finished run, as reports arrived (from every worker).
         self.results: list[RunSummary] = []
         #: Whether collection failed (pytest still calls ``pytest_collection_finish``).
@@ -56,6 +58,19 @@ class MlexpSession:
         )
         self._restore_sigterm = False
         self._preparing: threading.Thread | None = None
+        self._report_hooks: ReportHooks | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """Every setting, resolved on first use: when a tracked item is about to use them.
+
+        Raises ``pytest.UsageError`` for a bad one, each time it is asked, so that a
+        session without experiments never stops for a setting it does not use.
+        """
+        found = self.config.stash.get(SETTINGS_KEY, None)
+        if found is None:
+            found = self.config.stash[SETTINGS_KEY] = self._resolve(self.config)
+        return found
 
     # -- the tracking store ------------------------------------------------------------------
 
@@ -80,10 +95,14 @@ class MlexpSession:
         """
         if self._backend is not None or self._preparing is not None:
             return
+        try:
+            settings = self.settings  # here, not in the thread: a worker resolved them already
+        except pytest.UsageError:
+            return
 
         def prepare() -> None:
             with contextlib.suppress(Exception):
-                self._backend = self._open_backend(self.settings)
+                self._backend = self._open_backend(settings)
 
         self._preparing = threading.Thread(target=prepare, name="mlexp-prepare", daemon=True)
         self._preparing.start()
@@ -112,11 +131,16 @@ class MlexpSession:
         # Logged code (code/experiment_*.py) must not be collected from the embedded store.
         if collection_path.name != "mlruns":
             return None
-        return True if collection_path == self.settings.tracking.store_artifact_dir else None
+        try:
+            store = self.settings.tracking.store_artifact_dir
+        except pytest.UsageError:
+            return None  # refused when a tracked item uses it; until then, pytest's own rules
+        return True if collection_path == store else None
 
     def track(self, items: Sequence[pytest.Item]) -> None:
         """Collection found tracked items: remember the collection order of ``items``."""
         self._order = {item.nodeid: index for index, item in enumerate(items)}
+        self.watch_reports()
 
     @property
     def tracked(self) -> bool:
@@ -140,9 +164,18 @@ class MlexpSession:
         """Attach the summary of an item's run to its teardown report."""
         self._summaries[report] = summary
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "teardown" or not self._summaries:
-            return
+    def watch_reports(self) -> None:
+        """From now on, look at every report: summaries to gather, reused items to tell.
+
+        Called once this process tracks items, or receives a summary or a reused item's
+        report from a worker: a session without experiments pays nothing per report.
+        """
+        if self._report_hooks is None:
+            self._report_hooks = ReportHooks(self)
+            self.config.pluginmanager.register(self._report_hooks, "mlexp-reports")
+
+    def gather(self, report: pytest.TestReport) -> None:
+        """Keep the summary attached to ``report``, if any: its run ended."""
         summary = self._summaries.get(report)
         if summary is not None:
             self.results.append(summary)
@@ -170,16 +203,38 @@ class MlexpSession:
 
             if isinstance(report, pytest.TestReport):
                 self._summaries[report] = RunSummary.from_json(data[SUMMARY_FIELD])
+                self.watch_reports()
                 # The session's end will need the store: open it while the workers run.
                 self.prepare_backend()
+        elif self._report_hooks is None and reused_from(report) is not None:
+            self.watch_reports()  # reused items' runs come with their teardown reports
         return report
+
+
+def reused_from(report: Any) -> str | None:
+    """The run a reused item's passed call report says it was reused from."""
+    if not getattr(report, "user_properties", None) or report.when != "call":
+        return None
+    for key, value in report.user_properties:
+        if key == REUSED_PROPERTY:
+            return str(value)
+    return None
+
+
+class ReportHooks:
+    """Registered by ``MlexpSession.watch_reports``: the hooks called for every report."""
+
+    def __init__(self, session: MlexpSession) -> None:
+        self.session = session
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "teardown":
+            self.session.gather(report)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_report_teststatus(self, report: Any) -> Any:
         # --mlexp-reuse: a reused item passed; -v says from which run (on the xdist controller too).
-        if getattr(report, "when", None) != "call" or not report.passed:
+        run_id = reused_from(report)
+        if run_id is None or not report.passed:
             return None
-        for key, value in getattr(report, "user_properties", ()):
-            if key == REUSED_PROPERTY:
-                return "passed", ".", (f"PASSED (reused from run {value})", {"green": True})
-        return None
+        return "passed", ".", (f"PASSED (reused from run {run_id})", {"green": True})

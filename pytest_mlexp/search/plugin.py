@@ -37,6 +37,7 @@ from ..gate.keys import RULES_KEY
 from ..groups.collected import collected_items
 from ..groups.creation import GroupRuns
 from ..keys import CELL_RULES_KEY, GROUPS_KEY, RUN_KEY, TRIAL_OF_KEY
+from ..runs.identity import run_name
 from ..runs.summary import GroupRefs
 from ..warning_types import MlexpWarning
 from ..workers import given
@@ -295,7 +296,11 @@ class SearchTrials:
         if len(space) <= MAX_TAG_LENGTH:
             tags[T.SPACE] = space
         return self.groups.group(
-            item, T.KIND_SEARCH, spec.function, getattr(item, "originalname", item.name), tags
+            item,
+            T.KIND_SEARCH,
+            spec.function,
+            run_name(item, getattr(item, "originalname", item.name)),
+            tags,
         )
 
     def _prune(self, active: ActiveTrial) -> None:

@@ -5,16 +5,24 @@ sharing ``MLEXP_SESSION_ID``) opens the same study by name in the same
 storage, and asks it for trials: Optuna's storages make sharing safe. The
 default storage is a journal file per study under ``<rootdir>/.mlexp/optuna/``
 (Optuna's ``JournalStorage`` with ``JournalFileBackend``, file-locked); a
-database URL (``--mlexp-search-storage``) serves shards on several machines.
+database URL or Optuna's gRPC storage proxy (``--mlexp-search-storage``) serves
+shards on several machines and a team on one server.
+
+A seeded study that is continued (a named study, a later session) gets a
+sampler seed of its own for this session, derived from the study's seed, the
+number of trials it holds and the worker: seeded alike, a continued study
+would propose its first points again.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 import zlib
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -28,6 +36,14 @@ if TYPE_CHECKING:
 
 #: Where the journal files of studies go, under the rootdir.
 JOURNAL_DIR = Path(".mlexp") / "optuna"
+
+#: The port Optuna's gRPC storage proxy listens on unless told otherwise.
+DEFAULT_GRPC_PORT = 13000
+#: Seconds a session waits for the gRPC storage proxy to answer.
+GRPC_READY_TIMEOUT = 10.0
+
+#: gRPC proxies that did not answer in this process: the next trials fail at once.
+_UNANSWERED: set[str | None] = set()
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.@-]+")
 
@@ -88,7 +104,26 @@ def open_study(
     quiet(optuna)
     name = study_name(spec, session_id)
     storage: Any
-    if settings.storage is not None:
+    grpc = grpc_address(settings.storage) if settings.storage is not None else None
+    if grpc is not None:
+        from optuna.storages import GrpcStorageProxy
+
+        with warnings.catch_warnings():
+            # Chosen by the user's setting: Optuna's "experimental" notice each session is noise.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = GrpcStorageProxy(host=grpc[0], port=grpc[1])
+        try:
+            if settings.storage in _UNANSWERED:
+                raise ConnectionError(settings.storage)  # waited for once per process
+            storage.wait_server_ready(timeout=GRPC_READY_TIMEOUT)
+        except ConnectionError:
+            _UNANSWERED.add(settings.storage)
+            raise pytest.UsageError(
+                f"{settings.source}: Optuna's gRPC storage proxy at {settings.storage} does not "
+                f"answer (waited {GRPC_READY_TIMEOUT:g} s); start it "
+                "(optuna.storages.run_grpc_proxy_server) or fix the address"
+            ) from None
+    elif settings.storage is not None:
         storage = settings.storage
     else:
         from optuna.storages import JournalStorage
@@ -101,7 +136,7 @@ def open_study(
         study = optuna.create_study(
             study_name=name,
             storage=storage,
-            sampler=_sampler(optuna, spec, name, worker),
+            sampler=_sampler(optuna, spec, name, worker, tried=0),
             pruner=_pruner(optuna, spec),
             direction=spec.optuna_direction,
             load_if_exists=True,
@@ -111,6 +146,9 @@ def open_study(
             f"{spec.source}: the search's storage or sampler needs a package that is not "
             f"installed: {exc}"
         ) from None
+    tried = len(study.get_trials(deepcopy=False)) if spec.seed is not None else 0
+    if tried and isinstance(spec.sampler, str):
+        study.sampler = _sampler(optuna, spec, name, worker, tried=tried)
     if study.direction.name.lower() != spec.optuna_direction:
         raise pytest.UsageError(
             f"{spec.source}: study {name!r} in {storage_label(settings, rootdir, name)} was "
@@ -121,19 +159,39 @@ def open_study(
     return study  # type: ignore[no-any-return]
 
 
-def _sampler(optuna: ModuleType, spec: SearchSpec, name: str, worker: int) -> Any:
+def grpc_address(storage: str) -> tuple[str, int] | None:
+    """``grpc://host:port`` -> (host, port): Optuna's gRPC storage proxy; else None."""
+    parts = urlsplit(storage)
+    if parts.scheme != "grpc":
+        return None
+    return parts.hostname or "localhost", parts.port or DEFAULT_GRPC_PORT
+
+
+def session_seed(seed: int, tried: int, worker: int) -> int:
+    """The sampler's seed in this process: the study's own for a new study's first worker.
+
+    Parallel workers seeded alike would propose the same points, and so would a
+    continued study seeded as when it began: ``tried`` (the trials the study
+    held when this process opened it) and ``worker`` give each its own seed.
+    """
+    if tried == 0:
+        return seed + worker
+    return zlib.crc32(f"{seed}/{tried}/{worker}".encode())
+
+
+def _sampler(optuna: ModuleType, spec: SearchSpec, name: str, worker: int, tried: int) -> Any:
     sampler = spec.sampler
     if not isinstance(sampler, str):
         return sampler
     if sampler == "qmc":
-        # Workers must share the seed: QMC points are indexed by trial number.
+        # Workers and sessions share the seed: QMC points are indexed by trial number (a
+        # count the study keeps), so a continued study goes on along its sequence.
         seed = spec.seed if spec.seed is not None else zlib.crc32(name.encode())
         return optuna.samplers.QMCSampler(seed=seed)
-    # Parallel workers seeded alike would propose the same points: one seed each.
-    worker_seed = None if spec.seed is None else spec.seed + worker
+    own_seed = None if spec.seed is None else session_seed(spec.seed, tried, worker)
     if sampler == "random":
-        return optuna.samplers.RandomSampler(seed=worker_seed)
-    return optuna.samplers.TPESampler(seed=worker_seed)
+        return optuna.samplers.RandomSampler(seed=own_seed)
+    return optuna.samplers.TPESampler(seed=own_seed)
 
 
 def _pruner(optuna: ModuleType, spec: SearchSpec) -> Any:

@@ -13,10 +13,14 @@ from ..backend.search import NOT_REPRODUCTION
 
 ACCEPTED_SPECS = (
     "latest (the latest passed run of each test from an earlier session), "
-    "branch:NAME (the same, on git branch NAME), promoted (runs promoted with "
+    "branch:NAME (the same, on git branch NAME, from a clean tree; branch:NAME:dirty also "
+    "takes runs made with uncommitted changes), promoted (runs promoted with "
     "--mlexp-promote-baseline or `mlexp promote`), tag:KEY=VALUE (runs with that tag), "
     "session:ID (runs of that session), run:ID[,ID...] (those runs)"
 )
+
+#: The qualifier of ``branch:NAME:dirty``.
+DIRTY = "dirty"
 
 _SAFE_VALUE = re.compile(r"^[^'\"\\`]+$")
 
@@ -28,13 +32,15 @@ class BaselineSpec:
     kind: str
     value: str = ""
     key: str = ""
+    #: ``branch:NAME:dirty``: also runs made from a tree with uncommitted changes.
+    dirty: bool = False
 
     def __str__(self) -> str:
         if self.kind in ("latest", "promoted"):
             return self.kind
         if self.kind == "tag":
             return f"tag:{self.key}={self.value}"
-        return f"{self.kind}:{self.value}"
+        return f"{self.kind}:{self.value}" + (f":{DIRTY}" if self.dirty else "")
 
     @property
     def run_ids(self) -> list[str]:
@@ -53,6 +59,9 @@ class BaselineSpec:
             clauses.append(NOT_REPRODUCTION)
         if self.kind == "branch":
             clauses.append(f"tags.`{T.GIT_BRANCH}` = '{self.value}'")
+            if not self.dirty:
+                # A branch's baseline is its code as committed: not a run with local edits.
+                clauses.append(f"tags.`{T.GIT_DIRTY}` = 'false'")
         elif self.kind == "promoted":
             clauses.append(f"tags.`{T.PROMOTED}` = 'true'")
         elif self.kind == "tag":
@@ -61,7 +70,7 @@ class BaselineSpec:
 
 
 def parse_spec(text: str) -> BaselineSpec:
-    """Parse ``latest``, ``branch:main``, ``promoted``, ``tag:K=V``, ``session:ID``, ``run:ID``."""
+    """Parse ``latest``, ``branch:main[:dirty]``, ``promoted``, ``tag:K=V``, ``session:ID``..."""
     text = text.strip()
     if text in ("latest", "promoted"):
         return BaselineSpec(text)
@@ -76,6 +85,12 @@ def parse_spec(text: str) -> BaselineSpec:
         if not sep or not key.strip():
             raise ValueError(f"baseline {text!r} needs tag:KEY=VALUE")
         return BaselineSpec("tag", tag_value.strip(), key.strip())
+    if kind == "branch":
+        # A git branch name cannot hold ":", so a qualifier after one is never part of it.
+        name, sep, qualifier = value.partition(":")
+        if (sep and qualifier != DIRTY) or not name:
+            raise ValueError(f"baseline {text!r}: write branch:NAME or branch:NAME:{DIRTY}")
+        return BaselineSpec(kind, name, dirty=bool(sep))
     return BaselineSpec(kind, value)
 
 

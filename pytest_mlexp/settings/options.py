@@ -259,7 +259,8 @@ def add_gate_options(group: Any, parser: pytest.Parser) -> None:
         metavar="SPEC",
         default=None,
         help="Compare each experiment's metrics with a run from the store: latest, "
-        "branch:NAME, promoted, tag:KEY=VALUE, session:ID or run:ID (default: none: "
+        "branch:NAME (runs from a clean tree; branch:NAME:dirty also others), promoted, "
+        "tag:KEY=VALUE, session:ID or run:ID (default: none: "
         "only expect= bounds are judged).",
     )
     group.addoption(
@@ -420,12 +421,15 @@ def add_search_options(group: Any, parser: pytest.Parser) -> None:
         dest="mlexp_search_storage",
         metavar="URL",
         default=None,
-        help="Database URL of the Optuna studies of searches, shared by workers and CI "
-        "shards, e.g. postgresql+psycopg://user@host/optuna (default: MLEXP_SEARCH_STORAGE, "
-        "ini mlexp_search_storage, else journal files under .mlexp/optuna in the rootdir).",
+        help="Storage of the Optuna studies of searches, shared by workers, CI shards and a "
+        "team: a database URL, e.g. postgresql+psycopg://user@host/optuna, or grpc://host:port "
+        "for Optuna's gRPC storage proxy (default: MLEXP_SEARCH_STORAGE, ini "
+        "mlexp_search_storage, else journal files under .mlexp/optuna in the rootdir).",
     )
     parser.addini(
-        "mlexp_search_storage", "Database URL of the searches' Optuna studies.", default=""
+        "mlexp_search_storage",
+        "Storage URL of the searches' Optuna studies (database or grpc://host:port).",
+        default="",
     )
 
 

@@ -1,4 +1,4 @@
-"""Where a search's Optuna study is stored: journal files under the rootdir, or a database."""
+"""Where a search's Optuna study is stored: journal files under the rootdir, a database, a proxy."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ _DATABASE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9]*(\+[A-Za-z0-9_]+)?://")
 class SearchSettings:
     """The storage of the session's studies."""
 
-    #: A relational database URL (SQLAlchemy's form); ``None``: journal files under
-    #: ``<rootdir>/.mlexp/optuna/``, one per study.
+    #: A relational database URL (SQLAlchemy's form), or ``grpc://host:port`` for Optuna's
+    #: gRPC storage proxy; ``None``: journal files under ``<rootdir>/.mlexp/optuna/``, one per
+    #: study.
     storage: str | None = None
     #: Where ``storage`` came from, for messages.
     source: str = "default"
@@ -46,6 +47,7 @@ def resolve_search(config: pytest.Config) -> SearchSettings:
         raise pytest.UsageError(
             f"{source}: invalid search storage {redact_text(value)!r}; expected a database URL "
             "such as postgresql+psycopg://user@host/optuna or sqlite:////abs/path/optuna.db, "
-            "or journal for journal files under .mlexp/optuna (the default)"
+            "grpc://host:port for Optuna's gRPC storage proxy, or journal for journal files "
+            "under .mlexp/optuna (the default)"
         )
     return SearchSettings(storage=value, source=source)

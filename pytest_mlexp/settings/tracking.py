@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,12 +11,9 @@ import pytest
 
 from ..backend import uris
 from ..redaction import redact_uri
-from ..workers import given
+from .session_id import SESSION_ID_ENV as SESSION_ID_ENV
+from .session_id import session_id
 from .sources import is_from_file, lookup, parse_tags, settings_file, yaml_mapping
-
-#: Environment variable that fixes the session id, so that several pytest
-#: invocations (CI shards, reruns) group their runs together.
-SESSION_ID_ENV = "MLEXP_SESSION_ID"
 
 
 @dataclass(frozen=True)
@@ -121,17 +115,7 @@ def resolve_tracking(config: pytest.Config, *, reading: bool = False) -> Trackin
         experiment=experiment,
         tags=MappingProxyType(tags),
         rootdir=rootdir,
-        session_id=_session_id(config),
+        session_id=session_id(config),
         artifact_location=uris.artifact_location(uri),
         sources=MappingProxyType(sources),
     )
-
-
-def _session_id(config: pytest.Config) -> str:
-    handed = given(config)
-    if handed is not None:
-        return handed.session_id
-    from_env = os.environ.get(SESSION_ID_ENV, "").strip()
-    if from_env:
-        return from_env
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
