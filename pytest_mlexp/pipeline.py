@@ -456,15 +456,22 @@ def _close_runs(session: MlexpSession, end: SessionEnd, final: list[RunSummary])
     from .groups.completion import complete_groups
     from .groups.sweep import sweep_dead_runs
 
+    rejoined: list[str] = []
+    if backend.spools:
+        from .spool.rejoin import rejoin
+
+        # A server back after an outage: the spooled runs are sent before their groups complete.
+        rejoined = rejoin(backend, session.results)
     try:
         end.swept = sweep_dead_runs(backend, {r.experiment for r in session.results})
         # Repeated cells, grid parents and search parents, from their members in the store.
-        end.grid_lines = complete_groups(backend, final, settings, group_kinds())
+        end.grid_lines = rejoined + complete_groups(backend, final, settings, group_kinds())
     except Exception as exc:
         # A lost server: the next session's sweep closes what is left RUNNING.
         end.grid_lines = [
+            *rejoined,
             f"mlexp: could not complete the group runs in {backend.display_uri}: "
-            f"{type(exc).__name__}: {redact_text(str(exc))[:300]}"
+            f"{type(exc).__name__}: {redact_text(str(exc))[:300]}",
         ]
 
     from .reports.ui_view import runs_links

@@ -14,7 +14,9 @@ reuse | searches: trials always execute | test_reuse.py::test_a_searchs_trials_a
 a search gated as a whole | registration: the version carries the search's verdict | test_a_gated_search_registers_with_the_searchs_verdict
 spool and sync | grid parents, cells' values from both APIs and autolog | test_outage.py::test_values_of_both_apis_and_autolog_come_back_after_sync
 spool and sync | repeat cells and their grid, created while the server is lost | test_outage.py::test_sync_completes_repeated_cells_and_their_grid_again
-spool and sync | search parents | test_outage.py::test_sync_completes_a_search_parent_again
+spool and sync | a search made while the server is lost: its parent | test_outage.py::test_sync_completes_repeated_cells_and_their_grid_again
+spool, the server back before the session's end | the session syncs itself: a search's trials, a grid made in the journal, their lines and links | test_outage.py::test_a_server_back_before_the_end_gets_the_spooled_runs_and_their_groups
+spool, the server lost | later runs and the session's end send it nothing (one probe); rows say pending sync, not a dead link | test_outage.py::test_values_of_both_apis_and_autolog_come_back_after_sync
 spool and sync | files logged through mlflow.log_artifact/log_figure/log_dict | test_outage_artifacts.py::test_fluent_files_logged_during_an_outage_come_back_after_sync
 shards ending together | grids | test_shards.py::test_shards_ending_together_keep_every_shards_counts
 shards ending together | searches | test_shards.py::test_shards_ending_together_keep_every_shards_trials
