@@ -21,6 +21,17 @@ It prints two markdown tables:
   and 4 standard errors. The standard error is that of the difference of two
   means of n seeds at the true noise: ``sigma * sqrt(2 / n)``.
 
+- **seeds on demand**: the sequential rule (``gate.sequential``, a seed budget
+  ``repeats=(5, 20)``: looks at 5, 10, 15 and 20 seeds, a constant per-look
+  level, Pocock) against the fixed five, at each noise level: the level at the
+  tolerance's edge (a true change of exactly -tolerance called regressed), the
+  false failures with nothing changed, the detection of a regression of the
+  tolerance + 3 standard errors of a 5 + 5 comparison, the share decided as
+  passed with nothing changed, and the mean seeds spent. Against a 5-seed
+  baseline, and against a baseline grown as ``--mlexp-update-baseline`` grows
+  it: by batches of 5 until its seeds decide its tolerance
+  (``sequential.enough_seeds``) or 20 ran.
+
 The rates depend on the draws only, not on the machine or its load.
 """
 
@@ -32,8 +43,9 @@ import random
 import statistics
 import time
 
-from pytest_mlexp.gate.bounds import INCONCLUSIVE
-from pytest_mlexp.gate.rules import REGRESSED, Rules, compare_cell
+from pytest_mlexp.gate.bounds import INCONCLUSIVE, Sample
+from pytest_mlexp.gate.rules import IMPROVED, OK, REGRESSED, Rules, compare_cell
+from pytest_mlexp.gate.sequential import enough_seeds
 
 MEAN = 0.80
 NOISES = (0.005, 0.01, 0.02, 0.05)
@@ -42,6 +54,66 @@ TOLERANCE = 0.01  # the default, relative: 1% of the baseline's mean
 DETECT_SEEDS = 5
 RULES = {"mean": Rules(directions={"accuracy": "up"}, gate="mean")}
 RULES["bound"] = Rules(directions={"accuracy": "up"}, gate="bound")
+FIRST, BUDGET = 5, 20
+SEQUENTIAL = Rules(directions={"accuracy": "up"}, first_seeds=FIRST, seed_budget=BUDGET)
+
+
+def summary(values: list[float], n: int) -> dict[str, float]:
+    """A cell run's metrics for the first ``n`` of ``values``."""
+    return {
+        "accuracy": statistics.fmean(values[:n]),
+        "accuracy.std": statistics.stdev(values[:n]),
+        "accuracy.n": float(n),
+    }
+
+
+def baseline_seeds(values: list[float], grow: bool) -> int:
+    """5, or the seeds a grown baseline keeps: batches of 5 until they decide the tolerance."""
+    n = FIRST
+    while grow and n < BUDGET:
+        sample = Sample(statistics.fmean(values[:n]), statistics.stdev(values[:n]), n)
+        if enough_seeds(sample, TOLERANCE * MEAN, SEQUENTIAL.confidence):
+            break
+        n += FIRST
+    return n
+
+
+def sequential_gate(
+    rng: random.Random, shift: float, sigma: float, *, sequential: bool, grow: bool
+) -> tuple[str, int]:
+    """One cell judged look after look (or once, fixed): its verdict and the seeds it ran."""
+    before_values = [rng.gauss(MEAN, sigma) for _ in range(BUDGET)]
+    now_values = [rng.gauss(MEAN + shift, sigma) for _ in range(BUDGET)]
+    before = summary(before_values, baseline_seeds(before_values, grow))
+    if not sequential:
+        (row,) = compare_cell(summary(now_values, FIRST), before, RULES["bound"])
+        return row.verdict, FIRST
+    n = FIRST
+    while True:
+        (row,) = compare_cell(summary(now_values, n), before, SEQUENTIAL)
+        if row.verdict != INCONCLUSIVE or n >= BUDGET:
+            return row.verdict, n
+        n += FIRST
+
+
+def sequential_row(
+    rng: random.Random, sigma: float, gates: int, *, sequential: bool, grow: bool
+) -> dict[str, float]:
+    """The figures of one design at one noise level."""
+    tau = TOLERANCE * MEAN
+    se5 = sigma * math.sqrt(2 / FIRST)
+    figures: dict[str, float] = {}
+    for name, shift in (("edge", -tau), ("zero", 0.0), ("regression", -(tau + 3 * se5))):
+        verdicts: list[str] = []
+        seeds: list[int] = []
+        for _ in range(gates):
+            verdict, n = sequential_gate(rng, shift, sigma, sequential=sequential, grow=grow)
+            verdicts.append(verdict)
+            seeds.append(n)
+        figures[f"{name} regressed"] = verdicts.count(REGRESSED) / gates
+        figures[f"{name} passed"] = (verdicts.count(OK) + verdicts.count(IMPROVED)) / gates
+        figures[f"{name} seeds"] = statistics.fmean(seeds)
+    return figures
 
 
 def cell(rng: random.Random, mean: float, sigma: float, n: int) -> dict[str, float]:
@@ -113,6 +185,31 @@ def main() -> None:
                 f"{shares['mean'].get(REGRESSED, 0.0):.1%} | "
                 f"{shares['bound'].get(REGRESSED, 0.0):.1%} | "
                 f"{shares['bound'].get(INCONCLUSIVE, 0.0):.1%} |"
+            )
+
+    print(
+        f"\nSeeds on demand: repeats=({FIRST}, {BUDGET}), looks at 5, 10, 15, 20 seeds, "
+        f"against the fixed {FIRST} ({args.gates} gates a row, tolerance 1%; regression: "
+        f"tolerance + 3 SE of a 5 + 5 comparison):\n"
+    )
+    print("| noise (% of metric) | noise / tolerance | design | baseline | level at the edge | "
+          "false failures, nothing changed | nothing changed, decided passed | "
+          "seeds, nothing changed | detection | seeds on a regression |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    designs = (
+        ("fixed 5", False, False, "5 seeds"),
+        ("sequential 5 to 20", True, False, "5 seeds"),
+        ("sequential 5 to 20", True, True, "grown, 5 to 20"),
+    )
+    for noise in NOISES:
+        sigma = noise * MEAN
+        for label, sequential, grow, baseline in designs:
+            f = sequential_row(rng, sigma, args.gates, sequential=sequential, grow=grow)
+            print(
+                f"| {noise * 100:g}% | {sigma / (TOLERANCE * MEAN):g} | {label} | {baseline} | "
+                f"{f['edge regressed']:.1%} | {f['zero regressed']:.1%} | "
+                f"{f['zero passed']:.1%} | {f['zero seeds']:.1f} | "
+                f"{f['regression regressed']:.1%} | {f['regression seeds']:.1f} |"
             )
     print(f"\n{time.perf_counter() - started:.0f} s")
 

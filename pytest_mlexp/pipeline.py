@@ -121,6 +121,21 @@ class Pipeline:
 
             parametrize_repeats(metafunc)
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport, config: pytest.Config
+    ) -> tuple[str, str, str] | None:
+        # An extra seed its cell did not need ran nothing: no letter, no count (from workers too).
+        if report.skipped and report.when == "setup" and report.user_properties:
+            from .backend.tags import SEED_NOT_NEEDED
+
+            if any(name == SEED_NOT_NEEDED for name, _ in report.user_properties):
+                from .gate.sequential_runs import count_in_progress
+
+                count_in_progress(config, report.nodeid)
+                return "", "", ""
+        return None
+
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_make_collect_report(self, collector: pytest.Collector) -> Generator[None, Any, Any]:
         # Innermost: every parametrization of a module's functions, before a node id, --lf
@@ -148,6 +163,10 @@ class Pipeline:
                     mark_resources(self.session.config, tracked)
                 self.session.track(items)
                 activate(self.session, tracked, searches=self.searches)
+                from .grids.repeats import order_by_batch
+
+                # After pytest-randomly's shuffle: seeds on demand wait for earlier batches.
+                order_by_batch(items)
         except BaseException:
             # pytest still calls pytest_collection_finish: don't open the store for nothing.
             self.session.collection_failed = True
@@ -304,6 +323,13 @@ def activate(session: MlexpSession, tracked: list[pytest.Item], *, searches: boo
     gate = RegressionGate(config, settings)
     gate.prepare(tracked)
     manager.register(gate, "mlexp-gate")
+    from .grids.repeats import seed_batch
+
+    if any(seed_batch(item) for item in tracked):
+        from .gate.sequential_runs import SeedsOnDemand
+
+        # An extra seed runs only while its cell is undecided (before its run starts).
+        manager.register(SeedsOnDemand(session), "mlexp-seeds")
     from .params.collection import session_state
 
     params = session_state(config)
@@ -430,15 +456,22 @@ def _close_runs(session: MlexpSession, end: SessionEnd, final: list[RunSummary])
     from .groups.completion import complete_groups
     from .groups.sweep import sweep_dead_runs
 
+    rejoined: list[str] = []
+    if backend.spools:
+        from .spool.rejoin import rejoin
+
+        # A server back after an outage: the spooled runs are sent before their groups complete.
+        rejoined = rejoin(backend, session.results)
     try:
         end.swept = sweep_dead_runs(backend, {r.experiment for r in session.results})
         # Repeated cells, grid parents and search parents, from their members in the store.
-        end.grid_lines = complete_groups(backend, final, settings, group_kinds())
+        end.grid_lines = rejoined + complete_groups(backend, final, settings, group_kinds())
     except Exception as exc:
         # A lost server: the next session's sweep closes what is left RUNNING.
         end.grid_lines = [
+            *rejoined,
             f"mlexp: could not complete the group runs in {backend.display_uri}: "
-            f"{type(exc).__name__}: {redact_text(str(exc))[:300]}"
+            f"{type(exc).__name__}: {redact_text(str(exc))[:300]}",
         ]
 
     from .reports.ui_view import runs_links

@@ -14,7 +14,9 @@ reuse | searches: trials always execute | test_reuse.py::test_a_searchs_trials_a
 a search gated as a whole | registration: the version carries the search's verdict | test_a_gated_search_registers_with_the_searchs_verdict
 spool and sync | grid parents, cells' values from both APIs and autolog | test_outage.py::test_values_of_both_apis_and_autolog_come_back_after_sync
 spool and sync | repeat cells and their grid, created while the server is lost | test_outage.py::test_sync_completes_repeated_cells_and_their_grid_again
-spool and sync | search parents | test_outage.py::test_sync_completes_a_search_parent_again
+spool and sync | a search made while the server is lost: its parent | test_outage.py::test_sync_completes_repeated_cells_and_their_grid_again
+spool, the server back before the session's end | the session syncs itself: a search's trials, a grid made in the journal, their lines and links | test_outage.py::test_a_server_back_before_the_end_gets_the_spooled_runs_and_their_groups
+spool, the server lost | later runs and the session's end send it nothing (one probe); rows say pending sync, not a dead link | test_outage.py::test_values_of_both_apis_and_autolog_come_back_after_sync
 spool and sync | files logged through mlflow.log_artifact/log_figure/log_dict | test_outage_artifacts.py::test_fluent_files_logged_during_an_outage_come_back_after_sync
 shards ending together | grids | test_shards.py::test_shards_ending_together_keep_every_shards_counts
 shards ending together | searches | test_shards.py::test_shards_ending_together_keep_every_shards_trials
@@ -61,6 +63,11 @@ Slurm cluster, system metrics | named by metric, the node in mlexp.cluster.node 
 Slurm cluster, a job cancelled mid-item | the lost attempt KILLED as superseded (outcome rerun, mlexp.cluster.lost: Slurm's state), the retry counted | test_slurm.py::test_on_a_slurm_cluster
 Slurm cluster, SIGTERM | the jobs cancelled, the runs in flight and the grid parent KILLED; no job left | test_slurm.py::test_on_a_slurm_cluster
 Slurm cluster, spool (a node with no route to the server from its start) | the job opens the store offline; the controller sends its journal before the session's end; nothing left for mlexp sync | test_slurm.py::test_on_a_slurm_cluster
+seeds on demand (repeats=(3, 9)), xdist -n 2 | the extra seeds run on both workers, each waiting for its cell's earlier batch in the store; the seeds not needed count nowhere; the cell's verdict and n over every seed | test_repeats_gate.py::test_an_undecided_cell_runs_more_seeds_until_the_gate_decides
+seeds on demand, reuse | a reused cell reuses all its seeds, the extra ones included, and decides as before | test_repeats_gate.py::test_an_undecided_cell_runs_more_seeds_until_the_gate_decides
+seeds on demand, reruns | an extra seed that fails then passes on rerun counts once (the cell's n, the baseline's n) | test_repeats_gate.py::test_an_undecided_cell_runs_more_seeds_until_the_gate_decides
+seeds on demand, --mlexp-update-baseline | the baseline grows by batches until its seeds decide its tolerance; the power line | test_repeats_gate.py::test_an_undecided_cell_runs_more_seeds_until_the_gate_decides
+seeds on demand | the HTML report: the cell's interval with its seeds and the look that decided | test_repeats_gate.py::test_an_undecided_cell_runs_more_seeds_until_the_gate_decides
 a failed search, repeated cell and gate="best" grid | pytest's last line, the short summary, JUnit XML (a failed test case each, every item once), the step summary, the group runs FAILED | test_regression.py::test_junit_counts_every_failed_group_as_one_of_its_items
 a regressed repeated cell under xdist (-n 2); a strictly inconclusive one | JUnit XML: its last seed a failed test case with the cell's message, every item once | test_confidence.py::test_noise_passes_a_regression_fails_few_seeds_are_inconclusive
 one function name in two files | the params file (a bare key refused, file.py::function keys, --mlexp-set), run and grid parent names with the file | test_params.py::test_one_function_name_in_two_files

@@ -73,6 +73,33 @@ def test_the_bound_is_welchs() -> None:
     assert judge(Sample(0.7, 0.01, 5), Sample(0.8, 0.01, 5), 0.01, up=True).verdict == REGRESSED
 
 
+def test_the_sequential_rule_keeps_its_level_over_every_look_and_metric() -> None:
+    """Seeds on demand: a stricter constant level a look (Pocock), Holm over the metrics."""
+    from pytest_mlexp.gate.rules import Rules, compare_cell
+    from pytest_mlexp.gate.sequential import Design, holm, per_look_level
+
+    design = Design(5, 20)
+    assert design.looks == (5, 10, 15, 20)
+    assert [design.batch_of(i) for i in (0, 4, 5, 9, 10, 19)] == [0, 0, 1, 1, 2, 3]
+    assert per_look_level(0.05, (5,), 5) == 0.05
+    against_5 = per_look_level(0.05, design.looks, 5)
+    # Between Bonferroni over 4 looks and no correction; a bigger baseline shares less
+    # noise between the looks, so each look gets less.
+    assert 0.0125 < per_look_level(0.05, design.looks, 20) < against_5 < 0.05
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    rules = Rules(directions={"accuracy": "up", "f1": "up"}, first_seeds=5, seed_budget=20)
+    now = {"accuracy": 0.8, "accuracy.std": 0.002, "accuracy.n": 10, "f1": 0.7, "f1.std": 0.01}
+    before = {**now, "accuracy.n": 5, "f1": 0.75, "f1.n": 5}
+    rows = compare_cell({**now, "f1.n": 10}, before, rules)
+    assert [row.verdict for row in rows] == ["passed", "REGRESSED"]
+    assert rows[0].interval_text.endswith(
+        f"n 10/5, look 2 of 4, Pocock {against_5:.4g} a look, Holm over 2 metrics"
+    )
+    # Without a budget, today's single look at 95%.
+    fixed = compare_cell({**now, "f1.n": 10}, before, Rules(directions=rules.directions))
+    assert fixed[0].interval_text.endswith("95%, n 10/5")
+
+
 @pytest.fixture
 def session(ourtester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     ourtester.makepyfile(experiment_cells=CELLS)
@@ -265,4 +292,9 @@ def test_bad_gate_settings_stop_the_session(ourtester):  # type: ignore[no-untyp
     result.stderr.fnmatch_lines(
         ["ERROR: @pytest.mark.mlexp on experiment_one.py::experiment_one[[]seed*]: confidence: "
          "bad confidence 2; accepted: *"]
+    )  # fmt: skip
+    result = ourtester.runpytest("--mlexp-seed-budget", "1")
+    result.stderr.fnmatch_lines(
+        ["ERROR: --mlexp-seed-budget: bad seed budget '1'; accepted: a number of seeds of 2 or "
+         "more, such as 20"]
     )  # fmt: skip

@@ -169,3 +169,107 @@ def test_cell_without_baseline_fails_when_required(cell_model, run_gate):
     result.stdout.fnmatch_lines(
         [escaped(f"mlexp: no baseline for repeated cell {CELL} in b.yaml (--mlexp-require-*")]
     )
+
+
+#: Seeds on demand, 3 first seeds and a budget of 9 (looks at 3, 6 and 9 seeds). Each
+#: seed's accuracy is 0.80 + an offset: ``calm`` spreads by 0.0005, ``noisy`` by 0.005.
+#: With ``FLAKY`` set, noisy's extra seed 4 fails its first attempt.
+ON_DEMAND = """
+import os
+from pathlib import Path
+import pytest
+
+OFFSETS = [-1, 0, 1] * 3
+
+@pytest.mark.mlexp(repeats=(3, 9))
+@pytest.mark.parametrize("noise", [0.0005, 0.005], ids=["calm", "noisy"])
+def experiment_cell(seed, noise):
+    if os.environ.get("FLAKY") and seed == 4 and noise == 0.005 and not Path("flaked").exists():
+        Path("flaked").touch()
+        raise RuntimeError("a flaky first attempt")
+    return {"accuracy": 0.80 + noise * OFFSETS[seed]}
+"""
+CALM, NOISY = (
+    "experiment_cell.py::experiment_cell[calm]",
+    "experiment_cell.py::experiment_cell[noisy]",
+)
+
+
+def session_seeds(read_runs, cell: str) -> tuple[list[int], list[int]]:  # type: ignore[no-untyped-def]
+    """The seeds of ``cell`` in the latest session: all of them, and those reused."""
+    cells, repeats = cells_and_repeats(read_runs)
+    session = cells[-1].data.tags["mlexp.session_id"]
+    mine = [
+        r
+        for r in repeats
+        if r.data.tags["mlexp.session_id"] == session and r.data.tags["mlexp.cell"] == cell
+    ]
+    reused = [r for r in mine if "mlexp.reused_from" in r.data.tags]
+    return (
+        sorted(int(r.data.params["seed"]) for r in mine),
+        sorted(int(r.data.params["seed"]) for r in reused),
+    )
+
+
+def test_an_undecided_cell_runs_more_seeds_until_the_gate_decides(  # type: ignore[no-untyped-def]
+    run_gate, ourtester, read_runs, monkeypatch
+):
+    """``repeats=(3, 9)``: a baseline grows until its seeds decide its tolerance; then the
+    calm cell decides at 3 seeds, the noisy one runs 3 more."""
+    ourtester.makepyfile(experiment_cell=ON_DEMAND)
+    light = ("--mlexp-lineage", "none", "--mlexp-artifacts", "off")
+    monkeypatch.setenv("FLAKY", "1")
+    recorded = run_gate(
+        "--mlexp-baseline-file", "b.yaml", "--mlexp-update-baseline", "--reruns", "1", *light
+    )
+    monkeypatch.delenv("FLAKY")
+    # The calm cell's 3 seeds decide its tolerance; the noisy cell's need all 9 (an extra
+    # seed failed, then passed on its rerun: it counts once).
+    assert recorded.parseoutcomes() == {"passed": 12, "rerun": 1}
+    assert "skipped" not in recorded.stdout.str()
+    recorded.stdout.fnmatch_lines(["experiment_cell.py *R* [[]100%]"])  # the 6 hidden counted
+    recorded.stdout.fnmatch_lines(
+        [
+            f"{escaped(NOISY)}: accuracy: spread 0.00433 over 9 seeds; 9 seeds decide changes "
+            ">= 0.00*; the tolerance 0.008 needs about * seeds a side",
+            "baseline file b.yaml: 2 tests updated",
+        ]
+    )
+    entries = yaml.safe_load((ourtester.path / "b.yaml").read_text())
+    assert entries[CALM]["accuracy.n"] == 3
+    assert entries[NOISY]["accuracy.n"] == 9
+    noisy = next(c for c in cells_and_repeats(read_runs)[0] if c.data.tags["mlexp.cell"] == NOISY)
+    assert noisy.data.tags["mlexp.repeats"] == "9"
+    assert noisy.data.tags["mlexp.reruns"] == "1"
+
+    # Against it, on two xdist workers, reusing the unchanged seeds' runs.
+    result = run_gate(
+        "--mlexp-baseline-file", "b.yaml", "-n", "2", "--mlexp-reuse", "--mlexp-html", "r.html",
+        *light,
+    )  # fmt: skip
+    # 3 calm seeds, 6 noisy ones; the 9 seeds not needed count nowhere, shown nowhere.
+    result.assert_outcomes(passed=9)
+    assert result.ret == pytest.ExitCode.OK
+    assert "skipped" not in result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            f"{escaped(NOISY)}  accuracy *, n 6/9, look 2 of 3, Pocock * a look * passed",
+            f"{escaped(NOISY)}: passed after 6 seeds (3 + 3: inconclusive at 3)",
+            "*2 repeated cells by the confidence bound over seeds: 2 passed",
+        ]
+    )
+    # The extra seeds are tracked runs of the same cell, the next seeds; reused as the others.
+    assert session_seeds(read_runs, CALM) == ([0, 1, 2], [0, 1, 2])
+    assert session_seeds(read_runs, NOISY) == ([0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5])
+    cells, _ = cells_and_repeats(read_runs)
+    latest = {c.data.tags["mlexp.cell"]: c for c in cells}  # oldest first: the newest wins
+    assert latest[NOISY].data.tags["mlexp.repeats"] == "6"
+    # Its members are its first seeds, which always run: registration's "all repeats ran".
+    assert latest[NOISY].data.tags["mlexp.members"] == "3"
+    assert latest[NOISY].data.tags["mlexp.regression"] == "passed"
+    interval = latest[NOISY].data.tags["mlexp.regression.interval"]
+    assert "n 6/9, look 2 of 3" in interval
+    assert latest[CALM].data.tags["mlexp.repeats"] == "3"
+    # The HTML report: the cell's interval, its seeds and the look that decided.
+    html = (ourtester.path / "r.html").read_text()
+    assert f"<span class='interval' title='gate: bound'>{interval}</span>" in html

@@ -189,6 +189,12 @@ class Backend:
         return uris.ui_base(self.uri)
 
     def run_link(self, experiment_id: str, run_id: str) -> str | None:
+        """The run's page in the UI; ``None`` for a run that exists only in the spool's journal.
+
+        Such a run has no experiment id yet, and ``mlexp sync`` gives it another run id.
+        """
+        if not experiment_id:
+            return None
         return uris.run_link(self.ui_base, experiment_id, run_id)
 
     def experiment_link(self, experiment_id: str) -> str | None:

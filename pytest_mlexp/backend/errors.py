@@ -22,6 +22,15 @@ def one_line(exc: BaseException) -> str:
     return redact_text(first)
 
 
+class ServerLost(ConnectionError):
+    """The session's tracking server failed earlier; it is not asked again this session.
+
+    Raised, as the cause of an ``MlflowException`` (the shape MLflow gives a
+    lost connection), by the spool's client and store in place of a request:
+    ``is_transient`` classifies it as a lost connection.
+    """
+
+
 #: HTTP statuses of a server that is there but cannot answer now (MLflow has retried them).
 TRANSIENT_STATUSES = frozenset({408, 429, 502, 503, 504})
 

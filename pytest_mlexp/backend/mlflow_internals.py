@@ -110,4 +110,13 @@ REST_STORE_OVERRIDES: dict[str, tuple[str, ...]] = {
     "get_run": ("self", "run_id"),
     "create_run": ("self", "experiment_id", "user_id", "start_time", "tags", "run_name"),
     "get_logged_model": ("self", "model_id", "allow_deleted"),
+    # Every request it sends: none once the server is lost.
+    "_call_endpoint": (
+        "self",
+        "api",
+        "json_body",
+        "endpoint",
+        "retry_timeout_seconds",
+        "response_proto",
+    ),
 }

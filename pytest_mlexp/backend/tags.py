@@ -63,6 +63,9 @@ GROUP = "mlexp.group"
 GRID = "mlexp.grid"
 #: A repeated cell's node id, on the cell run and its repeats.
 CELL = "mlexp.cell"
+#: The user property of an extra seed's report whose cell was decided before its turn
+#: (``gate.sequential_runs``): it ran nothing and counts nowhere.
+SEED_NOT_NEEDED = "mlexp.seed_not_needed"
 #: On a group run: its members, and how many passed, failed and were killed.
 GRID_SIZE = "mlexp.grid_size"
 PASSED = "mlexp.passed"

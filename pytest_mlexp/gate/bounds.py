@@ -72,6 +72,13 @@ class Interval:
     needed: int | None = None
     #: Higher is better; else ``low``/``high`` bound the baseline - current difference.
     up: bool = True
+    #: The sequential rule's correction (``gate.sequential``), e.g. ``look 2 of 4, Pocock
+    #: 0.0267 a look, Holm over 2 metrics``; empty for a single look.
+    correction: str = ""
+    #: Whether no more seeds will come (a single look, or the budget's last look).
+    final: bool = True
+    #: The seed counts of the sequential rule's looks; empty for a single look.
+    looks: tuple[int, ...] = ()
 
     @property
     def change(self) -> tuple[float, float]:
@@ -85,6 +92,8 @@ class Interval:
             f"[{low:+.4g}, {high:+.4g}] {self.confidence * 100:g}%, "
             f"n {self.n_current}/{self.n_baseline}"
         )
+        if self.correction:
+            text += f", {self.correction}"
         if self.verdict == INCONCLUSIVE:
             text += (
                 f", ~{self.needed} seeds a side to decide"

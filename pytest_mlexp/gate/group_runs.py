@@ -32,6 +32,7 @@ from .rules import Bound, Rules
 from .verdicts import (
     failure_line,
     gate_tags,
+    seed_notes,
     verdict_tags,
     with_counts,
 )
@@ -131,6 +132,14 @@ def judge_groups(
             if target.kind.kind == T.KIND_GRID:
                 judgment.grids.add(target.nodeid)
     return judgment
+
+
+def cell_baseline(
+    backend: Backend, settings: GateSettings, session_id: str, nodeid: str, experiment: str
+) -> Baseline | None:
+    """The store's baseline of the repeated cell ``nodeid`` (for seeds on demand)."""
+    target = _Target(_KINDS[T.KIND_CELL], nodeid, "", experiment, project_rules(settings))
+    return _baselines(backend, settings, session_id, [target]).get((target.kind, nodeid))
 
 
 # -- internals ------------------------------------------------------------------------------
@@ -253,6 +262,11 @@ def _judge(
         repeats=run.data.tags.get(target.kind.count_tag, ""),
         problem=problem,
         search=target.kind.kind in _BY_BEST,
+        notes=seed_notes(
+            target.nodeid, verdict, rows, metrics, target.rules, recording=settings.update
+        )
+        if target.kind.kind == T.KIND_CELL
+        else [],
     )
 
 

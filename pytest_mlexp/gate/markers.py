@@ -7,7 +7,7 @@ from types import MappingProxyType
 
 import pytest
 
-from ..grids.repeats import is_repeat
+from ..grids.repeats import is_repeat, repeat_plan
 from ..settings.gate import (
     BEST,
     GateSettings,
@@ -82,6 +82,8 @@ def item_rules(item: pytest.Item, settings: GateSettings) -> Rules:
             f"{where}: gate='best' gates a grid by its best cell: it needs a parametrized "
             "experiment without repeats (repeated cells are judged by gate='bound' or 'mean')"
         )
+    plan = repeat_plan(item) if is_repeat(item) else None
+    first, budget = plan if plan is not None else (0, 0)
     return Rules(
         bounds=MappingProxyType(bounds),
         tolerances=MappingProxyType(tolerances),
@@ -90,6 +92,8 @@ def item_rules(item: pytest.Item, settings: GateSettings) -> Rules:
         gate=gate,
         confidence=confidence,
         judge=judge,
+        first_seeds=first,
+        seed_budget=budget,
     )
 
 
@@ -121,6 +125,7 @@ def rules_to_json(rules: Rules, *, bounds: bool = False) -> dict[str, object]:
         "confidence": rules.confidence,
         "judge": sorted(rules.judge) if rules.judge is not None else None,
         "histories": sorted(rules.histories),
+        "seeds": [rules.first_seeds, rules.seed_budget, rules.seed_step],
     }
     if bounds:
         data["bounds"] = {m: [asdict(b) for b in values] for m, values in rules.bounds.items()}
@@ -132,6 +137,10 @@ def rules_from_json(data: Mapping[str, object]) -> Rules:
     directions = data.get("directions", {})
     default = data["default"]
     judge, histories = data.get("judge"), data.get("histories")
+    seeds = data.get("seeds")
+    first, budget, step = (
+        (int(n) for n in seeds) if isinstance(seeds, list) and len(seeds) == 3 else (0, 0, 0)
+    )
     assert isinstance(tolerances, Mapping)
     assert isinstance(directions, Mapping)
     assert isinstance(default, Mapping)
@@ -143,4 +152,7 @@ def rules_from_json(data: Mapping[str, object]) -> Rules:
         confidence=float(str(data.get("confidence", rules.DEFAULT_CONFIDENCE))),
         judge=frozenset(map(str, judge)) if isinstance(judge, list) else None,
         histories=frozenset(map(str, histories)) if isinstance(histories, list) else frozenset(),
+        first_seeds=first,
+        seed_budget=budget,
+        seed_step=step,
     )

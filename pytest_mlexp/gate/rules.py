@@ -41,6 +41,7 @@ from ..settings.tolerances import parse_tolerance as parse_tolerance
 from .bounds import INCONCLUSIVE as INCONCLUSIVE
 from .bounds import Interval, Sample
 from .bounds import judge as judge_by_bound
+from .sequential import Comparison, Design, judge_look
 
 #: Suffix of the metric holding the standard deviation of ``<metric>`` over repeats.
 STD_SUFFIX = ".std"
@@ -116,6 +117,18 @@ class Rules:
     judge: frozenset[str] | None = None
     #: The run's metrics logged as a history and not returned (``runs.metric_values``).
     histories: frozenset[str] = frozenset()
+    #: A repeated cell's seeds on demand: its first seeds, its budget and its batch
+    #: (``repeats=(5, 20)``); 0: a fixed number of seeds, judged once.
+    first_seeds: int = 0
+    seed_budget: int = 0
+    seed_step: int = 0
+
+    @property
+    def design(self) -> Design | None:
+        """The sequential design of a cell with a budget judged by the bound, else None."""
+        if self.gate != BOUND or not 0 < self.first_seeds < self.seed_budget:
+            return None
+        return Design(self.first_seeds, self.seed_budget, self.seed_step)
 
     def direction(self, metric: str) -> Direction:
         return direction_of(metric, self.directions)
@@ -274,26 +287,56 @@ def compare_cell(
     two sides have at least 2 seeds and a spread each is judged by the
     confidence bound of the difference (``bounds.judge``), at ``rules.confidence``
     and with the tolerance converted to the metric's units as ``compare`` does;
-    else, or with ``rules.gate == "mean"``, by its means (``compare``).
+    else, or with ``rules.gate == "mean"``, by its means (``compare``). A cell
+    with a seed budget (``Rules.design``) is judged by the sequential rule
+    (``gate.sequential``): at its per-look level, Holm's over its metrics.
     """
     rows = compare(current, baseline, rules)
     if baseline is None:
         return rows
     judged: list[Row] = []
+    bounded: list[tuple[int, Row, Comparison, str]] = []
     for row in rows:
         if row.baseline is None or row.verdict not in (OK, IMPROVED, REGRESSED):
             judged.append(row)
             continue
-        judged.append(_cell_row(row, current, baseline, rules))
+        prepared = _cell_row(row, current, baseline, rules)
+        if isinstance(prepared, CellRow):
+            judged.append(prepared)
+        else:
+            bounded.append((len(judged), row, *prepared))
+            judged.append(row)
+    design = rules.design
+    if design is not None:
+        intervals = judge_look([c for _, _, c, _ in bounded], design, rules.confidence)
+    else:
+        intervals = [
+            judge_by_bound(c.current, c.baseline, c.tolerance, up=c.up, confidence=rules.confidence)
+            for _, _, c, _ in bounded
+        ]
+    for (index, row, comparison, allowed), interval in zip(bounded, intervals, strict=True):
+        judged[index] = CellRow(
+            row.metric,
+            row.baseline,
+            row.current,
+            allowed,
+            interval.verdict,
+            row.guessed,
+            rule=BOUND,
+            interval=interval,
+            n_current=comparison.current.n or None,
+            n_baseline=comparison.baseline.n or None,
+        )
     return judged
 
 
 def _cell_row(
     row: Row, current: Mapping[str, float], baseline: Mapping[str, float], rules: Rules
-) -> CellRow:
+) -> CellRow | tuple[Comparison, str]:
+    """The row judged by the means, or what the bound needs to judge it (and its allowed text)."""
     metric = row.metric
-    now = _sample(current, metric)
-    before = _sample(baseline, metric)
+    now = sample_of(current, metric)
+    before = sample_of(baseline, metric)
     fields = (row.metric, row.baseline, row.current, row.allowed, row.verdict, row.guessed)
     n_current, n_baseline = now.n or None, before.n or None
     why = ""
@@ -309,27 +352,16 @@ def _cell_row(
     tolerance = rules.tolerance(metric)
     assert row.baseline is not None
     tau = tolerance.allowed(row.baseline, _largest(now.std, before.std))
-    interval = judge_by_bound(now, before, tau, up=up, confidence=rules.confidence)
     allowed = (
         f"change >= {format_number(-tau)} (tol {tolerance})"
         if up
         else f"change <= +{format_number(tau)} (tol {tolerance})"
     )
-    return CellRow(
-        row.metric,
-        row.baseline,
-        row.current,
-        allowed,
-        interval.verdict,
-        row.guessed,
-        rule=BOUND,
-        interval=interval,
-        n_current=n_current,
-        n_baseline=n_baseline,
-    )
+    return Comparison(now, before, tau, up), allowed
 
 
-def _sample(metrics: Mapping[str, float], metric: str) -> Sample:
+def sample_of(metrics: Mapping[str, float], metric: str) -> Sample:
+    """One side of a cell's comparison: ``metric``'s mean, ``.std`` and ``.n`` (n 0 if unknown)."""
     n = metrics.get(metric + N_SUFFIX)
     std = metrics.get(metric + STD_SUFFIX)
     if n is None or std is None or not math.isfinite(n):

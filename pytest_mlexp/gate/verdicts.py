@@ -147,3 +147,61 @@ def judged_metrics_line(verdicts: Sequence[Verdict], limit: int = 8) -> str:
 def _names(names: Sequence[str], limit: int) -> str:
     shown = ", ".join(names[:limit]) or "-"
     return shown + (f" (+{len(names) - limit})" if len(names) > limit else "")
+
+
+def seed_notes(
+    nodeid: str,
+    verdict: str,
+    rows: list[Row],
+    metrics: dict[str, float],
+    item_rules: rules.Rules,
+    *,
+    recording: bool,
+) -> list[str]:
+    """What a repeated cell's seeds did and could do, for the terminal.
+
+    - with seeds on demand and extra seeds run: ``f[64]: passed after 10 seeds (5 + 5:
+      inconclusive at 5)``;
+    - inconclusive at its last look, recorded into a baseline file, or the first
+      of its kind in the store (no baseline yet): each judged metric's power
+      (``sequential.power``), e.g. ``val_accuracy: spread 0.012 over 5 seeds; 5 seeds
+      decide changes >= 0.0141; the tolerance 0.008 needs about 14 seeds a side``.
+    """
+    from .sequential import power
+
+    notes = []
+    intervals = [row.interval for row in rows if isinstance(row, rules.CellRow) and row.interval]
+    looked = [i for i in intervals if i.looks]
+    if looked:
+        seeds = max(i.n_current for i in looked)
+        looks = looked[0].looks
+        before = [n for n in looks if n < seeds]
+        if before:
+            sizes = [b - a for a, b in zip([0, *before], [*before, seeds], strict=True)]
+            notes.append(
+                f"{nodeid}: {verdict} after {seeds} seeds ("
+                + " + ".join(map(str, sizes))
+                + f": inconclusive at {', '.join(map(str, before))})"
+            )
+    if verdict == INCONCLUSIVE:
+        for interval, row in ((r.interval, r) for r in rows if isinstance(r, rules.CellRow)):
+            if interval is None or interval.verdict != rules.INCONCLUSIVE:
+                continue
+            found = power(
+                row.metric,
+                rules.sample_of(metrics, row.metric),
+                interval.tolerance,
+                interval.confidence,
+            )
+            if found is not None:
+                notes.append(f"{nodeid}: {found}")
+    elif recording or verdict == NO_BASELINE:  # the cell is the baseline of later sessions
+        for metric in sorted(metrics):
+            if metric.endswith((STD_SUFFIX, N_SUFFIX)) or metric + STD_SUFFIX not in metrics:
+                continue
+            sample = rules.sample_of(metrics, metric)
+            tau = item_rules.tolerance(metric).allowed(sample.mean, sample.std)
+            found = power(metric, sample, tau, item_rules.confidence)
+            if found is not None:
+                notes.append(f"{nodeid}: {found}")
+    return notes

@@ -27,14 +27,22 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 
-def fill_cell(backend: Backend, group: Group, runs: list[Any]) -> str | None:
-    repeats, reruns = final_attempts(runs)
-    passed = [r for r in repeats if r.info.status == "FINISHED"]
+def cell_values(runs: Sequence[Any]) -> dict[str, list[float]]:
+    """Each metric's values over the passed ones of a cell's repeats (final attempts)."""
     values: dict[str, list[float]] = {}
-    for run in passed:
+    for run in final_attempts(runs)[0]:
+        if run.info.status != "FINISHED":
+            continue
         for key, value in run.data.metrics.items():
             if not key.startswith(T.SYSTEM_METRICS_PREFIX):  # the machine's, not the cell's
                 values.setdefault(key, []).append(float(value))
+    return values
+
+
+def fill_cell(backend: Backend, group: Group, runs: list[Any]) -> str | None:
+    repeats, reruns = final_attempts(runs)
+    passed = [r for r in repeats if r.info.status == "FINISHED"]
+    values = cell_values(runs)
     now = now_ms()
     metrics = []
     for key, series in values.items():

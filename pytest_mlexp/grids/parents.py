@@ -22,7 +22,7 @@ from ..params.keys import PARAMS_KEY
 from ..runs.identity import run_name
 from ..runs.markers import marker_options
 from ..runs.summary import GroupRefs
-from .repeats import SEED_PARAM, cell_nodeid, repeat_seeds
+from .repeats import SEED_PARAM, cell_nodeid, repeat_seeds, seed_batch
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -80,7 +80,9 @@ class GridParents:
                 for each in collected_items(self.config, item)
                 if cell_nodeid(each.nodeid) == cell
             ]
-            cell_tags = {T.GRID: function_id, T.CELL: cell, T.MEMBERS: str(len(repeats))}
+            # Seeds on demand: the first seeds always run, the others while undecided.
+            first = [each for each in repeats if seed_batch(each) == 0]
+            cell_tags = {T.GRID: function_id, T.CELL: cell, T.MEMBERS: str(len(first))}
             if grid_run_id is not None:
                 cell_tags[T.PARENT_RUN_ID] = grid_run_id
             cell_run_id = self.groups.group(

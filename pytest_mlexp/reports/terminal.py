@@ -137,7 +137,7 @@ def write_runs(
             r.name,
             r.status + status_note(r),
             format_metrics(r.metrics),
-            r.url or r.run_id,
+            where_to_see(r),
         )
         for r in shown
     ]
@@ -167,6 +167,18 @@ def write_usage(terminalreporter: Any, results: Sequence[RunSummary]) -> None:
         terminalreporter.write_line(f"mlexp used: {function}: {usage_text(total)}")
     if len(totals) > 1:
         terminalreporter.write_line(f"mlexp used in all: {usage_text(overall(totals.values()))}")
+
+
+def where_to_see(result: RunSummary) -> str:
+    """The run's link (or id); a run kept in the spool's journal is pending ``mlexp sync``.
+
+    A run created in the journal has no page yet, and another id once synced.
+    """
+    if not result.spooled:
+        return result.url or result.run_id
+    if result.url:
+        return f"{result.url} (pending sync)"
+    return f"pending sync (journal {result.run_id[:8]})"
 
 
 def status_note(result: RunSummary) -> str:

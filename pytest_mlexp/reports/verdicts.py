@@ -122,6 +122,9 @@ def _write_cells(terminalreporter: Any, verdicts: list[Verdict], settings: GateS
     if shown:
         terminalreporter.write_line("repeated cells against their baseline:")
         terminalreporter.write_line(cell_table(shown))
+    for verdict in verdicts:
+        for note in verdict.notes:  # seeds on demand, and what the seeds can decide
+            terminalreporter.write_line(note)
     inconclusive = [v for v in verdicts if v.verdict == INCONCLUSIVE]
     if inconclusive:
         one = len(inconclusive) == 1

@@ -28,7 +28,8 @@ MARKER_KWARGS: dict[str, str] = {
     "tolerance; a history logged at several steps is only recorded).",
     # grids
     "best": "The metric that picks a grid's best cell: `'r2'`, `'val_loss:min'`, `'score:max'`.",
-    "repeats": "Run each cell this many times, with seeds 0, 1, ... (the function takes `seed`).",
+    "repeats": "Run each cell this many times, with seeds 0, 1, ... (the function takes `seed`); "
+    "`(5, 20)`: 5 seeds, then 5 more at a time while the gate cannot decide, up to 20.",
     "seeds": "Run each cell once per seed of this list.",
     # models
     "register": "The registered model whose new version the best cell's logged model "

@@ -119,6 +119,8 @@ class Verdict:
     search: bool = False
     #: Metrics logged as a history and named nowhere: recorded, not judged (``rules.recorded``).
     recorded: list[str] = field(default_factory=list)
+    #: A repeated cell's seeds and power, said where they help (``gate.verdicts.seed_notes``).
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

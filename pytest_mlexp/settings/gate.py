@@ -59,6 +59,8 @@ class GateSettings:
     strict: bool = False
     #: ``--mlexp-judge``: the metrics judged, named; ``None``: the default (``Rules.judges``).
     judge: frozenset[str] | None = None
+    #: ``--mlexp-seed-budget``: the most seeds of an inconclusive repeated cell; 0: none.
+    seed_budget: int = 0
 
     @property
     def compares(self) -> bool:
@@ -112,6 +114,10 @@ def resolve_gate(config: pytest.Config) -> GateSettings:
     found_confidence = lookup(config, option="mlexp_confidence", key="confidence")
     if found_confidence is not None:
         confidence = confidence_level(found_confidence[0], found_confidence[1])
+    budget = 0
+    found_budget = lookup(config, option="mlexp_seed_budget", key="seed_budget")
+    if found_budget is not None:
+        budget = seed_count(found_budget[0], found_budget[1])
     return GateSettings(
         spec=spec,
         baseline_file=baseline_file,
@@ -138,7 +144,21 @@ def resolve_gate(config: pytest.Config) -> GateSettings:
         confidence=confidence,
         strict=bool_setting(config, "mlexp_gate_strict", "gate_strict", False),
         judge=resolve_judge(config),
+        seed_budget=budget,
     )
+
+
+ACCEPTED_SEED_BUDGET = "a number of seeds of 2 or more, such as 20"
+
+
+def seed_count(value: Any, where: str) -> int:
+    """A seed budget such as ``20``, or ``UsageError`` naming ``where``."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) < 2:
+        raise pytest.UsageError(
+            f"{where}: bad seed budget {value!r}; accepted: {ACCEPTED_SEED_BUDGET}"
+        )
+    return int(text)
 
 
 def resolve_judge(config: pytest.Config) -> frozenset[str] | None:

@@ -33,6 +33,7 @@ GATE_KEYS = (
     "confidence",
     "gate_strict",
     "judge",
+    "seed_budget",
 )
 GRID_KEYS = ("best_metric",)
 SPOOL_KEYS = ("on_tracking_error",)
@@ -355,6 +356,18 @@ def add_gate_options(group: Any, parser: pytest.Parser) -> None:
     parser.addini("mlexp_gate", "How repeated cells are judged: bound or mean.")
     parser.addini("mlexp_confidence", "Confidence of the bound that judges repeated cells.")
     parser.addini("mlexp_gate_strict", "Fail the session on inconclusive verdicts.")
+    group.addoption(
+        "--mlexp-seed-budget",
+        dest="mlexp_seed_budget",
+        metavar="N",
+        default=None,
+        help="Seeds on demand: a repeated cell (repeats=5) still inconclusive after its seeds "
+        "runs as many more, batch by batch, until the gate decides or N seeds ran "
+        "(default: none, the repeats alone; a marker's repeats=(5, 20) sets its own).",
+    )
+    parser.addini(
+        "mlexp_seed_budget", "Most seeds of an undecided repeated cell (see --mlexp-seed-budget)."
+    )
     group.addoption(
         "--mlexp-judge",
         dest="mlexp_judge",

@@ -1,18 +1,27 @@
-"""A stand-in for ``MlflowClient`` that sends while it can and spools once the server is lost."""
+"""A stand-in for ``MlflowClient`` that sends while it can and spools once the server is lost.
+
+The first request that fails as a lost connection (``backend.errors.is_transient``:
+by type and HTTP status, once MLflow's bounded retries are spent) marks the
+server lost for the rest of the session: every later write goes straight to
+the journal, every later read fails at once (``ServerLost``), and no request
+waits through MLflow's retries again. At the session's end one probe of the
+server decides whether the session replays its journal itself (``spool.rejoin``).
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 import sys
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..backend import tags as T
-from ..backend.errors import is_transient
+from ..backend.errors import ServerLost, is_transient
 from ..warning_types import MlexpWarning
 from .journal import Journal
 
@@ -21,7 +30,8 @@ class SpoolingClient:
     """Wraps an ``MlflowClient``: a write that fails for good goes to the journal.
 
     Once a run has spooled one operation, all of its later writes are spooled
-    too, so the journal keeps them in order.
+    too, so the journal keeps them in order. Once the server has failed, it is
+    not asked again (``lost``) until ``resume``.
     """
 
     def __init__(self, client: Any, journal: Journal) -> None:
@@ -31,9 +41,57 @@ class SpoolingClient:
         #: Runs created in the journal: (run name, start time, tags), for ``offline_view``.
         self._created: dict[str, tuple[str, int, dict[str, str]]] = {}
         self._warned = False
+        #: The server failed as a lost connection: nothing is sent to it again.
+        self.lost = False
+        #: How it failed first (the exception's type), for the warning.
+        self._reason = ""
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
+        attribute = getattr(self._client, name)
+        if name.startswith("_") or not callable(attribute):
+            return attribute
+        return self._guarded(attribute)
+
+    @property
+    def unwrapped(self) -> Any:
+        """The ``MlflowClient`` this client wraps: what replaying a journal sends through."""
+        return self._client
+
+    def _guarded(self, call: Callable[..., Any]) -> Callable[..., Any]:
+        """``call`` (a read, or a write the spool cannot keep), not sent once the server is lost."""
+
+        @functools.wraps(call)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            self.check()
+            try:
+                return call(*args, **kwargs)
+            except Exception as exc:
+                self.failed(exc)
+                raise
+
+        return guarded
+
+    def check(self) -> None:
+        """Raise what MLflow raises for a lost connection, without a request, once ``lost``."""
+        if self.lost:
+            raise lost_error(self.journal.tracking_uri)
+
+    def failed(self, exc: BaseException) -> None:
+        """A request failed with ``exc``: a lost connection marks the server ``lost``."""
+        if not self.lost and is_transient(exc):
+            self.mark_lost(type(exc).__name__)
+
+    def mark_lost(self, reason: str) -> None:
+        """Send nothing to the server for the rest of the session (``resume`` undoes it)."""
+        self.lost = True
+        self._reason = self._reason or reason
+
+    def resume(self, replayed: Iterable[str]) -> None:
+        """The server answers again and the journals of runs ``replayed`` were sent: use it."""
+        self.lost = False
+        for run_id in replayed:
+            self._offline.pop(run_id, None)
+            self._created.pop(run_id, None)
 
     def is_spooled(self, run_id: str) -> bool:
         """Whether the run went to the journal as the server was lost (``Backend.is_spooled``)."""
@@ -45,8 +103,9 @@ class SpoolingClient:
         """A run id for a run the server could not create; raises ``exc`` if it is not transient."""
         if not is_transient(exc):
             raise exc
+        self.failed(exc)
         local_id = uuid.uuid4().hex
-        self._warn(exc)
+        self._warn()
         self._offline[local_id] = local_id
         start_time = int(time.time() * 1000)
         all_tags = {**tags, T.JOURNAL_ID: local_id}
@@ -99,23 +158,25 @@ class SpoolingClient:
         Used by this client and by the fluent API's store (``spool.store``).
         """
         if run_id not in self._offline:
-            try:
-                send()
-                return
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                self._warn(exc)
-                self._offline[run_id] = run_id
-                self.journal.append(run_id, {"op": "attach", "run_id": run_id})
+            if not self.lost:
+                try:
+                    send()
+                    return
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    self.failed(exc)
+            self._warn()
+            self._offline[run_id] = run_id
+            self.journal.append(run_id, {"op": "attach", "run_id": run_id})
         self.journal.append(self._offline[run_id], op() if callable(op) else op)
 
-    def _warn(self, exc: BaseException) -> None:
+    def _warn(self) -> None:
         if not self._warned:
             self._warned = True
             warnings.warn(
                 MlexpWarning(
-                    f"tracking server {self.journal.tracking_uri} lost ({type(exc).__name__}); "
+                    f"tracking server {self.journal.tracking_uri} lost ({self._reason}); "
                     f"spooling runs to {self.journal.root}; replay them with "
                     f"`{shlex.join([sys.executable, '-m', 'pytest_mlexp', 'sync'])}`"
                 ),
@@ -159,13 +220,14 @@ class SpoolingClient:
             _forget_artifact_repository(run_id)
 
     def log_dict(self, run_id: str, dictionary: Any, artifact_file: str) -> None:
-        if run_id not in self._offline:
+        if run_id not in self._offline and not self.lost:
             try:
                 self._client.log_dict(run_id, dictionary, artifact_file)
                 return
             except Exception as exc:
                 if not is_transient(exc):
                     raise
+                self.failed(exc)
             finally:
                 _forget_artifact_repository(run_id)
         import yaml
@@ -221,6 +283,21 @@ class SpoolingClient:
             self.write(run_id, op, send)
         finally:
             _forget_artifact_repository(run_id)
+
+
+def lost_error(tracking_uri: str) -> Exception:
+    """What a request to a server lost earlier raises instead of being sent.
+
+    An ``MlflowException`` caused by a connection error (``ServerLost``), as
+    MLflow raises it when its retries are spent: callers handle both alike.
+    """
+    from mlflow.exceptions import MlflowException
+
+    error = MlflowException(
+        f"tracking server {tracking_uri} was lost earlier in this session: not asked again"
+    )
+    error.__cause__ = ServerLost(tracking_uri)
+    return error
 
 
 def _forget_artifact_repository(run_id: str) -> None:

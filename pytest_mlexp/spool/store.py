@@ -79,6 +79,28 @@ class SpoolingStore(RestStore):
         super().__init__(partial(get_default_host_creds, server_uri))
         self.server_uri = server_uri
 
+    def _call_endpoint(
+        self,
+        api: Any,
+        json_body: Any = None,
+        endpoint: Any = None,
+        retry_timeout_seconds: Any = None,
+        response_proto: Any = None,
+    ) -> Any:
+        # Every request of the fluent API (autolog's too): none once the server is lost.
+        if _active is None:
+            return RestStore._call_endpoint(
+                self, api, json_body, endpoint, retry_timeout_seconds, response_proto
+            )
+        _active.check()
+        try:
+            return RestStore._call_endpoint(
+                self, api, json_body, endpoint, retry_timeout_seconds, response_proto
+            )
+        except Exception as exc:
+            _active.failed(exc)
+            raise
+
     def _write(self, run_id: str, op: dict[str, Any], send: Any) -> Any:
         if _active is None:
             return send()

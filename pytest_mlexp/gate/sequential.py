@@ -1,0 +1,293 @@
+"""Seeds on demand: the group-sequential rule that judges a repeated cell after each batch of seeds.
+
+Pure arithmetic, no pytest and no mlflow; ``scipy.stats`` is imported when a
+level is computed. A cell with a seed budget (``repeats=(5, 20)``) is looked
+at after its first seeds and after each further batch: ``Design(5, 20)`` looks
+at 5, 10, 15 and 20 seeds. At every look each judged metric gets the
+confidence bound of ``gate.bounds`` (Welch), at one constant per-look level
+(Pocock, "Group sequential methods in the design and analysis of clinical
+trials", Biometrika 1977): the level whose chance of calling a true change of
+exactly the tolerance regressed, at one look or another, is ``1 - confidence``.
+
+The looks are correlated (the baseline's seeds are shared by every look,
+and each look's seeds include the earlier ones'), and with few seeds their
+Welch statistics are far from normal, so the level is not read from Pocock's
+normal-theory tables: ``per_look_level`` simulates the looks' Welch p-values
+at the tolerance's edge (100,000 sequences, a fixed seed, cached) and takes
+the level that keeps the smallest of them below it with chance
+``1 - confidence``: about 0.02 a look at looks of 5, 10, 15 and 20 seeds
+against 5 or 10 baseline seeds, against 0.05 for a single look.
+
+When several metrics are judged, the regressed and improved calls are
+corrected by Holm's step-down procedure over the metrics (Holm, "A simple
+sequentially rejective multiple test procedure", Scand. J. Statist. 1979) at
+that per-look level, so that a cell is called regressed by mistake with at
+most that chance, whatever its number of metrics. A cell passes only when
+every metric passes, which needs no correction (an intersection-union test).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .bounds import (
+    IMPROVED,
+    INCONCLUSIVE,
+    PASSED,
+    REGRESSED,
+    Interval,
+    Sample,
+    seeds_needed,
+    welch,
+)
+
+#: The most looks a design may have (its per-look level is solved over all of them).
+MAX_LOOKS = 20
+
+
+@dataclass(frozen=True)
+class Design:
+    """``first`` seeds, then batches of ``step`` more while undecided, up to ``budget``."""
+
+    first: int
+    budget: int
+    step: int = 0
+
+    @property
+    def batch(self) -> int:
+        return self.step or self.first
+
+    @property
+    def looks(self) -> tuple[int, ...]:
+        """The seed counts the cell is judged at: ``(5, 10, 15, 20)`` for ``Design(5, 20)``."""
+        counts = list(range(self.first, self.budget + 1, self.batch))
+        if counts[-1] != self.budget:
+            counts.append(self.budget)
+        return tuple(counts)
+
+    def batch_of(self, index: int) -> int:
+        """The batch of the seed at ``index`` (0: the first seeds, 1: the first extra batch...)."""
+        if index < self.first:
+            return 0
+        return 1 + (index - self.first) // self.batch
+
+
+def per_look_level(alpha: float, looks: Sequence[int], n_baseline: int) -> float:
+    """The constant level of each look, so that all looks together keep ``alpha`` (Pocock).
+
+    Rounded down to four significant digits; ``alpha`` for a single look.
+    """
+    looks = tuple(sorted(set(looks)))
+    if len(looks) <= 1:
+        return alpha
+    return _per_look_level(round(alpha, 6), looks, max(int(n_baseline), 2))
+
+
+#: Simulated sequences of looks behind a per-look level (fewer for long budgets).
+DRAWS = 100_000
+#: The simulation's seed: the same level on every machine and in every session.
+DRAW_SEED = 29
+
+
+@functools.lru_cache(maxsize=128)
+def _per_look_level(alpha: float, looks: tuple[int, ...], n_baseline: int) -> float:
+    """The ``alpha`` quantile of the smallest per-look p-value, at the tolerance's edge.
+
+    Simulated: normal seeds of equal spread on both sides, the baseline's drawn
+    once, the current ones growing look after look, each look's Welch
+    p-value as ``judge_look`` computes it.
+    """
+    import numpy as np
+    from scipy import stats
+
+    rng = np.random.default_rng(DRAW_SEED)
+    draws = max(10_000, min(DRAWS, 20_000_000 // (looks[-1] + n_baseline)))
+    baseline = rng.standard_normal((draws, n_baseline))
+    mean_b, var_b = baseline.mean(axis=1), baseline.var(axis=1, ddof=1)
+    current = rng.standard_normal((draws, looks[-1]))
+    sums, squares = np.cumsum(current, axis=1), np.cumsum(current**2, axis=1)
+    smallest = np.ones(draws)
+    for n in looks:
+        mean = sums[:, n - 1] / n
+        var = (squares[:, n - 1] - n * mean**2) / (n - 1)
+        a, b = var / n, var_b / n_baseline
+        se = np.sqrt(a + b)
+        df = (a + b) ** 2 / (a**2 / (n - 1) + b**2 / (n_baseline - 1))
+        smallest = np.minimum(smallest, stats.t.sf((mean_b - mean) / se, df))
+    level = float(np.quantile(smallest, alpha))
+    digits = 3 - math.floor(math.log10(level))
+    return float(math.floor(level * 10**digits) / 10**digits)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's adjusted p-values, in the order given."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted = [1.0] * len(p_values)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One metric at one look: its two samples, its tolerance and its direction."""
+
+    current: Sample
+    baseline: Sample
+    tolerance: float
+    up: bool
+
+
+def judge_look(
+    comparisons: Sequence[Comparison], design: Design, confidence: float
+) -> list[Interval]:
+    """Each metric's interval and verdict at this look, over the looks and the metrics.
+
+    The intervals are shown at the per-look level; the regressed and improved
+    calls are Holm's over the metrics. The look is the last of ``design`` at
+    or below the current seeds (fewer seeds than the first look: the first).
+    """
+    from scipy import stats
+
+    if not comparisons:
+        return []
+    alpha = 1 - confidence
+    n_baseline = max(c.baseline.n for c in comparisons)
+    looks = design.looks
+    level = per_look_level(alpha, looks, n_baseline)
+    n_now = min(c.current.n for c in comparisons)
+    look = max(1, sum(1 for n in looks if n <= n_now))
+    stats_ = []
+    for c in comparisons:
+        difference = c.current.mean - c.baseline.mean
+        if not c.up:
+            difference = -difference
+        se, df = welch(c.current, c.baseline)
+        stats_.append((difference, se, df))
+
+    def p_above(statistic: float, df: float) -> float:
+        """The one-sided p-value of the difference being above ``statistic`` standard errors."""
+        return float(stats.t.sf(statistic, df))
+
+    p_regressed, p_passed, p_improved = [], [], []
+    for (difference, se, df), c in zip(stats_, comparisons, strict=True):
+        if se == 0 or math.isnan(difference):
+            below, above, better = (
+                difference < -c.tolerance or math.isnan(difference),
+                difference >= -c.tolerance,
+                difference > 0,
+            )
+            p_regressed.append(0.0 if below else 1.0)
+            p_passed.append(0.0 if above else 1.0)
+            p_improved.append(0.0 if better else 1.0)
+            continue
+        p_regressed.append(p_above((-c.tolerance - difference) / se, df))
+        p_passed.append(p_above((difference + c.tolerance) / se, df))
+        p_improved.append(p_above(difference / se, df))
+    regressed, improved = holm(p_regressed), holm(p_improved)
+    correction = f"look {look} of {len(looks)}, Pocock {level:.4g} a look"
+    if len(comparisons) > 1:
+        correction += f", Holm over {len(comparisons)} metrics"
+    intervals = []
+    for i, ((difference, se, df), c) in enumerate(zip(stats_, comparisons, strict=True)):
+        margin = 0.0 if se == 0 else float(stats.t.isf(level, df)) * se
+        if regressed[i] <= level:
+            verdict = REGRESSED
+        elif improved[i] <= level:
+            verdict = IMPROVED
+        elif p_passed[i] <= level:
+            verdict = PASSED
+        else:
+            verdict = INCONCLUSIVE
+        needed = None
+        if verdict == INCONCLUSIVE:
+            needed = seeds_needed(difference, c.current.std, c.baseline.std, c.tolerance, 1 - level)
+        intervals.append(
+            Interval(
+                difference=difference,
+                low=difference - margin,
+                high=difference + margin,
+                confidence=1 - level,
+                n_current=c.current.n,
+                n_baseline=c.baseline.n,
+                tolerance=c.tolerance,
+                verdict=verdict,
+                needed=needed,
+                up=c.up,
+                correction=correction,
+                final=look >= len(looks),
+                looks=looks,
+            )
+        )
+    return intervals
+
+
+@dataclass(frozen=True)
+class Power:
+    """What a sample's spread lets its seeds decide, for the power lines."""
+
+    metric: str
+    spread: float
+    seeds: int
+    #: The smallest change ``seeds`` seeds a side can tell from no change.
+    decidable: float
+    tolerance: float
+    #: Seeds a side the tolerance needs, were the noise the spread seen; None beyond
+    #: ``bounds.MAX_SEEDS``.
+    needed: int | None
+
+    def __str__(self) -> str:
+        """``val_accuracy: spread 0.012 over 5 seeds; 5 seeds decide changes >= 0.016; ...``."""
+        text = (
+            f"{self.metric}: spread {self.spread:.3g} over {self.seeds} seeds; "
+            f"{self.seeds} seeds decide changes >= {self.decidable:.3g}"
+        )
+        if self.tolerance <= 0:
+            return text + "; the tolerance 0 cannot be decided by any number of seeds"
+        needed = f"about {self.needed}" if self.needed is not None else "more than 1000"
+        return text + f"; the tolerance {self.tolerance:.3g} needs {needed} seeds a side"
+
+
+def power(
+    metric: str, sample: Sample, tolerance: float, confidence: float, *, spread: float | None = None
+) -> Power | None:
+    """The power line of ``metric`` from its seeds' spread (or ``spread``); None without one."""
+    from scipy import stats
+
+    if not sample.has_spread:
+        return None
+    se, df = welch(sample, sample)
+    decidable = float(stats.t.ppf(confidence, df)) * se
+    noise = sample.std if spread is None else spread
+    needed = seeds_needed(0.0, noise, noise, tolerance, confidence) if tolerance > 0 else None
+    return Power(metric, sample.std, sample.n, decidable, tolerance, needed)
+
+
+def upper_spread(sample: Sample) -> float:
+    """The upper ``SPREAD_CONFIDENCE`` bound of the noise, from the seeds' spread."""
+    from scipy import stats
+
+    df = sample.n - 1
+    return sample.std * math.sqrt(df / float(stats.chi2.ppf(1 - SPREAD_CONFIDENCE, df)))
+
+
+#: The confidence of the upper bound of a baseline's spread that decides whether it grows.
+SPREAD_CONFIDENCE = 0.9
+
+
+def enough_seeds(sample: Sample, tolerance: float, confidence: float) -> bool:
+    """Whether a baseline's seeds decide its tolerance: as many as the tolerance needs a side.
+
+    Reckoned with an upper bound of its spread (chi-square, ``SPREAD_CONFIDENCE``),
+    not the spread itself: a baseline that stopped growing because its few seeds
+    happened to spread little would make every later comparison overconfident.
+    """
+    if not sample.has_spread:
+        return False
+    found = power("", sample, tolerance, confidence, spread=upper_spread(sample))
+    return found is not None and found.needed is not None and sample.n >= found.needed
