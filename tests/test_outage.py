@@ -104,9 +104,11 @@ def test_values_of_both_apis_and_autolog_come_back_after_sync(
     # The markdown report alike: the runs made on the server are linked, the others pending.
     report = (ourtester.path / "r.md").read_text()
     assert report.count(f"]({server.url}/#/experiments/") == 3, report
-    assert "Pending sync: " + ", ".join(
-        f"`experiment_outage.py::experiment_cell[{i}]`" for i in (3, 4, 5)
-    ) in report, report
+    assert (
+        "Pending sync: "
+        + ", ".join(f"`experiment_outage.py::experiment_cell[{i}]`" for i in (3, 4, 5))
+        in report
+    ), report
 
     server.start()
     up = mlexp(ourtester.path, "sync")
