@@ -470,12 +470,13 @@ def _close_runs(session: MlexpSession, end: SessionEnd, final: list[RunSummary])
         # A lost server: the next session's sweep closes what is left RUNNING.
         from .backend.errors import is_transient
 
-        if backend.spools and is_transient(exc):
+        if is_transient(exc) and any(r.spooled for r in session.results):
+            # The runs wait in the journal (rejoin found the server still down).
             why = (
-                f"mlexp: the group runs (grids, repeated cells, searches) are not complete: "
-                f"the tracking server {backend.display_uri} was lost during this session. "
-                "`mlexp sync` completes them once the server is back, as does a session "
-                "whose server answers again at its end."
+                "mlexp: the group runs (grids, repeated cells, searches) are not complete: "
+                f"the tracking server {backend.display_uri} was lost during this session and "
+                "did not answer at its end; `mlexp sync` completes them with the spooled runs "
+                "once the server is back."
             )
         else:
             why = (

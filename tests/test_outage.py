@@ -87,8 +87,9 @@ def test_values_of_both_apis_and_autolog_come_back_after_sync(
     result.stdout.fnmatch_lines(
         [
             "mlexp: the group runs (grids, repeated cells, searches) are not complete: "
-            f"the tracking server {server.url} was lost during this session. `mlexp sync` "
-            "completes them once the server is back*",
+            f"the tracking server {server.url} was lost during this session and did not "
+            "answer at its end; `mlexp sync` completes them with the spooled runs once the "
+            "server is back.",
             f"mlexp: {CELLS - 2} runs could not reach {server.url}; they are kept in *",
         ],
         consecutive=False,
