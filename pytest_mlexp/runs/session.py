@@ -115,7 +115,9 @@ class MlexpSession:
             return
 
         def interrupt(signum: int, frame: object) -> None:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            # The session is ending: a second SIGTERM (several senders, a process group)
+            # must not kill it before its runs are closed. SIGKILL still does.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             raise KeyboardInterrupt("SIGTERM")
 
         signal.signal(signal.SIGTERM, interrupt)
