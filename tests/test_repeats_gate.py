@@ -273,3 +273,37 @@ def test_an_undecided_cell_runs_more_seeds_until_the_gate_decides(  # type: igno
     # The HTML report: the cell's interval, its seeds and the look that decided.
     html = (ourtester.path / "r.html").read_text()
     assert f"<span class='interval' title='gate: bound'>{interval}</span>" in html
+
+
+def test_the_params_file_sets_a_functions_seed_budget(ourtester: pytest.Pytester) -> None:
+    """``seed_budget:`` in a function's section gives its ``repeats=3`` cells a budget: every
+    seed of it is collected, the extra ones after all other items; a budget not above the
+    first seeds stops the session at collection, naming the file's line."""
+    folder = ourtester.path / "experiments"
+    folder.mkdir()
+    (folder / "experiment_pair.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.mlexp(repeats=3)\n"
+        "def experiment_a(seed):\n    return {'accuracy': 0.8}\n\n"
+        "@pytest.mark.mlexp(repeats=2)\n"
+        "def experiment_b(seed):\n    return {'accuracy': 0.8}\n"
+    )
+    params = folder / "params.yaml"
+    params.write_text("experiment_a:\n  seed_budget: 6\n")
+    result = ourtester.runpytest("-p", "no:randomly", "experiments", "--collect-only", "-q")
+    a, b = (
+        "experiments/experiment_pair.py::experiment_a",
+        "experiments/experiment_pair.py::experiment_b",
+    )
+    assert [line for line in result.outlines if "::" in line] == [
+        *(f"{a}[seed{i}]" for i in range(3)),
+        *(f"{b}[seed{i}]" for i in range(2)),
+        *(f"{a}[seed{i}]" for i in range(3, 6)),
+    ]
+    params.write_text("experiment_a:\n  seed_budget: 3\n")
+    result = ourtester.runpytest("-p", "no:randomly", "experiments", "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        ["experiments/params.yaml:2: experiment_a.seed_budget: 3 must be more than the 3 first "
+         "seeds of repeats=3"]
+    )  # fmt: skip
