@@ -31,7 +31,8 @@ from ..grids.repeats import cell_nodeid, seed_batch
 from ..keys import SESSION_KEY
 from ..runs.markers import marker_experiment
 from .keys import RULES_KEY
-from .rules import N_SUFFIX, STD_SUFFIX, Rules, compare_cell
+from .markers import rules_from_json, rules_to_json
+from .rules import N_SUFFIX, STD_SUFFIX, Rules, compare_cell, with_histories
 from .verdicts import INCONCLUSIVE, verdict_of
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ class SeedsOnDemand:
         values = cell_metrics(runs)
         if not values:
             return True
-        rules: Rules = item.stash[RULES_KEY]
+        rules = look_rules(item.stash[RULES_KEY], runs)
         gate = self.settings.gate
         if gate.update:
             return False  # a baseline being recorded runs its whole budget
@@ -176,6 +177,24 @@ def _summary(key: str, series: list[float]) -> dict[str, float]:
         key + STD_SUFFIX: statistics.stdev(series) if len(series) > 1 else 0.0,
         key + N_SUFFIX: float(len(series)),
     }
+
+
+def look_rules(rules: Rules, runs: list[Any]) -> Rules:
+    """The rules the session's end judges the cell by, so a look judges the same metrics.
+
+    The session's end reads a cell's rules from its first seed's result
+    (``gate.plugin`` keeps them as ``rules_to_json``, ``gate.group_runs`` reads
+    them back): the item's, without the ``expect=`` bounds (each seed is held to
+    them, the cell's mean is not), with the seed's histories (a metric logged at
+    several steps and not returned, a training curve, is not judged unless
+    named: ``Rules.judges``). A look builds them the same way, from the
+    ``mlexp.histories`` tag of the seed that ended first.
+    """
+    if runs:
+        first = min(runs, key=lambda run: run.info.end_time or 0)
+        names = filter(None, first.data.tags.get(T.HISTORIES, "").split(","))
+        rules = with_histories(rules, names)
+    return rules_from_json(rules_to_json(rules))
 
 
 def count_in_progress(config: pytest.Config, nodeid: str) -> None:
