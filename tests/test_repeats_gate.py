@@ -274,6 +274,13 @@ def test_an_undecided_cell_runs_more_seeds_until_the_gate_decides(  # type: igno
     html = (ourtester.path / "r.html").read_text()
     assert f"<span class='interval' title='gate: bound'>{interval}</span>" in html
 
+    # A reproduction (mlexp reproduce --session passes the seeds that ran, and this tag)
+    # runs every seed it is given: none is "decided by its earlier seeds".
+    reproduced = run_gate(
+        "-k", "noisy and (seed3 or seed4 or seed5)", "--mlexp-tag", "mlexp.reproduces=s", *light
+    )  # fmt: skip
+    reproduced.assert_outcomes(passed=3)
+
 
 def test_the_params_file_sets_a_functions_seed_budget(ourtester: pytest.Pytester) -> None:
     """``seed_budget:`` in a function's section gives its ``repeats=3`` cells a budget: every

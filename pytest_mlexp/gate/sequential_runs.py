@@ -60,7 +60,10 @@ class SeedsOnDemand:
         # Registered after mlexp-runs, so called before it starts the item's run; inside
         # pytest's own setup wrappers (logging, capture), as their teardowns expect.
         batch = seed_batch(item)
-        if batch and not self._needed(item, batch):
+        # A reproduction (``mlexp reproduce``) is given the seeds its original ran: all run.
+        if not batch or T.REPRODUCES in self.settings.tracking.tags:
+            return
+        if not self._needed(item, batch):
             item.user_properties.append((SEED_NOT_NEEDED, cell_nodeid(item.nodeid)))
             pytest.skip(f"mlexp: {cell_nodeid(item.nodeid)} was decided by its earlier seeds")
 
