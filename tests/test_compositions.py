@@ -17,6 +17,7 @@ spool and sync | repeat cells and their grid, created while the server is lost |
 spool and sync | a search made while the server is lost: its parent | test_outage.py::test_sync_completes_repeated_cells_and_their_grid_again
 spool, the server back before the session's end | the session syncs itself: a search's trials, a grid made in the journal, their lines and links | test_outage.py::test_a_server_back_before_the_end_gets_the_spooled_runs_and_their_groups
 spool, the server lost | later runs and the session's end send it nothing (one probe); rows say pending sync, not a dead link | test_outage.py::test_values_of_both_apis_and_autolog_come_back_after_sync
+spool, the server lost | the markdown report (--mlexp-report-md, step summary): journal-only runs pending sync, not linked; the group runs left for mlexp sync, said so | test_outage.py::test_values_of_both_apis_and_autolog_come_back_after_sync
 spool and sync | files logged through mlflow.log_artifact/log_figure/log_dict | test_outage_artifacts.py::test_fluent_files_logged_during_an_outage_come_back_after_sync
 shards ending together | grids | test_shards.py::test_shards_ending_together_keep_every_shards_counts
 shards ending together | searches | test_shards.py::test_shards_ending_together_keep_every_shards_trials
@@ -44,6 +45,7 @@ reuse, a shared server, two checkouts taking turns | reuse candidates: the newes
 a search, a shared server, two checkouts | one study on Optuna's gRPC storage proxy: trial numbers go on, no point twice | test_shared_server.py::test_two_checkouts_taking_turns_share_a_server
 branch: baselines, a dirty tree (untracked conftest.py) | the baseline: main's latest clean run, not the newer dirty one | test_shared_server.py::test_two_checkouts_taking_turns_share_a_server
 mlexp report / compare, two users on one server | the defaults: this checkout's latest session and runs; --anyone; a name of two files refused | test_shared_server.py::test_two_checkouts_taking_turns_share_a_server
+mlexp reproduce NAME, another user's run on one server | the default: this checkout's latest run of the name, said in its first line; --anyone; a name of two files refused | test_reproduce.py::test_on_a_tracking_server_and_runs_that_cannot_be_reproduced_say_why
 selection (node id, --deselect under xdist, -k, -x) | a 3-cell registering grid: its line and parent say 1 of 3 cells ran; registration judges the whole grid (cells left out by their latest run of the current code): no new version, the alias stays; a cell without such a run: nothing registered, one line says which | test_models.py::test_a_grid_run_in_part_registers_only_from_the_whole_grid
 selection (-k) | a search run in part: its line says 1 of 6 trials ran this session | test_search.py::test_the_same_seed_proposes_the_same_trials
 selection (node id) | the gate on a gate="best" grid: judged by the whole grid's best cell (the cell left out by its latest run of the current code), never the baseline of a later session | test_regression.py::test_a_grid_gated_by_its_best_cell
