@@ -28,9 +28,9 @@ It prints two markdown tables:
   false failures with nothing changed, the detection of a regression of the
   tolerance + 3 standard errors of a 5 + 5 comparison, the share decided as
   passed with nothing changed, and the mean seeds spent. Against a 5-seed
-  baseline, and against a baseline grown as ``--mlexp-update-baseline`` grows
-  it: by batches of 5 until its seeds decide its tolerance
-  (``sequential.enough_seeds``) or 20 ran.
+  baseline, and against a baseline recorded as ``--mlexp-update-baseline``
+  records it under a budget: all 20 seeds (``--design grown`` runs only
+  those rows).
 
 The rates depend on the draws only, not on the machine or its load.
 """
@@ -43,9 +43,8 @@ import random
 import statistics
 import time
 
-from pytest_mlexp.gate.bounds import INCONCLUSIVE, Sample
+from pytest_mlexp.gate.bounds import INCONCLUSIVE
 from pytest_mlexp.gate.rules import IMPROVED, OK, REGRESSED, Rules, compare_cell
-from pytest_mlexp.gate.sequential import enough_seeds
 
 MEAN = 0.80
 NOISES = (0.005, 0.01, 0.02, 0.05)
@@ -67,15 +66,9 @@ def summary(values: list[float], n: int) -> dict[str, float]:
     }
 
 
-def baseline_seeds(values: list[float], grow: bool) -> int:
-    """5, or the seeds a grown baseline keeps: batches of 5 until they decide the tolerance."""
-    n = FIRST
-    while grow and n < BUDGET:
-        sample = Sample(statistics.fmean(values[:n]), statistics.stdev(values[:n]), n)
-        if enough_seeds(sample, TOLERANCE * MEAN, SEQUENTIAL.confidence):
-            break
-        n += FIRST
-    return n
+def baseline_seeds(grow: bool) -> int:
+    """5, or the seeds a baseline recorded under the budget keeps: the whole budget."""
+    return BUDGET if grow else FIRST
 
 
 def sequential_gate(
@@ -84,7 +77,7 @@ def sequential_gate(
     """One cell judged look after look (or once, fixed): its verdict and the seeds it ran."""
     before_values = [rng.gauss(MEAN, sigma) for _ in range(BUDGET)]
     now_values = [rng.gauss(MEAN + shift, sigma) for _ in range(BUDGET)]
-    before = summary(before_values, baseline_seeds(before_values, grow))
+    before = summary(before_values, baseline_seeds(grow))
     if not sequential:
         (row,) = compare_cell(summary(now_values, FIRST), before, RULES["bound"])
         return row.verdict, FIRST
@@ -147,18 +140,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gates", type=int, default=4000, help="simulated gates per cell")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--design",
+        action="append",
+        choices=("fixed", "sequential", "grown"),
+        help="only these rows of the seeds-on-demand table (repeatable), and no other table",
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
     started = time.perf_counter()
+    if not args.design:
+        fixed_tables(rng, args.gates)
+    chosen = set(args.design or ("fixed", "sequential", "grown"))
+    sequential_table(rng, args.gates, chosen)
+    print(f"\n{time.perf_counter() - started:.0f} s")
 
-    print(f"False failures with nothing changed ({args.gates} gates each, tolerance 1%):\n")
+
+def fixed_tables(rng: random.Random, gates: int) -> None:
+    """The false-failure and detection tables of the fixed-seed rules."""
+    print(f"False failures with nothing changed ({gates} gates each, tolerance 1%):\n")
     print("| noise (% of metric) | seeds a side | mean rule: failed | bound: failed | "
           "bound: inconclusive |")  # fmt: skip
     print("|---|---|---|---|---|")
     worst = 0.0
     for noise in NOISES:
         for n in SEEDS:
-            shares = verdicts(rng, 0.0, noise * MEAN, n, args.gates)
+            shares = verdicts(rng, 0.0, noise * MEAN, n, gates)
             failed = shares["bound"].get(REGRESSED, 0.0)
             worst = max(worst, failed)
             print(
@@ -179,7 +186,7 @@ def main() -> None:
         se = sigma * math.sqrt(2 / DETECT_SEEDS)
         for k in (3.0, 3.5, 4.0):
             shift = -(TOLERANCE * MEAN + k * se)
-            shares = verdicts(rng, shift, sigma, DETECT_SEEDS, args.gates)
+            shares = verdicts(rng, shift, sigma, DETECT_SEEDS, gates)
             print(
                 f"| {noise * 100:g}% | {k:g} | {shift:+.4f} | "
                 f"{shares['mean'].get(REGRESSED, 0.0):.1%} | "
@@ -187,9 +194,12 @@ def main() -> None:
                 f"{shares['bound'].get(INCONCLUSIVE, 0.0):.1%} |"
             )
 
+
+def sequential_table(rng: random.Random, gates: int, chosen: set[str]) -> None:
+    """The seeds-on-demand table: the fixed five, and the sequential rule against two baselines."""
     print(
         f"\nSeeds on demand: repeats=({FIRST}, {BUDGET}), looks at 5, 10, 15, 20 seeds, "
-        f"against the fixed {FIRST} ({args.gates} gates a row, tolerance 1%; regression: "
+        f"against the fixed {FIRST} ({gates} gates a row, tolerance 1%; regression: "
         f"tolerance + 3 SE of a 5 + 5 comparison):\n"
     )
     print("| noise (% of metric) | noise / tolerance | design | baseline | level at the edge | "
@@ -197,21 +207,22 @@ def main() -> None:
           "seeds, nothing changed | detection | seeds on a regression |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|")
     designs = (
-        ("fixed 5", False, False, "5 seeds"),
-        ("sequential 5 to 20", True, False, "5 seeds"),
-        ("sequential 5 to 20", True, True, "grown, 5 to 20"),
+        ("fixed", "fixed 5", False, False, "5 seeds"),
+        ("sequential", "sequential 5 to 20", True, False, "5 seeds"),
+        ("grown", "sequential 5 to 20", True, True, "recorded under the budget: 20"),
     )
     for noise in NOISES:
         sigma = noise * MEAN
-        for label, sequential, grow, baseline in designs:
-            f = sequential_row(rng, sigma, args.gates, sequential=sequential, grow=grow)
+        for name, label, sequential, grow, baseline in designs:
+            if name not in chosen:
+                continue
+            f = sequential_row(rng, sigma, gates, sequential=sequential, grow=grow)
             print(
                 f"| {noise * 100:g}% | {sigma / (TOLERANCE * MEAN):g} | {label} | {baseline} | "
                 f"{f['edge regressed']:.1%} | {f['zero regressed']:.1%} | "
                 f"{f['zero passed']:.1%} | {f['zero seeds']:.1f} | "
                 f"{f['regression regressed']:.1%} | {f['regression seeds']:.1f} |"
             )
-    print(f"\n{time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

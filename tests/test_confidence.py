@@ -100,6 +100,41 @@ def test_the_sequential_rule_keeps_its_level_over_every_look_and_metric() -> Non
     assert fixed[0].interval_text.endswith("95%, n 10/5")
 
 
+def test_a_look_judges_the_metrics_the_session_end_judges() -> None:
+    """A look mid-session reads the cell's rules as the session's end does: a training curve
+    (logged at several steps, not returned; ``mlexp.histories``) and the cell's mean against
+    ``expect=`` are not judged, so they cannot stop or prolong the cell."""
+    from mlflow.entities import Run, RunData, RunInfo, RunTag
+
+    from pytest_mlexp.gate.rules import Bound, Rules, compare_cell
+    from pytest_mlexp.gate.sequential_runs import look_rules
+
+    def seed_run(end: int, histories: str) -> Run:
+        info = RunInfo(
+            run_id=f"r{end}", experiment_id="0", user_id="", status="FINISHED",
+            start_time=0, end_time=end, lifecycle_stage="active",
+        )  # fmt: skip
+        return Run(info, RunData(tags=[RunTag("mlexp.histories", histories)]))
+
+    item = Rules(
+        directions={"accuracy": "up"},
+        bounds={"accuracy": (Bound(">=", 0.9),)},
+        first_seeds=5,
+        seed_budget=20,
+    )
+    # The loss curve is noisy: judged, it would leave the cell undecided.
+    now = {"accuracy": 0.8, "accuracy.std": 0.0001, "accuracy.n": 5}
+    now |= {"loss": 0.3, "loss.std": 0.2, "loss.n": 5}
+    before = {**now, "loss": 0.31}
+    rules = look_rules(item, [seed_run(2, "loss"), seed_run(1, "loss")])
+    assert not rules.judges("loss")
+    assert not rules.bounds
+    rows = compare_cell(now, before, rules)
+    assert [(row.metric, row.verdict) for row in rows] == [("accuracy", "passed")]
+    # The item's own rules would judge both, and fail the cell's mean against expect=.
+    assert {row.metric for row in compare_cell(now, before, item)} == {"accuracy", "loss"}
+
+
 @pytest.fixture
 def session(ourtester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     ourtester.makepyfile(experiment_cells=CELLS)

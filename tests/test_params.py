@@ -363,7 +363,7 @@ ERRORS = [
         (),
         "experiments/params.yaml:2: experiment_ridge.parms: unknown section; accepted: "
         "params, grid, search, trials, objective, sampler, seed, pruner, study, resources, best, "
-        "judge "
+        "judge, seed_budget "
         "(put values under params: or grid:)",
         id="unknown-section",
     ),

@@ -266,28 +266,3 @@ def power(
     noise = sample.std if spread is None else spread
     needed = seeds_needed(0.0, noise, noise, tolerance, confidence) if tolerance > 0 else None
     return Power(metric, sample.std, sample.n, decidable, tolerance, needed)
-
-
-def upper_spread(sample: Sample) -> float:
-    """The upper ``SPREAD_CONFIDENCE`` bound of the noise, from the seeds' spread."""
-    from scipy import stats
-
-    df = sample.n - 1
-    return sample.std * math.sqrt(df / float(stats.chi2.ppf(1 - SPREAD_CONFIDENCE, df)))
-
-
-#: The confidence of the upper bound of a baseline's spread that decides whether it grows.
-SPREAD_CONFIDENCE = 0.9
-
-
-def enough_seeds(sample: Sample, tolerance: float, confidence: float) -> bool:
-    """Whether a baseline's seeds decide its tolerance: as many as the tolerance needs a side.
-
-    Reckoned with an upper bound of its spread (chi-square, ``SPREAD_CONFIDENCE``),
-    not the spread itself: a baseline that stopped growing because its few seeds
-    happened to spread little would make every later comparison overconfident.
-    """
-    if not sample.has_spread:
-        return False
-    found = power("", sample, tolerance, confidence, spread=upper_spread(sample))
-    return found is not None and found.needed is not None and sample.n >= found.needed

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ..runs.markers import BEST_FROM_FILE_KEY
-from .loading import FIXED, GRID, ParamsError, ParamsFile, dump, load_params_file
+from ..runs.markers import BEST_FROM_FILE_KEY, marker_options
+from .loading import FIXED, GRID, Entry, ParamsError, ParamsFile, dump, load_params_file
 from .overrides import FunctionParams, apply_overrides, is_search_setting, overridden_data
 
 if TYPE_CHECKING:
@@ -73,7 +73,8 @@ class ParamsState:
     applied: dict[str, ItemParams] = field(default_factory=dict)
     #: Definition node id -> the ``resources:`` of its section (``mark_resources``).
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: Definition node id -> its ``best:`` and ``judge:`` (``mark_resources``).
+    #: Definition node id -> its ``best:``, ``judge:`` and ``seed_budget:`` as marker
+    #: arguments (``mark_resources``).
     marks: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed: bool = False
 
@@ -109,6 +110,24 @@ def mark_resources(config: pytest.Config, items: Iterable[pytest.Item]) -> None:
                 item.stash[BEST_FROM_FILE_KEY] = True
 
 
+def _seed_budget(metafunc: pytest.Metafunc, entry: Entry, file: ParamsFile) -> tuple[int, int]:
+    """``repeats=(first, budget)`` from the marker's first seeds and the file's ``seed_budget:``."""
+    budget = entry.seed_budget
+    repeats = marker_options(metafunc.definition).get("repeats")
+    first = repeats[0] if isinstance(repeats, tuple | list) and repeats else repeats
+    where = f"{file.where(entry.lines['seed_budget'])}: {entry.function}.seed_budget"
+    if isinstance(first, bool) or not isinstance(first, int):
+        raise ParamsError(
+            f"{where}: a seed budget needs a repeated experiment; give the function "
+            "@pytest.mark.mlexp(repeats=5) (its first seeds)"
+        )
+    if budget is None or budget <= first:
+        raise ParamsError(
+            f"{where}: {budget!r} must be more than the {first} first seeds of repeats={first}"
+        )
+    return first, budget
+
+
 def definition_id(item: pytest.Item) -> str:
     """The node id of the function an item was generated from (``f[0.1]`` -> ``f``)."""
     parent = item.parent.nodeid if item.parent is not None else ""
@@ -133,8 +152,13 @@ def parametrize_from_file(metafunc: pytest.Metafunc, settings: ParamsSettings) -
         return
     if params.entry.resources is not None:
         state.resources[metafunc.definition.nodeid] = params.entry.resources
-    if params.entry.marks:
-        state.marks[metafunc.definition.nodeid] = params.entry.marks
+    marks = dict(params.entry.marks)
+    if params.entry.seed_budget is not None:
+        marks["repeats"] = _seed_budget(metafunc, params.entry, state.file)
+        # Before the function's repeats are parametrized (``grids.repeats``), which read it.
+        metafunc.definition.add_marker(pytest.mark.mlexp(repeats=marks["repeats"]), append=False)
+    if marks:
+        state.marks[metafunc.definition.nodeid] = marks
     _check(metafunc, params, state.file)
     _parametrize(metafunc, params)
     state.applied[metafunc.definition.nodeid] = ItemParams(

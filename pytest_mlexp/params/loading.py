@@ -10,6 +10,8 @@ The file maps experiment function names to sections::
       trials: 20
       objective: val_loss:min       # and sampler:, seed:, pruner:, study:, as in the marker
       resources: {GPU: 1}           # what a cluster reserves per item (--mlexp-ray/-slurm)
+    experiment_mlp:
+      seed_budget: 20               # repeats=5 runs up to 20 seeds while the gate is undecided
 
 Every mistake is a ``ParamsError`` naming ``file:line``, the key and the fix.
 """
@@ -32,9 +34,11 @@ if TYPE_CHECKING:
 FIXED, GRID, SEARCH, TRIALS, RESOURCES = "params", "grid", "search", "trials", "resources"
 #: The metric picking a grid's best cell, and the metrics the gate judges, as the marker's.
 BEST, JUDGE = "best", "judge"
+#: The most seeds of a repeated cell the gate may ask for, as ``repeats=(5, 20)``'s 20.
+SEED_BUDGET = "seed_budget"
 #: A search's other settings, single values as the marker takes them (``search.declaration``).
 SEARCH_OPTIONS = ("objective", "sampler", "seed", "pruner", "study")
-SECTIONS = (FIXED, GRID, SEARCH, TRIALS, *SEARCH_OPTIONS, RESOURCES, BEST, JUDGE)
+SECTIONS = (FIXED, GRID, SEARCH, TRIALS, *SEARCH_OPTIONS, RESOURCES, BEST, JUDGE, SEED_BUDGET)
 
 # YAML 1.2 reads 1e-3, 1.5e3 and .5e3 as numbers; PyYAML (YAML 1.1) wants a dot and a sign.
 
@@ -67,6 +71,8 @@ class Entry:
     resources: dict[str, Any] | None = None
     #: ``best:`` and ``judge:``, as ``@pytest.mark.mlexp(best=..., judge=...)`` takes them.
     marks: dict[str, Any] = field(default_factory=dict)
+    #: ``seed_budget:``: the budget of the function's repeated cells (``repeats=(5, 20)``).
+    seed_budget: int | None = None
     #: Line of every key: ``params.cv``, ``grid.alpha``, ``search``, ``trials``.
     lines: dict[str, int] = field(default_factory=dict)
 
@@ -209,6 +215,14 @@ def _entry(loader: Any, function: str, key_node: Any, node: Any, file: ParamsFil
             entry.marks[BEST] = _best(loader, value, f"{where}: {function}.best")
         elif section == JUDGE:
             entry.marks[JUDGE] = _judge(loader, value, f"{where}: {function}.judge")
+        elif section == SEED_BUDGET:
+            budget = loader.construct_object(value, deep=True)
+            if isinstance(budget, bool) or not isinstance(budget, int) or budget < 2:
+                raise ParamsError(
+                    f"{where}: {function}.seed_budget: expected the most seeds a repeated cell "
+                    f"may run, e.g. seed_budget: 20, got {budget!r}"
+                )
+            entry.seed_budget = budget
         elif section in SEARCH_OPTIONS:
             option = loader.construct_object(value, deep=True)
             if option is not None and not isinstance(option, str | int | float):
