@@ -468,11 +468,22 @@ def _close_runs(session: MlexpSession, end: SessionEnd, final: list[RunSummary])
         end.grid_lines = rejoined + complete_groups(backend, final, settings, group_kinds())
     except Exception as exc:
         # A lost server: the next session's sweep closes what is left RUNNING.
-        end.grid_lines = [
-            *rejoined,
-            f"mlexp: could not complete the group runs in {backend.display_uri}: "
-            f"{type(exc).__name__}: {redact_text(str(exc))[:300]}",
-        ]
+        from .backend.errors import is_transient
+
+        if is_transient(exc) and any(r.spooled for r in session.results):
+            # The runs wait in the journal (rejoin found the server still down).
+            why = (
+                "mlexp: the group runs (grids, repeated cells, searches) are not complete: "
+                f"the tracking server {backend.display_uri} was lost during this session and "
+                "did not answer at its end; `mlexp sync` completes them with the spooled runs "
+                "once the server is back."
+            )
+        else:
+            why = (
+                f"mlexp: could not complete the group runs in {backend.display_uri}: "
+                f"{type(exc).__name__}: {redact_text(str(exc))[:300]}"
+            )
+        end.grid_lines = [*rejoined, why]
 
     from .reports.ui_view import runs_links
 

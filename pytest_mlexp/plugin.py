@@ -69,17 +69,17 @@ def pytest_configure(config: pytest.Config) -> None:
         group_reports.register(config)
         if xdist:
             config.pluginmanager.register(XdistHooks(session), "mlexp-xdist")
-        if _ray_requested(config):
-            from .cluster.controller import RayController
+        if _cluster_requested(config):
+            from .cluster.controller import ClusterController
             from .pipeline import hand_to_workers
 
-            # --mlexp-ray: the items run on the cluster's warm workers (Ray imported then).
-            ray = RayController(
+            # --mlexp-ray, --mlexp-slurm: the items run on the cluster's warm workers.
+            cluster = ClusterController(
                 session,
                 searches=lambda: pipeline.searches,
                 hand_to_workers=functools.partial(hand_to_workers, session),
             )
-            config.pluginmanager.register(ray, "mlexp-ray")
+            config.pluginmanager.register(cluster, "mlexp-cluster")
 
 
 def _resolve_settings(config: pytest.Config) -> Settings:
@@ -88,20 +88,19 @@ def _resolve_settings(config: pytest.Config) -> Settings:
     return resolve(config)
 
 
-def _ray_requested(config: pytest.Config) -> bool:
-    """Whether ``--mlexp-ray`` (or its env, ini or yaml key) names a cluster; nothing else read.
+def _cluster_requested(config: pytest.Config) -> bool:
+    """Whether ``--mlexp-ray`` or ``--mlexp-slurm`` (or their env, ini or yaml keys) asks
+    for a cluster; nothing else read.
 
     A settings file that does not parse says no here: the session refuses it when a
     tracked item resolves the settings.
     """
-    from .settings.cluster import RAY_ENV
-    from .settings.sources import lookup
+    from .settings.cluster import cluster_requested
 
     try:
-        found = lookup(config, option="mlexp_ray", env=RAY_ENV, key="ray")
+        return cluster_requested(config)
     except pytest.UsageError:
         return False
-    return found is not None and bool(str(found[0]).strip())
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

@@ -8,6 +8,10 @@ before it ends, so its last samples are logged and no thread outlives the run.
 The metrics are MLflow's (``system/cpu_utilization_percentage``,
 ``system/system_memory_usage_megabytes``, ``system/gpu_0_utilization_percentage``
 with ``pynvml``...), shown in the run's "System metrics" tab of the MLflow UI.
+They are named by metric alone, on every machine and cluster node: the UI charts
+them across nodes and restarts, and a cluster's run says its node in the tag
+``mlexp.cluster.node`` (MLflow's ``MLFLOW_SYSTEM_METRICS_NODE_ID``, when a
+user sets it, still puts a node in the names).
 
 Samples go where ``mlflow.log_*`` goes: under ``--mlexp-on-tracking-error
 spool`` with a server, through the spool. A sample that cannot be logged is
@@ -17,7 +21,6 @@ dropped with MLflow's warning; it never fails the item.
 from __future__ import annotations
 
 import logging
-import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -61,19 +64,6 @@ def load_monitor() -> type[Any]:
     return SystemMetricsMonitor
 
 
-def ray_node_id() -> str | None:
-    """The Ray node this process runs on, when Ray is imported and initialized here."""
-    ray = sys.modules.get("ray")  # never imported for this
-    if ray is None:
-        return None
-    try:
-        if not ray.is_initialized():
-            return None
-        return str(ray.get_runtime_context().get_node_id())
-    except Exception:
-        return None
-
-
 class SystemMetrics:
     """Registered as ``mlexp-system-metrics``: one MLflow monitor per tracked item's run.
 
@@ -96,9 +86,10 @@ class SystemMetrics:
                 run.run_id,
                 sampling_interval=SAMPLING_INTERVAL,
                 samples_before_logging=SAMPLES_BEFORE_LOGGING,
-                # MLflow's default off a cluster (MLFLOW_SYSTEM_METRICS_NODE_ID wins):
-                # the same metric names on every machine, so runs compare in the UI.
-                node_id=ray_node_id(),
+                # The same metric names on every node (the run's mlexp.cluster.node tag
+                # says which), so runs chart together in the UI; MLflow's
+                # MLFLOW_SYSTEM_METRICS_NODE_ID wins when set.
+                node_id=None,
                 # Where mlflow.log_* goes: through the spool under --mlexp-on-tracking-error spool.
                 tracking_uri=mlflow.get_tracking_uri(),
             )

@@ -17,6 +17,7 @@ spool and sync | repeat cells and their grid, created while the server is lost |
 spool and sync | a search made while the server is lost: its parent | test_outage.py::test_sync_completes_repeated_cells_and_their_grid_again
 spool, the server back before the session's end | the session syncs itself: a search's trials, a grid made in the journal, their lines and links | test_outage.py::test_a_server_back_before_the_end_gets_the_spooled_runs_and_their_groups
 spool, the server lost | later runs and the session's end send it nothing (one probe); rows say pending sync, not a dead link | test_outage.py::test_values_of_both_apis_and_autolog_come_back_after_sync
+spool, the server lost | the markdown report (--mlexp-report-md, step summary): journal-only runs pending sync, not linked; the group runs left for mlexp sync, said so | test_outage.py::test_values_of_both_apis_and_autolog_come_back_after_sync
 spool and sync | files logged through mlflow.log_artifact/log_figure/log_dict | test_outage_artifacts.py::test_fluent_files_logged_during_an_outage_come_back_after_sync
 shards ending together | grids | test_shards.py::test_shards_ending_together_keep_every_shards_counts
 shards ending together | searches | test_shards.py::test_shards_ending_together_keep_every_shards_trials
@@ -44,6 +45,7 @@ reuse, a shared server, two checkouts taking turns | reuse candidates: the newes
 a search, a shared server, two checkouts | one study on Optuna's gRPC storage proxy: trial numbers go on, no point twice | test_shared_server.py::test_two_checkouts_taking_turns_share_a_server
 branch: baselines, a dirty tree (untracked conftest.py) | the baseline: main's latest clean run, not the newer dirty one | test_shared_server.py::test_two_checkouts_taking_turns_share_a_server
 mlexp report / compare, two users on one server | the defaults: this checkout's latest session and runs; --anyone; a name of two files refused | test_shared_server.py::test_two_checkouts_taking_turns_share_a_server
+mlexp reproduce NAME, another user's run on one server | the default: this checkout's latest run of the name, said in its first line; --anyone; a name of two files refused | test_reproduce.py::test_on_a_tracking_server_and_runs_that_cannot_be_reproduced_say_why
 selection (node id, --deselect under xdist, -k, -x) | a 3-cell registering grid: its line and parent say 1 of 3 cells ran; registration judges the whole grid (cells left out by their latest run of the current code): no new version, the alias stays; a cell without such a run: nothing registered, one line says which | test_models.py::test_a_grid_run_in_part_registers_only_from_the_whole_grid
 selection (-k) | a search run in part: its line says 1 of 6 trials ran this session | test_search.py::test_the_same_seed_proposes_the_same_trials
 selection (node id) | the gate on a gate="best" grid: judged by the whole grid's best cell (the cell left out by its latest run of the current code), never the baseline of a later session | test_regression.py::test_a_grid_gated_by_its_best_cell
@@ -58,6 +60,11 @@ a reproduction that did not reproduce | --mlexp-baseline latest: the original, n
 a reproduction that did not reproduce | --mlexp-reuse: reuses the original | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
 a reproduction | grid parents: its own, named "reproduce of <original>", tagged; the original's untouched | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
 a reproduction | mlexp runs: left out, listed with a REPRODUCES column under --reproductions; the UI view's tag column | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
+Slurm cluster (--mlexp-slurm) | grid parents, repeated cells, the gate's verdicts: the same as serially; a params-file grid placed by GPU (gres, CUDA_VISIBLE_DEVICES) | test_slurm.py::test_on_a_slurm_cluster
+Slurm cluster, system metrics | named by metric, the node in mlexp.cluster.node | test_slurm.py::test_on_a_slurm_cluster
+Slurm cluster, a job cancelled mid-item | the lost attempt KILLED as superseded (outcome rerun, mlexp.cluster.lost: Slurm's state), the retry counted | test_slurm.py::test_on_a_slurm_cluster
+Slurm cluster, SIGTERM | the jobs cancelled, the runs in flight and the grid parent KILLED; no job left | test_slurm.py::test_on_a_slurm_cluster
+Slurm cluster, spool (a node with no route to the server from its start) | the job opens the store offline; the controller sends its journal before the session's end; nothing left for mlexp sync | test_slurm.py::test_on_a_slurm_cluster
 seeds on demand (repeats=(3, 9)), xdist -n 2 | the extra seeds run on both workers, each waiting for its cell's earlier batch in the store; the seeds not needed count nowhere; the cell's verdict and n over every seed | test_repeats_gate.py::test_an_undecided_cell_runs_more_seeds_until_the_gate_decides
 seeds on demand, reuse | a reused cell reuses all its seeds, the extra ones included, and decides as before | test_repeats_gate.py::test_an_undecided_cell_runs_more_seeds_until_the_gate_decides
 seeds on demand, reruns | an extra seed that fails then passes on rerun counts once (the cell's n, the baseline's n) | test_repeats_gate.py::test_an_undecided_cell_runs_more_seeds_until_the_gate_decides

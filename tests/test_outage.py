@@ -58,7 +58,7 @@ from server_control import stop_server
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-@pytest.mark.mlexp(best="mine:max")
+@pytest.mark.mlexp(best="mine:max", expect={{"mine": ">= 0"}})
 @pytest.mark.parametrize("i", range({CELLS}))
 def experiment_cell(mlflow_run, i):
     mlflow_run.log_param("own_param", i)
@@ -82,10 +82,17 @@ def test_values_of_both_apis_and_autolog_come_back_after_sync(
     server = losable_server
     ourtester.makepyfile(experiment_outage=OUTAGE)
     ourtester.makeconftest(DEAD_SERVER)
-    result = lose_server("--mlexp-lineage=none", "--mlexp-autolog=on")
+    result = lose_server("--mlexp-lineage=none", "--mlexp-autolog=on", "--mlexp-report-md=r.md")
     result.assert_outcomes(passed=CELLS)
     result.stdout.fnmatch_lines(
-        [f"mlexp: {CELLS - 2} runs could not reach {server.url}; they are kept in *"]
+        [
+            "mlexp: the group runs (grids, repeated cells, searches) are not complete: "
+            f"the tracking server {server.url} was lost during this session and did not "
+            "answer at its end; `mlexp sync` completes them with the spooled runs once the "
+            "server is back.",
+            f"mlexp: {CELLS - 2} runs could not reach {server.url}; they are kept in *",
+        ],
+        consecutive=False,
     )
     # Once lost (in cell 2), the server is not asked again: not by the cells after it, nor
     # by the session's end, which probes its /health once.
@@ -95,6 +102,14 @@ def test_values_of_both_apis_and_autolog_come_back_after_sync(
     result.stdout.fnmatch_lines(
         [f"experiment_cell[[]{i}[]] *FINISHED *pending sync (journal *)" for i in (3, 4, 5)]
     )
+    # The markdown report alike: the runs made on the server are linked, the others pending.
+    report = (ourtester.path / "r.md").read_text()
+    assert report.count(f"]({server.url}/#/experiments/") == 3, report
+    assert (
+        "Pending sync: "
+        + ", ".join(f"`experiment_outage.py::experiment_cell[{i}]`" for i in (3, 4, 5))
+        in report
+    ), report
 
     server.start()
     up = mlexp(ourtester.path, "sync")

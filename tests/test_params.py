@@ -346,7 +346,7 @@ ERRORS = [
         (),
         "experiments/params.yaml:2: experiment_ridge.resources: expected a mapping of resource "
         "to amount, as @pytest.mark.mlexp(resources=...) takes it, e.g. resources: "
-        "{num_gpus: 1, memory: 8GB}",
+        "{GPU: 1, memory: 8GB}",
         id="resources-not-a-mapping",
     ),
     pytest.param(
@@ -617,3 +617,20 @@ def test_one_function_name_in_two_files(project, read_runs) -> None:
             "(experiment_ridge.py, experiment_wine.py define experiment_ridge: fix the file part)"
         ]
     )
+
+
+def test_a_search_setting_keyed_by_file_and_function_is_split_after_the_function() -> None:
+    """``file.py::function.trials`` sets that file's search; the ``::`` prefix is taken whole."""
+    from pytest_mlexp.settings.params import Override
+
+    def sets(key: str, function: str, path: str) -> str | None:
+        return Override(f"{key}=3", key, 3).sets_search_of(function, path)
+
+    assert sets("experiment_f.trials", "experiment_f", "experiments/a.py") == "trials"
+    assert sets("experiments/a.py::experiment_f.trials", "experiment_f", "experiments/a.py") == (
+        "trials"
+    )
+    assert sets("a.py::experiment_f.seed", "experiment_f", "experiments/a.py") == "seed"
+    assert sets("b.py::experiment_f.trials", "experiment_f", "experiments/a.py") is None
+    assert sets("a.py::experiment_f.alpha", "experiment_f", "experiments/a.py") is None
+    assert sets("ab.py::experiment_f.trials", "experiment_f", "experiments/b.py") is None

@@ -35,8 +35,26 @@ from pytest_mlexp.backend import tags as T
 
 ray = pytest.importorskip("ray")
 
-#: This module's ports (6200-6299 belong to the Ray tests; 6200-6249 are left for development).
-HEAD_PORT = 6250
+
+def _free_block(size: int = 50) -> int:
+    """The first of ``size`` consecutive free ports: sessions of other checkouts run beside."""
+    import random
+    import socket
+
+    for _ in range(200):
+        base = random.randrange(20000, 30000 - size)
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError(f"no {size} consecutive free ports in 20000-30000")
+
+
+#: This module's ports: a free block (a fixed one clashed with other checkouts' sessions).
+HEAD_PORT = _free_block()
 #: The project under test comes first on the nodes' path: their workers import this copy.
 PROJECT = Path(pytest_mlexp.__file__).resolve().parent.parent
 RAY_BIN = Path(sys.executable).parent / "ray"
@@ -182,7 +200,7 @@ def experiment_loses_its_node(mlflow_run):
 UNHOSTABLE = """
 import pytest
 
-@pytest.mark.mlexp(resources={"num_gpus": 1})
+@pytest.mark.mlexp(resources={"GPU": 1, "slurm": {"partition": "gpu"}})
 def experiment_on_a_gpu(mlflow_run):
     mlflow_run.log_metric("score", 1.0)
 """
@@ -289,7 +307,7 @@ def test_on_a_ray_cluster(
     nodes = _node_ids(ray_cluster.address)
     # A git project: the nodes get its files without .git, and its state from the controller.
     git(project, "init", "-q")
-    git(project, "add", "experiment_cluster.py")
+    git(project, "add", "experiment_cluster.py", "experiment_gpu.py")  # no untracked .py: clean
     git(project, "commit", "-qm", "cells")
     commit = git(project, "rev-parse", "HEAD").strip()
 
@@ -310,17 +328,20 @@ def test_on_a_ray_cluster(
     ran = [r for r in on_ray if T.KIND not in r.data.tags]
     assert not any("gpu" in r.info.run_name for r in ran)  # it never started a run
     attempts = sorted((r for r in ran if "loses" in r.info.run_name), key=_started)
-    where = {r.info.run_name: r.data.tags[T.RAY_NODE] for r in ran if r not in attempts}
+    where = {r.info.run_name: r.data.tags[T.CLUSTER_NODE] for r in ran if r not in attempts}
     on_a = [f"experiment_{f}[seed{s}]" for f in ("repeated", "regressed") for s in (0, 1)]
     assert where == {
         **{f"experiment_grid[{alpha}]": nodes["node_b"] for alpha in (1, 2, 3)},
         **dict.fromkeys(on_a, nodes["node_a"]),
     }
-    assert [(r.info.status, r.data.tags[T.OUTCOME], r.data.tags[T.RAY_NODE]) for r in attempts] == [
+    ended = [(r.info.status, r.data.tags[T.OUTCOME], r.data.tags[T.CLUSTER_NODE]) for r in attempts]
+    assert ended == [
         ("KILLED", T.OUTCOME_RERUN, nodes["node_b"]),
         ("FINISHED", "passed", nodes["node_a"]),
     ]
     assert "RUNNING" not in {r.info.status for r in on_ray}
+    assert {r.data.tags[T.CLUSTER_BACKEND] for r in ran} == {"ray"}
+    assert T.CLUSTER_LOST in attempts[0].data.tags  # why Ray says the worker was lost
     # Git lineage on every run, made on a node or by the controller.
     # (not on the attempt whose node died before its lineage was sent)
     finished = [r for r in on_ray if r.info.status != "KILLED"]
@@ -347,7 +368,7 @@ def test_on_a_ray_cluster(
     (parent,) = [r for r in _runs(client, "search") if r.data.tags.get(T.KIND) == "search"]
     version = client.get_model_version_by_alias("ray-clf", "candidate")
     assert version.run_id == parent.data.tags[T.BEST_RUN_ID]
-    assert client.get_run(version.run_id).data.tags[T.RAY_NODE] == nodes["node_a"]
+    assert client.get_run(version.run_id).data.tags[T.CLUSTER_NODE] == nodes["node_a"]
     assert "registered ray-clf v1 @candidate" in (project / "report.html").read_text()
     project.joinpath("experiment_search.py").unlink()
 
@@ -355,11 +376,13 @@ def test_on_a_ray_cluster(
     # before (on node_a: node_b is lost by now). In a process of its own: a client
     # connection leaves process-wide state behind (Ctrl-C below went unseen under xdist).
     through = ("--mlexp-ray", f"ray://127.0.0.1:{HEAD_PORT + 9}", "-k", "repeated")
-    ourtester.runpytest_subprocess(*uri, "--mlexp-experiment", "client", *through).assert_outcomes(
-        passed=2, deselected=6
-    )
+    client_session = ourtester.runpytest_subprocess(*uri, "--mlexp-experiment", "client", *through)
+    client_session.assert_outcomes(passed=2, deselected=6)
+    # Ray Client streams the workers' output to this terminal: MLflow's INFO lines stay out.
+    for lines in (client_session.stdout, client_session.stderr):
+        lines.no_fnmatch_line("* INFO mlflow*")
     seeds = [r for r in _runs(client, "client") if T.KIND not in r.data.tags]
-    assert [r.data.tags[T.RAY_NODE] for r in seeds] == [nodes["node_a"]] * 2
+    assert [r.data.tags[T.CLUSTER_NODE] for r in seeds] == [nodes["node_a"]] * 2
 
     # Ctrl-C: the cluster's work is cancelled, the run in flight ends KILLED, and so does
     # its grid's parent, with its counts (node_b is lost: one cell at a time).
@@ -444,14 +467,16 @@ def test_refused_without_a_cluster(
 
 def test_refusals_for_nodes_on_other_machines(tmp_path: Path) -> None:
     """An embedded store, or a journal study, cannot be shared by nodes on other machines."""
-    from pytest_mlexp.cluster.connect import Cluster, check_store, check_study_storage, is_local
-    from pytest_mlexp.cluster.resources import capacity, demand_of, missing
+    from pytest_mlexp.cluster.checks import check_store, check_study_storage
+    from pytest_mlexp.cluster.connect import is_local
+    from pytest_mlexp.cluster.ray_backend import actor_options
+    from pytest_mlexp.cluster.resources import Demand, capacity, demand_of, missing
     from pytest_mlexp.settings.search import SearchSettings
     from pytest_mlexp.settings.tracking import TrackingConfig
 
     assert is_local({"127.0.0.1", "10.0.0.5"}, {"10.0.0.5"})
     assert not is_local({"127.0.0.1", "10.0.0.6"}, {"10.0.0.5"})
-    remote = Cluster(ray, "10.0.0.6:6379", local=False)
+    remote = "--mlexp-ray 10.0.0.6:6379"
     embedded = TrackingConfig(
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
         experiment="e",
@@ -462,14 +487,19 @@ def test_refusals_for_nodes_on_other_machines(tmp_path: Path) -> None:
         sources={},
     )
     with pytest.raises(pytest.UsageError, match=r"embedded store .* run a tracking server"):
-        check_store(remote, embedded)
+        check_store(False, remote, embedded)
     with pytest.raises(pytest.UsageError, match=r"journal file .* --mlexp-search-storage"):
-        check_study_storage(remote, SearchSettings())
-    check_study_storage(remote, SearchSettings(storage="postgresql://db/optuna"))
-    check_store(Cluster(ray, "127.0.0.1:6379", local=True), embedded)
+        check_study_storage(False, remote, SearchSettings())
+    check_study_storage(False, remote, SearchSettings(storage="postgresql://db/optuna"))
+    check_store(True, "--mlexp-ray 127.0.0.1:6379", embedded)
 
-    demand = demand_of({"num_gpus": 1, "memory": "8GiB", "ssd": 1}, "here")
-    assert demand.actor_options() == {
+    # Neutral names (Ray's num_gpus is read as GPU); a backend's own options ride apart.
+    demand = demand_of({"GPU": 1, "memory": "8GiB", "ssd": 1, "slurm": {"time": 9}}, "here")
+    assert demand == Demand(
+        gpus=1.0, memory=8 * 1024**3, custom={"ssd": 1.0}, options={"slurm": {"time": 9}}
+    )
+    assert demand_of({"num_gpus": 1}, "here").gpus == 1.0
+    assert actor_options(demand) == {
         "num_cpus": 1.0, "num_gpus": 1.0, "memory": 8 * 1024**3, "resources": {"ssd": 1.0},
     }  # fmt: skip
     nodes = [{"CPU": 8.0, "GPU": 2.0, "memory": 64e9, "ssd": 1.0}, {"CPU": 4.0, "memory": 8e9}]

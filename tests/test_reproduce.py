@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 from conftest import logged_metrics
 from pytest_mlexp.backend import tags as T
 from pytest_mlexp.reports.ui_view import VIEW_KEY, read_view_state
+from pytest_mlexp.runs.identity import current_user
 
 PREMADE_STORE = True
 
@@ -283,9 +284,34 @@ def test_on_a_tracking_server_and_runs_that_cannot_be_reproduced_say_why(
     parent = next(r for r in runs.values() if r.data.tags.get("mlexp.kind") == "grid")
     server = ("--tracking-uri", mlflow_server.url)
 
-    # On the server, as on sqlite.
-    done = mlexp(ourtester.path, "reproduce", kept.info.run_id, *server)
+    # By name, the latest of this checkout's runs: a name of runs from two test files is
+    # refused; another user's run is named but not taken, unless --anyone (on the server, as
+    # on sqlite).
+    twin = client.create_run(
+        experiment.experiment_id,
+        run_name="experiment_kept",
+        tags={"mlexp.nodeid": "other.py::experiment_kept", "mlflow.user": current_user()},
+    )
+    client.set_terminated(twin.info.run_id)
+    done = mlexp(ourtester.path, "reproduce", "experiment_kept", *server)
+    assert done.returncode == 2
+    assert (
+        "mlexp reproduce: error: name 'experiment_kept' names runs of 2 test files: "
+        "experiment_kept.py::experiment_kept, other.py::experiment_kept; give one of these "
+        "node ids, or a run id"
+    ) in done.stderr
+    client.set_tag(kept.info.run_id, "mlflow.user", "someone-else")
+    nodeid = "experiment_kept.py::experiment_kept"
+    done = mlexp(ourtester.path, "reproduce", nodeid, *server)
+    assert done.returncode == 2
+    assert f"no run named {nodeid!r} of yours (user {current_user()})" in done.stderr
+    assert "others made some: add --anyone" in done.stderr
+    done = mlexp(ourtester.path, "reproduce", nodeid, "--anyone", *server)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[0] == (
+        f"mlexp reproduce: run {kept.info.run_id} (experiment_kept), experiment "
+        f"reproduce-errors, test {nodeid}; the latest of that name, anyone's"
+    )
     assert done.stdout.splitlines()[-1] == "reproduced: 1 metric within 1e-9 relative"
     new = client.get_run(done.stdout.splitlines()[2].split()[3])
     assert new.data.tags["mlexp.reproduces"] == kept.info.run_id

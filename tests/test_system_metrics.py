@@ -123,9 +123,11 @@ def test_without_psutil_the_session_stops_before_anything_runs(
 ) -> None:
     ourtester.makepyfile(PROJECT)
     ourtester.makefile(".yaml", mlexp="system_metrics: yes\n")
-    for workers in ([], ["-n", "2"]):  # under xdist, the controller stops before any worker
+    # `import psutil` fails in every process of the session (xdist's workers too).
+    ourtester.makeconftest("import sys\n\nsys.modules['psutil'] = None\n")
+    for workers in ([], ["-n", "2"]):  # under xdist, the session stops before anything runs
         with monkeypatch.context() as patch:
-            patch.setitem(sys.modules, "psutil", None)  # `import psutil` fails
+            patch.setitem(sys.modules, "psutil", None)
             result = ourtester.runpytest(*ARGS, *workers)
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         result.stderr.fnmatch_lines(
@@ -135,6 +137,7 @@ def test_without_psutil_the_session_stops_before_anything_runs(
             ]
         )
     # An MLflow that cannot load its monitors stops the session the same way.
+    ourtester.path.joinpath("conftest.py").unlink()
     with monkeypatch.context() as patch:
         patch.setitem(sys.modules, "mlflow.system_metrics.system_metrics_monitor", None)
         result = ourtester.runpytest(*ARGS)

@@ -152,9 +152,14 @@ RANDOM_SEED = "mlexp.random_seed"
 #: The ``--mlexp-set`` overrides that changed the run's function, as given (shell-quoted).
 OVERRIDES = "mlexp.overrides"
 
-# -- Ray clusters ------------------------------------------------------------------------------
-#: The id of the Ray node that ran the item, on runs of a ``--mlexp-ray`` session.
-RAY_NODE = "mlexp.ray.node"
+# -- clusters ----------------------------------------------------------------------------------
+#: The node that ran the item, on runs of a cluster's session (``--mlexp-ray``: the Ray
+#: node's id; ``--mlexp-slurm``: the Slurm node's name), and the cluster's backend.
+CLUSTER_NODE = "mlexp.cluster.node"
+CLUSTER_BACKEND = "mlexp.cluster.backend"
+#: On a run ended KILLED because its cluster worker was lost: why, in the cluster's words
+#: (Slurm's job state: ``CANCELLED by 0``, ``TIMEOUT``, ``NODE_FAIL``, ``PREEMPTED``).
+CLUSTER_LOST = "mlexp.cluster.lost"
 
 # -- reproduction ----------------------------------------------------------------------------
 #: On every run made by ``mlexp reproduce`` (item and group runs): the id of the run it

@@ -37,6 +37,7 @@ from ..backend import tags as T
 from ..backend.errors import StoreError
 from ..settings.tolerances import ACCEPTED_TOLERANCES, RuleError, Tolerance, parse_tolerance
 from .project import EXIT_USAGE, Project, open_project, reports_errors, store_options
+from .scope import add_anyone_flag, checkout_scope, run_by_name
 from .tables import table
 
 if TYPE_CHECKING:
@@ -66,7 +67,12 @@ def register(subparsers: Any) -> None:
         "metric. Exit 0 when all are within the tolerance, 1 when one moved, 2 when the run "
         "cannot be reproduced (unknown run, no lineage, a module missing from the lineage).",
     )
-    parser.add_argument("run", nargs="?", metavar="RUN_ID", help="run id, or run name")
+    parser.add_argument(
+        "run",
+        nargs="?",
+        metavar="RUN_ID",
+        help="run id, or run name or test id (FILE::NAME): the latest run of that name",
+    )
     parser.add_argument(
         "--session", metavar="ID", help="reproduce every run of this pytest session instead"
     )
@@ -81,6 +87,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="keep the rebuilt project (the scratch folder) and print where it is",
     )
+    add_anyone_flag(parser, "the latest run of a name")
     parser.set_defaults(handler=run_reproduce)
 
 
@@ -172,7 +179,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
     project = open_project(args)
     if args.session:
         return _reproduce_session(project, args, tolerance)
-    original = _get_run(project, args.run)
+    original, picked = _get_run(project, args)
     try:
         plan = plan_for(project, original)
     except CannotReproduce as exc:
@@ -180,7 +187,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     print(
         f"mlexp reproduce: run {original.run_id} ({original.name}), experiment "
-        f"{original.experiment}, test {original.nodeid}",
+        f"{original.experiment}, test {original.nodeid}{picked}",
         flush=True,
     )
     (result,) = reproduce(project, [plan], tolerance, keep=args.keep)
@@ -198,13 +205,18 @@ def _tolerance(text: str | None) -> Tolerance:
         ) from None
 
 
-def _get_run(project: Project, ref: str) -> StoredRun:
-    """A run by id, or by name: the latest run of that name that is not a reproduction."""
+def _get_run(project: Project, args: argparse.Namespace) -> tuple[StoredRun, str]:
+    """The run ``args.run`` names, and how it was picked (``""`` by id).
+
+    By id, whoever made it; by name or test id, the latest of this checkout's runs
+    of that name (``cli.scope``: your user name and this project's git remote), or of
+    anyone's with ``--anyone``; a name whose runs come from several test files is refused.
+    """
     from mlflow.exceptions import MlflowException
 
-    from ..backend.search import NOT_REPRODUCTION, quote
-    from ..reports.stored_runs import search, stored_run
+    from ..reports.stored_runs import stored_run
 
+    ref = args.run
     client = project.backend.client
     try:
         run = client.get_run(ref)
@@ -212,15 +224,14 @@ def _get_run(project: Project, ref: str) -> StoredRun:
         run = None
     if run is not None:
         experiment = client.get_experiment(run.info.experiment_id)
-        return stored_run(project.backend, run, {str(experiment.experiment_id): experiment.name})
-    experiments = project.experiments()
-    name_filter = f"attributes.run_name = '{quote(ref)}' and {NOT_REPRODUCTION}"
-    for found in search(project.backend, experiments, name_filter, max_results=1):
-        return found
-    raise StoreError(
-        f"no run with id or name {ref!r} in {project.backend.display_uri}; "
-        "`mlexp runs` lists the runs"
-    )
+        names = {str(experiment.experiment_id): experiment.name}
+        return stored_run(project.backend, run, names), ""
+    whose = checkout_scope(project, args)
+    try:
+        found = run_by_name(project.backend, ref, project.experiments(), whose, "name")
+    except StoreError as exc:
+        raise StoreError(f"{exc}; `mlexp runs` lists the runs") from None
+    return found, f"; the latest of that name, {whose.describe()}"
 
 
 def plan_for(project: Project, run: StoredRun) -> Plan:
@@ -339,7 +350,7 @@ def _pytest_command(
     from ..backend.uris import check_uri
     from ..lineage.guard import GUARD_ENV
     from ..search.plugin import FIXED_TRIALS_ENV
-    from ..settings.cluster import RAY_ENV
+    from ..settings.cluster import RAY_ENV, SLURM_ENV
     from ..settings.reuse import REUSE_ENV
     from ..settings.tracking import SESSION_ID_ENV
 
@@ -365,12 +376,12 @@ def _pytest_command(
     # The plugin's own warnings (a params file's function not collected, as it is in a
     # module not reproduced) must not fail the reproduction under filterwarnings=error.
     command += ["-W", "ignore::pytest_mlexp.MlexpWarning"]
-    for key in ("mlexp_baseline", "mlexp_baseline_file", "mlexp_html", "mlexp_ray"):
+    for key in ("mlexp_baseline", "mlexp_baseline_file", "mlexp_html", "mlexp_ray", "mlexp_slurm"):
         command += ["-o", f"{key}="]
     command += ["-o", "mlexp_require_baseline=false", "-o", "mlexp_register="]
 
     env = dict(os.environ)
-    for name in (REUSE_ENV, RAY_ENV):
+    for name in (REUSE_ENV, RAY_ENV, SLURM_ENV):
         env.pop(name, None)
     env[SESSION_ID_ENV] = session_id
     roots = [path.relative_to(restored.root).as_posix() for path in restored.import_roots]

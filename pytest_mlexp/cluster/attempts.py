@@ -1,4 +1,4 @@
-"""Closing the run of an attempt whose Ray worker died, or was cancelled by Ctrl-C.
+"""Closing the run of an attempt whose cluster worker was lost, or was stopped by Ctrl-C.
 
 The run was started by a process on another machine, so the session-end
 sweep (this machine's dead processes only) cannot see it: the controller
@@ -30,11 +30,14 @@ def close_attempt(
     *,
     outcome: str,
     index: int,
+    reason: str = "",
 ) -> list[RunSummary]:
     """End KILLED, with ``outcome``, the item's runs of this session still RUNNING.
 
     ``outcome``: ``rerun`` for a lost worker's attempt (the retry counts),
-    ``interrupted`` for Ctrl-C. Returns their summaries for the session's end.
+    ``interrupted`` for Ctrl-C; ``reason``: why the worker was lost, in the
+    cluster's words (tag ``mlexp.cluster.lost``). Returns their summaries for
+    the session's end.
     """
     query = " and ".join(
         (
@@ -47,6 +50,8 @@ def close_attempt(
     for run in list(search_runs(backend.client, [backend.experiment_id(experiment)], query)):
         run_id = run.info.run_id
         backend.client.set_tag(run_id, T.OUTCOME, outcome)
+        if reason:
+            backend.client.set_tag(run_id, T.CLUSTER_LOST, reason[:5000])
         backend.client.set_terminated(run_id, "KILLED")
         closed.append(
             RunSummary(

@@ -3,7 +3,7 @@
 Everything that can refuse the session does so here, before anything runs,
 as ``pytest.UsageError`` (exit code 4): Ray missing, a cluster that does not
 answer (probed with a short TCP connect, instead of Ray's minute of
-reconnecting), an embedded store that nodes on other machines cannot write.
+reconnecting). ``checks`` refuses what nodes on other machines cannot share.
 """
 
 from __future__ import annotations
@@ -143,26 +143,3 @@ def _this_machine(ray: ModuleType) -> set[str]:
     with contextlib.suppress(OSError):
         here.update(str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None))
     return here
-
-
-def check_store(cluster: Cluster, tracking: Any) -> None:
-    """Refuse an embedded store (sqlite, files) when nodes are on other machines."""
-    if cluster.local or not tracking.is_embedded:
-        return
-    raise pytest.UsageError(
-        f"--mlexp-ray {cluster.address}: the cluster has nodes on other machines, which cannot "
-        f"write to the embedded store {tracking.display_uri} of this one; run a tracking server "
-        "(mlflow server --backend-store-uri postgresql://... --host 0.0.0.0) and pass its URL "
-        "with --mlexp-tracking-uri http://HOST:5000 (or MLFLOW_TRACKING_URI)"
-    )
-
-
-def check_study_storage(cluster: Cluster, search: Any) -> None:
-    """Refuse the searches' default journal files when nodes are on other machines."""
-    if cluster.local or search.storage is not None:
-        return
-    raise pytest.UsageError(
-        f"--mlexp-ray {cluster.address}: the session's searches share their Optuna study in a "
-        "journal file under .mlexp/optuna, which nodes on other machines cannot reach; give a "
-        "database every node reaches: --mlexp-search-storage postgresql+psycopg://user@host/optuna"
-    )

@@ -1,29 +1,30 @@
-"""The controller's loop under ``--mlexp-ray``: items to warm Ray workers, reports back.
+"""The controller's loop under a cluster: items to warm workers, reports back.
 
 The controller collects, as a serial session does, then replaces pytest's
 run loop (``pytest_runtestloop``, as xdist's ``DSession`` does). Items are
-grouped by the resources they reserve; each group gets warm workers
-(``worker.ItemWorker`` actors reserving that shape, as many as the cluster
-can host at once, up to the group's size) and each worker is handed the
-group's next item as soon as it returns the last one. Groups asking for a GPU
-or a custom resource start first, and are placed before the others ask, so an
-item that fits anywhere never takes the only node a constrained one fits on. What a worker returns
-is replayed here through ``pytest_runtest_logstart``/``logreport``/``logfinish``,
-so the terminal, ``-v``, ``-x``, JUnit and the session's end see the items
-as under xdist. A group whose queue is empty ends its workers, freeing what
-they reserved for the next groups.
+grouped by the resources they reserve; each group gets warm workers (as many
+as the cluster can host at once, up to the group's size) and each worker is
+handed the group's next item as soon as it returns the last one. Groups
+asking for a GPU or a custom resource start first, and are placed before the
+others ask, so an item that fits anywhere never takes the only node a
+constrained one fits on. What a worker returns is replayed here through
+``pytest_runtest_logstart``/``logreport``/``logfinish``, so the terminal,
+``-v``, ``-x``, JUnit and the session's end see the items as under xdist. A
+group whose queue is empty ends its workers, freeing what they reserved.
 
-A worker that dies mid-item (its node lost): its run is ended KILLED as a
-superseded attempt and the item goes back to the front of its queue for a
-new worker, up to ``MAX_ATTEMPTS``. Ctrl-C: every worker is killed and the
-runs in flight end KILLED (``interrupted``).
+The cluster is an ``executor.Executor`` (Ray's, Slurm's): this module knows
+nothing else of it. A worker lost mid-item (its node lost, its job
+cancelled, preempted or out of time): its run is ended KILLED as a
+superseded attempt, with the cluster's reason, and the item goes back to the
+front of its queue for a new worker, up to ``MAX_ATTEMPTS``. Ctrl-C: every
+worker is stopped and the runs in flight end KILLED (``interrupted``).
 """
 
 from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,20 +37,21 @@ from .resources import Demand, capacity, demand_of, missing
 if TYPE_CHECKING:
     from ..runs.session import MlexpSession
     from ..workers import Given
-    from .connect import Cluster
+    from .executor import Executor, Outcome
 
-#: Attempts of an item whose worker died before it fails with the reason.
+#: Attempts of an item whose worker was lost before it fails with the reason.
 MAX_ATTEMPTS = 3
-#: Seconds each ``ray.wait`` may block, so that Ctrl-C is seen at once.
+#: Seconds each poll may block, so that Ctrl-C is seen at once.
 _WAIT_SLICE = 0.2
 #: Seconds the unconstrained shapes wait for the constrained ones' workers to be placed.
 _PLACEMENT_TIMEOUT = 30.0
-#: Seconds Ctrl-C waits for the killed workers to be gone.
+#: Seconds Ctrl-C waits for the stopped workers to be gone.
 _KILL_TIMEOUT = 5.0
 #: What a worker inherits from the controller's environment (credentials included:
-#: it logs to the same server); MLEXP_RAY is the controller's own.
+#: it logs to the same server); the cluster's own switches stay the controller's.
 _ENV_PREFIXES = ("MLFLOW_", "MLEXP_")
 _ENV_NAMES = ("PYTEST_ADDOPTS",)
+_ENV_OWN = ("MLEXP_RAY", "MLEXP_SLURM")
 
 
 @dataclass
@@ -65,7 +67,7 @@ class Group:
 class Call:
     """One item in flight on one worker."""
 
-    actor: Any
+    worker: Hashable
     group: Group
     item: pytest.Item
     attempt: int
@@ -83,13 +85,12 @@ class Dispatcher:
 
     def __init__(
         self,
-        cluster: Cluster,
+        executor: Executor,
         session: MlexpSession,
         given: Callable[[int], Given],
     ) -> None:
         """``given``: what worker number n is given (``workers.Given``)."""
-        self.cluster = cluster
-        self.ray = cluster.ray
+        self.executor = executor
         self.session = session
         self.config = session.config
         self.given = given
@@ -97,23 +98,26 @@ class Dispatcher:
         #: Items no node can ever host, and why.
         self.unhostable: list[tuple[pytest.Item, str]] = []
         self.order: dict[str, int] = {}
-        self._actor_class: Any = None
         self._workers = 0
-        self._inflight: dict[Any, Call] = {}
-        #: Workers ending their sessions: the call's reference -> the worker.
-        self._finishing: dict[Any, Any] = {}
+        #: Worker -> the item it runs.
+        self._inflight: dict[Hashable, Call] = {}
+        #: Workers ending their sessions -> their group.
+        self._finishing: dict[Hashable, Group] = {}
         self.pytest_session: pytest.Session | None = None
+        #: The journal files (spooled runs) there were before the session's items ran.
+        self._journal_before: set[str] = set()
 
     # -- before anything runs ----------------------------------------------------------------
 
     def plan(self, items: list[pytest.Item]) -> None:
         """Group the items by shape; raises ``UsageError`` for bad ``resources=``."""
         default = self.session.settings.cluster.resources
-        nodes = list(self.cluster.refresh().values())
+        self._journal_before = set(_journal_files(self._journal_root()))
+        nodes = list(self.executor.nodes())
         for index, item in enumerate(items):
             self.order[item.nodeid] = index
             demand = item_demand(item, default)
-            why = missing(demand, nodes)
+            why = missing(demand, nodes, self.executor.title)
             if why is not None:
                 self.unhostable.append((item, why))
                 continue
@@ -126,54 +130,53 @@ class Dispatcher:
         self.pytest_session = pytest_session
         for item, why in self.unhostable:
             self._fail(item, f"mlexp: {why}; it cannot run on this cluster", when="setup")
-        nodes = list(self.cluster.nodes.values())
+        nodes = list(self.executor.nodes())
         try:
             # The most constrained shapes first, and placed before the others ask: an item
             # that fits anywhere must not take the only node a GPU or custom item fits on.
             constrained = [g for g in self.groups.values() if g.demand.constrained]
-            placed = [ref for group in constrained for ref in self._start(group, nodes)]
+            placed = [worker for group in constrained for worker in self._start(group, nodes)]
             if placed and len(constrained) < len(self.groups):
-                self.ray.wait(placed, num_returns=len(placed), timeout=_PLACEMENT_TIMEOUT)
+                self.executor.await_placement(placed, _PLACEMENT_TIMEOUT)
             for group in self.groups.values():
                 if not group.demand.constrained:
                     self._start(group, nodes)
             while self._inflight or self._finishing:
-                waiting = [*self._inflight, *self._finishing]
-                ready, _ = self.ray.wait(waiting, num_returns=1, timeout=_WAIT_SLICE)
-                for ref in ready:
-                    if ref in self._finishing:
-                        self._ended(ref, self._finishing.pop(ref))
-                    else:
-                        self._returned(ref, self._inflight.pop(ref))
+                for outcome in self.executor.poll(_WAIT_SLICE):
+                    self._handle(outcome)
         except BaseException:
             self._cancel()
             raise
+        self._replay_journal()
 
-    def _start(self, group: Group, nodes: Sequence[Mapping[str, float]]) -> list[Any]:
-        """Start as many of the group's workers as the cluster hosts at once, each given an item.
-
-        Returns a reference per worker that is ready once the worker is placed and started
-        (its ``info``, asked before its first item).
-        """
-        placed = []
+    def _start(self, group: Group, nodes: list[Mapping[str, float]]) -> list[Hashable]:
+        """Start as many of the group's workers as the cluster hosts at once, each given an item."""
+        started = []
         for _ in range(min(len(group.queue), capacity(group.demand, nodes))):
-            actor = self._start_worker(group)
-            placed.append(actor.info.remote())
-            self._give(actor, group)
-        return placed
+            worker = self._start_worker(group)
+            if worker is None:
+                break
+            started.append(worker)
+            self._give(worker, group)
+        return started
 
-    def _start_worker(self, group: Group) -> Any:
-        if self._actor_class is None:
-            from .worker import ItemWorker
+    def _start_worker(self, group: Group) -> Hashable | None:
+        """A new worker for ``group``; ``None`` when the cluster refused it (its items fail)."""
+        from .executor import StartRefused
 
-            self._actor_class = self.ray.remote(ItemWorker)
-        group.workers += 1
         self._workers += 1
         spec = self._spec(self._workers - 1)
         # The GPUs the worker holds, for what its runs used (half a GPU shows as one device).
-        spec["env"][GPUS_ENV] = f"{group.demand.num_gpus:g}"
-        options = group.demand.actor_options()
-        return self._actor_class.options(max_restarts=0, max_task_retries=0, **options).remote(spec)
+        spec["env"][GPUS_ENV] = f"{group.demand.gpus:g}"
+        try:
+            worker = self.executor.start(group.demand, spec)
+        except StartRefused as exc:
+            while group.queue:
+                item, _ = group.queue.popleft()
+                self._fail(item, f"mlexp: {exc}", when="setup")
+            return None
+        group.workers += 1
+        return worker
 
     def _spec(self, number: int) -> dict[str, Any]:
         config = self.config
@@ -186,7 +189,7 @@ class Dispatcher:
         env = {
             name: value
             for name, value in os.environ.items()
-            if (name.startswith(_ENV_PREFIXES) or name in _ENV_NAMES) and name != "MLEXP_RAY"
+            if (name.startswith(_ENV_PREFIXES) or name in _ENV_NAMES) and name not in _ENV_OWN
         }
         tracking = self.session.settings.tracking
         args = [str(arg) for arg in config.invocation_params.args]
@@ -202,18 +205,35 @@ class Dispatcher:
                 "mlexp_experiment": tracking.experiment,
             },
             "given": self.given(number).to_json(),
+            "backend": self.executor.backend,
         }
 
-    def _give(self, actor: Any, group: Group) -> None:
-        """The group's next item to ``actor``, or the end of its session if none is left."""
+    def _give(self, worker: Hashable, group: Group) -> None:
+        """The group's next item to ``worker``, or the end of its session if none is left."""
         if group.queue and not self._stopping():
             item, attempt = group.queue.popleft()
-            ref = actor.run.remote(item.nodeid)
-            self._inflight[ref] = Call(actor, group, item, attempt)
+            self.executor.run(worker, item.nodeid)
+            self._inflight[worker] = Call(worker, group, item, attempt)
             return
         group.workers -= 1
         status = pytest.ExitCode.TESTS_FAILED if self._failed() else pytest.ExitCode.OK
-        self._finishing[actor.finish.remote(int(status))] = actor
+        self.executor.finish(worker, int(status))
+        self._finishing[worker] = group
+
+    def _handle(self, outcome: Outcome) -> None:
+        worker = outcome.worker
+        if worker in self._finishing:
+            del self._finishing[worker]
+            self._ended(outcome)
+            return
+        call = self._inflight.pop(worker)
+        if outcome.kind == "lost":
+            self._lost(call, outcome.reason)
+        elif outcome.kind == "failed":
+            self._fail(call.item, f"mlexp: {outcome.reason}", when="call")
+            self._give(worker, call.group)
+        else:
+            self._returned(call, outcome.result)
 
     def _failed(self) -> bool:
         return self.pytest_session is not None and self.pytest_session.testsfailed > 0
@@ -222,23 +242,13 @@ class Dispatcher:
         session = self.pytest_session
         return session is not None and bool(session.shouldfail or session.shouldstop)
 
-    def _returned(self, ref: Any, call: Call) -> None:
-        exceptions = self.ray.exceptions
-        try:
-            result = self.ray.get(ref)
-        except (exceptions.RayActorError, exceptions.WorkerCrashedError) as exc:
-            self._lost(call, exc)
-            return
-        except exceptions.RayTaskError as exc:
-            self._fail(call.item, f"mlexp: the Ray worker failed: {exc}", when="call")
-            self._give(call.actor, call.group)
-            return
+    def _returned(self, call: Call, result: Mapping[str, Any]) -> None:
         self._keep_journal(result.get("journal", []))
         if result.get("error"):
             self._fail(call.item, f"mlexp: {result['error']}", when="setup")
         else:
             self._replay(result["events"])
-        self._give(call.actor, call.group)
+        self._give(call.worker, call.group)
 
     def _replay(self, events: list[dict[str, Any]]) -> None:
         hook = self.config.hook
@@ -256,31 +266,33 @@ class Dispatcher:
                     nodeid=event["nodeid"], location=tuple(event["location"])
                 )
 
-    def _lost(self, call: Call, exc: BaseException) -> None:
-        """The worker died mid-item: its run ends KILLED as superseded; the item goes again."""
-        self._close(call.item, "rerun")
+    def _lost(self, call: Call, reason: str) -> None:
+        """The worker was lost mid-item: its run ends KILLED as superseded; the item goes again."""
+        self._close(call.item, "rerun", reason)
         group = call.group
         group.workers -= 1
         if call.attempt >= MAX_ATTEMPTS:
             self._fail(
                 call.item,
-                f"mlexp: the Ray worker running this item died {call.attempt} times; "
-                f"not retried again. The last time: {type(exc).__name__}: {str(exc)[:1000]}",
+                f"mlexp: the {self.executor.backend} worker running this item was lost "
+                f"{call.attempt} times; not retried again. The last time: {reason}",
                 when="call",
             )
         else:
             group.queue.appendleft((call.item, call.attempt + 1))
         if not group.queue or group.workers > 0:
             return
-        why = missing(group.demand, self.cluster.refresh().values())
+        why = missing(group.demand, self.executor.nodes(), self.executor.title)
         if why is not None:
             while group.queue:
                 item, _ = group.queue.popleft()
                 self._fail(item, f"mlexp: {why} since a node was lost", when="setup")
             return
-        self._give(self._start_worker(group), group)
+        worker = self._start_worker(group)
+        if worker is not None:
+            self._give(worker, group)
 
-    def _close(self, item: pytest.Item, outcome: str) -> None:
+    def _close(self, item: pytest.Item, outcome: str, reason: str = "") -> None:
         from ..runs.markers import marker_options
         from .attempts import close_attempt
 
@@ -295,6 +307,7 @@ class Dispatcher:
                 settings.tracking.session_id,
                 outcome=outcome,
                 index=index,
+                reason=reason,
             )
         except Exception as exc:
             import warnings
@@ -325,36 +338,40 @@ class Dispatcher:
 
     # -- the end -------------------------------------------------------------------------------
 
-    def _ended(self, ref: Any, actor: Any) -> None:
+    def _ended(self, outcome: Outcome) -> None:
         """A worker ended its session: what it reserved goes back to the cluster."""
-        try:
-            result = self.ray.get(ref)
-        except Exception:
-            result = {}  # its node was lost: its runs ended with their items
+        result = outcome.result
         self._keep_journal(result.get("journal", []))
         if result.get("error"):
             import warnings
 
             from ..warning_types import MlexpWarning
 
-            message = f"a Ray worker's session end failed: {result['error']}"
+            message = f"a {self.executor.backend} worker's session end failed: {result['error']}"
             warnings.warn(MlexpWarning(message), stacklevel=1)
-        self.ray.kill(actor, no_restart=True)
+        self.executor.release(outcome.worker)
 
     def _cancel(self) -> None:
-        """Ctrl-C (or a crash): kill every worker; the runs in flight end KILLED."""
-        refs, inflight = list(self._inflight), list(self._inflight.values())
-        self._inflight = {}
-        for call in inflight:
-            self.ray.kill(call.actor, no_restart=True)
-        if refs:
-            # Dead before their runs are looked for: none is created after.
-            self.ray.wait(refs, num_returns=len(refs), timeout=_KILL_TIMEOUT)
-        for actor in self._finishing.values():
-            self.ray.kill(actor, no_restart=True)
-        self._finishing = {}
+        """Ctrl-C (or a crash): stop every worker; the runs in flight end KILLED."""
+        inflight = list(self._inflight.values())
+        self._inflight, self._finishing = {}, {}
+        # Gone before their runs are looked for: none is created after.
+        self.executor.cancel(_KILL_TIMEOUT)
         for call in inflight:
             self._close(call.item, "interrupted")
+
+    def _journal_root(self) -> Path:
+        from ..spool.journal import JOURNAL_DIR
+
+        return self.session.settings.tracking.rootdir / JOURNAL_DIR
+
+    def _replay_journal(self) -> None:
+        """Send the runs the nodes spooled this session (no route to the server, or it was
+        lost), now that they are done, from here; ``mlexp sync`` is left what cannot be sent.
+        """
+        from .replay import replay_new
+
+        replay_new(self.session, self._journal_root(), self._journal_before)
 
     def _keep_journal(self, files: list[tuple[str, bytes]]) -> None:
         """Spooled runs' journal files from a worker, into this project's ``.mlexp/journal``."""
@@ -363,3 +380,7 @@ class Dispatcher:
             from .journal import keep
 
             keep(files, self.session.settings.tracking.rootdir / JOURNAL_DIR)
+
+
+def _journal_files(root: Path) -> list[str]:
+    return [path.name for path in root.glob("*.jsonl")] if root.is_dir() else []

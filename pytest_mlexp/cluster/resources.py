@@ -1,9 +1,13 @@
-"""What an item reserves on a Ray cluster, and whether any node can ever host it.
+"""What an item reserves on a cluster, and whether any node can ever host it.
 
-Pure: no Ray here. An item's resources come from its marker
-(``@pytest.mark.mlexp(resources={"num_gpus": 1})``), else from the session's
+Pure: no cluster library here. An item's resources come from its marker
+(``@pytest.mark.mlexp(resources={"GPU": 1})``), else from the session's
 default (ini ``mlexp_resources``, yaml ``resources``); an item that asks for
-nothing reserves one CPU, as a Ray task does.
+nothing reserves one CPU. The names are neutral, each backend translates
+them: ``CPU``, ``GPU``, ``memory`` and custom ones (Ray's ``num_cpus`` and
+``num_gpus`` are read as ``CPU`` and ``GPU``). A backend's own options ride
+under its name (``{"GPU": 1, "slurm": {"partition": "gpu", "time": 120}}``)
+and the other backends leave them alone.
 """
 
 from __future__ import annotations
@@ -16,45 +20,41 @@ from typing import Any
 
 import pytest
 
-#: Ray's own names for the resources its options take as keywords.
-_NAMED = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
+#: Ray's spellings, read as the neutral names.
+_ALIASES = {"num_cpus": "CPU", "num_gpus": "GPU"}
+#: The backends whose own options may ride in ``resources`` under their name.
+BACKENDS = ("ray", "slurm")
 _UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?)(b?)\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class Demand:
-    """One item's reservation, in Ray's units (``memory`` in bytes)."""
+    """One item's reservation (``memory`` in bytes), and its backends' own options."""
 
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
+    cpus: float = 1.0
+    gpus: float = 0.0
     memory: int = 0
     custom: Mapping[str, float] = field(default_factory=dict)
+    #: Backend name -> its own options for the item (``slurm``: sbatch options).
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def constrained(self) -> bool:
         """Whether only some nodes may host it: a GPU or a custom resource."""
-        return bool(self.num_gpus or self.custom)
+        return bool(self.gpus or self.custom)
 
     @property
     def key(self) -> tuple[Any, ...]:
         """Items of the same shape share warm workers."""
-        return (self.num_cpus, self.num_gpus, self.memory, tuple(sorted(self.custom.items())))
+        options = tuple(sorted((name, repr(sorted(o.items()))) for name, o in self.options.items()))
+        return (self.cpus, self.gpus, self.memory, tuple(sorted(self.custom.items())), options)
 
     def totals(self) -> dict[str, float]:
-        """The demand as Ray names resources in ``ray.nodes()`` (``CPU``, ``GPU``, ...)."""
-        totals = {"CPU": self.num_cpus, "GPU": self.num_gpus, "memory": float(self.memory)}
+        """The demand by neutral name (``CPU``, ``GPU``, ``memory``, custom), as nodes offer it."""
+        totals = {"CPU": self.cpus, "GPU": self.gpus, "memory": float(self.memory)}
         totals.update(self.custom)
         return {name: amount for name, amount in totals.items() if amount > 0}
-
-    def actor_options(self) -> dict[str, Any]:
-        """The options of ``ActorClass.options()`` that reserve this demand for an actor's life."""
-        options: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
-        if self.memory:
-            options["memory"] = self.memory
-        if self.custom:
-            options["resources"] = dict(self.custom)
-        return options
 
     def describe(self) -> str:
         parts = [f"{name}={_number(amount)}" for name, amount in sorted(self.totals().items())]
@@ -66,30 +66,38 @@ def demand_of(resources: Mapping[str, Any], place: str) -> Demand:
     if not isinstance(resources, Mapping):
         raise pytest.UsageError(
             f"{place}: resources= must be a mapping such as "
-            f"{{'num_gpus': 1, 'num_cpus': 4, 'memory': '8GB'}}, not {resources!r}"
+            f"{{'GPU': 1, 'CPU': 4, 'memory': '8GB'}}, not {resources!r}"
         )
     cpus, gpus, memory = 1.0, 0.0, 0
     custom: dict[str, float] = {}
-    for name, value in resources.items():
-        name = str(name)
+    options: dict[str, Mapping[str, Any]] = {}
+    for key, value in resources.items():
+        name = str(key)
+        if name in BACKENDS:
+            if not isinstance(value, Mapping):
+                raise pytest.UsageError(
+                    f"{place}: {name}: expected a mapping of {name}'s own options, such as "
+                    f"{{'partition': 'gpu', 'time': 120}}, not {value!r}"
+                )
+            options[name] = {str(k): v for k, v in value.items()}
+            continue
         if name == "memory":
             memory = _bytes(value, place)
             continue
         amount = _amount(name, value, place)
-        if name == "num_cpus":
+        name = _ALIASES.get(name, name)
+        if name == "CPU":
             cpus = amount
-        elif name == "num_gpus":
+        elif name == "GPU":
             gpus = amount
-        elif name in ("CPU", "GPU"):
-            raise pytest.UsageError(
-                f"{place}: resource {name!r}: write num_{name.lower()}={_number(amount)}"
-            )
         else:
             custom[name] = amount
-    return Demand(cpus, gpus, memory, custom)
+    return Demand(cpus, gpus, memory, custom, options)
 
 
-def missing(demand: Demand, nodes: Iterable[Mapping[str, float]]) -> str | None:
+def missing(
+    demand: Demand, nodes: Iterable[Mapping[str, float]], cluster: str = "the Ray cluster"
+) -> str | None:
     """Why no node can ever host ``demand`` (by each node's total resources), or ``None``.
 
     Names the resources no single node has enough of, and the most any node offers.
@@ -105,7 +113,7 @@ def missing(demand: Demand, nodes: Iterable[Mapping[str, float]]) -> str | None:
             short.append(f"{name}={_number(amount)} (the most a node has: {_number(most)})")
     if not short:
         short.append(f"{demand.describe()} together (no node has all of them)")
-    return "no node of the Ray cluster can ever host " + ", ".join(short)
+    return f"no node of {cluster} can ever host " + ", ".join(short)
 
 
 def capacity(demand: Demand, nodes: Iterable[Mapping[str, float]]) -> int:

@@ -1,19 +1,22 @@
-"""The warm worker: a Ray actor holding one pytest session across the items it runs.
+"""The warm worker: one pytest session held across the items a cluster's worker runs.
 
-Like an xdist worker, it collects once (the project shipped by Ray's
-``runtime_env``), then runs the items it is given by node id; each call
-returns what the item's hooks logged, serialized by pytest's own
-``pytest_report_to_serializable`` (the run's summary rides along, as under
-xdist), for the controller to replay. The actor is given the controller's
+Like an xdist worker, it collects once (the project Ray shipped, or the
+shared file system's under Slurm), then runs the items it is given by node
+id; each call returns what the item's hooks logged, serialized by pytest's
+own ``pytest_report_to_serializable`` (the run's summary rides along, as
+under xdist), for the controller to replay. It is given the controller's
 ``workers.Given`` (its session id and process...), as xdist's workers are;
-it is no xdist worker.
+it is no xdist worker. The backend wraps it: a Ray actor
+(``ray_backend``), a Slurm job reading its mailbox (``slurm_worker``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import traceback
 from pathlib import Path
@@ -25,21 +28,48 @@ from ..backend import tags as T
 
 #: The controller's settings a worker takes as given, whatever its own environment says.
 _OPTION_OVERRIDES = ("mlexp_tracking_uri", "mlexp_experiment")
+#: The options that send items to a cluster: a worker runs its items itself.
+_CLUSTER_OPTIONS = ("mlexp_ray", "mlexp_slurm")
+
+
+def quiet_mlflow() -> None:
+    """MLflow's INFO lines (a model logged, a store opened) stay out of the controller's terminal.
+
+    Ray Client streams every worker's stdout and stderr to the controller, which prints
+    them into pytest's progress line (``log_to_driver`` does not stop it); a Slurm job's
+    land in its log file. MLflow's warnings and errors still show, and an
+    ``MLFLOW_LOGGING_LEVEL`` the user set wins.
+    """
+    if os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING") != "WARNING":
+        return
+    if "mlflow" in sys.modules:  # configured at INFO already, when it was imported
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
 class Relay:
     """Registered in the worker's session: keeps what each item logs, and tags its run."""
 
-    def __init__(self, node_id: str) -> None:
-        self.node_id = node_id
+    def __init__(self, node: str, backend: str) -> None:
+        self.node = node
+        self.backend = backend
         self.config: pytest.Config | None = None
         self.events: list[dict[str, Any]] = []
 
     def pytest_configure(self, config: pytest.Config) -> None:
         self.config = config
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        from ..keys import SESSION_KEY
+        from .offline import offline_when_unreachable
+
+        mlexp = session.config.stash.get(SESSION_KEY, None)
+        if mlexp is not None:
+            # Before collection, when the store may be opened: offline if the node has no route.
+            mlexp._open_backend = offline_when_unreachable(mlexp._open_backend)
+
     def pytest_mlexp_run_tags(self, item: pytest.Item) -> dict[str, str]:
-        return {T.RAY_NODE: self.node_id}
+        return {T.CLUSTER_NODE: self.node, T.CLUSTER_BACKEND: self.backend}
 
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         self.events.append({"event": "logstart", "nodeid": nodeid, "location": location})
@@ -55,22 +85,25 @@ class Relay:
 
 
 class ItemWorker:
-    """The actor's class (``ray.remote`` is applied by the controller, so Ray stays optional).
+    """One pytest session run item by item, on node ``node`` of a ``backend`` cluster.
 
     ``spec``: ``args`` (the controller's command line), ``chdir`` (the invocation
-    folder relative to the shipped rootdir), ``env`` (variables to set),
-    ``options`` (resolved settings to take as given) and ``given`` (``workers.Given``).
+    folder, relative to the rootdir the worker starts in, or absolute), ``env``
+    (variables to set), ``options`` (resolved settings to take as given),
+    ``given`` (``workers.Given``) and ``backend``. ``ship_journal``: the
+    worker's rootdir is a copy the controller cannot see (Ray's), so the
+    spool's journal files travel back with each result.
     """
 
-    def __init__(self, spec: dict[str, Any]) -> None:
-        import ray
-
-        self.node_id = ray.get_runtime_context().get_node_id()
+    def __init__(self, spec: dict[str, Any], node: str, *, ship_journal: bool = True) -> None:
+        self.node_id = node
+        self.backend = str(spec.get("backend", "ray"))
         self.error: str | None = None
         self.session: pytest.Session | None = None
         self.items: dict[str, pytest.Item] = {}
-        self.relay = Relay(self.node_id)
+        self.relay = Relay(node, self.backend)
         self.journal: Path | None = None
+        self.ship_journal = ship_journal
         #: The worker's own ``--basetemp`` (``tmp_path``), removed when its session ends.
         self.basetemp: str | None = None
         try:
@@ -82,6 +115,7 @@ class ItemWorker:
         from . import pytest_session
 
         os.environ.update(spec["env"])
+        quiet_mlflow()
         os.chdir(Path.cwd() / spec["chdir"])
         # xdist's hooks are the controller's business (pytest-rerunfailures' crash database too).
         config = pytest_session.prepare(["-p", "no:xdist", *spec["args"]], [self.relay])
@@ -91,8 +125,10 @@ class ItemWorker:
                 setattr(option, name, spec["options"][name])
         # As xdist's remote.setup_config: this process runs items, it distributes none.
         option.dist, option.numprocesses, option.maxfail = "no", None, 0
-        option.usepdb, option.mlexp_ray = False, None
-        option.basetemp = self.basetemp = tempfile.mkdtemp(prefix="mlexp-ray-")
+        option.usepdb = False
+        for name in _CLUSTER_OPTIONS:
+            setattr(option, name, None)
+        option.basetemp = self.basetemp = tempfile.mkdtemp(prefix=f"mlexp-{self.backend}-")
         from ..workers import GIVEN_KEY, Given
 
         config.stash[GIVEN_KEY] = Given.from_json(spec["given"])
@@ -116,13 +152,15 @@ class ItemWorker:
         """Run one item; what its hooks logged, in order, and the journal it left (spool)."""
         result: dict[str, Any] = {"pid": os.getpid(), "node": self.node_id, "events": []}
         if self.error is not None:
-            result["error"] = f"the Ray worker could not start its pytest session:\n{self.error}"
+            result["error"] = (
+                f"the {self.backend} worker could not start its pytest session:\n{self.error}"
+            )
             return result
         item = self.items.get(nodeid)
         if item is None:
             result["error"] = (
-                f"the Ray worker on node {self.node_id} did not collect {nodeid}: "
-                "is the project shipped whole (see .gitignore and .rayignore)?"
+                f"the {self.backend} worker on node {self.node_id} did not collect {nodeid}: "
+                "does the node see the project whole (Ray: see .gitignore and .rayignore)?"
             )
             return result
         from . import pytest_session
@@ -152,4 +190,6 @@ class ItemWorker:
     def _take_journal(self) -> list[tuple[str, bytes]]:
         from .journal import take
 
-        return take(self.journal) if self.journal is not None else []
+        if not self.ship_journal or self.journal is None:
+            return []
+        return take(self.journal)

@@ -39,6 +39,8 @@ class GateOutcome:
     cell_error: str | None = None
     #: Test id -> its run's page in the tracking UI, for the markdown report.
     links: dict[str, str] = field(default_factory=dict)
+    #: Test ids whose run exists only in the spool's journal: no page until ``mlexp sync``.
+    pending: list[str] = field(default_factory=list)
     #: Grids judged by their best cell (``gate="best"``), and how many cells they had.
     grids: set[str] = field(default_factory=set)
     grid_cells: int = 0
@@ -111,16 +113,19 @@ def finish_gate(
     if settings.update:
         outcome.updated = _update_file(settings, outcome.verdicts)
     if settings.report_md is not None and outcome.verdicts:
-        outcome.links = _links(outcome.verdicts, results, store)
+        outcome.links, outcome.pending = _links(outcome.verdicts, results, store)
     return outcome
 
 
 def _links(
     verdicts: Sequence[Verdict], results: Sequence[RunSummary], store: Callable[[], Backend]
-) -> dict[str, str]:
-    """Test id -> the page of the run its verdict is on: the item's run, the cell or search run.
+) -> tuple[dict[str, str], list[str]]:
+    """Test id -> the page of the run its verdict is on: the item's run, the cell or search run;
+    and the test ids whose run is pending sync.
 
     A server's own UI; for a local sqlite store, where ``mlflow ui`` serves it by default.
+    A run that exists only in the spool's journal has no page yet (its id changes with
+    ``mlexp sync``): it gets no link, as in the terminal (``Backend.run_link``).
     """
     from ..backend import uris
 
@@ -128,7 +133,7 @@ def _links(
         backend = store()
         base = backend.ui_base or (uris.LOCAL_UI_BASE if uris.is_embedded(backend.uri) else None)
         if base is None:
-            return {}
+            return {}, []
         runs: dict[str, tuple[str, str]] = {}
         for result in results:
             refs = result.groups
@@ -137,16 +142,25 @@ def _links(
                 runs.setdefault(refs.cell, (result.experiment, refs.cell_run_id))
             if refs is not None and refs.search and refs.search_run_id:
                 runs.setdefault(refs.search, (result.experiment, refs.search_run_id))
-        links = {}
+        links: dict[str, str] = {}
+        pending: list[str] = []
         for verdict in verdicts:
-            if verdict.nodeid in runs:
-                experiment, run_id = runs[verdict.nodeid]
-                link = uris.run_link(base, backend.experiment_id(experiment), run_id)
-                if link is not None:
-                    links[verdict.nodeid] = link
-        return links
+            if verdict.nodeid not in runs:
+                continue
+            experiment, run_id = runs[verdict.nodeid]
+            if _journal_only(backend, run_id):
+                pending.append(verdict.nodeid)
+                continue
+            try:
+                experiment_id = backend.experiment_id(experiment)
+            except Exception:
+                continue  # a lost server: no link, as for the rest of its runs
+            link = uris.run_link(base, experiment_id, run_id)
+            if link is not None:
+                links[verdict.nodeid] = link
+        return links, pending
     except Exception:
-        return {}  # the report without links rather than none
+        return {}, []  # the report without links rather than none
 
 
 def _update_file(settings: GateSettings, verdicts: list[Verdict]) -> int:
@@ -219,3 +233,9 @@ def _junit_properties(pytest_session: pytest.Session, verdicts: Sequence[Verdict
                 f"mlexp.cell {verdict.nodeid}",
                 f"{verdict.verdict}: {intervals}",
             )
+
+
+def _journal_only(backend: Backend, run_id: str | None) -> bool:
+    """Whether the run was created in the spool's journal: the server has no such run yet."""
+    view = getattr(backend.client, "offline_view", None)
+    return bool(run_id) and callable(view) and view(run_id) is not None

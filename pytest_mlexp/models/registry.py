@@ -396,7 +396,13 @@ def _version_tags(best: _Best, judged: Any, session_id: str) -> dict[str, str]:
         tags[T.GIT_DIRTY] = run_tags[T.GIT_DIRTY]
     if best.how:
         tags[T.VERSION_BEST] = best.how
-    metrics = sorted(best.run.data.metrics.items())[:MAX_METRIC_TAGS]
+    # The experiment's metrics; what the run used (system/...) is on the run.
+    experiment_metrics = {
+        key: value
+        for key, value in best.run.data.metrics.items()
+        if not key.startswith(T.SYSTEM_METRICS_PREFIX)
+    }
+    metrics = sorted(experiment_metrics.items())[:MAX_METRIC_TAGS]
     tags.update({T.VERSION_METRIC_PREFIX + key: f"{value:.6g}" for key, value in metrics})
     return {key: value for key, value in tags.items() if value}
 

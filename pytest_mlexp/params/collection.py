@@ -256,13 +256,13 @@ def _check_search_settings(
     resolved = {name: params} if params is not None else {}
     marked = any("search" in m.kwargs for m in metafunc.definition.iter_markers("mlexp"))
     for override in settings.overrides:
-        setting = override.search_setting
-        if setting is None or setting[0] != name or not is_search_setting(override, file, resolved):
+        setting = override.sets_search_of(name, _file_of(metafunc))
+        if setting is None or not is_search_setting(override, file, resolved):
             continue
         if marked or (params is not None and params.entry.search is not None):
             continue
         raise ParamsError(
-            f"--mlexp-set {override.text}: {setting[1]} is a search's setting, and {name} "
+            f"--mlexp-set {override.text}: {setting} is a search's setting, and {name} "
             f"declares no search; declare one (search= in @pytest.mark.mlexp, or search: under "
             f"{name} in {file.display}), or drop the override"
         )

@@ -9,7 +9,7 @@ The file maps experiment function names to sections::
       search: {lr: "loguniform(1e-4, 1e-1)"}   # an Optuna search (pytest_mlexp.search)
       trials: 20
       objective: val_loss:min       # and sampler:, seed:, pruner:, study:, as in the marker
-      resources: {num_gpus: 1}      # what a Ray cluster reserves for each item (--mlexp-ray)
+      resources: {GPU: 1}           # what a cluster reserves per item (--mlexp-ray/-slurm)
 
 Every mistake is a ``ParamsError`` naming ``file:line``, the key and the fix.
 """
@@ -203,7 +203,7 @@ def _entry(loader: Any, function: str, key_node: Any, node: Any, file: ParamsFil
                 value,
                 f"{where}: {function}.resources: expected a mapping of resource to "
                 "amount, as @pytest.mark.mlexp(resources=...) takes it, e.g. "
-                "resources: {num_gpus: 1, memory: 8GB}",
+                "resources: {GPU: 1, memory: 8GB}",
             )
         elif section == BEST:
             entry.marks[BEST] = _best(loader, value, f"{where}: {function}.best")

@@ -283,6 +283,12 @@ def write_markdown(outcome: GateOutcome) -> None:
     text = markdown_report(
         outcome.verdicts, settings, links, grids=outcome.grids, cells=outcome.cells
     )
+    if outcome.pending:
+        names = ", ".join(f"`{nodeid}`" for nodeid in outcome.pending)
+        text += (
+            f"Pending sync: {names}. The tracking server was lost, so these runs are only "
+            "in the spool's journal; `mlexp sync` sends them, and their pages exist after it.\n"
+        )
     if outcome.links and not links:
         text += (
             "The runs are in a local store, which has no page to link to: "

@@ -50,8 +50,9 @@ MARKER_KWARGS: dict[str, str] = {
     "pruner": "`'median'`, `'hyperband'`, `'successive_halving'`, or an Optuna pruner.",
     "study": "A study name to continue across sessions (default: one study per session).",
     # Ray clusters
-    "resources": "What a Ray cluster reserves for each of its items: `{'num_gpus': 1, "
-    "'num_cpus': 4, 'memory': '8GB'}`.",
+    "resources": "What a cluster (Ray, Slurm) reserves for each of its items: `{'GPU': 1, "
+    "'CPU': 4, 'memory': '8GB'}`, and a backend's own options under its name "
+    "(`'slurm': {'time': 120}`).",
 }
 
 

@@ -74,7 +74,7 @@ def parametrize_search(
                 "search", f"searches run on Optuna, which is not installed: {EXTRA}"
             )
     except DeclarationError as exc:
-        override = _overrides(settings, definition.name, file_search).get(exc.key)
+        override = _overrides(settings, definition, file_search).get(exc.key)
         where = (
             f"--mlexp-set {override.text}: {definition.name}."
             if override is not None
@@ -139,7 +139,7 @@ def _declaration(
         options.update(file_search.options)
         source = file_search.where("search")
     options.update(marked)
-    overrides = _overrides(settings, definition.name, file_search)
+    overrides = _overrides(settings, definition, file_search)
     if overrides and "search" in options:
         for key, override in overrides.items():
             options[key] = override.value
@@ -154,15 +154,16 @@ def _declaration(
 
 
 def _overrides(
-    settings: Settings, name: str, file_search: FileSearch | None
+    settings: Settings, definition: pytest.Function, file_search: FileSearch | None
 ) -> dict[str, Override]:
     """The ``--mlexp-set`` texts setting this search's trials, sampler, seed or objective."""
     fixed = set(file_search.fixed) if file_search is not None else set()
+    path = definition.nodeid.split("::", 1)[0]
     found = {}
     for override in settings.params.overrides:
-        setting = override.search_setting
-        if setting is not None and setting[0] == name and setting[1] not in fixed:
-            found[setting[1]] = override
+        setting = override.sets_search_of(definition.name, path)
+        if setting is not None and setting not in fixed:
+            found[setting] = override
     return found
 
 

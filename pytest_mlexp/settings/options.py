@@ -41,7 +41,7 @@ PARAMS_KEYS = ("params_file",)
 SEARCH_KEYS = ("search_storage",)
 MODEL_KEYS = ("register", "register_alias", "keep_models")
 REUSE_KEYS = ("reuse", "inputs")
-CLUSTER_KEYS = ("ray", "resources")
+CLUSTER_KEYS = ("ray", "slurm", "slurm_options", "resources")
 SYSTEM_METRICS_KEYS = ("system_metrics",)
 COLLECTION_KEYS = ("experiment_paths",)
 YAML_KEYS: tuple[str, ...] = (
@@ -80,8 +80,8 @@ MARKER = (
     "baseline ('best': a grid gated once, by its best cell); "
     "judge=['accuracy', 'val_loss']: the metrics the gate judges (default: returned ones, "
     "those logged once, and those a rule names); "
-    "resources={'num_gpus': 1, 'num_cpus': 4, 'memory': '8GB'}: what a Ray "
-    "cluster reserves for each of its items."
+    "resources={'GPU': 1, 'CPU': 4, 'memory': '8GB', 'slurm': {'time': 120}}: what a "
+    "cluster (Ray, Slurm) reserves for each of its items."
 )
 
 #: The alias a registered version gets unless told otherwise.
@@ -520,10 +520,28 @@ def add_cluster_options(group: Any, parser: pytest.Parser) -> None:
         "here).",
     )
     parser.addini("mlexp_ray", "Address of the Ray cluster that runs the items.", default="")
+    group.addoption(
+        "--mlexp-slurm",
+        dest="mlexp_slurm",
+        metavar="PARTITION",
+        nargs="?",
+        const="on",
+        default=None,
+        help="Run the session's items as Slurm jobs through submitit, in PARTITION or the "
+        "cluster's default one (also env MLEXP_SLURM; needs pytest-mlexp[slurm]; default: off, "
+        "items run here).",
+    )
+    parser.addini("mlexp_slurm", "Run the items as Slurm jobs: on, off or a partition.", default="")
+    parser.addini(
+        "mlexp_slurm_options",
+        "sbatch options of every Slurm job, one KEY=VALUE a line (time=120 in minutes, "
+        "account=lab, qos=normal, or any sbatch option by its long name; default: none).",
+        type="linelist",
+    )
     parser.addini(
         "mlexp_resources",
         "What the cluster reserves for each item unless its marker says, one KEY=VALUE a "
-        "line (num_gpus=1, num_cpus=4, memory=8GB, or a custom resource; default: num_cpus=1).",
+        "line (GPU=1, CPU=4, memory=8GB, or a custom resource; default: CPU=1).",
         type="linelist",
     )
 

@@ -42,8 +42,33 @@ class Override:
         It is one when the function declares a search (in its marker or the params
         file) and has no param of that name; else it is an ordinary param override.
         """
-        function, dot, name = self.key.partition(".")
-        return (function, name) if dot and name in SEARCH_SETTINGS else None
+        function, name = split_key(self.key)
+        return (function, name) if function and name in SEARCH_SETTINGS else None
+
+    def sets_search_of(self, function: str, path: str) -> str | None:
+        """The search setting this override gives ``function`` of file ``path``, if any.
+
+        Its key names the function alone (``experiment_rf.trials``) or with its file
+        from the rootdir, or that path's end (``experiment_rf.py::experiment_rf.trials``).
+        """
+        setting = self.search_setting
+        if setting is None:
+            return None
+        where, qualified, name = setting[0].rpartition("::")
+        if name != function or (qualified and path != where and not path.endswith("/" + where)):
+            return None
+        return setting[1]
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """``("experiment_ridge", "alpha")`` for ``experiment_ridge.alpha``; ``("", key)`` for a name.
+
+    A ``file.py::function`` prefix is taken whole: ``("dir/x.py::experiment_f", "trials")``
+    for ``dir/x.py::experiment_f.trials``.
+    """
+    where, qualified, rest = key.rpartition("::")
+    function, dot, name = rest.partition(".")
+    return (where + qualified + function, name) if dot else ("", key)
 
 
 @dataclass(frozen=True)

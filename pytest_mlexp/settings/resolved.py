@@ -56,7 +56,7 @@ class Settings:
     register: RegisterSettings
     #: Reusing unchanged experiments' runs (``--mlexp-reuse``) and the declared inputs.
     reuse: ReuseSettings
-    #: The Ray cluster running the items (``--mlexp-ray``), and each item's default resources.
+    #: The cluster running the items (``--mlexp-ray``, ``--mlexp-slurm``) and each item's resources.
     cluster: ClusterSettings
     #: Logging MLflow's system metrics (CPU, memory, GPU) with every run.
     system_metrics: bool
