@@ -252,16 +252,16 @@ def pytest_configure(config: pytest.Config) -> None:
 LONGEST_FIRST = (
     "tests/test_ray.py::test_on_a_ray_cluster",
     "tests/test_compositions.py::test_reuse_registers_no_second_version_of_the_same_model",
-    "tests/test_faults.py::test_lost_server_spools_runs_that_sync_replays_once",
-    "tests/test_faults.py::test_lost_server_fails_the_items_and_the_next_session_kills_the_run",
     "tests/test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved",
     "tests/test_reuse.py::test_reuse_under_xdist",
-    "tests/test_backend.py::test_group_run_is_created_once_by_racing_processes",
-    "tests/test_compositions.py::test_a_rerun_cell_is_judged_and_registered_by_its_last_attempt[xdist]",
-    "tests/test_compositions.py::test_fluent_and_autolog_metrics_reach_the_summary_the_best_cell_and_the_gate",
-    "tests/test_reuse.py::test_what_changed_reruns_and_is_explained",
     "tests/test_shared_server.py::test_authenticated_server_never_shows_the_password",
+    "tests/test_backend.py::test_group_run_is_created_once_by_racing_processes",
+    "tests/test_faults.py::test_lost_server_spools_runs_that_sync_replays_once",
+    "tests/test_faults.py::test_lost_server_fails_the_items_and_the_next_session_kills_the_run",
+    "tests/test_compositions.py::test_fluent_and_autolog_metrics_reach_the_summary_the_best_cell_and_the_gate",
     "tests/test_reruns.py::test_a_rerun_cell_is_counted_once_by_its_last_attempt[xdist]",
+    "tests/test_compositions.py::test_a_rerun_cell_is_judged_and_registered_by_its_last_attempt[xdist]",
+    "tests/test_reuse.py::test_what_changed_reruns_and_is_explained",
 )
 
 

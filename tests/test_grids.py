@@ -228,7 +228,7 @@ def test_xdist_gives_the_same_runs_parents_and_summary(ourtester, client, runs_o
     )
     serial = ourtester.runpytest("-p", "no:randomly", "-n", "0", "--mlexp-experiment", "serial")
     serial.assert_outcomes(passed=13, failed=1)
-    parallel = ourtester.runpytest("-p", "no:randomly", "-n", "4", "--mlexp-experiment", "xdist")
+    parallel = ourtester.runpytest("-p", "no:randomly", "-n", "2", "--mlexp-experiment", "xdist")
     parallel.assert_outcomes(passed=13, failed=1)
     assert _store_view(runs_of(client, "xdist", groups=True)) == _store_view(
         runs_of(client, "serial", groups=True)

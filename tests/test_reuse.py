@@ -201,26 +201,22 @@ def test_what_changed_reruns_and_is_explained(project: pytest.Pytester) -> None:
     first_session(project)
     plain_source = latest_runs(project)["experiment_plain"].info.run_id
 
-    # Editing the helper re-runs the experiments importing it, and says so.
+    # Editing the helper re-runs the experiments importing it, editing the data file the
+    # experiment declaring it; each says why (one session for both).
     (project.path / "helpers_a.py").write_text(HELPERS.replace("FACTOR = 2", "FACTOR = 3"))
-    result = session(project, "--mlexp-reuse")
-    result.assert_outcomes(passed=6, failed=1)
-    assert executed(project) == Counter(["a1", "a2", "fails"])
-    result.stdout.fnmatch_lines(
-        [
-            "mlexp reuse: 4 of 7 runs reused*",
-            "  experiment_a[[]1[]], experiment_a[[]2[]]: code changed (helpers_a.py)",
-        ]
-    )
-    assert logged_metrics(latest_runs(project)["experiment_a[1]"]) == {"score": 3.0}
-
-    # Editing the data file re-runs the experiment declaring it.
     (project.path / "data" / "train.csv").write_text("x,y\n1,2\n3,4\n5,6\n")
     result = session(project, "--mlexp-reuse")
     result.assert_outcomes(passed=6, failed=1)
-    assert executed(project) == Counter(["data", "fails"])
+    assert executed(project) == Counter(["a1", "a2", "data", "fails"])
+    result.stdout.fnmatch_lines(
+        [
+            "mlexp reuse: 3 of 7 runs reused*",
+            "  experiment_a[[]1[]], experiment_a[[]2[]]: code changed (helpers_a.py)",
+        ]
+    )
     result.stdout.fnmatch_lines(["  experiment_data: inputs changed (data/train.csv)"])
     runs = latest_runs(project)
+    assert logged_metrics(runs["experiment_a[1]"]) == {"score": 3.0}
     assert logged_metrics(runs["experiment_data"]) == {"rows": 4.0}
     # The declared input is the run's dataset (the UI's Dataset column), digest and context.
     (dataset_input,) = runs["experiment_data"].inputs.dataset_inputs
@@ -230,8 +226,6 @@ def test_what_changed_reruns_and_is_explained(project: pytest.Pytester) -> None:
     assert {t.key: t.value for t in dataset_input.tags} == {"mlflow.data.context": "training"}
     # Its hash is cached by (path, size, mtime) under .mlexp/.
     assert (project.path / ".mlexp" / "input-hashes.json").exists()
-    # A run reused twice points at the run that executed, not at the reused one.
-    assert runs["experiment_plain"].data.tags["mlexp.reused_from"] == plain_source
 
     # Adding a grid value runs the new cell only.
     (project.path / "params.yaml").write_text(PARAMS.format(values="0.1, 0.2, 0.3"))
@@ -245,6 +239,9 @@ def test_what_changed_reruns_and_is_explained(project: pytest.Pytester) -> None:
             "  test_exp_b.py::experiment_grid: 2 of 3 cells reused",
         ]
     )
+    # A run reused twice points at the run that executed, not at the reused one.
+    reused_twice = latest_runs(project)["experiment_plain"]
+    assert reused_twice.data.tags["mlexp.reused_from"] == plain_source
 
 
 def test_rerun_flag_and_reuse_false_execute(project: pytest.Pytester) -> None:

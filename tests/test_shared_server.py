@@ -148,7 +148,7 @@ def test_authenticated_server_never_shows_the_password(
 
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
-    result = ourtester.runpytest("-n", "2", "--mlexp-tracking-uri", server.url, "-v", "-rA")
+    result = ourtester.runpytest("-n", "1", "--mlexp-tracking-uri", server.url, "-v", "-rA")
     outcomes = result.parseoutcomes()
     assert (outcomes.get("passed"), outcomes.get("failed")) == (2, 1), (
         result.stdout.str()[-6000:] + server.log.read_text()[-4000:]
