@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -67,11 +68,23 @@ class GroupReports:
             place = None if case is None else junit.withdraw_passed(self.config, case)
             failed = copy.copy(passed)  # its location, worker, duration, properties, output
             failed.outcome = "failed"
-            failed.longrepr = message
+            failed.longrepr = GroupFailure(message)
             self._made.append(failed)
             self.config.hook.pytest_runtest_logreport(report=failed)
             if place is not None:
                 junit.move_last_to(self.config, place)
+
+
+class GroupFailure(str):
+    """A failed group's message as a report's ``longrepr``.
+
+    Text, as pytest 9's short summary and ``--junitxml`` read it; with the
+    ``reprcrash.message`` pytest 8 reads for the short summary's `` - message``.
+    """
+
+    @property
+    def reprcrash(self) -> SimpleNamespace:
+        return SimpleNamespace(message=str(self))
 
 
 GROUP_REPORTS_KEY = pytest.StashKey[GroupReports]()
