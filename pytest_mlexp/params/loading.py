@@ -216,13 +216,13 @@ def _entry(loader: Any, function: str, key_node: Any, node: Any, file: ParamsFil
         elif section == JUDGE:
             entry.marks[JUDGE] = _judge(loader, value, f"{where}: {function}.judge")
         elif section == SEED_BUDGET:
-            budget = loader.construct_object(value, deep=True)
-            if isinstance(budget, bool) or not isinstance(budget, int) or budget < 2:
-                raise ParamsError(
-                    f"{where}: {function}.seed_budget: expected the most seeds a repeated cell "
-                    f"may run, e.g. seed_budget: 20, got {budget!r}"
-                )
-            entry.seed_budget = budget
+            entry.seed_budget = _whole_number(
+                loader,
+                value,
+                least=2,
+                expected=f"{where}: {function}.seed_budget: expected the most seeds a "
+                "repeated cell may run, e.g. seed_budget: 20",
+            )
         elif section in SEARCH_OPTIONS:
             option = loader.construct_object(value, deep=True)
             if option is not None and not isinstance(option, str | int | float):
@@ -232,13 +232,12 @@ def _entry(loader: Any, function: str, key_node: Any, node: Any, file: ParamsFil
                 )
             entry.search_options[section] = option
         else:
-            trials = loader.construct_object(value, deep=True)
-            if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-                raise ParamsError(
-                    f"{where}: {function}.trials: expected a positive number of trials, "
-                    f"got {trials!r}"
-                )
-            entry.trials = trials
+            entry.trials = _whole_number(
+                loader,
+                value,
+                least=1,
+                expected=f"{where}: {function}.trials: expected a positive number of trials",
+            )
     both = sorted(set(entry.fixed) & set(entry.grid))
     if both:
         raise ParamsError(
@@ -306,6 +305,14 @@ def _values(loader: Any, entry: Entry, section: str, node: Any, file: ParamsFile
             )
         target[name] = value
         entry.lines[key] = _line(key_node)
+
+
+def _whole_number(loader: Any, node: Any, *, least: int, expected: str) -> int:
+    """An integer of at least ``least`` (not a bool); else an error: ``expected``, got what."""
+    value = loader.construct_object(node, deep=True)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ParamsError(f"{expected}, got {value!r}")
+    return value
 
 
 def _mapping(loader: Any, node: Any, error: str) -> dict[str, Any]:
