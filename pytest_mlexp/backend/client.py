@@ -178,6 +178,11 @@ class Backend:
         check = getattr(self.client, "is_spooled", None)
         return bool(check(run_id)) if callable(check) else False
 
+    def created_in_journal(self, run_id: str | None) -> bool:
+        """Whether the run was created in the spool's journal: the server has no such run yet."""
+        view = getattr(self.client, "offline_view", None)
+        return bool(run_id) and callable(view) and view(run_id) is not None
+
     @property
     def display_uri(self) -> str:
         """The URI with credentials removed, safe to print or log."""

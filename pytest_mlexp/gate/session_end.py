@@ -148,7 +148,7 @@ def _links(
             if verdict.nodeid not in runs:
                 continue
             experiment, run_id = runs[verdict.nodeid]
-            if _journal_only(backend, run_id):
+            if backend.created_in_journal(run_id):
                 pending.append(verdict.nodeid)
                 continue
             try:
@@ -233,9 +233,3 @@ def _junit_properties(pytest_session: pytest.Session, verdicts: Sequence[Verdict
                 f"mlexp.cell {verdict.nodeid}",
                 f"{verdict.verdict}: {intervals}",
             )
-
-
-def _journal_only(backend: Backend, run_id: str | None) -> bool:
-    """Whether the run was created in the spool's journal: the server has no such run yet."""
-    view = getattr(backend.client, "offline_view", None)
-    return bool(run_id) and callable(view) and view(run_id) is not None
