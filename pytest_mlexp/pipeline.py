@@ -1,8 +1,10 @@
 """The features of a session and the order they act in, written down in one place.
 
-``plugin.py`` registers ``Pipeline`` in every process and ``Controller`` only
-in the process that ends the session (not in its workers), the way xdist
-registers its ``DSession`` only on the controller.
+``plugin.py`` registers ``Pipeline`` in every process; once tracked items are
+known (``on_tracked``), ``Controller`` is registered only in the process that
+ends the session (not in its workers), the way xdist registers its
+``DSession`` only on the controller. A session without experiments registers
+no hook that looks at each of its reports.
 
 0. ``Pipeline.pytest_generate_tests``: at collection, the params file, searches
    and repeats parametrize the experiment functions that ask for it. The first
@@ -121,21 +123,6 @@ class Pipeline:
 
             parametrize_repeats(metafunc)
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_report_teststatus(
-        self, report: pytest.TestReport, config: pytest.Config
-    ) -> tuple[str, str, str] | None:
-        # An extra seed its cell did not need ran nothing: no letter, no count (from workers too).
-        if report.skipped and report.when == "setup" and report.user_properties:
-            from .backend.tags import SEED_NOT_NEEDED
-
-            if any(name == SEED_NOT_NEEDED for name, _ in report.user_properties):
-                from .gate.sequential_runs import count_in_progress
-
-                count_in_progress(config, report.nodeid)
-                return "", "", ""
-        return None
-
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_make_collect_report(self, collector: pytest.Collector) -> Generator[None, Any, Any]:
         # Innermost: every parametrization of a module's functions, before a node id, --lf
@@ -174,6 +161,47 @@ class Pipeline:
         return result
 
 
+def on_tracked(session: MlexpSession) -> None:
+    """Register what looks at reports once tracked items are known in this process.
+
+    Called once (``MlexpSession.watch_reports``): at the end of collection where the items
+    are collected, on the first report of a worker that tracks items where they are not
+    (the xdist controller). Where the session ends, its end (``Controller``) and a failed
+    group's report (``gate.group_reports``). A session without experiments registers
+    none of them, so its reports cost nothing here.
+    """
+    from .workers import is_controller
+
+    config = session.config
+    config.pluginmanager.register(SeedStatus(), "mlexp-seed-status")
+    if is_controller(config):
+        # The session's end (finish, the terminal summary) happens once, where workers report.
+        config.pluginmanager.register(Controller(session), "mlexp-controller")
+        from .gate import group_reports
+
+        # A failed group run (cell, search, gate="best" grid) is reported as one of its items'.
+        group_reports.register(config)
+
+
+class SeedStatus:
+    """Registered as ``mlexp-seed-status`` by ``on_tracked``, in every process."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport, config: pytest.Config
+    ) -> tuple[str, str, str] | None:
+        # An extra seed its cell did not need ran nothing: no letter, no count (from workers too).
+        if report.skipped and report.when == "setup" and report.user_properties:
+            from .backend.tags import SEED_NOT_NEEDED
+
+            if any(name == SEED_NOT_NEEDED for name, _ in report.user_properties):
+                from .gate.sequential_runs import count_in_progress
+
+                count_in_progress(config, report.nodeid)
+                return "", "", ""
+        return None
+
+
 def group_kinds() -> list[GroupKind]:
     """The kinds of group runs the features make: grids' cells and parents, searches' parents."""
     from .grids.kinds import CELL, GRID
@@ -183,7 +211,8 @@ def group_kinds() -> list[GroupKind]:
 
 
 class Controller:
-    """Registered as ``mlexp-controller`` only where the session ends (not in a session's workers).
+    """Registered as ``mlexp-controller`` by ``on_tracked``, only where the session ends (not
+    in a session's workers).
 
     Every run's summary arrives here by one road: serially from the item's
     teardown, from xdist's and Ray's workers with the items' teardown reports

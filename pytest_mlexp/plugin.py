@@ -41,38 +41,37 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     # Every pytest run of the environment passes here: register the plugin's parts, resolve
     # nothing. Settings are resolved when a tracked item is about to use them (runs.session).
+    # Only collection's hooks are registered here: what looks at each report is registered
+    # once tracked items are known (pipeline.on_tracked), so a plain suite pays for none.
     from . import collection
-    from .pipeline import Controller, Pipeline, open_backend
+    from .pipeline import Pipeline, on_tracked, open_backend
     from .process_state import ProcessState
     from .runs.session import MlexpSession
-    from .workers import is_controller
 
+    # A snapshot now; put back after every unconfigure hook (the last thing the session does).
+    config.add_cleanup(ProcessState().pytest_unconfigure)
     collection.configure(config)  # experiment_* files and functions, where the user put them
     config.addinivalue_line("markers", MARKER)
-    xdist = config.pluginmanager.hasplugin("xdist")
-    if xdist:
-        from .refusal import WorkerRefusal
-
-        config.pluginmanager.register(WorkerRefusal(config), "mlexp-refusal")
-    config.pluginmanager.register(ProcessState(), "mlexp-process-state")
-    session = MlexpSession(config, _resolve_settings, open_backend)
+    session = MlexpSession(config, _resolve_settings, open_backend, on_tracked)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, SESSION_NAME)
     pipeline = Pipeline(session)
     config.pluginmanager.register(pipeline, "mlexp-pipeline")
-    if is_controller(config):
-        # The session's end (finish, the terminal summary) happens once, where workers report.
-        config.pluginmanager.register(Controller(session), "mlexp-controller")
-        from .gate import group_reports
+    # pytest-xdist's controller (its DSession runs: xdist's own test; its workers have no -n).
+    distributed = config.getoption("dist", "no") != "no" and bool(config.getoption("tx", None))
+    if distributed or hasattr(config, "workerinput"):
+        from .refusal import WorkerRefusal
 
-        # A failed group run (cell, search, gate="best" grid) is reported as one of its items'.
-        group_reports.register(config)
-        if xdist:
-            config.pluginmanager.register(XdistHooks(session), "mlexp-xdist")
-        if _cluster_requested(config):
-            from .cluster.controller import ClusterController
-            from .pipeline import hand_to_workers
+        # A setting refused in an xdist worker stops the session with its message.
+        config.pluginmanager.register(WorkerRefusal(config), "mlexp-refusal")
+    if distributed:
+        config.pluginmanager.register(XdistHooks(session), "mlexp-xdist")
+    if _cluster_requested(config):
+        from .cluster.controller import ClusterController
+        from .pipeline import hand_to_workers
+        from .workers import is_controller
 
+        if is_controller(config):
             # --mlexp-ray, --mlexp-slurm: the items run on the cluster's warm workers.
             cluster = ClusterController(
                 session,
@@ -95,6 +94,10 @@ def _cluster_requested(config: pytest.Config) -> bool:
     A settings file that does not parse says no here: the session refuses it when a
     tracked item resolves the settings.
     """
+    from .settings.options import may_ask_for_cluster
+
+    if not may_ask_for_cluster(config):
+        return False  # no switch and no settings file: the settings modules stay unimported
     from .settings.cluster import cluster_requested
 
     try:
@@ -214,10 +217,12 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
 @pytest.hookimpl(tryfirst=True)
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """The xdist controller collects nothing itself: its line comes with the runs' summary."""
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None or not session.results:
+        return
     from .workers import is_controller
 
-    session = config.stash.get(SESSION_KEY, None)
-    if session is None or not is_controller(config) or not session.results:
+    if not is_controller(config):
         return
     if config.stash.get(_LINE_SHOWN, False):
         return

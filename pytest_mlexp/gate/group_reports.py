@@ -10,7 +10,9 @@ the terminal's last line, the short summary, ``--junitxml``, ``--lf``'s cache
 and the exit status count one failed item, each item once, with or without
 xdist or Ray.
 
-Registered as ``mlexp-group-reports`` where the session ends (the controller).
+Registered as ``mlexp-group-reports`` where the session ends (the controller),
+once tracked items are known there (``pipeline.on_tracked``): a session without
+experiments keeps no report.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ GROUP_REPORTS_KEY = pytest.StashKey[GroupReports]()
 
 
 def register(config: pytest.Config) -> None:
-    """Register the plugin where the session ends (``plugin.pytest_configure``)."""
+    """Register the plugin where the session ends (``pipeline.on_tracked``)."""
     reports = GroupReports(config)
     config.stash[GROUP_REPORTS_KEY] = reports
     config.pluginmanager.register(reports, "mlexp-group-reports")

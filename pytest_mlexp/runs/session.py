@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 #: Key of the summary in a serialized teardown report (xdist's and Ray's workers).
 SUMMARY_FIELD = "mlexp_run"
+#: Key set in every serialized report of a worker that tracks items.
+TRACKED_FIELD = "mlexp_tracked"
 #: The user property of a reused item's call report (``backend.tags.REUSED_FROM``).
 REUSED_PROPERTY = "mlexp.reused_from"
 
@@ -43,8 +45,12 @@ class MlexpSession:
         config: pytest.Config,
         resolve: Callable[[pytest.Config], Settings],
         open_backend: Callable[[Settings], Backend],
+        on_tracked: Callable[[MlexpSession], None] | None = None,
     ) -> None:
+        """``on_tracked``: registers what else looks at reports once tracked items are known
+        here (the session's end, where it happens); a session without them never calls it."""
         self.config = config
+        self._on_tracked = on_tracked
         self._resolve = resolve
         #: One summary per finished run, as reports arrived (from every worker).
         self.results: list[RunSummary] = []
@@ -169,12 +175,14 @@ class MlexpSession:
     def watch_reports(self) -> None:
         """From now on, look at every report: summaries to gather, reused items to tell.
 
-        Called once this process tracks items, or receives a summary or a reused item's
-        report from a worker: a session without experiments pays nothing per report.
+        Called once this process tracks items, or receives the first report of a worker
+        that does: a session without experiments pays nothing per report.
         """
         if self._report_hooks is None:
             self._report_hooks = ReportHooks(self)
             self.config.pluginmanager.register(self._report_hooks, "mlexp-reports")
+            if self._on_tracked is not None:
+                self._on_tracked(self)
 
     def gather(self, report: pytest.TestReport) -> None:
         """Keep the summary attached to ``report``, if any: its run ended."""
@@ -190,26 +198,29 @@ class MlexpSession:
     @pytest.hookimpl(wrapper=True)
     def pytest_report_to_serializable(self, report: Any) -> Any:
         data = yield
-        if not self._summaries or not isinstance(report, pytest.TestReport):
+        if not self._order or not isinstance(report, pytest.TestReport):
             return data
-        summary = self._summaries.get(report)
-        if summary is not None and isinstance(data, dict):
-            data[SUMMARY_FIELD] = summary.to_json()
+        if isinstance(data, dict):
+            # Every report of a worker that tracks items says so: the controller looks at
+            # reports from the first one on (a group's member, a seed its cell did not need).
+            data[TRACKED_FIELD] = True
+            summary = self._summaries.get(report)
+            if summary is not None:
+                data[SUMMARY_FIELD] = summary.to_json()
         return data
 
     @pytest.hookimpl(wrapper=True)
     def pytest_report_from_serializable(self, data: Any) -> Any:
         report = yield
-        if isinstance(data, dict) and data.get(SUMMARY_FIELD) is not None:
+        if not isinstance(data, dict) or not data.get(TRACKED_FIELD):
+            return report  # a plain suite's report: nothing more is looked at
+        self.watch_reports()
+        if data.get(SUMMARY_FIELD) is not None and isinstance(report, pytest.TestReport):
             from .summary import RunSummary
 
-            if isinstance(report, pytest.TestReport):
-                self._summaries[report] = RunSummary.from_json(data[SUMMARY_FIELD])
-                self.watch_reports()
-                # The session's end will need the store: open it while the workers run.
-                self.prepare_backend()
-        elif self._report_hooks is None and reused_from(report) is not None:
-            self.watch_reports()  # reused items' runs come with their teardown reports
+            self._summaries[report] = RunSummary.from_json(data[SUMMARY_FIELD])
+            # The session's end will need the store: open it while the workers run.
+            self.prepare_backend()
         return report
 
 

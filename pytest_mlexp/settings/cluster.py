@@ -8,12 +8,9 @@ from typing import Any
 
 import pytest
 
+from .options import RAY_ENV, SLURM_ENV
 from .sources import lookup, parse_tags, yaml_mapping
 
-#: The environment variable naming the Ray cluster, like ``--mlexp-ray``.
-RAY_ENV = "MLEXP_RAY"
-#: The environment variable switching Slurm on (or naming its partition), like ``--mlexp-slurm``.
-SLURM_ENV = "MLEXP_SLURM"
 #: What ``--mlexp-slurm`` takes to mean "on, in the cluster's default partition".
 SLURM_ON = ("on", "true", "yes", "1", "default")
 SLURM_OFF = ("off", "false", "no", "0")

@@ -7,6 +7,7 @@ The values are resolved by the ``settings`` modules of each feature.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -507,6 +508,29 @@ def add_reuse_options(group: Any, parser: pytest.Parser) -> None:
         "the runs' fingerprints and logged as their datasets (default: none).",
         type="linelist",
     )
+
+
+#: The environment variable naming the Ray cluster, like ``--mlexp-ray``.
+RAY_ENV = "MLEXP_RAY"
+#: The environment variable switching Slurm on (or naming its partition), like ``--mlexp-slurm``.
+SLURM_ENV = "MLEXP_SLURM"
+#: The settings file read from the rootdir unless ``--mlexp-config`` names another.
+DEFAULT_CONFIG_FILE = "mlexp.yaml"
+
+
+def may_ask_for_cluster(config: pytest.Config) -> bool:
+    """Whether any source could switch a cluster on: a cluster flag, env or ini key, or a
+    settings file; ``False`` means none does, with no settings module imported.
+
+    Every pytest run asks this at configure: ``settings.cluster.cluster_requested`` then
+    reads the switches themselves.
+    """
+    for option, env in (("mlexp_ray", RAY_ENV), ("mlexp_slurm", SLURM_ENV)):
+        if config.getoption(option) or os.environ.get(env, "").strip() or config.getini(option):
+            return True
+    if config.getoption("mlexp_config") or str(config.getini("mlexp_config")).strip():
+        return True
+    return (config.rootpath / DEFAULT_CONFIG_FILE).exists()
 
 
 def add_cluster_options(group: Any, parser: pytest.Parser) -> None:

@@ -16,9 +16,7 @@ from typing import Any
 
 import pytest
 
-from .options import YAML_KEYS
-
-DEFAULT_CONFIG_FILE = "mlexp.yaml"
+from .options import DEFAULT_CONFIG_FILE, YAML_KEYS
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
