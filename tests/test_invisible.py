@@ -39,6 +39,36 @@ PLAIN_SUITE = {
 }
 
 
+#: A conftest writing, per process, which of the plugin's parts hook into each item's run or
+#: report (``hooks-<controller|gw0>.txt``): none in a session without experiments.
+PER_ITEM_HOOKS_CONFTEST = """
+import os
+
+HOOKS = (
+    "pytest_runtest_protocol", "pytest_runtest_logstart", "pytest_runtest_setup",
+    "pytest_runtest_call", "pytest_runtest_teardown", "pytest_runtest_makereport",
+    "pytest_runtest_logreport", "pytest_runtest_logfinish", "pytest_report_teststatus",
+)
+
+def pytest_sessionfinish(session):
+    manager = session.config.pluginmanager
+    found = set()
+    for name in HOOKS:
+        for impl in getattr(manager.hook, name).get_hookimpls():
+            module = getattr(impl.plugin, "__module__", None) or impl.plugin.__name__
+            if module.startswith("pytest_mlexp"):
+                found.add(manager.get_name(impl.plugin))
+    role = getattr(session.config, "workerinput", {}).get("workerid", "controller")
+    with open(os.path.join(str(session.config.rootpath), f"hooks-{role}.txt"), "w") as f:
+        f.write("\\n".join(sorted(found)))
+"""
+
+
+def per_item_hooks(folder: Path, role: str = "controller") -> list[str]:
+    """The plugin's parts that hooked into each item in process ``role`` of the last session."""
+    return (folder / f"hooks-{role}.txt").read_text().split()
+
+
 def masked(output: str) -> str:
     """pytest's output without what differs between two runs: timings, and mlexp in the plugins."""
     output = re.sub(r"\bin \d+\.\d+s\b", "in <time>", output)
@@ -97,13 +127,19 @@ def test_plain_suite_prints_and_writes_nothing(ourtester, monkeypatch, private_t
 
 
 def test_a_bad_setting_stops_only_a_session_that_uses_it(ourtester):
-    """Serially, under -v and under xdist a plain suite runs; an experiment meets the refusal."""
+    """Serially, under -v and under xdist a plain suite runs; an experiment meets the refusal.
+
+    The plain suite's items and reports pass no hook of the plugin's, in any process.
+    """
     ourtester.makepyfile(**PLAIN_SUITE)
+    ourtester.makeconftest(PER_ITEM_HOOKS_CONFTEST)
     for args in (["-v"], ["-n", "1"]):
         plain = ourtester.runpytest("-p", "no:randomly", "--mlexp-figures", "svg", *args)
         plain.assert_outcomes(passed=4, failed=1, skipped=1)
         plain.stdout.no_fnmatch_line("mlexp: *")
         assert "svg" not in plain.stdout.str() + plain.stderr.str()
+        assert per_item_hooks(ourtester.path) == []
+    assert per_item_hooks(ourtester.path, "gw0") == []
 
     ourtester.makepyfile(experiment_tiny="def experiment_tiny(mlflow_run):\n    pass\n")
     result = ourtester.runpytest("-p", "no:randomly", "--mlexp-figures", "svg")
@@ -150,6 +186,7 @@ def test_tracked_session_prints_the_line_after_collection_and_leaves_no_lock(
     ourtester, private_tmpdir, read_runs
 ):
     ourtester.makepyfile(**PLAIN_SUITE)
+    ourtester.makeconftest(PER_ITEM_HOOKS_CONFTEST)
     ourtester.makepyfile(
         experiment_tiny="""
         def experiment_tiny(mlflow_run):
@@ -158,6 +195,9 @@ def test_tracked_session_prints_the_line_after_collection_and_leaves_no_lock(
     )
     result = ourtester.runpytest_subprocess("-p", "no:randomly", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=5, failed=1, skipped=1)
+    # Registered once collection found the experiment (pipeline.on_tracked, pipeline.activate).
+    hooked = {"mlexp-group-reports", "mlexp-reports", "mlexp-runs", "mlexp-seed-status"}
+    assert hooked <= set(per_item_hooks(ourtester.path))
     result.stdout.fnmatch_lines(
         [
             "collected 7 items",
