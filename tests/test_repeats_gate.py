@@ -314,3 +314,79 @@ def test_the_params_file_sets_a_functions_seed_budget(ourtester: pytest.Pytester
         ["experiments/params.yaml:2: experiment_a.seed_budget: 3 must be more than the 3 first "
          "seeds of repeats=3"]
     )  # fmt: skip
+
+
+#: Seeds on demand and registration: two functions, ``repeats=(2, 4)`` (looks at 2 and 4
+#: seeds), a small model a seed. ``decides`` is undecided at 2 seeds and passes at 4, its
+#: best seed an extra one (seed 3); ``undecided`` spreads too much to decide within 4.
+REGISTERING = """
+import pytest
+from sklearn.dummy import DummyClassifier
+
+FAST = {"pip_requirements": ["scikit-learn"]}
+
+def fit(mlflow_run, accuracy):
+    mlflow_run.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), **FAST)
+    return {"accuracy": accuracy}
+
+@pytest.mark.mlexp(repeats=(2, 4), register="decides")
+def experiment_decides(mlflow_run, seed):
+    return fit(mlflow_run, 0.80 + 0.002 * [-1, 1, 0, 2][seed])
+
+@pytest.mark.mlexp(repeats=(2, 4), register="undecided")
+def experiment_undecided(mlflow_run, seed):
+    return fit(mlflow_run, 0.80 + 0.02 * [-1, 1, 0, 2][seed])
+"""
+DECIDES, UNDECIDED = (
+    "experiment_reg.py::experiment_decides",
+    "experiment_reg.py::experiment_undecided",
+)
+
+
+def test_registration_waits_for_the_sequential_verdict(run_gate, ourtester, read_runs):  # type: ignore[no-untyped-def]
+    """Registered once, at the end, from the whole cell (its extra seeds too); a cell left
+    inconclusive at its budget registers nothing."""
+    from mlflow import MlflowClient
+
+    ourtester.makepyfile(experiment_reg=REGISTERING)
+    entry = {"accuracy": 0.80, "accuracy.std": 0.002, "accuracy.n": 10}
+    (ourtester.path / "b.yaml").write_text(yaml.safe_dump({DECIDES: entry, UNDECIDED: entry}))
+    result = run_gate(
+        "--mlexp-baseline-file", "b.yaml", "--mlexp-lineage", "none", "--mlexp-artifacts", "off"
+    )
+    result.assert_outcomes(passed=8)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            f"{DECIDES}: passed after 4 seeds (2 + 2: inconclusive at 2)",
+            f"{UNDECIDED}: inconclusive after 4 seeds (2 + 2: inconclusive at 2)",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            escaped("mlexp: registered decides v1 @candidate from experiment_decides[seed3]"),
+            f"mlexp: nothing registered as undecided for {UNDECIDED}: the gate could not decide "
+            f"{UNDECIDED} within its seed budget (inconclusive); raise the budget or the tolerance",
+        ],
+        consecutive=False,
+    )
+    client = MlflowClient(f"sqlite:///{ourtester.path / 'mlflow.db'}")
+    (version,) = client.search_model_versions("name = 'decides'")
+    assert client.get_model_version_by_alias("decides", "candidate").version == version.version == 1
+    # From the best seed of the whole cell, an extra one, judged after its second look.
+    source = client.get_run(version.run_id)
+    assert source.data.params["seed"] == "3"
+    assert source.data.tags["mlexp.cell"] == DECIDES
+    cell = client.get_run(source.data.tags["mlflow.parentRunId"])
+    assert cell.data.tags["mlexp.repeats"] == "4"
+    assert "look 2 of 2" in cell.data.tags["mlexp.regression.interval"]
+    assert version.tags["mlexp.regression"] == "passed"
+    assert source.data.tags["mlexp.registered_version"] == str(version.version)
+    assert client.search_model_versions("name = 'undecided'") == []
+    cells, _ = cells_and_repeats(read_runs)
+    undecided = next(c for c in cells if c.data.tags["mlexp.cell"] == UNDECIDED)
+    assert (undecided.data.tags["mlexp.regression"], undecided.data.tags["mlexp.repeats"]) == (
+        "inconclusive",
+        "4",
+    )
+    assert "mlexp.registered_model" not in undecided.data.tags

@@ -102,10 +102,20 @@ def register_models(
             *lines,
             Registration(f"mlexp: nothing registered (--mlexp-no-register): {names}", SKIPPED),
         ]
+    from ..gate.verdicts import undecided_cells
+
     failures = gate_failures(gate)
+    undecided = undecided_cells(gate.verdicts) if gate is not None else []
     for function, runs in targets.items():
         name = runs[0].register
         try:
+            mine = [cell for cell in undecided if function_id(cell) == function]
+            if mine:
+                # Seeds on demand ended undecided: no verdict to register by (gate.sequential).
+                raise NotRegistered(
+                    f"the gate could not decide {', '.join(mine[:3])} within its seed budget "
+                    "(inconclusive); raise the budget or the tolerance"
+                )
             lines.append(_register(backend, function, runs, settings, failures, exitstatus))
         except NotRegistered as why:
             lines.append(
