@@ -233,6 +233,8 @@ def _judge(
         problem=problem,
     )
     rows, verdict, failing, problem = judged.rows, judged.verdict, judged.failing, judged.problem
+    # Asked before this cell's own verdict tags name the baseline.
+    first_used = baseline if _first_use(client, run, baseline, settings) else None
     tags = verdict_tags(verdict, baseline) | gate_tags(rows)
     if failing:
         tags[T.ERROR] = failure_line(failing)[:500]
@@ -269,7 +271,7 @@ def _judge(
             metrics,
             target.rules,
             recording=settings.update,
-            first_used=baseline if _first_use(client, run, baseline, settings) else None,
+            first_used=first_used,
         )
         if target.kind.kind == T.KIND_CELL
         else [],
@@ -280,8 +282,8 @@ def _first_use(client: Any, run: Any, baseline: Baseline | None, settings: GateS
     """Whether a cell is the first judged against its store baseline (``latest``, ``branch:``...).
 
     First: no run of the cell's experiment names that baseline run in
-    ``mlexp.baseline.run_id`` yet (this cell's own tag is written after). One
-    query, made only for a repeated cell judged against a cell run of the store.
+    ``mlexp.baseline.run_id`` yet (asked before this cell's own tags are written).
+    One query, made only for a repeated cell judged against a cell run of the store.
     """
     if baseline is None or not baseline.run_id or settings.spec is None:
         return False

@@ -7,8 +7,9 @@ before), a search's best trial (``groups.completion``), the best repeat of a
 repeated cell by the same metric, or the function's single run. Its newest
 logged model becomes a new version of the registered model, with tags saying
 where it comes from and the alias (``candidate`` by default). Nothing is
-registered when the gate failed, a cell of the function failed, the session
-failed, or the best cell logged no model: one line says why. When the best
+registered when the gate failed, a cell of the function failed or was left
+inconclusive at its seed budget (seeds on demand: registration waits for the
+verdict), the session failed, or the best cell logged no model: one line says why. When the best
 cell's model already is the newest version (a reused cell, ``--mlexp-reuse``),
 no version is added: the alias is set on that version.
 
