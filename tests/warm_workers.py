@@ -103,6 +103,7 @@ if __name__ == "__main__" and sys.argv[1:2] == ["client"]:
 import gc  # noqa: E402  (the client above needs none of these)
 import importlib  # noqa: E402
 import io  # noqa: E402
+import resource  # noqa: E402
 import selectors  # noqa: E402
 import threading  # noqa: E402
 import types  # noqa: E402
@@ -169,6 +170,8 @@ class _Zygote:
         ]
         self.children: dict[int, socket.socket] = {}
         self.pid = os.getpid()
+        self.workers_cpu = 0.0
+        self._write_cpu()
         gc.collect()
         gc.freeze()  # shared with every worker, never walked again
 
@@ -252,11 +255,13 @@ class _Zygote:
     def _reap(self, selector: selectors.BaseSelector) -> None:
         while self.children:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
+            self.workers_cpu += usage.ru_utime + usage.ru_stime
+            self._write_cpu()
             connection = self.children.pop(pid, None)
             if connection is not None:
                 with contextlib.suppress(KeyError):  # its client went away first
@@ -267,6 +272,13 @@ class _Zygote:
                 except OSError:
                     pass
                 connection.close()
+
+    def _write_cpu(self) -> None:
+        """Its own CPU and its ended workers', in seconds, for the suite's CPU profile."""
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        with open("cpu.tmp", "w") as file:
+            file.write(f"{own.ru_utime + own.ru_stime:.3f} {self.workers_cpu:.3f}\n")
+        os.replace("cpu.tmp", "cpu")
 
     def _kill(self, pid: int) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -393,6 +405,22 @@ class WarmStart:
             selected.close()
         return self._address
 
+    def cpu(self) -> float:
+        """The CPU seconds the zygote and its ended workers used so far (0 if none started).
+
+        Forked workers are the zygote's children, not this process's: a profile of this
+        process's children (``RUSAGE_CHILDREN``) counts them only when the zygote ends.
+        """
+        if self._process is None:
+            return 0.0
+        folder = os.path.dirname(self._process.args[3])  # type: ignore[index]
+        try:
+            with open(os.path.join(folder, "cpu")) as file:
+                own, workers = file.read().split()
+        except (OSError, ValueError):
+            return 0.0
+        return float(own) + float(workers)
+
     def stop(self) -> None:
         """End the zygote (its pid) and wait for it; its workers end with their sessions."""
         process, self._process, self._address = self._process, None, None
@@ -407,13 +435,15 @@ class WarmStart:
         folder = os.path.dirname(process.args[3])  # type: ignore[index]
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(folder, "socket"))
-        with contextlib.suppress(OSError):
-            os.unlink(os.path.join(folder, "log"))
+        for name in ("log", "cpu"):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, name))
         with contextlib.suppress(OSError):
             os.rmdir(folder)
 
 
-_warm_start = WarmStart()
+#: This process's zygote.
+warm_start = WarmStart()
 
 
 @contextlib.contextmanager
@@ -434,7 +464,7 @@ def warm_workers() -> Iterator[None]:
         command = cold(spec)
         if not spec.popen or spec.python or spec.via:
             return command
-        address = _warm_start.address()
+        address = warm_start.address()
         if address is None:
             return command
         return [sys.executable, "-I", "-S", __file__, "client", address, "--", *command]
