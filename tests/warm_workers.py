@@ -165,9 +165,8 @@ class _Zygote:
         added = len(warnings.filters) - len(self.initial_filters)
         self.library_filters = list(warnings.filters[:added])  # what imports added, in front
         self.plugin_packages = _plugin_packages_imported()
-        self.stdio = [
-            (s.encoding, s.errors) for s in (sys.__stdin__, sys.__stdout__, sys.__stderr__)
-        ]
+        streams = (sys.__stdin__, sys.__stdout__, sys.__stderr__)
+        self.stdio = [(s.encoding, s.errors) if s else ("utf-8", "strict") for s in streams]
         self.children: dict[int, socket.socket] = {}
         self.pid = os.getpid()
         self.workers_cpu = 0.0
@@ -201,7 +200,7 @@ class _Zygote:
                             os.close(wake_write)
                             return request
                     elif key.data == "reap":
-                        while os.read(wake_read, 512) == 512:
+                        while len(os.read(wake_read, 512)) == 512:
                             pass
                         self._reap(selector)
                     elif key.data == "stop":
@@ -308,9 +307,10 @@ class _Zygote:
         sys.argv[:] = ["-c"]
         sys.orig_argv[:] = work.argv
         sys.warnoptions[:] = warnoptions
-        warnings.filters[:] = self.initial_filters
+        filters: list[Any] = warnings.filters  # type: ignore[assignment]
+        filters[:] = self.initial_filters
         warnings._processoptions(warnoptions)  # type: ignore[attr-defined]
-        warnings.filters[:0] = self.library_filters
+        filters[:0] = self.library_filters
         warnings._filters_mutated()  # type: ignore[attr-defined]
         self._stdio(unbuffered)
         for name in self.plugin_packages:
@@ -338,7 +338,7 @@ class _Zygote:
             )
             streams.append(
                 io.TextIOWrapper(
-                    binary,  # type: ignore[arg-type]
+                    binary,
                     encoding=encoding,
                     errors=errors,
                     line_buffering=not unbuffered and write and os.isatty(fd),
@@ -374,6 +374,7 @@ class WarmStart:
 
     def __init__(self) -> None:
         self._process: subprocess.Popen[bytes] | None = None
+        self._folder = ""
         self._address: str | None = None
         self._failed = False
 
@@ -381,7 +382,7 @@ class WarmStart:
         """The zygote's socket, started now if need be; None if it cannot start (go cold)."""
         if self._address is None and not self._failed:
             self._failed = True
-            folder = tempfile.mkdtemp(prefix="mlexp-zygote-")
+            folder = self._folder = tempfile.mkdtemp(prefix="mlexp-zygote-")
             address = os.path.join(folder, "socket")
             env = {k: v for k, v in _START_ENV.items() if k not in _APPLIED_ENV}
             with open(os.path.join(folder, "log"), "wb") as log:
@@ -413,9 +414,8 @@ class WarmStart:
         """
         if self._process is None:
             return 0.0
-        folder = os.path.dirname(self._process.args[3])  # type: ignore[index]
         try:
-            with open(os.path.join(folder, "cpu")) as file:
+            with open(os.path.join(self._folder, "cpu")) as file:
                 own, workers = file.read().split()
         except (OSError, ValueError):
             return 0.0
@@ -432,7 +432,7 @@ class WarmStart:
         for stream in (process.stdin, process.stdout):
             if stream is not None:
                 stream.close()
-        folder = os.path.dirname(process.args[3])  # type: ignore[index]
+        folder = self._folder
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(folder, "socket"))
         for name in ("log", "cpu"):
