@@ -425,16 +425,18 @@ class WarmStart:
         return float(own) + float(workers)
 
     def stop(self) -> None:
-        """End the zygote (its pid) and wait for it; its workers end with their sessions."""
+        """End the zygote: its stdin closes, it ends any worker left and exits (else killed)."""
         process, self._process, self._address = self._process, None, None
         if process is None:
             return
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        for stream in (process.stdin, process.stdout):
+        for stream in (process.stdin, process.stdout):  # its stdin's end: it ends its workers
             if stream is not None:
                 stream.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
         folder = self._folder
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(folder, "socket"))
