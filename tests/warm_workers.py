@@ -37,7 +37,6 @@ import sys
 #: What a worker imports anyway, imported once in the zygote (never the plugin).
 WARM_LIBRARIES = (
     "pytest",
-    "_pytest.pytester",
     "execnet",
     "execnet.gateway_base",
     "numpy",
