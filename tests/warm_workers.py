@@ -408,6 +408,11 @@ class WarmStart:
             selected.close()
         return self._address
 
+    @property
+    def pid(self) -> int | None:
+        """The zygote's process id, if it runs."""
+        return self._process.pid if self._process is not None else None
+
     def cpu(self) -> float:
         """The CPU seconds the zygote and its ended workers used so far (0 if none started).
 
