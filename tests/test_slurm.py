@@ -111,6 +111,8 @@ class SlurmCluster:
             "ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\nMpiDefault=none\n"
             "SelectType=select/cons_tres\nSelectTypeParameters=CR_Core\nGresTypes=gpu\n"
             "SchedulerType=sched/backfill\nReturnToService=2\nMinJobAge=86400\nKillWait=2\n"
+            # A job waiting for a CPU starts as soon as one frees: not batched for 3 s.
+            "SchedulerParameters=batch_sched_delay=0,bf_interval=1\n"
             "JobAcctGatherType=jobacct_gather/none\nAccountingStorageType=accounting_storage/none\n"
             "SlurmctldTimeout=30\nSlurmdTimeout=30\nInactiveLimit=0\nWaittime=0\n"
             f"NodeName={node} NodeAddr=127.0.0.1 CPUs=2 RealMemory=1000 Gres=gpu:2 State=UNKNOWN\n"
@@ -393,6 +395,8 @@ def test_refused_before_anything_runs(
     elsewhere = ourtester.path / "elsewhere.conf"
     [port] = _free_ports(1)
     conf = on_slurm.conf.read_text().replace("SlurmctldPort=", f"SlurmctldPort={port}\n#")
+    # Slurm's clients retry a controller that does not answer for MessageTimeout seconds.
+    conf += "MessageTimeout=1\n"
     elsewhere.write_text(conf)
     monkeypatch.setenv("SLURM_CONF", str(elsewhere))
     monkeypatch.setenv("MLEXP_SLURM", "1")
