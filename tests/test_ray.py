@@ -188,6 +188,11 @@ def experiment_regressed(mlflow_run, seed):
         assert time.monotonic() < deadline, "node_b was never lost"
         time.sleep(0.1)  # node_a stays busy: the next free CPU is node_b's
 
+# Seeds on demand: 2 first seeds, inconclusive against b.yaml's baseline, then 2 more.
+@pytest.mark.mlexp(repeats=(2, 4), resources={"node_a": 1})
+def experiment_on_demand(mlflow_run, seed):
+    mlflow_run.log_metric("score", 0.8 + 0.003 * (-1) ** seed)
+
 def experiment_loses_its_node(mlflow_run):
     # On the cluster, its worker takes the first free CPU: node_b's, once the grid is done.
     if os.environ.get("MLEXP_TEST_NODE") == "node_b" and not os.path.exists(LOST):
@@ -204,6 +209,8 @@ import pytest
 def experiment_on_a_gpu(mlflow_run):
     mlflow_run.log_metric("score", 1.0)
 """
+
+ON_DEMAND = "experiment_cluster.py::experiment_on_demand"
 
 SEARCHED = """
 import pytest
@@ -304,23 +311,34 @@ def test_on_a_ray_cluster(
     uri = ("-p", "no:randomly", "--mlexp-tracking-uri", ray_cluster.server_url)
     uri += ("--mlexp-params-file", "params.yaml")
     on_cluster = ("--mlexp-ray", ray_cluster.address)
+    # experiment_on_demand's baseline: its 2 first seeds leave it undecided, 4 pass it.
+    project.joinpath("b.yaml").write_text(
+        f"{ON_DEMAND}:\n  score: 0.8\n  score.std: 0.002\n  score.n: 4\n"
+    )
+    gated = ("--mlexp-baseline-file", "b.yaml")
     nodes = _node_ids(ray_cluster.address)
     # A git project: the nodes get its files without .git, and its state from the controller.
     git(project, "init", "-q")
-    git(project, "add", "experiment_cluster.py", "experiment_gpu.py")  # no untracked .py: clean
+    git(project, "add", "experiment_cluster.py", "experiment_gpu.py", "b.yaml")  # clean
     git(project, "commit", "-qm", "cells")
     commit = git(project, "rev-parse", "HEAD").strip()
 
     # Each item where its resources are; the GPU item fails, naming the GPU; node_b is lost
-    # under experiment_loses_its_node, which runs again on node_a.
-    result = ourtester.runpytest(*uri, "-v", "--mlexp-experiment", "on-ray", *on_cluster)
-    result.assert_outcomes(passed=6, failed=2, errors=1)
+    # under experiment_loses_its_node, which runs again on node_a; experiment_on_demand's
+    # extra seeds run on the cluster too.
+    result = ourtester.runpytest(*uri, *gated, "-v", "--mlexp-experiment", "on-ray", *on_cluster)
+    result.assert_outcomes(passed=10, failed=2, errors=1)
+    verdicts = [
+        f"{ON_DEMAND}: passed after 4 seeds (2 + 2: inconclusive at 2)",
+        "* items have a baseline (b.yaml); 4 repeats by their expect= bounds; 2 repeated cells "
+        "by the confidence bound over seeds: 2 regressed, 3 passed, 5 no-baseline",
+    ]
     result.stdout.fnmatch_lines(
         [
             "*experiment_cluster.py::experiment_grid?2? PASSED*",
             "*no node of the Ray cluster can ever host GPU=1 (the most a node has: 0)*",
             "*1 attempt superseded by a rerun*experiment_loses_its_node*",
-            "*4 repeats by their expect= bounds: 2 regressed, 2 passed*",
+            *verdicts,
         ]
     )
     assert lost.exists(), "experiment_loses_its_node never ran on node_b"
@@ -330,6 +348,7 @@ def test_on_a_ray_cluster(
     attempts = sorted((r for r in ran if "loses" in r.info.run_name), key=_started)
     where = {r.info.run_name: r.data.tags[T.CLUSTER_NODE] for r in ran if r not in attempts}
     on_a = [f"experiment_{f}[seed{s}]" for f in ("repeated", "regressed") for s in (0, 1)]
+    on_a += [f"experiment_on_demand[seed{s}]" for s in range(4)]
     assert where == {
         **{f"experiment_grid[{alpha}]": nodes["node_b"] for alpha in (1, 2, 3)},
         **dict.fromkeys(on_a, nodes["node_a"]),
@@ -342,6 +361,10 @@ def test_on_a_ray_cluster(
     assert "RUNNING" not in {r.info.status for r in on_ray}
     assert {r.data.tags[T.CLUSTER_BACKEND] for r in ran} == {"ray"}
     assert T.CLUSTER_LOST in attempts[0].data.tags  # why Ray says the worker was lost
+    # The extra seeds are tracked runs of the same cell run, as its first seeds are.
+    [cell] = [r for r in on_ray if r.data.tags.get(T.CELL) == ON_DEMAND and T.KIND in r.data.tags]
+    seeds = {r.data.tags[T.PARENT_RUN_ID] for r in ran if "on_demand" in r.info.run_name}
+    assert (seeds, cell.data.tags[T.REPEATS]) == ({cell.info.run_id}, "4")
     # Git lineage on every run, made on a node or by the controller.
     # (not on the attempt whose node died before its lineage was sent)
     finished = [r for r in on_ray if r.info.status != "KILLED"]
@@ -352,10 +375,11 @@ def test_on_a_ray_cluster(
     # group runs carry no lineage but git's, left out of the comparison: none is made).
     project.joinpath("experiment_gpu.py").unlink()
     quick = ("--mlexp-lineage", "none", "--mlexp-artifacts", "off")
-    serial = ourtester.runpytest(*uri, "--mlexp-experiment", "serial", *quick)
-    serial.assert_outcomes(passed=6, failed=2)
+    serial = ourtester.runpytest(*uri, *gated, "--mlexp-experiment", "serial", *quick)
+    serial.assert_outcomes(passed=10, failed=2)
+    serial.stdout.fnmatch_lines(verdicts)
     assert _groups(on_ray) == _groups(_runs(client, "serial"))
-    assert len(_groups(on_ray)) == 3  # the grid's parent and two repeated cells
+    assert len(_groups(on_ray)) == 4  # the grid's parent and three repeated cells
 
     # A search on the cluster (its study in this project's journal: the cluster is local)
     # registers its best trial's model, and the session's HTML report shows it.
@@ -364,7 +388,7 @@ def test_on_a_ray_cluster(
         *uri, "--mlexp-experiment", "search", "-k", "clf", "--mlexp-html", "report.html",
         "-W", "ignore::UserWarning", *on_cluster,
     )  # fmt: skip
-    searched.assert_outcomes(passed=2, deselected=8)
+    searched.assert_outcomes(passed=2, deselected=12)
     (parent,) = [r for r in _runs(client, "search") if r.data.tags.get(T.KIND) == "search"]
     version = client.get_model_version_by_alias("ray-clf", "candidate")
     assert version.run_id == parent.data.tags[T.BEST_RUN_ID]
@@ -377,7 +401,7 @@ def test_on_a_ray_cluster(
     # connection leaves process-wide state behind (Ctrl-C below went unseen under xdist).
     through = ("--mlexp-ray", f"ray://127.0.0.1:{HEAD_PORT + 9}", "-k", "repeated")
     client_session = ourtester.runpytest_subprocess(*uri, "--mlexp-experiment", "client", *through)
-    client_session.assert_outcomes(passed=2, deselected=6)
+    client_session.assert_outcomes(passed=2, deselected=10)
     # Ray Client streams the workers' output to this terminal: MLflow's INFO lines stay out.
     for lines in (client_session.stdout, client_session.stderr):
         lines.no_fnmatch_line("* INFO mlflow*")
