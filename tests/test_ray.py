@@ -97,7 +97,8 @@ def _start(args: list[str], resource: str, env: dict[str, str], log: Path) -> No
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [str(RAY_BIN), "start", "--block", "--num-cpus", "1", "--disable-usage-stats",
-             "--node-ip-address", "127.0.0.1", "--resources", json.dumps({resource: 1}), *args],
+             "--node-ip-address", "127.0.0.1", "--resources", json.dumps({resource: 1}),
+             "--object-store-memory", str(80 * 1024**2), *args],
             env={**env, "MLEXP_TEST_NODE": resource},
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
@@ -132,16 +133,27 @@ def ray_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
         "RAY_health_check_initial_delay_ms": "0",
         "RAY_health_check_period_ms": "500",
         "RAY_health_check_failure_threshold": "2",
+        # No idle workers started ahead: every actor needs one with the session's runtime
+        # env (its working_dir), which a prestarted worker has not.
+        "RAY_enable_worker_prestart": "0",
+        "RAY_prestart_worker_first_driver": "0",
+        # Nothing here reads the metrics, and the OOM killer's monitor reads /proc 4x a second.
+        "RAY_enable_metrics_collection": "0",
+        "RAY_memory_monitor_refresh_ms": "0",
     }
     log = temp_dir / "nodes.log"
     address = f"127.0.0.1:{HEAD_PORT}"
     head = _start(
-        ["--head", "--port", str(HEAD_PORT), "--include-dashboard=false",
+        ["--head", "--port", str(HEAD_PORT), "--include-dashboard=false", "--no-monitor",
          "--dashboard-port", str(HEAD_PORT + 8), "--ray-client-server-port", str(HEAD_PORT + 9),
          "--temp-dir", str(temp_dir), *_ports(HEAD_PORT)],
         "node_a", env, log,
     )  # fmt: skip
-    worker = _start(["--address", address, *_ports(HEAD_PORT + 25)], "node_b", env, log)
+    # (The head's log monitor streams its workers' output to Ray Client; node_b's is unread.)
+    worker = _start(
+        ["--address", address, "--include-log-monitor=false", *_ports(HEAD_PORT + 25)],
+        "node_b", env, log,
+    )  # fmt: skip
     try:
         server = request.getfixturevalue("mlflow_server")
         _wait_for_nodes(address, 2)
