@@ -232,7 +232,7 @@ from sklearn.linear_model import LogisticRegression
 X, y = make_classification(n_samples=120, n_features=4, random_state=0)
 
 @pytest.mark.mlexp(search={"C": "loguniform(1e-4, 10)"}, trials=2, objective="accuracy:max",
-                   sampler="random", seed=0, register="ray-clf")
+                   sampler="random", seed=0, register="ray-clf", resources={"node_a": 1})
 def experiment_clf(mlflow_run, C):
     model = LogisticRegression(C=C).fit(X[:80], y[:80])
     mlflow_run.log_model(model, pip_requirements=["scikit-learn"])
@@ -393,32 +393,33 @@ def test_on_a_ray_cluster(
     assert _groups(on_ray) == _groups(_runs(client, "serial"))
     assert len(_groups(on_ray)) == 4  # the grid's parent and three repeated cells
 
-    # A search on the cluster (its study in this project's journal: the cluster is local)
-    # registers its best trial's model, and the session's HTML report shows it.
+    # Ray Client: a repeated cell and a search through the head's client server (ray://),
+    # placed as before (on node_a, one worker for both: node_b is lost by now). In a
+    # process of its own: a client connection leaves process-wide state behind (Ctrl-C
+    # below went unseen under xdist). The search (its study in this project's journal: the
+    # cluster is local) registers its best trial's model, and the HTML report shows it.
     project.joinpath("experiment_search.py").write_text(SEARCHED)
-    searched = ourtester.runpytest(
-        *uri, "--mlexp-experiment", "search", "-k", "clf", "--mlexp-html", "report.html",
-        "-W", "ignore::UserWarning", *on_cluster,
+    through = ("--mlexp-ray", f"ray://127.0.0.1:{HEAD_PORT + 9}", "-k", "repeated or clf")
+    client_session = ourtester.runpytest_subprocess(
+        *uri, "--mlexp-experiment", "client", "--mlexp-html", "report.html",
+        "-W", "ignore::UserWarning", *through,
     )  # fmt: skip
-    searched.assert_outcomes(passed=2, deselected=12)
-    (parent,) = [r for r in _runs(client, "search") if r.data.tags.get(T.KIND) == "search"]
+    client_session.assert_outcomes(passed=4, deselected=10)
+    # Ray Client streams the workers' output to this terminal: MLflow's INFO lines stay out
+    # (but the controller's own, waiting for the model version it registers, as serially).
+    streamed = client_session.stdout.lines + client_session.stderr.lines
+    assert [line for line in streamed if " INFO mlflow" in line] == [
+        line for line in streamed if " INFO mlflow.store.model_registry" in line
+    ]
+    on_client = _runs(client, "client")
+    seeds = [r for r in on_client if T.KIND not in r.data.tags and "repeated" in r.info.run_name]
+    assert [r.data.tags[T.CLUSTER_NODE] for r in seeds] == [nodes["node_a"]] * 2
+    (parent,) = [r for r in on_client if r.data.tags.get(T.KIND) == "search"]
     version = client.get_model_version_by_alias("ray-clf", "candidate")
     assert version.run_id == parent.data.tags[T.BEST_RUN_ID]
     assert client.get_run(version.run_id).data.tags[T.CLUSTER_NODE] == nodes["node_a"]
     assert "registered ray-clf v1 @candidate" in (project / "report.html").read_text()
     project.joinpath("experiment_search.py").unlink()
-
-    # Ray Client: a repeated cell through the head's client server (ray://), placed as
-    # before (on node_a: node_b is lost by now). In a process of its own: a client
-    # connection leaves process-wide state behind (Ctrl-C below went unseen under xdist).
-    through = ("--mlexp-ray", f"ray://127.0.0.1:{HEAD_PORT + 9}", "-k", "repeated")
-    client_session = ourtester.runpytest_subprocess(*uri, "--mlexp-experiment", "client", *through)
-    client_session.assert_outcomes(passed=2, deselected=10)
-    # Ray Client streams the workers' output to this terminal: MLflow's INFO lines stay out.
-    for lines in (client_session.stdout, client_session.stderr):
-        lines.no_fnmatch_line("* INFO mlflow*")
-    seeds = [r for r in _runs(client, "client") if T.KIND not in r.data.tags]
-    assert [r.data.tags[T.CLUSTER_NODE] for r in seeds] == [nodes["node_a"]] * 2
 
     # Ctrl-C: the cluster's work is cancelled, the run in flight ends KILLED, and so does
     # its grid's parent, with its counts (node_b is lost: one cell at a time).
