@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from .options import RAY_ENV, SLURM_ENV
+from .options import RAY_ENV as RAY_ENV  # re-exported: the names users and the cli know
+from .options import SLURM_ENV as SLURM_ENV
 from .sources import lookup, parse_tags, yaml_mapping
 
 #: What ``--mlexp-slurm`` takes to mean "on, in the cluster's default partition".
