@@ -509,16 +509,80 @@ FAST_RETRIES = {
 }
 
 
-@pytest.fixture(scope="session")
-def _losable(
-    tmp_path_factory: pytest.TempPathFactory, server_store: Path
-) -> Iterator[MlflowServer]:
-    """The process's one server for outage tests: a test that loses it starts it again.
+#: A TCP relay: ``python RELAY PORT TARGET_PORT`` passes every connection on to the target.
+RELAY = """
+import socket, sys, threading
 
-    So the next test finds it answering and pays no start of its own (each test
-    reads its own experiment, named after its project).
+def pipe(source, sink):
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        try:
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+def relay(client, server):
+    back = threading.Thread(target=pipe, args=(server, client), daemon=True)
+    back.start()
+    pipe(client, server)
+    back.join()
+    client.close()
+    server.close()
+
+listener = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+while True:
+    client, _ = listener.accept()
+    try:
+        server = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+    except OSError:
+        client.close()
+        continue
+    threading.Thread(target=relay, args=(client, server), daemon=True).start()
+"""
+
+
+class LosableServer:
+    """A real server's address that a test loses and gets back: a relay in front of the server.
+
+    Stopping the relay's process (``server_control.stop_server()``) closes its connections and
+    refuses new ones, as a stopped ``mlflow server`` does; ``start`` opens the same address again.
+    The server behind it runs on: no ``mlflow server`` start (seconds of CPU) per outage.
     """
-    server = MlflowServer(tmp_path_factory.mktemp("losable-server"), template=server_store)
+
+    def __init__(self, server: MlflowServer) -> None:
+        self.server = server
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        command = [sys.executable, "-S", "-c", RELAY, str(self.port), str(self.server.port)]
+        self.process = subprocess.Popen(command, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not _answers(self.url):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the relay to {self.server.url} did not answer on {self.url}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def _losable(mlflow_server: MlflowServer) -> Iterator[LosableServer]:
+    """The process's one losable server for outage tests: a test that loses it starts it again.
+
+    So the next test finds it answering (each test reads its own experiment, named after its
+    project). Behind it is the session's ``mlflow_server``.
+    """
+    server = LosableServer(mlflow_server)
     yield server
     server.stop()
 
@@ -534,9 +598,9 @@ def _answers(url: str) -> bool:
 @pytest.fixture
 def losable_server(
     ourtester: pytest.Pytester,
-    _losable: MlflowServer,
+    _losable: LosableServer,
     monkeypatch: pytest.MonkeyPatch,
-) -> MlflowServer:
+) -> LosableServer:
     """A started server that ``ourtester``'s experiments stop with ``server_control.stop_server()``.
 
     Retries are short; the test reaps the stopped process (``server.process.wait``).
@@ -556,7 +620,7 @@ def losable_server(
 
 @pytest.fixture
 def lose_server(
-    ourtester: pytest.Pytester, losable_server: MlflowServer
+    ourtester: pytest.Pytester, losable_server: LosableServer
 ) -> Callable[..., pytest.RunResult]:
     """``lose_server(*args, policy="spool", own_process=False)``: a session whose server is lost.
 

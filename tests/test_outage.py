@@ -1,4 +1,4 @@
-"""A server lost mid-session and restarted: after ``mlexp sync`` every value of every cell is there.
+"""A server lost mid-session and back: after ``mlexp sync`` every value of every cell is there.
 
 Cells log through ``mlflow_run``, through ``mlflow.log_*`` and through
 autolog; the grid parent is completed again by ``mlexp sync``. Once lost, the

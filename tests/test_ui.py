@@ -69,6 +69,8 @@ def start_ui(command: list[str], cwd: Path, log: Path, port: int, timeout: float
     env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8"}
     # Not the user's concern, but eight processes: MLflow's job runner for its GenAI jobs.
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    # One server worker (``--workers``'s variable) serves one browser; MLflow starts four.
+    env["MLFLOW_WORKERS"] = "1"
     with open(log, "wb") as out:
         process = subprocess.Popen(
             command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
