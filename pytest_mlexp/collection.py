@@ -14,26 +14,36 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from .runs.markers import is_tracked, tracked_items
+
+if TYPE_CHECKING:
+    from .runs.session import MlexpSession
+    from .settings import Settings
 
 #: The file and function patterns the plugin adds to pytest's.
 EXPERIMENT_FILES = "experiment_*.py"
 EXPERIMENT_FUNCTIONS = "experiment_*"
 
 
-def configure(config: pytest.Config) -> None:
-    """Add the experiment patterns to pytest's, and the check of where they apply."""
-    places = ExperimentPlaces(
-        config,
+def configure(session: MlexpSession) -> Collection:
+    """Add the experiment patterns to pytest's; register the check of where they apply and
+    what collection does to tracked functions."""
+    config = session.config
+    collection = Collection(
+        session,
         files=tuple(config.getini("python_files")),
         functions=tuple(config.getini("python_functions")),
     )
     config.addinivalue_line("python_files", EXPERIMENT_FILES)
     config.addinivalue_line("python_functions", EXPERIMENT_FUNCTIONS)
-    config.pluginmanager.register(places, "mlexp-collection")
+    config.pluginmanager.register(collection, "mlexp-collection")
+    return collection
 
 
 class ExperimentPlaces:
@@ -83,3 +93,105 @@ class ExperimentPlaces:
             self._folders = resolve_experiment_paths(self.config)
         absolute = Path(os.path.abspath(path))
         return any(folder == absolute or folder in absolute.parents for folder in self._folders)
+
+
+#: Marker arguments whose presence means a search (``search.declaration.SEARCH_KWARGS``).
+_SEARCH_KWARGS = ("search", "trials", "objective", "sampler", "seed", "pruner", "study")
+
+
+class Collection(ExperimentPlaces):
+    """Registered as ``mlexp-collection`` in every process: where experiments are collected,
+    then what collection does to tracked functions; ``pipeline`` once tracked items are known.
+
+    One object, and ``pipeline`` unimported until then: the plugin loads in every pytest
+    run, and pytest loads each of the package's modules through its assertion rewriter.
+    """
+
+    def __init__(
+        self,
+        session: MlexpSession,
+        *,
+        files: tuple[str, ...],
+        functions: tuple[str, ...],
+    ) -> None:
+        super().__init__(session.config, files=files, functions=functions)
+        self.session = session
+        #: Collection met a search declaration (a trial was parametrized).
+        self.searches = False
+        #: Collection met a tracked function: modules' parametrizations are recorded from then on.
+        self.tracked_functions = False
+
+    @property
+    def settings(self) -> Settings:
+        return self.session.settings
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        # Called for every test function of every session: an untracked one costs one check.
+        if not is_tracked(metafunc.definition):
+            return
+        self.tracked_functions = True
+        try:
+            settings = self.settings
+        except pytest.UsageError:
+            # Raised here it would be a module's collection error: pytest_collection_modifyitems
+            # meets it again, outside any module, and stops the session with it (exit 4).
+            return
+        file_search = None
+        if settings.params.enabled:
+            from .params.collection import parametrize_from_file, search_from_file
+
+            parametrize_from_file(metafunc, settings.params)
+            file_search = search_from_file(metafunc)
+        markers = list(metafunc.definition.iter_markers("mlexp"))
+        # Cheap: no search module is imported for functions that declare none.
+        if file_search is not None or any(
+            key in marker.kwargs for marker in markers for key in _SEARCH_KWARGS
+        ):
+            from .search.collection import parametrize_search
+
+            self.searches = True
+            parametrize_search(metafunc, settings, file_search)
+        if any("repeats" in marker.kwargs or "seeds" in marker.kwargs for marker in markers):
+            from .grids.repeats import parametrize_repeats
+
+            parametrize_repeats(metafunc)
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_make_collect_report(self, collector: pytest.Collector) -> Generator[None, Any, Any]:
+        # Innermost: every parametrization of a module's functions, before a node id, --lf
+        # or -k leaves out some (a group judged as a whole needs all its members).
+        report = yield
+        if not self.tracked_functions:
+            return report  # no experiment collected yet: no group to know the members of
+        if report.passed and isinstance(collector, pytest.Module | pytest.Class):
+            from .groups.collected import record
+
+            record(self.session.config, report.result)
+        return report
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> Generator[None, Any, Any]:
+        try:
+            result = yield
+            tracked = tracked_items(items)
+            if tracked:
+                from .pipeline import activate, check_early
+
+                settings = self.settings  # a setting refused stops the session here
+                check_early(settings)
+                if settings.params.enabled:
+                    from .params.collection import mark_resources
+
+                    mark_resources(self.session.config, tracked)
+                self.session.track(items)
+                activate(self.session, tracked, searches=self.searches)
+                from .grids.repeats import order_by_batch
+
+                # After pytest-randomly's shuffle: seeds on demand wait for earlier batches.
+                order_by_batch(items)
+        except BaseException:
+            # pytest still calls pytest_collection_finish: don't open the store for nothing.
+            self.session.collection_failed = True
+            raise
+        return result

@@ -1,12 +1,13 @@
 """The features of a session and the order they act in, written down in one place.
 
-``plugin.py`` registers ``Pipeline`` in every process; once tracked items are
+``plugin.py`` registers ``collection.Collection`` in every process (it imports this
+module when collection found tracked items); once tracked items are
 known (``on_tracked``), ``Controller`` is registered only in the process that
 ends the session (not in its workers), the way xdist registers its
 ``DSession`` only on the controller. A session without experiments registers
 no hook that looks at each of its reports.
 
-0. ``Pipeline.pytest_generate_tests``: at collection, the params file, searches
+0. ``collection.Collection.pytest_generate_tests``: at collection, the params file, searches
    and repeats parametrize the experiment functions that ask for it. The first
    tracked function met resolves the session's settings (``MlexpSession.settings``);
    a suite without experiments resolves none.
@@ -45,12 +46,9 @@ never imports it.
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-
-from .runs.markers import is_tracked, tracked_items
 
 if TYPE_CHECKING:
     from .backend.client import Backend
@@ -71,94 +69,6 @@ def check_early(settings: Settings) -> None:
             read_file(settings.gate.baseline_file)
         except ValueError as exc:
             raise pytest.UsageError(f"--mlexp-baseline-file: {exc}") from None
-
-
-#: Marker arguments whose presence means a search (``search.declaration.SEARCH_KWARGS``).
-_SEARCH_KWARGS = ("search", "trials", "objective", "sampler", "seed", "pruner", "study")
-
-
-class Pipeline:
-    """Registered as ``mlexp-pipeline`` in every process: collection, then the features."""
-
-    def __init__(self, session: MlexpSession) -> None:
-        self.session = session
-        #: Collection met a search declaration (a trial was parametrized).
-        self.searches = False
-        #: Collection met a tracked function: modules' parametrizations are recorded from then on.
-        self.tracked_functions = False
-
-    @property
-    def settings(self) -> Settings:
-        return self.session.settings
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        # Called for every test function of every session: an untracked one costs one check.
-        if not is_tracked(metafunc.definition):
-            return
-        self.tracked_functions = True
-        try:
-            settings = self.settings
-        except pytest.UsageError:
-            # Raised here it would be a module's collection error: pytest_collection_modifyitems
-            # meets it again, outside any module, and stops the session with it (exit 4).
-            return
-        file_search = None
-        if settings.params.enabled:
-            from .params.collection import parametrize_from_file, search_from_file
-
-            parametrize_from_file(metafunc, settings.params)
-            file_search = search_from_file(metafunc)
-        markers = list(metafunc.definition.iter_markers("mlexp"))
-        # Cheap: no search module is imported for functions that declare none.
-        if file_search is not None or any(
-            key in marker.kwargs for marker in markers for key in _SEARCH_KWARGS
-        ):
-            from .search.collection import parametrize_search
-
-            self.searches = True
-            parametrize_search(metafunc, settings, file_search)
-        if any("repeats" in marker.kwargs or "seeds" in marker.kwargs for marker in markers):
-            from .grids.repeats import parametrize_repeats
-
-            parametrize_repeats(metafunc)
-
-    @pytest.hookimpl(wrapper=True, trylast=True)
-    def pytest_make_collect_report(self, collector: pytest.Collector) -> Generator[None, Any, Any]:
-        # Innermost: every parametrization of a module's functions, before a node id, --lf
-        # or -k leaves out some (a group judged as a whole needs all its members).
-        report = yield
-        if not self.tracked_functions:
-            return report  # no experiment collected yet: no group to know the members of
-        if report.passed and isinstance(collector, pytest.Module | pytest.Class):
-            from .groups.collected import record
-
-            record(self.session.config, report.result)
-        return report
-
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> Generator[None, Any, Any]:
-        try:
-            result = yield
-            tracked = tracked_items(items)
-            if tracked:
-                settings = self.settings  # a setting refused stops the session here
-                check_early(settings)
-                if settings.params.enabled:
-                    from .params.collection import mark_resources
-
-                    mark_resources(self.session.config, tracked)
-                self.session.track(items)
-                activate(self.session, tracked, searches=self.searches)
-                from .grids.repeats import order_by_batch
-
-                # After pytest-randomly's shuffle: seeds on demand wait for earlier batches.
-                order_by_batch(items)
-        except BaseException:
-            # pytest still calls pytest_collection_finish: don't open the store for nothing.
-            self.session.collection_failed = True
-            raise
-        return result
 
 
 def on_tracked(session: MlexpSession) -> None:

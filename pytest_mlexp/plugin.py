@@ -20,6 +20,7 @@ from .keys import RUN_KEY, SESSION_KEY
 from .settings.options import MARKER, add_options
 
 if TYPE_CHECKING:
+    from .backend.client import Backend
     from .runs.experiment_run import ExperimentRun
     from .runs.item_run import ItemRun
     from .runs.session import MlexpSession
@@ -44,19 +45,17 @@ def pytest_configure(config: pytest.Config) -> None:
     # Only collection's hooks are registered here: what looks at each report is registered
     # once tracked items are known (pipeline.on_tracked), so a plain suite pays for none.
     from . import collection
-    from .pipeline import Pipeline, on_tracked, open_backend
     from .process_state import ProcessState
     from .runs.session import MlexpSession
 
     # A snapshot now; put back after every unconfigure hook (the last thing the session does).
     config.add_cleanup(ProcessState().pytest_unconfigure)
-    collection.configure(config)  # experiment_* files and functions, where the user put them
     config.addinivalue_line("markers", MARKER)
-    session = MlexpSession(config, _resolve_settings, open_backend, on_tracked)
+    session = MlexpSession(config, _resolve_settings, _open_backend, _on_tracked)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, SESSION_NAME)
-    pipeline = Pipeline(session)
-    config.pluginmanager.register(pipeline, "mlexp-pipeline")
+    # experiment_* files and functions, where the user put them; what collection does to them
+    collected = collection.configure(session)
     # pytest-xdist's controller (its DSession runs: xdist's own test; its workers have no -n).
     distributed = config.getoption("dist", "no") != "no" and bool(config.getoption("tx", None))
     if distributed or hasattr(config, "workerinput"):
@@ -75,10 +74,22 @@ def pytest_configure(config: pytest.Config) -> None:
             # --mlexp-ray, --mlexp-slurm: the items run on the cluster's warm workers.
             cluster = ClusterController(
                 session,
-                searches=lambda: pipeline.searches,
+                searches=lambda: collected.searches,
                 hand_to_workers=functools.partial(hand_to_workers, session),
             )
             config.pluginmanager.register(cluster, "mlexp-cluster")
+
+
+def _open_backend(settings: Settings) -> Backend:
+    from .pipeline import open_backend
+
+    return open_backend(settings)
+
+
+def _on_tracked(session: MlexpSession) -> None:
+    from .pipeline import on_tracked
+
+    on_tracked(session)
 
 
 def _resolve_settings(config: pytest.Config) -> Settings:

@@ -4,7 +4,7 @@ A node id (``f.py::experiment_grid[0.001-16]``), ``-k``, ``-m``, ``--lf`` and
 ``--deselect`` leave out some parametrizations of a function; pytest drops
 them before ``pytest_collection_modifyitems`` ends, and a node id's siblings
 never reach it. ``record`` keeps every parametrized item a module or class
-collected (``pipeline.Pipeline.pytest_make_collect_report``), so a group
+collected (``collection.Collection.pytest_make_collect_report``), so a group
 knows its whole membership.
 """
 
