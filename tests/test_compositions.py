@@ -55,7 +55,7 @@ a metric returned and logged per step | every reader: run table, MLflow's latest
 a history logged per step, not returned | the gate records it, judges it only when named (direction=, judge=) | test_a_returned_metric_is_the_value_every_reader_sees
 metrics logged with mlflow.log_metric, and by autolog | run table, the grid line's best cell, the gate (expect=) | test_fluent_and_autolog_metrics_reach_the_summary_the_best_cell_and_the_gate
 the best metric's default, a params file's best: | the grid line, with where the metric came from | test_fluent_and_autolog_metrics_reach_the_summary_the_best_cell_and_the_gate
-reuse across serial, xdist and after `import ray` | the environment fingerprint: installed distributions only, the same in every process | test_reuse.py::test_reuse_under_xdist; test_lineage.py::test_environment_fingerprint_is_the_same_after_importing_ray
+reuse across serial, xdist and after `import ray` | the environment fingerprint: installed distributions only, the same in every process | test_reuse.py::test_unchanged_session_executes_only_the_failing_experiment_serially_and_under_xdist; test_lineage.py::test_environment_fingerprint_is_the_same_after_importing_ray
 a reproduction that did not reproduce | --mlexp-baseline latest: the original, not the reproduction | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
 a reproduction that did not reproduce | --mlexp-reuse: reuses the original | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
 a reproduction | grid parents: its own, named "reproduce of <original>", tagged; the original's untouched | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
@@ -76,7 +76,7 @@ a failed search, repeated cell and gate="best" grid | pytest's last line, the sh
 a regressed repeated cell under xdist (-n 2); a strictly inconclusive one | JUnit XML: its last seed a failed test case with the cell's message, every item once | test_confidence.py::test_noise_passes_a_regression_fails_few_seeds_are_inconclusive
 one function name in two files | the params file (a bare key refused, file.py::function keys, --mlexp-set), run and grid parent names with the file | test_params.py::test_one_function_name_in_two_files
 what each run used, xdist -n 2 | the terminal's and the HTML report's totals per function, from the workers' summaries and the store; the GPUs visible to the workers | test_reports.py::test_session_report_under_xdist_renders_offline
-what each run used, reuse | a reused run records none and the totals say it cost nothing this session; over two sessions, the report counts it apart | test_reports.py::test_mlexp_report_rebuilds_the_session_report
+what each run used, reuse | a reused run records none and the totals say it cost nothing this session; over two sessions, the report counts it apart | test_reports.py::test_mlexp_runs_lists_and_filters_and_mlexp_report_rebuilds_the_session_report
 what each run used, grids | grid parents hold none; the report's tables and plots show the experiment's metrics only (system/ metrics, as the gate and reuse leave them out) | test_reports.py::test_session_report_under_xdist_renders_offline
 """  # noqa: E501
 
