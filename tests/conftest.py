@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import os
@@ -24,6 +25,7 @@ import mlflow
 import pytest
 from mlflow.entities import Metric, Param, Run
 from mlflow.tracking import MlflowClient
+from warm_workers import warm_workers
 
 import pytest_mlexp
 
@@ -95,8 +97,13 @@ _inline_run = pytest.Pytester.inline_run
 
 
 def _inline_run_with_process_filters(self: pytest.Pytester, *args: Any, **kwargs: Any) -> Any:
-    """An inner session sees the warning filters a fresh process would, not ``error``."""
-    with warnings.catch_warnings():
+    """An inner session sees the warning filters a fresh process would, not ``error``.
+
+    Its xdist workers are forked from a warm interpreter (``warm_workers``), unless the
+    test is marked ``cold_workers``.
+    """
+    cold = self._request.node.get_closest_marker("cold_workers") is not None
+    with warnings.catch_warnings(), contextlib.nullcontext() if cold else warm_workers():
         warnings.resetwarnings()
         warnings.filters.extend(_PROCESS_FILTERS)
         return _inline_run(self, *args, **kwargs)
@@ -243,6 +250,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "fresh_store: in a PREMADE_STORE module, the session creates its own default store",
+    )
+    config.addinivalue_line(
+        "markers",
+        "cold_workers: the test's inner xdist workers start as fresh interpreters, not warm "
+        "(the test's subject is a fresh process; see tests/warm_workers.py)",
     )
 
 

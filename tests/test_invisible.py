@@ -96,6 +96,7 @@ def test_plain_suite_prints_and_writes_nothing(ourtester, monkeypatch, private_t
     assert not any(private_tmpdir.iterdir())
 
 
+@pytest.mark.cold_workers  # a worker's own start is the subject: no warm imports
 def test_a_bad_setting_stops_only_a_session_that_uses_it(ourtester):
     """Serially, under -v and under xdist a plain suite runs; an experiment meets the refusal."""
     ourtester.makepyfile(**PLAIN_SUITE)
@@ -179,6 +180,7 @@ def test_tracked_session_prints_the_line_after_collection_and_leaves_no_lock(
     assert mlexp_locks(private_tmpdir) == []
 
 
+@pytest.mark.cold_workers  # a worker's own start is the subject: no warm imports
 def test_refused_uri_stops_an_xdist_session_with_an_experiment(ourtester, monkeypatch):
     """The worker meets the URI when its store opens: the user sees the message, exit 4.
 
