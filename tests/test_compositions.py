@@ -78,6 +78,8 @@ one function name in two files | the params file (a bare key refused, file.py::f
 what each run used, xdist -n 2 | the terminal's and the HTML report's totals per function, from the workers' summaries and the store; the GPUs visible to the workers | test_reports.py::test_session_report_under_xdist_renders_offline
 what each run used, reuse | a reused run records none and the totals say it cost nothing this session; over two sessions, the report counts it apart | test_reports.py::test_mlexp_report_rebuilds_the_session_report
 what each run used, grids | grid parents hold none; the report's tables and plots show the experiment's metrics only (system/ metrics, as the gate and reuse leave them out) | test_reports.py::test_session_report_under_xdist_renders_offline
+seeds on demand, registration (register=) | registered once, after the sequential verdict, from the best seed of the whole cell (an extra seed); a cell inconclusive at its budget registers nothing, one line says why | test_repeats_gate.py::test_registration_waits_for_the_sequential_verdict
+seeds on demand (repeats=(2, 4)), Ray cluster | the extra seeds run on the cluster's node as tracked runs of the same cell run; the verdict, the cell run and the passed after 4 seeds line as serially | test_ray.py::test_on_a_ray_cluster
 """  # noqa: E501
 
 from __future__ import annotations

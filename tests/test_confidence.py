@@ -146,7 +146,13 @@ def session(ourtester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):  # typ
         else:
             monkeypatch.delenv("REGRESS", raising=False)
         return ourtester.runpytest(
-            "--mlexp-experiment", EXPERIMENT, "-p", "no:randomly", "--mlexp-lineage=none", *args
+            "--mlexp-experiment",
+            EXPERIMENT,
+            "-p",
+            "no:randomly",
+            "--mlexp-lineage=none",
+            "--mlexp-artifacts=off",
+            *args,
         )
 
     return run
@@ -287,7 +293,9 @@ SHARDED_CELL = "experiment_sharded.py::experiment_sharded"
 def test_ci_shards_judge_the_cell_over_every_shards_seeds(ourtester, read_runs, tmp_path):  # type: ignore[no-untyped-def]
     ourtester.makepyfile(experiment_sharded=SHARDED)
     ourtester.makeconftest(CONFTEST)
-    ourtester.makeini("[pytest]\nmlexp_baseline_file = b.yaml\nmlexp_confidence = 90%\n")
+    ourtester.makeini(
+        "[pytest]\nmlexp_baseline_file = b.yaml\nmlexp_confidence = 90%\nmlexp_artifacts = off\n"
+    )
     # The six seeds' mean and std, as a baseline of 6 seeds.
     entry = {"accuracy": 0.705, "accuracy.std": 0.0037417, "accuracy.n": 6}
     (ourtester.path / "b.yaml").write_text(yaml.safe_dump({SHARDED_CELL: entry}))

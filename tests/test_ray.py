@@ -97,7 +97,8 @@ def _start(args: list[str], resource: str, env: dict[str, str], log: Path) -> No
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [str(RAY_BIN), "start", "--block", "--num-cpus", "1", "--disable-usage-stats",
-             "--node-ip-address", "127.0.0.1", "--resources", json.dumps({resource: 1}), *args],
+             "--node-ip-address", "127.0.0.1", "--resources", json.dumps({resource: 1}),
+             "--object-store-memory", str(80 * 1024**2), *args],
             env={**env, "MLEXP_TEST_NODE": resource},
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
@@ -132,16 +133,27 @@ def ray_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
         "RAY_health_check_initial_delay_ms": "0",
         "RAY_health_check_period_ms": "500",
         "RAY_health_check_failure_threshold": "2",
+        # No idle workers started ahead: every actor needs one with the session's runtime
+        # env (its working_dir), which a prestarted worker has not.
+        "RAY_enable_worker_prestart": "0",
+        "RAY_prestart_worker_first_driver": "0",
+        # Nothing here reads the metrics, and the OOM killer's monitor reads /proc 4x a second.
+        "RAY_enable_metrics_collection": "0",
+        "RAY_memory_monitor_refresh_ms": "0",
     }
     log = temp_dir / "nodes.log"
     address = f"127.0.0.1:{HEAD_PORT}"
     head = _start(
-        ["--head", "--port", str(HEAD_PORT), "--include-dashboard=false",
+        ["--head", "--port", str(HEAD_PORT), "--include-dashboard=false", "--no-monitor",
          "--dashboard-port", str(HEAD_PORT + 8), "--ray-client-server-port", str(HEAD_PORT + 9),
          "--temp-dir", str(temp_dir), *_ports(HEAD_PORT)],
         "node_a", env, log,
     )  # fmt: skip
-    worker = _start(["--address", address, *_ports(HEAD_PORT + 25)], "node_b", env, log)
+    # (The head's log monitor streams its workers' output to Ray Client; node_b's is unread.)
+    worker = _start(
+        ["--address", address, "--include-log-monitor=false", *_ports(HEAD_PORT + 25)],
+        "node_b", env, log,
+    )  # fmt: skip
     try:
         server = request.getfixturevalue("mlflow_server")
         _wait_for_nodes(address, 2)
@@ -188,6 +200,11 @@ def experiment_regressed(mlflow_run, seed):
         assert time.monotonic() < deadline, "node_b was never lost"
         time.sleep(0.1)  # node_a stays busy: the next free CPU is node_b's
 
+# Seeds on demand: 2 first seeds, inconclusive against b.yaml's baseline, then 2 more.
+@pytest.mark.mlexp(repeats=(2, 4), resources={"node_a": 1})
+def experiment_on_demand(mlflow_run, seed):
+    mlflow_run.log_metric("score", 0.8 + 0.003 * (-1) ** seed)
+
 def experiment_loses_its_node(mlflow_run):
     # On the cluster, its worker takes the first free CPU: node_b's, once the grid is done.
     if os.environ.get("MLEXP_TEST_NODE") == "node_b" and not os.path.exists(LOST):
@@ -205,6 +222,8 @@ def experiment_on_a_gpu(mlflow_run):
     mlflow_run.log_metric("score", 1.0)
 """
 
+ON_DEMAND = "experiment_cluster.py::experiment_on_demand"
+
 SEARCHED = """
 import pytest
 from sklearn.datasets import make_classification
@@ -213,7 +232,7 @@ from sklearn.linear_model import LogisticRegression
 X, y = make_classification(n_samples=120, n_features=4, random_state=0)
 
 @pytest.mark.mlexp(search={"C": "loguniform(1e-4, 10)"}, trials=2, objective="accuracy:max",
-                   sampler="random", seed=0, register="ray-clf")
+                   sampler="random", seed=0, register="ray-clf", resources={"node_a": 1})
 def experiment_clf(mlflow_run, C):
     model = LogisticRegression(C=C).fit(X[:80], y[:80])
     mlflow_run.log_model(model, pip_requirements=["scikit-learn"])
@@ -304,23 +323,34 @@ def test_on_a_ray_cluster(
     uri = ("-p", "no:randomly", "--mlexp-tracking-uri", ray_cluster.server_url)
     uri += ("--mlexp-params-file", "params.yaml")
     on_cluster = ("--mlexp-ray", ray_cluster.address)
+    # experiment_on_demand's baseline: its 2 first seeds leave it undecided, 4 pass it.
+    project.joinpath("b.yaml").write_text(
+        f"{ON_DEMAND}:\n  score: 0.8\n  score.std: 0.002\n  score.n: 4\n"
+    )
+    gated = ("--mlexp-baseline-file", "b.yaml")
     nodes = _node_ids(ray_cluster.address)
     # A git project: the nodes get its files without .git, and its state from the controller.
     git(project, "init", "-q")
-    git(project, "add", "experiment_cluster.py", "experiment_gpu.py")  # no untracked .py: clean
+    git(project, "add", "experiment_cluster.py", "experiment_gpu.py", "b.yaml")  # clean
     git(project, "commit", "-qm", "cells")
     commit = git(project, "rev-parse", "HEAD").strip()
 
     # Each item where its resources are; the GPU item fails, naming the GPU; node_b is lost
-    # under experiment_loses_its_node, which runs again on node_a.
-    result = ourtester.runpytest(*uri, "-v", "--mlexp-experiment", "on-ray", *on_cluster)
-    result.assert_outcomes(passed=6, failed=2, errors=1)
+    # under experiment_loses_its_node, which runs again on node_a; experiment_on_demand's
+    # extra seeds run on the cluster too.
+    result = ourtester.runpytest(*uri, *gated, "-v", "--mlexp-experiment", "on-ray", *on_cluster)
+    result.assert_outcomes(passed=10, failed=2, errors=1)
+    verdicts = [
+        f"{ON_DEMAND}: passed after 4 seeds (2 + 2: inconclusive at 2)",
+        "* items have a baseline (b.yaml); 4 repeats by their expect= bounds; 2 repeated cells "
+        "by the confidence bound over seeds: 2 regressed, 3 passed, 5 no-baseline",
+    ]
     result.stdout.fnmatch_lines(
         [
             "*experiment_cluster.py::experiment_grid?2? PASSED*",
             "*no node of the Ray cluster can ever host GPU=1 (the most a node has: 0)*",
             "*1 attempt superseded by a rerun*experiment_loses_its_node*",
-            "*4 repeats by their expect= bounds: 2 regressed, 2 passed*",
+            *verdicts,
         ]
     )
     assert lost.exists(), "experiment_loses_its_node never ran on node_b"
@@ -330,6 +360,7 @@ def test_on_a_ray_cluster(
     attempts = sorted((r for r in ran if "loses" in r.info.run_name), key=_started)
     where = {r.info.run_name: r.data.tags[T.CLUSTER_NODE] for r in ran if r not in attempts}
     on_a = [f"experiment_{f}[seed{s}]" for f in ("repeated", "regressed") for s in (0, 1)]
+    on_a += [f"experiment_on_demand[seed{s}]" for s in range(4)]
     assert where == {
         **{f"experiment_grid[{alpha}]": nodes["node_b"] for alpha in (1, 2, 3)},
         **dict.fromkeys(on_a, nodes["node_a"]),
@@ -342,6 +373,10 @@ def test_on_a_ray_cluster(
     assert "RUNNING" not in {r.info.status for r in on_ray}
     assert {r.data.tags[T.CLUSTER_BACKEND] for r in ran} == {"ray"}
     assert T.CLUSTER_LOST in attempts[0].data.tags  # why Ray says the worker was lost
+    # The extra seeds are tracked runs of the same cell run, as its first seeds are.
+    [cell] = [r for r in on_ray if r.data.tags.get(T.CELL) == ON_DEMAND and T.KIND in r.data.tags]
+    seeds = {r.data.tags[T.PARENT_RUN_ID] for r in ran if "on_demand" in r.info.run_name}
+    assert (seeds, cell.data.tags[T.REPEATS]) == ({cell.info.run_id}, "4")
     # Git lineage on every run, made on a node or by the controller.
     # (not on the attempt whose node died before its lineage was sent)
     finished = [r for r in on_ray if r.info.status != "KILLED"]
@@ -352,37 +387,39 @@ def test_on_a_ray_cluster(
     # group runs carry no lineage but git's, left out of the comparison: none is made).
     project.joinpath("experiment_gpu.py").unlink()
     quick = ("--mlexp-lineage", "none", "--mlexp-artifacts", "off")
-    serial = ourtester.runpytest(*uri, "--mlexp-experiment", "serial", *quick)
-    serial.assert_outcomes(passed=6, failed=2)
+    serial = ourtester.runpytest(*uri, *gated, "--mlexp-experiment", "serial", *quick)
+    serial.assert_outcomes(passed=10, failed=2)
+    serial.stdout.fnmatch_lines(verdicts)
     assert _groups(on_ray) == _groups(_runs(client, "serial"))
-    assert len(_groups(on_ray)) == 3  # the grid's parent and two repeated cells
+    assert len(_groups(on_ray)) == 4  # the grid's parent and three repeated cells
 
-    # A search on the cluster (its study in this project's journal: the cluster is local)
-    # registers its best trial's model, and the session's HTML report shows it.
+    # Ray Client: a repeated cell and a search through the head's client server (ray://),
+    # placed as before (on node_a, one worker for both: node_b is lost by now). In a
+    # process of its own: a client connection leaves process-wide state behind (Ctrl-C
+    # below went unseen under xdist). The search (its study in this project's journal: the
+    # cluster is local) registers its best trial's model, and the HTML report shows it.
     project.joinpath("experiment_search.py").write_text(SEARCHED)
-    searched = ourtester.runpytest(
-        *uri, "--mlexp-experiment", "search", "-k", "clf", "--mlexp-html", "report.html",
-        "-W", "ignore::UserWarning", *on_cluster,
+    through = ("--mlexp-ray", f"ray://127.0.0.1:{HEAD_PORT + 9}", "-k", "repeated or clf")
+    client_session = ourtester.runpytest_subprocess(
+        *uri, "--mlexp-experiment", "client", "--mlexp-html", "report.html",
+        "-W", "ignore::UserWarning", *through,
     )  # fmt: skip
-    searched.assert_outcomes(passed=2, deselected=8)
-    (parent,) = [r for r in _runs(client, "search") if r.data.tags.get(T.KIND) == "search"]
+    client_session.assert_outcomes(passed=4, deselected=10)
+    # Ray Client streams the workers' output to this terminal: MLflow's INFO lines stay out
+    # (but the controller's own, waiting for the model version it registers, as serially).
+    streamed = client_session.stdout.lines + client_session.stderr.lines
+    assert [line for line in streamed if " INFO mlflow" in line] == [
+        line for line in streamed if " INFO mlflow.store.model_registry" in line
+    ]
+    on_client = _runs(client, "client")
+    seeds = [r for r in on_client if T.KIND not in r.data.tags and "repeated" in r.info.run_name]
+    assert [r.data.tags[T.CLUSTER_NODE] for r in seeds] == [nodes["node_a"]] * 2
+    (parent,) = [r for r in on_client if r.data.tags.get(T.KIND) == "search"]
     version = client.get_model_version_by_alias("ray-clf", "candidate")
     assert version.run_id == parent.data.tags[T.BEST_RUN_ID]
     assert client.get_run(version.run_id).data.tags[T.CLUSTER_NODE] == nodes["node_a"]
     assert "registered ray-clf v1 @candidate" in (project / "report.html").read_text()
     project.joinpath("experiment_search.py").unlink()
-
-    # Ray Client: a repeated cell through the head's client server (ray://), placed as
-    # before (on node_a: node_b is lost by now). In a process of its own: a client
-    # connection leaves process-wide state behind (Ctrl-C below went unseen under xdist).
-    through = ("--mlexp-ray", f"ray://127.0.0.1:{HEAD_PORT + 9}", "-k", "repeated")
-    client_session = ourtester.runpytest_subprocess(*uri, "--mlexp-experiment", "client", *through)
-    client_session.assert_outcomes(passed=2, deselected=6)
-    # Ray Client streams the workers' output to this terminal: MLflow's INFO lines stay out.
-    for lines in (client_session.stdout, client_session.stderr):
-        lines.no_fnmatch_line("* INFO mlflow*")
-    seeds = [r for r in _runs(client, "client") if T.KIND not in r.data.tags]
-    assert [r.data.tags[T.CLUSTER_NODE] for r in seeds] == [nodes["node_a"]] * 2
 
     # Ctrl-C: the cluster's work is cancelled, the run in flight ends KILLED, and so does
     # its grid's parent, with its counts (node_b is lost: one cell at a time).

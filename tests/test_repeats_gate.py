@@ -10,6 +10,7 @@ import yaml
 
 EXPERIMENT = "repeats-gate"
 CELL = "experiment_cell.py::experiment_cell[0.1]"
+LIGHT = ("--mlexp-lineage", "none", "--mlexp-artifacts", "off")
 
 
 @pytest.fixture
@@ -17,7 +18,10 @@ def run_gate(empty_store: Path, ourtester: pytest.Pytester):  # type: ignore[no-
     shutil.copy(empty_store, ourtester.path / "mlflow.db")
 
     def run(*args: str) -> pytest.RunResult:
-        return ourtester.runpytest("--mlexp-experiment", EXPERIMENT, "-p", "no:randomly", *args)
+        # Lineage and artifact discovery are not this file's subject: off, for the suite's time.
+        return ourtester.runpytest(
+            "--mlexp-experiment", EXPERIMENT, "-p", "no:randomly", *LIGHT, *args
+        )
 
     return run
 
@@ -88,6 +92,14 @@ def test_cell_mean_is_gated_against_the_latest_cell_run(cell_model, run_gate, re
             "1 repeated cell by the confidence bound over seeds: 1 regressed",
         ]
     )
+    # The first session judged against a store baseline says what its seeds can decide.
+    worse.stdout.fnmatch_lines(
+        [
+            f"{escaped(CELL)}: baseline run {recorded.info.run_id} (latest), first used: "
+            "accuracy: spread 0.01 over 3 seeds; 3 seeds decide changes >= 0.0*; "
+            "the tolerance 0.0081 needs about * seeds a side"
+        ]
+    )
     _, regressed = cells_and_repeats(read_runs)[0]
     assert regressed.data.tags["mlexp.regression"] == "regressed"
     assert regressed.data.tags["mlexp.baseline.run_id"] == recorded.info.run_id
@@ -104,12 +116,14 @@ def test_cell_mean_is_gated_against_the_latest_cell_run(cell_model, run_gate, re
 
     # The old rule, gate="mean": the means alone, whatever the seeds. Mean 0.795: 0.015
     # below 0.81, more than 1% but within 2 std (2 x 0.01); the bound would not decide it
-    # with 3 seeds a side. The marker's rules reach the controller from xdist workers.
+    # with 3 seeds a side. (The marker's rules reaching the controller from xdist workers:
+    # test_an_undecided_cell_runs_more_seeds_until_the_gate_decides, its seed budget.)
     cell_model(0.785, ', tolerance="2 std", gate="mean"')
-    noisy = run_gate("--mlexp-baseline", "latest", "-n", "2")
+    noisy = run_gate("--mlexp-baseline", "latest")
     noisy.assert_outcomes(passed=3)
     assert noisy.ret == pytest.ExitCode.OK
     noisy.stdout.fnmatch_lines(["1 repeated cell by the mean over seeds: 1 passed"])
+    assert "first used" not in noisy.stdout.str()  # once: the regressed session used it
     latest = cells_and_repeats(read_runs)[0][-1]
     assert latest.data.tags["mlexp.regression"] == "passed"
     assert latest.data.tags["mlexp.baseline.run_id"] == recorded.info.run_id
@@ -217,10 +231,9 @@ def test_an_undecided_cell_runs_more_seeds_until_the_gate_decides(  # type: igno
     """``repeats=(3, 9)``: a baseline being recorded runs its whole budget; then the calm
     cell decides at 3 seeds, the noisy one runs 3 more."""
     ourtester.makepyfile(experiment_cell=ON_DEMAND)
-    light = ("--mlexp-lineage", "none", "--mlexp-artifacts", "off")
     monkeypatch.setenv("FLAKY", "1")
     recorded = run_gate(
-        "--mlexp-baseline-file", "b.yaml", "--mlexp-update-baseline", "--reruns", "1", *light
+        "--mlexp-baseline-file", "b.yaml", "--mlexp-update-baseline", "--reruns", "1"
     )
     monkeypatch.delenv("FLAKY")
     # Both cells record all 9 seeds, however little the calm one's first seeds spread: a
@@ -244,8 +257,7 @@ def test_an_undecided_cell_runs_more_seeds_until_the_gate_decides(  # type: igno
 
     # Against it, on two xdist workers, reusing the unchanged seeds' runs.
     result = run_gate(
-        "--mlexp-baseline-file", "b.yaml", "-n", "2", "--mlexp-reuse", "--mlexp-html", "r.html",
-        *light,
+        "--mlexp-baseline-file", "b.yaml", "-n", "2", "--mlexp-reuse", "--mlexp-html", "r.html"
     )  # fmt: skip
     # 3 calm seeds, 6 noisy ones; the 9 seeds not needed count nowhere, shown nowhere.
     result.assert_outcomes(passed=9)
@@ -277,7 +289,7 @@ def test_an_undecided_cell_runs_more_seeds_until_the_gate_decides(  # type: igno
     # A reproduction (mlexp reproduce --session passes the seeds that ran, and this tag)
     # runs every seed it is given: none is "decided by its earlier seeds".
     reproduced = run_gate(
-        "-k", "noisy and (seed3 or seed4 or seed5)", "--mlexp-tag", "mlexp.reproduces=s", *light
+        "-k", "noisy and (seed3 or seed4 or seed5)", "--mlexp-tag", "mlexp.reproduces=s"
     )  # fmt: skip
     reproduced.assert_outcomes(passed=3)
 
@@ -314,3 +326,77 @@ def test_the_params_file_sets_a_functions_seed_budget(ourtester: pytest.Pytester
         ["experiments/params.yaml:2: experiment_a.seed_budget: 3 must be more than the 3 first "
          "seeds of repeats=3"]
     )  # fmt: skip
+
+
+#: Seeds on demand and registration: two functions, ``repeats=(2, 4)`` (looks at 2 and 4
+#: seeds), a small model a seed. ``decides`` is undecided at 2 seeds and passes at 4, its
+#: best seed an extra one (seed 3); ``undecided`` spreads too much to decide within 4.
+REGISTERING = """
+import pytest
+from sklearn.dummy import DummyClassifier
+
+FAST = {"pip_requirements": ["scikit-learn"]}
+
+def fit(mlflow_run, accuracy):
+    mlflow_run.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), **FAST)
+    return {"accuracy": accuracy}
+
+@pytest.mark.mlexp(repeats=(2, 4), register="decides")
+def experiment_decides(mlflow_run, seed):
+    return fit(mlflow_run, 0.80 + 0.002 * [-1, 1, 0, 2][seed])
+
+@pytest.mark.mlexp(repeats=(2, 4), register="undecided")
+def experiment_undecided(mlflow_run, seed):
+    return fit(mlflow_run, 0.80 + 0.02 * [-1, 1, 0, 2][seed])
+"""
+DECIDES, UNDECIDED = (
+    "experiment_reg.py::experiment_decides",
+    "experiment_reg.py::experiment_undecided",
+)
+
+
+def test_registration_waits_for_the_sequential_verdict(run_gate, ourtester, read_runs):  # type: ignore[no-untyped-def]
+    """Registered once, at the end, from the whole cell (its extra seeds too); a cell left
+    inconclusive at its budget registers nothing."""
+    from mlflow import MlflowClient
+
+    ourtester.makepyfile(experiment_reg=REGISTERING)
+    entry = {"accuracy": 0.80, "accuracy.std": 0.002, "accuracy.n": 10}
+    (ourtester.path / "b.yaml").write_text(yaml.safe_dump({DECIDES: entry, UNDECIDED: entry}))
+    result = run_gate("--mlexp-baseline-file", "b.yaml")
+    result.assert_outcomes(passed=8)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            f"{DECIDES}: passed after 4 seeds (2 + 2: inconclusive at 2)",
+            f"{UNDECIDED}: inconclusive after 4 seeds (2 + 2: inconclusive at 2)",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            escaped("mlexp: registered decides v1 @candidate from experiment_decides[seed3]"),
+            f"mlexp: nothing registered as undecided for {UNDECIDED}: the gate could not decide "
+            f"{UNDECIDED} within its seed budget (inconclusive); raise the budget or the tolerance",
+        ],
+        consecutive=False,
+    )
+    client = MlflowClient(f"sqlite:///{ourtester.path / 'mlflow.db'}")
+    (version,) = client.search_model_versions("name = 'decides'")
+    assert client.get_model_version_by_alias("decides", "candidate").version == version.version == 1
+    # From the best seed of the whole cell, an extra one, judged after its second look.
+    source = client.get_run(version.run_id)
+    assert source.data.params["seed"] == "3"
+    assert source.data.tags["mlexp.cell"] == DECIDES
+    cell = client.get_run(source.data.tags["mlflow.parentRunId"])
+    assert cell.data.tags["mlexp.repeats"] == "4"
+    assert "look 2 of 2" in cell.data.tags["mlexp.regression.interval"]
+    assert version.tags["mlexp.regression"] == "passed"
+    assert source.data.tags["mlexp.registered_version"] == str(version.version)
+    assert client.search_model_versions("name = 'undecided'") == []
+    cells, _ = cells_and_repeats(read_runs)
+    undecided = next(c for c in cells if c.data.tags["mlexp.cell"] == UNDECIDED)
+    assert (undecided.data.tags["mlexp.regression"], undecided.data.tags["mlexp.repeats"]) == (
+        "inconclusive",
+        "4",
+    )
+    assert "mlexp.registered_model" not in undecided.data.tags

@@ -1,9 +1,11 @@
 """``--mlexp-slurm``: a session's items as jobs of a real single-node Slurm cluster.
 
-The cluster (``slurm_cluster``) is this machine's hostname with 2 CPUs and
-two fake GPUs (gres on character devices), started once for the module on
-free ports: munge, slurmctld and slurmd run in the foreground as this test
-process's children, in a 0755 folder (munge refuses pytest's 0700 ones).
+The cluster (``slurm_cluster``) is this machine's hostname with 1 CPU (one
+job at a time: each job pays a pytest session's start and collection, and
+this machine has two cores) and two fake GPUs (gres on character devices),
+started once for the module on free ports: munge, slurmctld and slurmd run
+in the foreground as this test process's children, in a 0755 folder (munge
+refuses pytest's 0700 ones).
 Without accounting, ``sacct`` (which submitit polls) is a stand-in answering
 from ``squeue``, whose jobs stay listed for a day (``MinJobAge``). At the end
 the jobs are drained with ``scancel`` (``slurmstepd`` ignores SIGTERM) and the
@@ -111,9 +113,11 @@ class SlurmCluster:
             "ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\nMpiDefault=none\n"
             "SelectType=select/cons_tres\nSelectTypeParameters=CR_Core\nGresTypes=gpu\n"
             "SchedulerType=sched/backfill\nReturnToService=2\nMinJobAge=86400\nKillWait=2\n"
+            # A job waiting for a CPU starts as soon as one frees: not batched for 3 s.
+            "SchedulerParameters=batch_sched_delay=0,bf_interval=1\n"
             "JobAcctGatherType=jobacct_gather/none\nAccountingStorageType=accounting_storage/none\n"
             "SlurmctldTimeout=30\nSlurmdTimeout=30\nInactiveLimit=0\nWaittime=0\n"
-            f"NodeName={node} NodeAddr=127.0.0.1 CPUs=2 RealMemory=1000 Gres=gpu:2 State=UNKNOWN\n"
+            f"NodeName={node} NodeAddr=127.0.0.1 CPUs=1 RealMemory=1000 Gres=gpu:2 State=UNKNOWN\n"
             "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP\n"
         )
         (folder / "gres.conf").write_text(f"NodeName={node} Name=gpu File={','.join(gpus)}\n")
@@ -166,7 +170,7 @@ def _wait(ready: Callable[[], Any], what: str, timeout: float = 60.0) -> None:
 
 @pytest.fixture(scope="module")
 def slurm_cluster() -> Iterator[SlurmCluster]:
-    """A single-node Slurm cluster with 2 CPUs and two fake GPUs, on free ports."""
+    """A single-node Slurm cluster with 1 CPU and two fake GPUs, on free ports."""
     folder = Path(tempfile.mkdtemp(prefix="mlexp-test-slurm-", dir="/tmp"))
     folder.chmod(0o755)  # munge refuses a socket in a folder others cannot enter
     env = {
@@ -393,6 +397,8 @@ def test_refused_before_anything_runs(
     elsewhere = ourtester.path / "elsewhere.conf"
     [port] = _free_ports(1)
     conf = on_slurm.conf.read_text().replace("SlurmctldPort=", f"SlurmctldPort={port}\n#")
+    # Slurm's clients retry a controller that does not answer for MessageTimeout seconds.
+    conf += "MessageTimeout=1\n"
     elsewhere.write_text(conf)
     monkeypatch.setenv("SLURM_CONF", str(elsewhere))
     monkeypatch.setenv("MLEXP_SLURM", "1")

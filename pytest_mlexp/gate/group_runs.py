@@ -233,6 +233,8 @@ def _judge(
         problem=problem,
     )
     rows, verdict, failing, problem = judged.rows, judged.verdict, judged.failing, judged.problem
+    # Asked before this cell's own verdict tags name the baseline.
+    first_used = baseline if _first_use(client, run, baseline, settings) else None
     tags = verdict_tags(verdict, baseline) | gate_tags(rows)
     if failing:
         tags[T.ERROR] = failure_line(failing)[:500]
@@ -263,11 +265,33 @@ def _judge(
         problem=problem,
         search=target.kind.kind in _BY_BEST,
         notes=seed_notes(
-            target.nodeid, verdict, rows, metrics, target.rules, recording=settings.update
+            target.nodeid,
+            verdict,
+            rows,
+            metrics,
+            target.rules,
+            recording=settings.update,
+            first_used=first_used,
         )
         if target.kind.kind == T.KIND_CELL
         else [],
     )
+
+
+def _first_use(client: Any, run: Any, baseline: Baseline | None, settings: GateSettings) -> bool:
+    """Whether a cell is the first judged against its store baseline (``latest``, ``branch:``...).
+
+    First: no run of the cell's experiment names that baseline run in
+    ``mlexp.baseline.run_id`` yet (asked before this cell's own tags are written).
+    One query, made only for a repeated cell judged against a cell run of the store.
+    """
+    if baseline is None or not baseline.run_id or settings.spec is None:
+        return False
+    if run.data.tags.get(T.KIND) != T.KIND_CELL or not is_safe_value(baseline.run_id):
+        return False
+    query = f"tags.`{T.BASELINE_RUN_ID}` = '{baseline.run_id}'"
+    found = search_runs(client, [run.info.experiment_id], query, page_size=1)
+    return next(found, None) is None
 
 
 def _in_part(grid: Any) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..backend import tags as T
 from ..runs.summary import Verdict
@@ -157,6 +157,7 @@ def seed_notes(
     item_rules: rules.Rules,
     *,
     recording: bool,
+    first_used: Baseline | None = None,
 ) -> list[str]:
     """What a repeated cell's seeds did and could do, for the terminal.
 
@@ -165,7 +166,10 @@ def seed_notes(
     - inconclusive at its last look, recorded into a baseline file, or the first
       of its kind in the store (no baseline yet): each judged metric's power
       (``sequential.power``), e.g. ``val_accuracy: spread 0.012 over 5 seeds; 5 seeds
-      decide changes >= 0.0141; the tolerance 0.008 needs about 14 seeds a side``.
+      decide changes >= 0.0141; the tolerance 0.008 needs about 14 seeds a side``;
+    - judged against a store baseline for the first time (``first_used``, see
+      ``group_runs._first_use``): the same of the baseline's seeds, ``f[64]: baseline run
+      1f2e... (latest), first used: accuracy: spread 0.012 over 5 seeds; ...``.
     """
     from .sequential import power
 
@@ -196,12 +200,49 @@ def seed_notes(
             if found is not None:
                 notes.append(f"{nodeid}: {found}")
     elif recording or verdict == NO_BASELINE:  # the cell is the baseline of later sessions
-        for metric in sorted(metrics):
-            if metric.endswith((STD_SUFFIX, N_SUFFIX)) or metric + STD_SUFFIX not in metrics:
-                continue
-            sample = rules.sample_of(metrics, metric)
-            tau = item_rules.tolerance(metric).allowed(sample.mean, sample.std)
-            found = power(metric, sample, tau, item_rules.confidence)
-            if found is not None:
-                notes.append(f"{nodeid}: {found}")
+        notes.extend(f"{nodeid}: {line}" for line in _powers(metrics, item_rules))
+    if first_used is not None:
+        judged = {row.metric for row in rows if isinstance(row, rules.CellRow)}
+        prefix = f"{nodeid}: baseline {first_used.source}, first used: "
+        notes.extend(prefix + line for line in _powers(first_used.metrics, item_rules, judged))
     return notes
+
+
+def _powers(
+    metrics: Mapping[str, float],
+    item_rules: rules.Rules,
+    only: set[str] | None = None,
+) -> list[str]:
+    """The power line of each metric of ``metrics`` that has a spread (of ``only``, if given)."""
+    from .sequential import power
+
+    lines = []
+    for metric in sorted(metrics):
+        if metric.endswith((STD_SUFFIX, N_SUFFIX)) or metric + STD_SUFFIX not in metrics:
+            continue
+        if only is not None and metric not in only:
+            continue
+        sample = rules.sample_of(metrics, metric)
+        tau = item_rules.tolerance(metric).allowed(sample.mean, sample.std)
+        found = power(metric, sample, tau, item_rules.confidence)
+        if found is not None:
+            lines.append(str(found))
+    return lines
+
+
+def undecided_cells(verdicts: Sequence[Verdict]) -> list[str]:
+    """The cells with a seed budget that ended it inconclusive: no verdict for registration.
+
+    A cell without a budget keeps today's rule (inconclusive does not fail, and does not
+    stop registration); one with a budget asked for seeds until the gate decides.
+    """
+    return [
+        verdict.nodeid
+        for verdict in verdicts
+        if verdict.cell_run_id
+        and verdict.verdict == INCONCLUSIVE
+        and any(
+            isinstance(row, rules.CellRow) and row.interval is not None and row.interval.looks
+            for row in verdict.rows
+        )
+    ]

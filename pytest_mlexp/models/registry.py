@@ -7,8 +7,9 @@ before), a search's best trial (``groups.completion``), the best repeat of a
 repeated cell by the same metric, or the function's single run. Its newest
 logged model becomes a new version of the registered model, with tags saying
 where it comes from and the alias (``candidate`` by default). Nothing is
-registered when the gate failed, a cell of the function failed, the session
-failed, or the best cell logged no model: one line says why. When the best
+registered when the gate failed, a cell of the function failed or was left
+inconclusive at its seed budget (seeds on demand: registration waits for the
+verdict), the session failed, or the best cell logged no model: one line says why. When the best
 cell's model already is the newest version (a reused cell, ``--mlexp-reuse``),
 no version is added: the alias is set on that version.
 
@@ -102,10 +103,20 @@ def register_models(
             *lines,
             Registration(f"mlexp: nothing registered (--mlexp-no-register): {names}", SKIPPED),
         ]
+    from ..gate.verdicts import undecided_cells
+
     failures = gate_failures(gate)
+    undecided = undecided_cells(gate.verdicts) if gate is not None else []
     for function, runs in targets.items():
         name = runs[0].register
         try:
+            mine = [cell for cell in undecided if function_id(cell) == function]
+            if mine:
+                # Seeds on demand ended undecided: no verdict to register by (gate.sequential).
+                raise NotRegistered(
+                    f"the gate could not decide {', '.join(mine[:3])} within its seed budget "
+                    "(inconclusive); raise the budget or the tolerance"
+                )
             lines.append(_register(backend, function, runs, settings, failures, exitstatus))
         except NotRegistered as why:
             lines.append(
