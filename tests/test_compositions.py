@@ -21,11 +21,11 @@ spool, the server lost | the markdown report (--mlexp-report-md, step summary): 
 spool and sync | files logged through mlflow.log_artifact/log_figure/log_dict | test_outage_artifacts.py::test_fluent_files_logged_during_an_outage_come_back_after_sync
 shards ending together | grids | test_shards.py::test_shards_ending_together_keep_every_shards_counts
 shards ending together | searches | test_shards.py::test_shards_ending_together_keep_every_shards_trials
-xdist | grid parents, repeat cells, the summary | test_grids.py::test_xdist_gives_the_same_runs_parents_and_summary
+xdist | grid parents, repeat cells, the summary | test_grids.py::test_xdist_gives_the_same_runs_parents_and_summary_completed_by_the_controller
 xdist | registration, gate, reruns, reuse | the [xdist] rows above; test_models.py::test_registration_under_xdist_and_from_the_best_repeat
 xdist | searches: one study, one parent | test_search.py::test_workers_share_one_study_and_one_parent
 xdist | the gate's verdicts reach the controller | test_regression.py::test_verdicts_from_xdist_workers_reach_the_controller
-xdist | grid parents completed by the controller from the summaries in the workers' reports, no file between processes | test_grids.py::test_xdist_controller_completes_the_grid_from_the_workers_reports
+xdist | grid parents completed by the controller from the summaries in the workers' reports, no file between processes | test_grids.py::test_xdist_gives_the_same_runs_parents_and_summary_completed_by_the_controller
 xdist, a worker dies | the controller sweeps its run and completes the grid itself | test_grids.py::test_killed_worker_runs_are_marked_killed_by_the_controller
 system metrics, reruns | each attempt's run samples its own, finished before it ends | test_system_metrics.py::test_every_run_samples_while_it_runs_and_none_without_the_flag
 system metrics, xdist | without psutil the controller stops (exit 4) before any worker starts | test_system_metrics.py::test_without_psutil_the_session_stops_before_anything_runs
