@@ -265,7 +265,7 @@ LONGEST_FIRST = (
     "tests/test_ray.py::test_on_a_ray_cluster",
     "tests/test_compositions.py::test_reuse_registers_no_second_version_of_the_same_model",
     "tests/test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved",
-    "tests/test_reuse.py::test_reuse_under_xdist",
+    "tests/test_reuse.py::test_unchanged_session_executes_only_the_failing_experiment_serially_and_under_xdist",
     "tests/test_shared_server.py::test_authenticated_server_never_shows_the_password",
     "tests/test_backend.py::test_group_run_is_created_once_by_racing_processes",
     "tests/test_faults.py::test_lost_server_spools_runs_that_sync_replays_once",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import multiprocessing.forkserver
 from pathlib import Path
 
 import pytest
@@ -81,11 +82,19 @@ def _find_group(store: str) -> str:
 
 def test_group_run_is_created_once_by_racing_processes(store):
     MlflowClient(store).create_experiment("groups")
-    # Fresh interpreters, as xdist workers are: no store or lock shared by fork. Two, as
-    # `-n 2`: each costs an MLflow import, and two already race for the one group run.
-    spawn = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=2, mp_context=spawn) as pool:
-        ids = set(pool.map(_find_group, [store] * 4))
+    # Not forks of this process, as xdist workers are not: no store or lock shared by fork.
+    # Forks of a fresh server that imported MLflow once (not an import each); two, as
+    # `-n 2`, already race for the one group run.
+    server = multiprocessing.get_context("forkserver")
+    server.set_forkserver_preload(
+        ["mlflow.store.tracking.sqlalchemy_store", "mlflow.tracking", "pytest_mlexp.backend.groups"]
+    )
+    try:
+        with concurrent.futures.ProcessPoolExecutor(max_workers=2, mp_context=server) as pool:
+            ids = set(pool.map(_find_group, [store] * 4))
+    finally:
+        server.set_forkserver_preload([])
+        multiprocessing.forkserver._forkserver._stop()  # no server outlives the test
     assert len(ids) == 1
     client = MlflowClient(store)
     runs = client.search_runs([client.get_experiment_by_name("groups").experiment_id])

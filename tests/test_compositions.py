@@ -21,11 +21,11 @@ spool, the server lost | the markdown report (--mlexp-report-md, step summary): 
 spool and sync | files logged through mlflow.log_artifact/log_figure/log_dict | test_outage_artifacts.py::test_fluent_files_logged_during_an_outage_come_back_after_sync
 shards ending together | grids | test_shards.py::test_shards_ending_together_keep_every_shards_counts
 shards ending together | searches | test_shards.py::test_shards_ending_together_keep_every_shards_trials
-xdist | grid parents, repeat cells, the summary | test_grids.py::test_xdist_gives_the_same_runs_parents_and_summary
+xdist | grid parents, repeat cells, the summary | test_grids.py::test_xdist_gives_the_same_runs_parents_and_summary_completed_by_the_controller
 xdist | registration, gate, reruns, reuse | the [xdist] rows above; test_models.py::test_registration_under_xdist_and_from_the_best_repeat
 xdist | searches: one study, one parent | test_search.py::test_workers_share_one_study_and_one_parent
 xdist | the gate's verdicts reach the controller | test_regression.py::test_verdicts_from_xdist_workers_reach_the_controller
-xdist | grid parents completed by the controller from the summaries in the workers' reports, no file between processes | test_grids.py::test_xdist_controller_completes_the_grid_from_the_workers_reports
+xdist | grid parents completed by the controller from the summaries in the workers' reports, no file between processes | test_grids.py::test_xdist_gives_the_same_runs_parents_and_summary_completed_by_the_controller
 xdist, a worker dies | the controller sweeps its run and completes the grid itself | test_grids.py::test_killed_worker_runs_are_marked_killed_by_the_controller
 system metrics, reruns | each attempt's run samples its own, finished before it ends | test_system_metrics.py::test_every_run_samples_while_it_runs_and_none_without_the_flag
 system metrics, xdist | without psutil the controller stops (exit 4) before any worker starts | test_system_metrics.py::test_without_psutil_the_session_stops_before_anything_runs
@@ -55,7 +55,7 @@ a metric returned and logged per step | every reader: run table, MLflow's latest
 a history logged per step, not returned | the gate records it, judges it only when named (direction=, judge=) | test_a_returned_metric_is_the_value_every_reader_sees
 metrics logged with mlflow.log_metric, and by autolog | run table, the grid line's best cell, the gate (expect=) | test_fluent_and_autolog_metrics_reach_the_summary_the_best_cell_and_the_gate
 the best metric's default, a params file's best: | the grid line, with where the metric came from | test_fluent_and_autolog_metrics_reach_the_summary_the_best_cell_and_the_gate
-reuse across serial, xdist and after `import ray` | the environment fingerprint: installed distributions only, the same in every process | test_reuse.py::test_reuse_under_xdist; test_lineage.py::test_environment_fingerprint_is_the_same_after_importing_ray
+reuse across serial, xdist and after `import ray` | the environment fingerprint: installed distributions only, the same in every process | test_reuse.py::test_unchanged_session_executes_only_the_failing_experiment_serially_and_under_xdist; test_lineage.py::test_environment_fingerprint_is_the_same_after_importing_ray
 a reproduction that did not reproduce | --mlexp-baseline latest: the original, not the reproduction | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
 a reproduction that did not reproduce | --mlexp-reuse: reuses the original | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
 a reproduction | grid parents: its own, named "reproduce of <original>", tagged; the original's untouched | test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved
@@ -76,7 +76,7 @@ a failed search, repeated cell and gate="best" grid | pytest's last line, the sh
 a regressed repeated cell under xdist (-n 2); a strictly inconclusive one | JUnit XML: its last seed a failed test case with the cell's message, every item once | test_confidence.py::test_noise_passes_a_regression_fails_few_seeds_are_inconclusive
 one function name in two files | the params file (a bare key refused, file.py::function keys, --mlexp-set), run and grid parent names with the file | test_params.py::test_one_function_name_in_two_files
 what each run used, xdist -n 2 | the terminal's and the HTML report's totals per function, from the workers' summaries and the store; the GPUs visible to the workers | test_reports.py::test_session_report_under_xdist_renders_offline
-what each run used, reuse | a reused run records none and the totals say it cost nothing this session; over two sessions, the report counts it apart | test_reports.py::test_mlexp_report_rebuilds_the_session_report
+what each run used, reuse | a reused run records none and the totals say it cost nothing this session; over two sessions, the report counts it apart | test_reports.py::test_mlexp_runs_lists_and_filters_and_mlexp_report_rebuilds_the_session_report
 what each run used, grids | grid parents hold none; the report's tables and plots show the experiment's metrics only (system/ metrics, as the gate and reuse leave them out) | test_reports.py::test_session_report_under_xdist_renders_offline
 seeds on demand, registration (register=) | registered once, after the sequential verdict, from the best seed of the whole cell (an extra seed); a cell inconclusive at its budget registers nothing, one line says why | test_repeats_gate.py::test_registration_waits_for_the_sequential_verdict
 seeds on demand (repeats=(2, 4)), Ray cluster | the extra seeds run on the cluster's node as tracked runs of the same cell run; the verdict, the cell run and the passed after 4 seeds line as serially | test_ray.py::test_on_a_ray_cluster

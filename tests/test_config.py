@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -34,15 +36,20 @@ def configure(ourtester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, sourc
     [SOURCES, SOURCES[1:], SOURCES[2:], SOURCES[3:], ()],
     ids=["all", "env-ini-yaml", "ini-yaml", "yaml", "none"],
 )
-def test_precedence_cli_env_ini_yaml_default(ourtester, monkeypatch, read_runs, sources):
+def test_precedence_cli_env_ini_yaml_default(
+    ourtester, monkeypatch, read_runs, empty_store, sources
+):
     ourtester.makepyfile(experiment_where="def experiment_where(): return {'x': 1}")
     args = configure(ourtester, monkeypatch, sources)
-    result = ourtester.runpytest(*args)
-    result.assert_outcomes(passed=1)
-
     winner = sources[0] if sources else None
     experiment = f"from-{winner}" if winner else ourtester.path.name
     database = f"{winner}.db" if winner else "mlflow.db"
+    # The winner's tables exist (creating them is most of the session); a loser's store
+    # would still be a new file.
+    shutil.copy(empty_store, ourtester.path / database)
+    result = ourtester.runpytest(*args)
+    result.assert_outcomes(passed=1)
+
     source = {
         "cli": "--mlexp-tracking-uri",
         "env": "MLFLOW_TRACKING_URI",
@@ -83,7 +90,8 @@ def test_default_store_is_anchored_at_rootdir_not_cwd(ourtester):
     )
 
 
-def test_tags_merge_across_sources_higher_wins(ourtester, read_runs):
+def test_tags_merge_across_sources_higher_wins(ourtester, read_runs, empty_store):
+    shutil.copy(empty_store, ourtester.path / "mlflow.db")
     ourtester.makeini("[pytest]\nmlexp_tags =\n    team=ini\n    stage=dev\n")
     ourtester.path.joinpath("mlexp.yaml").write_text(
         "experiment: tagged\ntags:\n  team: yaml\n  owner: ana\n"
@@ -96,7 +104,8 @@ def test_tags_merge_across_sources_higher_wins(ourtester, read_runs):
     assert (tags["team"], tags["stage"], tags["owner"]) == ("ini", "ci", "ana")
 
 
-def test_explicit_config_file(ourtester, read_runs):
+def test_explicit_config_file(ourtester, read_runs, empty_store):
+    shutil.copy(empty_store, ourtester.path / "mlflow.db")
     ourtester.mkdir("conf").joinpath("exp.yml").write_text("experiment: from-explicit\n")
     ourtester.makepyfile(experiment_e="def experiment_e(): pass")
     result = ourtester.runpytest("-p", "no:randomly", "--mlexp-config", "conf/exp.yml")

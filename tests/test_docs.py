@@ -20,6 +20,7 @@ import importlib.util
 import re
 import runpy
 import shlex
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -342,7 +343,7 @@ def run_command(command: str, project: Path, pytester, capsys, monkeypatch) -> s
     return capsys.readouterr().out
 
 
-def test_examples_run(pytester, capsys, monkeypatch):
+def test_examples_run(pytester, capsys, monkeypatch, empty_store):
     """Every example project of the site, written into a fresh folder and run as shown."""
     from mlflow import MlflowClient
     from mlflow.tracking._tracking_service import utils as tracking_utils
@@ -358,6 +359,9 @@ def test_examples_run(pytester, capsys, monkeypatch):
             (project / path).write_text(text, encoding="utf-8")
         if not {"pytest.ini", "pyproject.toml"} & set(files):
             (project / "pytest.ini").write_text("[pytest]\n")
+        # The default store's tables made once for all (a copy): making them is MLflow's
+        # work, not the page's, and costs seconds a project.
+        shutil.copy(empty_store, project / "mlflow.db")
         printed[name] = [run_command(c, project, pytester, capsys, monkeypatch) for c in commands]
     for module in [m for m in sys.modules if m == "mylib" or m.startswith("mylib.")]:
         del sys.modules[module]

@@ -41,6 +41,8 @@ def experiment_clf(mlflow_run, C):
 #: Accuracy of each cell of CLASSIFIER: C=0.1 is the best.
 ACCURACY = {"0.001": 0.475, "0.1": 0.925}
 LOG = "mlflow_run.log_model(model, input_example=X[:2], **FAST)"
+#: Faster sessions: models are under test, not lineage or artifact discovery.
+QUIET = ("-p", "no:randomly", "--mlexp-lineage", "none", "--mlexp-artifacts", "off")
 
 
 def classifier(marker: str = 'register="churn-clf"', log: str = LOG, extra: str = "") -> str:
@@ -59,7 +61,7 @@ def run_models(empty_store: Path, ourtester: pytest.Pytester):  # type: ignore[n
         shutil.copy(empty_store, ourtester.path / "mlflow.db")
 
     def run(*args: str) -> pytest.RunResult:
-        return ourtester.runpytest("--mlexp-experiment", EXPERIMENT, "-p", "no:randomly", *args)
+        return ourtester.runpytest("--mlexp-experiment", EXPERIMENT, *QUIET, *args)
 
     return run
 
@@ -446,7 +448,9 @@ def test_registration_under_xdist_and_from_the_best_repeat(ourtester, run_models
         .replace("def experiment_clf(mlflow_run, C):", "def experiment_clf(mlflow_run, C, seed):")
         .replace("LogisticRegression(C=C)", "LogisticRegression(C=C * (1 + seed))")
     )
-    result = run_models("-n", "2", "--mlexp-keep-models", "1")
+    # One worker is enough: the point is the hand-off to the controller, which judges the
+    # cells over their repeats, registers and prunes (seeds over two workers: test_confidence).
+    result = run_models("-n", "1", "--mlexp-keep-models", "1")
     result.assert_outcomes(passed=4)
     # C=0.1 ties over its seeds (0.925): the first repeat with the best accuracy wins.
     # The controller keeps the models of the best cell only, after registering: the
@@ -473,7 +477,7 @@ def test_registration_under_xdist_and_from_the_best_repeat(ourtester, run_models
         ("0.001", "only 1 of 2 cells ran this session, and a repeated cell counts only when it "
          "runs; run the whole grid to register its best cell"),
     ):  # fmt: skip
-        result = run_models("-k", selection, "--mlexp-lineage", "none")
+        result = run_models("-k", selection)
         result.assert_outcomes(passed=2)
         result.stdout.fnmatch_lines(
             [escaped(f"mlexp: nothing registered as churn-clf for {FUNCTION}: {why}")]
@@ -484,6 +488,7 @@ def test_registration_under_xdist_and_from_the_best_repeat(ourtester, run_models
 def test_registration_on_a_tracking_server(ourtester, mlflow_server, read_runs):
     ourtester.makepyfile(experiment_clf=classifier(marker='register="churn-clf-remote"'))
     result = ourtester.runpytest(
+        *QUIET,
         "--mlexp-tracking-uri",
         mlflow_server.url,
         "--mlexp-experiment",
@@ -569,10 +574,9 @@ def experiment_clf(mlflow_run, C):
 
 def test_a_grid_run_in_part_registers_only_from_the_whole_grid(ourtester, run_models, read_runs):
     """Selection x registration and the grid line: node id, --deselect (xdist), -k, -x."""
-    quiet = ("--mlexp-lineage", "none", "--mlexp-artifacts", "off")
     ourtester.makepyfile(experiment_clf=PARTIAL_GRID.format(more=""))
     client = MlflowClient(f"sqlite:///{ourtester.path / 'mlflow.db'}")
-    result = run_models(*quiet)
+    result = run_models()
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
         [
@@ -584,7 +588,7 @@ def test_a_grid_run_in_part_registers_only_from_the_whole_grid(ourtester, run_mo
 
     # The worst cell alone: its grid counts the others by their runs of this code, whose
     # best is already version 1. Nothing registered, the alias stays.
-    result = run_models(f"{FUNCTION}[0.001]", *quiet)
+    result = run_models(f"{FUNCTION}[0.001]")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
@@ -606,7 +610,7 @@ def test_a_grid_run_in_part_registers_only_from_the_whole_grid(ourtester, run_mo
     # The same with the best cell deselected (on one xdist worker: the controller registers),
     # and -k.
     for selection in (["--deselect", f"{FUNCTION}[0.1]", "-n", "1"], ["-k", "not 0.1"]):
-        result = run_models(*selection, *quiet)
+        result = run_models(*selection)
         result.assert_outcomes(passed=2)
         result.stdout.fnmatch_lines(
             [
@@ -619,7 +623,7 @@ def test_a_grid_run_in_part_registers_only_from_the_whole_grid(ourtester, run_mo
 
     # A new cell: the code changed, no cell left out has a run of it. Nothing registered.
     ourtester.makepyfile(experiment_clf=PARTIAL_GRID.format(more=", 1.0"))
-    result = run_models(f"{FUNCTION}[0.001]", *quiet)
+    result = run_models(f"{FUNCTION}[0.001]")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
@@ -638,7 +642,7 @@ def test_a_grid_run_in_part_registers_only_from_the_whole_grid(ourtester, run_mo
             "    return {", '    assert C != 0.001, "too weak"\n    return {'
         )
     )
-    result = run_models("-x", *quiet)
+    result = run_models("-x")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [f"mlexp grid {FUNCTION}: 1 of 3 cells ran this session, 0 passed, 1 failed*"]

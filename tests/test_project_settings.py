@@ -8,6 +8,7 @@ experiment without being told.
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -40,7 +41,9 @@ experiment: churn-yaml
 
 
 @pytest.fixture(params=["pyproject", "mlexp.yaml"])
-def project(request: pytest.FixtureRequest, pytester: pytest.Pytester) -> tuple[Path, str, str]:
+def project(
+    request: pytest.FixtureRequest, pytester: pytest.Pytester, empty_store: Path
+) -> tuple[Path, str, str]:
     """A project whose store and experiment are set in one place only; (root, db, experiment)."""
     if request.param == "pyproject":
         pytester.makepyprojecttoml(PYPROJECT)
@@ -50,6 +53,8 @@ def project(request: pytest.FixtureRequest, pytester: pytest.Pytester) -> tuple[
         pytester.makefile(".yaml", mlexp=MLEXP_YAML)
         (pytester.path / "stores").mkdir()
         store, experiment = "stores/yaml.db", "churn-yaml"
+    # The configured store's tables exist (creating them is most of a session's time).
+    shutil.copy(empty_store, pytester.path / store)
     (pytester.path / "experiments").mkdir()
     (pytester.path / "experiments" / "experiment_ridge.py").write_text(GRID)
     (pytester.path / "sub" / "deeper").mkdir(parents=True)
@@ -58,11 +63,22 @@ def project(request: pytest.FixtureRequest, pytester: pytest.Pytester) -> tuple[
     return pytester.path, store, experiment
 
 
-@pytest.mark.parametrize("where", [".", "sub/deeper"])
-def test_runs_report_compare_read_the_configured_store(project, where, mlexp):
-    root, store, experiment = project
-    cwd = root / where
+def test_every_subcommand_reads_the_configured_store_from_the_rootdir_and_a_subfolder(
+    project, tmp_path, monkeypatch, mlexp
+):
+    """One session's runs; runs, report, compare, promote and sync find them unaided.
 
+    Then flags and the environment win over the project's settings.
+    """
+    root, store, experiment = project
+    for where in (".", "sub/deeper"):
+        runs_report_compare(root, root / where, store, experiment, mlexp)
+    promote(root, store, experiment, mlexp)
+    sync(root, store, experiment, mlexp)
+    flags_and_environment_win(root, tmp_path, monkeypatch, mlexp)
+
+
+def runs_report_compare(root: Path, cwd: Path, store: str, experiment: str, mlexp) -> None:  # type: ignore[no-untyped-def]
     runs = mlexp(cwd, "runs")
     assert runs.returncode == 0, runs.stderr
     assert runs.stdout.startswith(
@@ -82,8 +98,8 @@ def test_runs_report_compare_read_the_configured_store(project, where, mlexp):
     assert "alpha  0.1  1.0  changed" in compare.stdout
 
 
-def test_promote_tags_the_session_in_the_configured_store(project, mlexp):
-    root, store, experiment = project
+def promote(root: Path, store: str, experiment: str, mlexp) -> None:  # type: ignore[no-untyped-def]
+    """``mlexp promote`` from a subfolder tags the session in the configured store."""
     client = MlflowClient(f"sqlite:///{root / store}")
     (run, *_) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     session = run.data.tags["mlexp.session_id"]
@@ -98,8 +114,8 @@ def test_promote_tags_the_session_in_the_configured_store(project, mlexp):
     assert len(tagged) == 2
 
 
-def test_sync_replays_the_projects_journal_into_the_configured_store(project, mlexp):
-    root, store, experiment = project
+def sync(root: Path, store: str, experiment: str, mlexp) -> None:  # type: ignore[no-untyped-def]
+    """``mlexp sync`` from a subfolder replays the project's journal into the configured store."""
     journal = Journal(root / ".mlexp" / "journal", "http://lost.example:5000")
     started = int(time.time() * 1000)
     journal.append(
@@ -131,8 +147,7 @@ def test_sync_replays_the_projects_journal_into_the_configured_store(project, ml
     assert (run.info.status, logged_metrics(run)) == ("FINISHED", {"r2": 0.5})
 
 
-def test_flags_and_environment_win_over_the_project(project, tmp_path, monkeypatch, mlexp):
-    root, _, _ = project
+def flags_and_environment_win(root: Path, tmp_path: Path, monkeypatch, mlexp) -> None:  # type: ignore[no-untyped-def]
     missing = tmp_path / "elsewhere.db"
     flagged = mlexp(root, "runs", "--tracking-uri", f"sqlite:///{missing}")
     assert flagged.returncode == 2

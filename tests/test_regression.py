@@ -27,6 +27,8 @@ from pytest_mlexp.gate.rules import (
 
 EXPERIMENT = "gate"
 NODE = "experiment_model.py::experiment_model"
+#: Lineage and outputs are not what the gate is about: sessions without them cost less.
+LIGHT = ("--mlexp-lineage", "none", "--mlexp-artifacts", "off")
 
 
 @pytest.fixture
@@ -35,7 +37,9 @@ def run_gate(empty_store: Path, ourtester: pytest.Pytester):  # type: ignore[no-
         shutil.copy(empty_store, ourtester.path / "mlflow.db")
 
     def run(*args: str) -> pytest.RunResult:
-        return ourtester.runpytest("--mlexp-experiment", EXPERIMENT, "-p", "no:randomly", *args)
+        return ourtester.runpytest(
+            "--mlexp-experiment", EXPERIMENT, "-p", "no:randomly", *LIGHT, *args
+        )  # fmt: skip
 
     return run
 

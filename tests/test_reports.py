@@ -55,6 +55,8 @@ def experiment_ridge(mlflow_run, alpha):
 
 #: Runs in GRID: 6 train cells, 3 ridge cells.
 GRID_RUNS = 9
+#: Faster sessions: reports are under test, not lineage or artifact discovery.
+QUIET = ("-p", "no:randomly", "--mlexp-lineage", "none", "--mlexp-artifacts", "off")
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -121,7 +123,7 @@ def mlexp(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
 
 def run_grid(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     pytester.makepyfile(experiment_grid=GRID)
-    result = pytester.runpytest("--mlexp-experiment", EXPERIMENT, "-p", "no:randomly", *args)
+    result = pytester.runpytest("--mlexp-experiment", EXPERIMENT, *QUIET, *args)
     result.assert_outcomes(passed=GRID_RUNS - 1, failed=1)
     return result
 
@@ -449,9 +451,68 @@ def test_report_on_a_server_links_runs_and_is_an_artifact(
 # -- mlexp report -------------------------------------------------------------------------------
 
 
-def test_mlexp_report_rebuilds_the_session_report(ourtester, mlexp, open_page, read_runs):
+def test_mlexp_runs_lists_and_filters_and_mlexp_report_rebuilds_the_session_report(
+    ourtester, mlexp, open_page, read_runs, monkeypatch
+):
     result = run_grid(ourtester, "--mlexp-html=session.html")
     session_id = session_of(result)
+
+    # -- mlexp runs, on the first session's store
+    runs = read_runs(EXPERIMENT)
+    monkeypatch.chdir(ourtester.mkdir("sub"))  # the project's store is found from below too
+
+    code, out, err = mlexp("runs")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    # pytest here would log to the experiment named after the rootdir, which does not exist.
+    assert lines[0] == (
+        f"{GRID_RUNS} runs in all experiments (none is named {ourtester.path.name!r}) "
+        f"of sqlite:///{ourtester.path}/mlflow.db"
+    )
+    assert lines[1].split() == ["RUN", "ID", "NAME", "STATUS", "STARTED", "PARAMS", "METRICS"]
+    assert len(lines) == 2 + GRID_RUNS + 1
+    # The session's HTML report is a run of its own (--mlexp-html), left out as the grids are.
+    assert lines[-1] == "(3 group runs (2 grids, 1 session report) not listed: " \
+        "mlexp runs --parents lists them)"  # fmt: skip
+    by_id = {line.split()[0]: line for line in lines[2:-1]}
+    assert set(by_id) == {r.info.run_id for r in runs}
+    failed = next(r for r in runs if r.info.run_name == "experiment_ridge[10.0]")
+    assert by_id[failed.info.run_id].split()[1:3] == ["experiment_ridge[10.0]", "FAILED"]
+    cell = next(r for r in runs if r.info.run_name == "experiment_train[0.1-forest]")
+    assert by_id[cell.info.run_id].split()[-6:] == [
+        "lr=0.1", "model=forest", "acc=0.85", "auc=0.971", "f1=0.8", "loss=0.22",
+    ]  # fmt: skip
+
+    code, out, _ = mlexp("runs", "--experiment", EXPERIMENT, "--filter", "metrics.acc > 0.8")
+    assert code == 0
+    names = sorted(line.split()[1] for line in out.splitlines()[2:])
+    assert names == [
+        "experiment_train[0.001-<b>logreg</b>]",
+        "experiment_train[0.01-<b>logreg</b>]",
+        "experiment_train[0.1-<b>logreg</b>]",
+        "experiment_train[0.1-forest]",
+    ]
+    assert out.splitlines()[0].endswith("(metrics.acc > 0.8)")
+
+    code, out, _ = mlexp("runs", "--max", "2")
+    assert code == 0
+    assert len(out.splitlines()) == 2 + 2 + 2
+    assert out.splitlines()[-2] == (
+        "(newest 2 shown; more runs match: raise --max or narrow --filter)"
+    )
+
+    code, out, err = mlexp("runs", "--filter", "metrics.acc >> 1")
+    assert code == 2
+    assert out == ""
+    assert err.startswith("mlexp runs: error: cannot search runs ('metrics.acc >> 1'): ")
+    assert len(err.splitlines()) == 1
+
+    code, _, err = mlexp("runs", "--experiment", "nope")
+    assert code == 2
+    assert err.startswith("mlexp runs: error: no experiment named 'nope'")
+    monkeypatch.chdir(ourtester.path)
+
+    # -- mlexp report, after a later session
     # A later session, reusing the 7 cells that passed unregressed: they cost nothing now.
     later = run_grid(ourtester, "--mlexp-reuse")
     reused = "reused, which cost nothing this session (what they used is on the runs they copy)"
@@ -538,61 +599,6 @@ def test_mlexp_report_rebuilds_the_session_report(ourtester, mlexp, open_page, r
 
 
 # -- mlexp runs -----------------------------------------------------------------------------------
-
-
-def test_mlexp_runs_lists_and_filters(ourtester, mlexp, read_runs, monkeypatch):
-    run_grid(ourtester)
-    runs = read_runs(EXPERIMENT)
-    monkeypatch.chdir(ourtester.mkdir("sub"))  # the project's store is found from below too
-
-    code, out, err = mlexp("runs")
-    assert (code, err) == (0, "")
-    lines = out.splitlines()
-    # pytest here would log to the experiment named after the rootdir, which does not exist.
-    assert lines[0] == (
-        f"{GRID_RUNS} runs in all experiments (none is named {ourtester.path.name!r}) "
-        f"of sqlite:///{ourtester.path}/mlflow.db"
-    )
-    assert lines[1].split() == ["RUN", "ID", "NAME", "STATUS", "STARTED", "PARAMS", "METRICS"]
-    assert len(lines) == 2 + GRID_RUNS + 1
-    assert lines[-1] == "(2 group runs (2 grids) not listed: " \
-        "mlexp runs --parents lists them)"  # fmt: skip
-    by_id = {line.split()[0]: line for line in lines[2:-1]}
-    assert set(by_id) == {r.info.run_id for r in runs}
-    failed = next(r for r in runs if r.info.run_name == "experiment_ridge[10.0]")
-    assert by_id[failed.info.run_id].split()[1:3] == ["experiment_ridge[10.0]", "FAILED"]
-    cell = next(r for r in runs if r.info.run_name == "experiment_train[0.1-forest]")
-    assert by_id[cell.info.run_id].split()[-6:] == [
-        "lr=0.1", "model=forest", "acc=0.85", "auc=0.971", "f1=0.8", "loss=0.22",
-    ]  # fmt: skip
-
-    code, out, _ = mlexp("runs", "--experiment", EXPERIMENT, "--filter", "metrics.acc > 0.8")
-    assert code == 0
-    names = sorted(line.split()[1] for line in out.splitlines()[2:])
-    assert names == [
-        "experiment_train[0.001-<b>logreg</b>]",
-        "experiment_train[0.01-<b>logreg</b>]",
-        "experiment_train[0.1-<b>logreg</b>]",
-        "experiment_train[0.1-forest]",
-    ]
-    assert out.splitlines()[0].endswith("(metrics.acc > 0.8)")
-
-    code, out, _ = mlexp("runs", "--max", "2")
-    assert code == 0
-    assert len(out.splitlines()) == 2 + 2 + 2
-    assert out.splitlines()[-2] == (
-        "(newest 2 shown; more runs match: raise --max or narrow --filter)"
-    )
-
-    code, out, err = mlexp("runs", "--filter", "metrics.acc >> 1")
-    assert code == 2
-    assert out == ""
-    assert err.startswith("mlexp runs: error: cannot search runs ('metrics.acc >> 1'): ")
-    assert len(err.splitlines()) == 1
-
-    code, _, err = mlexp("runs", "--experiment", "nope")
-    assert code == 2
-    assert err.startswith("mlexp runs: error: no experiment named 'nope'")
 
 
 def test_missing_store_is_an_error_and_is_not_created(tmp_path, mlexp, monkeypatch):

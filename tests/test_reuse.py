@@ -106,8 +106,13 @@ def executed(pytester: pytest.Pytester) -> Counter[str]:
     return calls
 
 
+#: Faster sessions: reuse fingerprints the code itself; lineage and artifact discovery are
+#: not under test here.
+QUIET = ("-p", "no:randomly", "--mlexp-lineage", "none", "--mlexp-artifacts", "off")
+
+
 def session(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest("-p", "no:randomly", *args)
+    return pytester.runpytest(*QUIET, *args)
 
 
 EVERYTHING = Counter(["a1", "a2", "data", "plain", "fails", "grid0.1", "grid0.2"])
@@ -136,7 +141,9 @@ def latest_runs(pytester: pytest.Pytester) -> dict[str, Run]:
     return found
 
 
-def test_unchanged_session_executes_only_the_failing_experiment(project: pytest.Pytester) -> None:
+def test_unchanged_session_executes_only_the_failing_experiment_serially_and_under_xdist(
+    project: pytest.Pytester,
+) -> None:
     first_session(project)
     first = latest_runs(project)
     # Every run carries its fingerprint and its parts, reuse or not.
@@ -195,6 +202,25 @@ def test_unchanged_session_executes_only_the_failing_experiment(project: pytest.
     xml = (project.path / "report.xml").read_text()
     assert xml.count('name="mlexp.reused_from"') == 6
     assert f'value="{source.info.run_id}"' in xml
+
+    # Under xdist (one worker is enough: the point is that a worker's fingerprint is the
+    # serial session's, not a race), the same runs are reused.
+    result = session(project, "--mlexp-reuse", "-n", "1", "-v", "--mlexp-html=report.html")
+    result.assert_outcomes(passed=6, failed=1)
+    assert executed(project) == Counter(["fails"])
+    result.stdout.fnmatch_lines(
+        [
+            "*PASSED (reused from run *)*test_exp_a.py::experiment_a[[]1[]]*",
+            "mlexp reuse: 6 of 7 runs reused from earlier sessions, 1 executed",
+        ]
+    )
+    # The HTML report shows the reused runs with their metrics.
+    html = (project.path / "report.html").read_text()
+    assert html.count("FINISHED (reused)") == 6
+    # A run reused twice points at the run that executed, not at the reused one.
+    assert latest_runs(project)["experiment_plain"].data.tags["mlexp.reused_from"] == (
+        source.info.run_id
+    )
 
 
 def test_what_changed_reruns_and_is_explained(project: pytest.Pytester) -> None:
@@ -309,22 +335,6 @@ def test_a_reused_cell_regressing_against_a_baseline_file_still_fails(
     result = session(project, "--mlexp-reuse")
     assert executed(project) == Counter(["plain", "fails"])
     result.stdout.fnmatch_lines(["  experiment_plain: its latest matching run regressed"])
-
-
-def test_reuse_under_xdist(project: pytest.Pytester) -> None:
-    first_session(project)
-    result = session(project, "--mlexp-reuse", "-n", "2", "-v", "--mlexp-html=report.html")
-    result.assert_outcomes(passed=6, failed=1)
-    assert executed(project) == Counter(["fails"])
-    result.stdout.fnmatch_lines(
-        [
-            "*PASSED (reused from run *)*test_exp_a.py::experiment_a[[]1[]]*",
-            "mlexp reuse: 6 of 7 runs reused from earlier sessions, 1 executed",
-        ]
-    )
-    # The HTML report shows the reused runs with their metrics.
-    html = (project.path / "report.html").read_text()
-    assert html.count("FINISHED (reused)") == 6
 
 
 def test_unstable_params_env_variable_and_input_context(

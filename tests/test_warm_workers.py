@@ -8,6 +8,8 @@ import os
 import pytest
 from warm_workers import warm_start
 
+import pytest_mlexp
+
 WORKER = """
 import json, os, sys, warnings
 
@@ -23,6 +25,7 @@ def test_where_i_run(tmp_path):
                 "warnoptions": sys.warnoptions,
                 "mlflow": "mlflow" in sys.modules,
                 "plugin": "pytest_mlexp.plugin" in sys.modules,
+                "package": os.path.dirname(sys.modules["pytest_mlexp"].__file__),
             },
             file,
         )
@@ -38,9 +41,12 @@ def test_a_worker_is_forked_warm_with_this_sessions_process_state(ourtester, mon
     ourtester.runpytest("-p", "no:randomly", "-n", "1").assert_outcomes(passed=1)
 
     seen = json.loads(where.read_text())
+    if warm_start.cold_reason is not None:  # a worktree first on PYTHONPATH: cold, by design
+        pytest.skip(f"workers are cold here: {warm_start.cold_reason}")
     assert seen["parent"] == warm_start.pid != os.getpid()
     assert seen["mlflow"]  # a warm library (a plain suite's cold worker never imports it)
     assert seen["plugin"]  # loaded by the worker's own pytest
+    assert seen["package"] == os.path.dirname(pytest_mlexp.__file__)  # this process's copy
     assert seen["cwd"] == seen["home"] == str(ourtester.path)  # pytester's, not the zygote's
     assert seen["argv"] == ["-c"]
     assert seen["warnoptions"] == ["ignore::ResourceWarning"]

@@ -7,9 +7,13 @@ worker, most of it importing the same third-party libraries again and again.
 
 What is warm: a *zygote*, one process per test process (started on first use), has
 imported those third-party libraries once; every inner worker is forked from it.
-What stays fresh: everything else. The zygote never imports ``pytest_mlexp`` nor any
-project module, so the plugin's import and its import-time behaviour happen in every
-worker as in a cold one. Each worker gets the client's stdin/stdout/stderr, cwd,
+What stays fresh: everything else. The zygote never imports the plugin
+(``pytest_mlexp.plugin``) nor any project module, so the plugin's import and its
+import-time behaviour happen in every worker as in a cold one. (Importing mlflow loads
+the package's spool store, its ``mlflow.tracking_store`` entry point, as in any process
+that imports mlflow; where that copy of the package is not the one this test process
+runs, a worktree first on ``PYTHONPATH``, workers stay cold.)
+Each worker gets the client's stdin/stdout/stderr, cwd,
 environment (HOME, TMPDIR, MLFLOW_* as pytester set them), ``sys.path`` as a fresh
 ``python -c`` builds it, Python's default signal handlers, fresh warning filters
 (``PYTHONWARNINGS``/``-W``), a fresh ``__main__``, reseeded random generators; then
@@ -188,7 +192,11 @@ class _Zygote:
         selector.register(listener, selectors.EVENT_READ, "accept")
         selector.register(wake_read, selectors.EVENT_READ, "reap")
         selector.register(sys.stdin, selectors.EVENT_READ, "stop")
-        sys.stdout.write("ready\n")
+        # mlflow's import loads the package's spool store (its ``mlflow.tracking_store``
+        # entry point): say which copy, so that a test process importing another one
+        # (a worktree first on PYTHONPATH) keeps cold workers.
+        package = sys.modules.get("pytest_mlexp")
+        sys.stdout.write(f"ready {os.path.dirname(getattr(package, '__file__', '') or '')}\n")
         sys.stdout.flush()
         try:
             while True:
@@ -371,6 +379,13 @@ from collections.abc import Iterator  # noqa: E402
 _START_ENV = dict(os.environ)
 
 
+def _same_package(zygote_copy: str) -> bool:
+    """Whether the zygote loaded no copy of the package, or the one this process runs."""
+    import pytest_mlexp
+
+    return not zygote_copy or os.path.samefile(zygote_copy, os.path.dirname(pytest_mlexp.__file__))
+
+
 class WarmStart:
     """The zygote of this test process: started on first use, ended with the process."""
 
@@ -379,6 +394,8 @@ class WarmStart:
         self._folder = ""
         self._address: str | None = None
         self._failed = False
+        #: Why workers stay cold, if the zygote was started and not used.
+        self.cold_reason: str | None = None
 
     def address(self) -> str | None:
         """The zygote's socket, started now if need be; None if it cannot start (go cold)."""
@@ -401,9 +418,15 @@ class WarmStart:
             assert self._process.stdout is not None
             selected = selectors.DefaultSelector()
             selected.register(self._process.stdout, selectors.EVENT_READ)
-            if selected.select(timeout=120) and self._process.stdout.readline() == b"ready\n":
+            ready = selected.select(timeout=120) and self._process.stdout.readline()
+            if ready and ready.startswith(b"ready ") and _same_package(ready[6:-1].decode()):
                 self._address, self._failed = address, False
             else:
+                self.cold_reason = (
+                    f"the zygote loaded another copy of pytest_mlexp ({ready[6:-1].decode()})"
+                    if ready and ready.startswith(b"ready ")
+                    else "the zygote did not start (see its log)"
+                )
                 self.stop()
             selected.close()
         return self._address
