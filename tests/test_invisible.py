@@ -40,9 +40,12 @@ PLAIN_SUITE = {
 
 
 #: A conftest writing, per process, which of the plugin's parts hook into each item's run or
-#: report (``hooks-<controller|gw0>.txt``): none in a session without experiments.
+#: report (``hooks-<controller|gw0>.txt``): none in a session without experiments; and
+#: whether it imported ``pytest_mlexp.pipeline`` (``pipeline-<role>.txt``): only once
+#: collection found tracked items (in-process, earlier sessions may have imported it).
 PER_ITEM_HOOKS_CONFTEST = """
 import os
+import sys
 
 HOOKS = (
     "pytest_runtest_protocol", "pytest_runtest_logstart", "pytest_runtest_setup",
@@ -61,6 +64,8 @@ def pytest_sessionfinish(session):
     role = getattr(session.config, "workerinput", {}).get("workerid", "controller")
     with open(os.path.join(str(session.config.rootpath), f"hooks-{role}.txt"), "w") as f:
         f.write("\\n".join(sorted(found)))
+    with open(os.path.join(str(session.config.rootpath), f"pipeline-{role}.txt"), "w") as f:
+        f.write(str("pytest_mlexp.pipeline" in sys.modules))
 """
 
 
@@ -141,6 +146,8 @@ def test_a_bad_setting_stops_only_a_session_that_uses_it(ourtester):
         assert "svg" not in plain.stdout.str() + plain.stderr.str()
         assert per_item_hooks(ourtester.path) == []
     assert per_item_hooks(ourtester.path, "gw0") == []
+    # A cold worker's own process: the pipeline is imported for tracked items only.
+    assert (ourtester.path / "pipeline-gw0.txt").read_text() == "False"
 
     ourtester.makepyfile(experiment_tiny="def experiment_tiny(mlflow_run):\n    pass\n")
     result = ourtester.runpytest("-p", "no:randomly", "--mlexp-figures", "svg")
@@ -199,6 +206,7 @@ def test_tracked_session_prints_the_line_after_collection_and_leaves_no_lock(
     # Registered once collection found the experiment (pipeline.on_tracked, pipeline.activate).
     hooked = {"mlexp-group-reports", "mlexp-reports", "mlexp-runs", "mlexp-seed-status"}
     assert hooked <= set(per_item_hooks(ourtester.path))
+    assert (ourtester.path / "pipeline-controller.txt").read_text() == "True"
     result.stdout.fnmatch_lines(
         [
             "collected 7 items",
