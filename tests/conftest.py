@@ -263,17 +263,17 @@ def pytest_configure(config: pytest.Config) -> None:
 #: would leave the other worker idle at the end. A name no longer collected is skipped.
 LONGEST_FIRST = (
     "tests/test_ray.py::test_on_a_ray_cluster",
-    "tests/test_compositions.py::test_reuse_registers_no_second_version_of_the_same_model",
-    "tests/test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved",
-    "tests/test_reuse.py::test_unchanged_session_executes_only_the_failing_experiment_serially_and_under_xdist",
-    "tests/test_shared_server.py::test_authenticated_server_never_shows_the_password",
-    "tests/test_backend.py::test_group_run_is_created_once_by_racing_processes",
-    "tests/test_faults.py::test_lost_server_spools_runs_that_sync_replays_once",
-    "tests/test_faults.py::test_lost_server_fails_the_items_and_the_next_session_kills_the_run",
+    "tests/test_slurm.py::test_on_a_slurm_cluster",
+    "tests/test_ui.py::test_printed_ui_command_opens_the_runs_table_and_figures_offline",
+    "tests/test_docs.py::test_examples_run",
+    "tests/test_repeats_gate.py::test_an_undecided_cell_runs_more_seeds_until_the_gate_decides",
+    "tests/test_outage.py::test_values_of_both_apis_and_autolog_come_back_after_sync",
+    "tests/test_confidence.py::test_noise_passes_a_regression_fails_few_seeds_are_inconclusive",
+    "tests/test_regression.py::test_verdicts_from_xdist_workers_reach_the_controller",
     "tests/test_compositions.py::test_fluent_and_autolog_metrics_reach_the_summary_the_best_cell_and_the_gate",
-    "tests/test_reruns.py::test_a_rerun_cell_is_counted_once_by_its_last_attempt[xdist]",
-    "tests/test_compositions.py::test_a_rerun_cell_is_judged_and_registered_by_its_last_attempt[xdist]",
-    "tests/test_reuse.py::test_what_changed_reruns_and_is_explained",
+    "tests/test_compositions.py::test_reuse_registers_no_second_version_of_the_same_model",
+    "tests/test_shared_server.py::test_four_workers_against_a_postgres_server_lose_nothing",
+    "tests/test_reproduce.py::test_a_run_comes_back_from_its_logged_code_and_a_session_says_what_moved",
 )
 
 

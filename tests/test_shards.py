@@ -94,8 +94,9 @@ def pytest_configure(config):
     members.children = children
 
 def pytest_unconfigure(config):
-    if os.environ["SHARD"] == "B":
-        (Path(os.environ["SIGNALS"]) / "b-2").write_text("")
+    if os.environ["SHARD"] == "B":  # B is over: every group A waits on may be written
+        for done in ("b-1", "b-2"):
+            (Path(os.environ["SIGNALS"]) / done).write_text("")
 """
 
 

@@ -333,23 +333,23 @@ def test_on_a_slurm_cluster(
 
     # The same cells serially: the same grid parent, repeated cells and verdicts.
     project.joinpath("experiment_gpus.py").unlink()
-    serial = ourtester.runpytest(*quick, "--mlexp-experiment", "serial")
+    serial = ourtester.runpytest(*quick, "--mlexp-experiment", "slurm-serial")
     serial.assert_outcomes(passed=7, failed=2)
-    assert _groups(on_slurm_runs) == _groups(runs_of(client, "serial", groups=True))
+    assert _groups(on_slurm_runs) == _groups(runs_of(client, "slurm-serial", groups=True))
     assert len(_groups(on_slurm_runs)) == 3  # the grid's parent and two repeated cells
 
     # SIGTERM (as Ctrl-C; test_ray sends SIGINT): the jobs are cancelled, the runs in flight
     # end KILLED, and so does their grid's parent. In a process of its own, as a user's is.
     project.joinpath("experiment_cluster.py").write_text(INTERRUPTED)
     stopped = ourtester.runpytest_subprocess(
-        *quick, "--mlexp-experiment", "ctrl-c", "--mlexp-slurm", "debug"
+        *quick, "--mlexp-experiment", "slurm-ctrl-c", "--mlexp-slurm", "debug"
     )
     assert stopped.ret == pytest.ExitCode.INTERRUPTED
     stopped.stdout.fnmatch_lines(
         ["mlexp grid experiment_cluster.py::experiment_interrupted: * killed; *"]
     )
     assert on_slurm.jobs() == []
-    runs = runs_of(client, "ctrl-c", groups=True)
+    runs = runs_of(client, "slurm-ctrl-c", groups=True)
     items = [r for r in runs if T.KIND not in r.data.tags]
     assert {(r.info.status, r.data.tags.get(T.OUTCOME)) for r in items} == {
         ("KILLED", "interrupted")
