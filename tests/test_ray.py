@@ -307,7 +307,7 @@ def _groups(runs: list[Any]) -> dict[str, dict[str, Any]]:
 def test_on_a_ray_cluster(
     ray_cluster: LocalCluster,
     ourtester: pytest.Pytester,
-    server_factory: Callable[..., Any],
+    request: pytest.FixtureRequest,
     mlexp: Callable[..., subprocess.CompletedProcess[str]],
     git: Callable[..., str],
 ) -> None:
@@ -448,7 +448,9 @@ def test_on_a_ray_cluster(
     project.joinpath("conftest.py").unlink()  # the sessions below run in this process
 
     # The spool on a node: the journal comes back to this project, and `mlexp sync` replays it.
-    server = server_factory()
+    # Lost and back: a relay in front of the session's server (conftest's LosableServer).
+    server = request.getfixturevalue("_losable")
+    server.stop()
     server.start()
     header = f"SERVER_PID = {server.process.pid}\nSERVER_URL = {server.url!r}\n"
     project.joinpath("experiment_cluster.py").write_text(header + SPOOLED)
