@@ -401,7 +401,11 @@ class WarmStart:
         """The zygote's socket, started now if need be; None if it cannot start (go cold)."""
         if self._address is None and not self._failed:
             self._failed = True
-            folder = self._folder = tempfile.mkdtemp(prefix="mlexp-zygote-")
+            # In this process's own temporary folder, not a test's (TMPDIR, tempfile.tempdir
+            # patched): a test may empty or remove its folder, and with it the zygote's socket.
+            folder = self._folder = tempfile.mkdtemp(
+                prefix="mlexp-zygote-", dir=_START_ENV.get("TMPDIR") or "/tmp"
+            )
             address = os.path.join(folder, "socket")
             env = {k: v for k, v in _START_ENV.items() if k not in _APPLIED_ENV}
             with open(os.path.join(folder, "log"), "wb") as log:
