@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from warm_workers import warm_start
+import warm_workers
 
 import pytest_mlexp
 
@@ -38,12 +38,18 @@ def test_a_worker_is_forked_warm_with_this_sessions_process_state(ourtester, mon
     where = ourtester.path / "where.json"
     monkeypatch.setenv("WHERE", str(where))
     monkeypatch.setenv("PYTHONWARNINGS", "ignore::ResourceWarning")
-    ourtester.runpytest("-p", "no:randomly", "-n", "1").assert_outcomes(passed=1)
-
-    seen = json.loads(where.read_text())
-    if warm_start.cold_reason is not None:  # a worktree first on PYTHONPATH: cold, by design
-        pytest.skip(f"workers are cold here: {warm_start.cold_reason}")
-    assert seen["parent"] == warm_start.pid != os.getpid()
+    # A zygote of its own: what this process's earlier tests did to the shared one is not
+    # this test's subject (the shared one's silent cold starts show in its log).
+    zygote = warm_workers.WarmStart()
+    monkeypatch.setattr(warm_workers, "warm_start", zygote)
+    try:
+        ourtester.runpytest("-p", "no:randomly", "-n", "1").assert_outcomes(passed=1)
+        seen = json.loads(where.read_text())
+        if zygote.cold_reason is not None:  # a worktree first on PYTHONPATH: cold, by design
+            pytest.skip(f"workers are cold here: {zygote.cold_reason}")
+        assert seen["parent"] == zygote.pid != os.getpid(), zygote.why_cold()
+    finally:
+        zygote.stop()
     assert seen["mlflow"]  # a warm library (a plain suite's cold worker never imports it)
     assert seen["plugin"]  # loaded by the worker's own pytest
     assert seen["package"] == os.path.dirname(pytest_mlexp.__file__)  # this process's copy

@@ -78,8 +78,13 @@ def client(address: str, command: list[str]) -> None:
         answers = connection.makefile("rb")
         first = answers.readline().strip()
         pid = int(first)
-    except (OSError, ValueError):
-        os.execv(command[0], command)  # the cold start, as execnet would have made it
+    except (OSError, ValueError) as why:  # the cold start, as execnet would have made it
+        try:
+            with open(os.path.join(os.path.dirname(address), "cold.log"), "a") as log:
+                log.write(f"{os.getpid()}: cold, {why!r}\n")
+        except OSError:
+            pass
+        os.execv(command[0], command)
 
     def forward(signum: int, _frame: object) -> None:
         try:  # noqa: SIM105  (contextlib costs the client's start more than the rest)
@@ -234,6 +239,12 @@ class _Zygote:
             connection.close()
             return None
         if not self._can_fork(work):
+            print(  # into the zygote's log
+                f"cold: threads {threading.active_count()}, options {_options(work.argv)}, "
+                f"env {sorted(set(_python_env(work.env).items()) ^ set(self.start_env.items()))}",
+                file=sys.stderr,
+                flush=True,
+            )
             connection.sendall(b"cold\n")
             connection.close()
             for fd in fds:
@@ -435,6 +446,14 @@ class WarmStart:
             selected.close()
         return self._address
 
+    def why_cold(self) -> str:
+        """What the zygote and its clients said of workers started cold (their logs)."""
+        said = []
+        for name in ("log", "cold.log"):
+            with contextlib.suppress(OSError), open(os.path.join(self._folder, name)) as file:
+                said.append(file.read())
+        return "".join(said)
+
     @property
     def pid(self) -> int | None:
         """The zygote's process id, if it runs."""
@@ -471,7 +490,7 @@ class WarmStart:
         folder = self._folder
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(folder, "socket"))
-        for name in ("log", "cpu"):
+        for name in ("log", "cpu", "cold.log"):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(folder, name))
         with contextlib.suppress(OSError):
