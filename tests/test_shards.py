@@ -11,19 +11,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-#: Both shards run a search (its file first), then a grid. Each one's last member of B is
-#: still running when A first reads its group run's members (signals ``a-read-1``, then
-#: ``a-read-2``); B says when its search is over (``b-1``) and when it has ended (``b-2``).
-SEARCHED = """
-import os, time
-from pathlib import Path
-
-import pytest
+#: ``signals.py`` in the shards' project: a shard waits for the other's signal file.
+SIGNALS = """
+import time
 
 def wait_for(path):
     deadline = time.monotonic() + 120
     while not path.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
+"""
+
+#: Both shards run a search (its file first), then a grid. Each one's last member of B is
+#: still running when A first reads its group run's members (signals ``a-read-1``, then
+#: ``a-read-2``); B says when its search is over (``b-1``) and when it has ended (``b-2``).
+SEARCHED = """
+import os
+from pathlib import Path
+
+import pytest
+from signals import wait_for
 
 SHARD = os.environ["SHARD"]
 CALLS = []
@@ -39,15 +45,11 @@ def experiment_searched(mlflow_run, x):
 """
 
 SHARDED = """
-import os, time
+import os
 from pathlib import Path
 
 import pytest
-
-def wait_for(path):
-    deadline = time.monotonic() + 120
-    while not path.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+from signals import wait_for
 
 SHARD = os.environ["SHARD"]
 CELLS = [0, 1] if SHARD == "A" else [2, 3]
@@ -66,13 +68,10 @@ def experiment_sharded(mlflow_run, i):
 #: Shard A reads each group run's members (the search's first, then the grid's), then
 #: writes only after B has finished that group's members.
 CONFTEST = """
-import os, time
+import os
 from pathlib import Path
 
-def wait_for(path):
-    deadline = time.monotonic() + 120
-    while not path.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+from signals import wait_for
 
 def pytest_configure(config):
     if os.environ["SHARD"] != "A":
@@ -108,6 +107,7 @@ def run_two_shards(project: Path, tmp_path: Path, session_id: str) -> dict[str, 
     """
     signals = tmp_path / "signals"
     signals.mkdir()
+    (project / "signals.py").write_text(SIGNALS)
     command = [sys.executable, "-m", "pytest", "-p", "no:randomly", "--mlexp-lineage=none"]
     shards = {}
     for shard in ("A", "B"):
