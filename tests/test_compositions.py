@@ -462,7 +462,9 @@ def test_a_returned_metric_is_the_value_every_reader_sees(project: pytest.Pytest
 
 
 #: A grid whose cells log with the fluent API (a curve, then an accuracy once), a grid of
-#: sklearn fits logged by autolog, and a grid whose best metric a params file names.
+#: sklearn fits logged by autolog (``--mlexp-autolog=on``; their models are not under test
+#: here, so the cells keep autolog from logging them: MLflow would infer each one's
+#: requirements in a subprocess), and a grid whose best metric a params file names.
 FLUENT = """
 import mlflow
 import pytest
@@ -486,6 +488,7 @@ def experiment_pgrid(q):
 
 @pytest.mark.parametrize("C", [0.01, 1.0])
 def experiment_auto(C):
+    mlflow.sklearn.autolog(log_models=False, silent=True)
     LogisticRegression(C=C).fit(X, y)
 """
 
