@@ -88,7 +88,9 @@ def assert_registered(client: MlflowClient, best: Any, version: str = "1") -> An
 # -- logging models -----------------------------------------------------------------------------
 
 
-def test_grid_logs_a_model_per_cell_and_registers_the_best(ourtester, run_models, read_runs):
+def test_grid_logs_a_model_per_cell_registers_the_best_and_reports_show_them(
+    ourtester, run_models, read_runs, capsys, monkeypatch
+):
     ourtester.makepyfile(experiment_clf=classifier())
     result = run_models()
     result.assert_outcomes(passed=2)
@@ -142,14 +144,33 @@ def test_grid_logs_a_model_per_cell_and_registers_the_best(ourtester, run_models
     features, labels = make_classification(n_samples=120, n_features=4, random_state=0)
     assert (loaded.predict(features[80:]) == labels[80:]).mean() == pytest.approx(0.925)
 
-    # The next passing session makes version 2, and the alias moves to it.
-    run_models().assert_outcomes(passed=2)
-    newest = max(
-        (r for r in read_runs(EXPERIMENT) if r.info.run_name == "experiment_clf[0.1]"),
-        key=lambda r: r.info.start_time,
-    )
-    assert_registered(client, newest, version="2")
+    # The next passing session makes version 2, and the alias moves to it. Its worse cell
+    # logs no model: the reports show the models and the version.
+    ourtester.makepyfile(experiment_clf=classifier(log="if C > 0.01: " + LOG))
+    run_models("--mlexp-html", "report.html").assert_outcomes(passed=2)
+    newest = {}
+    for run in sorted(read_runs(EXPERIMENT), key=lambda r: r.info.start_time):
+        newest[run.info.run_name] = run
+    assert_registered(client, newest["experiment_clf[0.1]"], version="2")
     assert len(registered_versions(client, "churn-clf")) == 2
+    page = (ourtester.path / "report.html").read_text()
+    assert "<th aria-sort='none'>logged model</th>" in page
+    assert "<b class='registered'>registered churn-clf v2 @candidate</b>" in page
+    assert page.count(">1 model</span>") == 1
+
+    monkeypatch.chdir(ourtester.path)
+    capsys.readouterr()
+    assert cli.main(["runs", "--experiment", EXPERIMENT]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("RUN ID"))
+    assert header.split()[-1] == "MODEL"
+    rows = {line.split()[0]: line for line in out.splitlines()[2:]}
+    row = {
+        name: next(line for key, line in rows.items() if run.info.run_id.startswith(key))
+        for name, run in newest.items()
+    }
+    assert row["experiment_clf[0.1]"].endswith("model -> churn-clf v2 @candidate")
+    assert row["experiment_clf[0.001]"].endswith(" -")
 
 
 def test_a_reused_best_cell_registers_its_source_runs_model(ourtester, run_models, read_runs):
@@ -531,26 +552,6 @@ def test_registration_on_a_tracking_server(ourtester, mlflow_server, read_runs):
 
     features, _ = make_classification(n_samples=120, n_features=4, random_state=0)
     assert loaded.predict(features[:4]).shape == (4,)
-
-
-def test_reports_show_models_and_the_registered_version(ourtester, run_models, capsys, monkeypatch):
-    ourtester.makepyfile(experiment_clf=classifier(log="if C > 0.01: " + LOG))
-    result = run_models("--mlexp-html", "report.html")
-    result.assert_outcomes(passed=2)
-    page = (ourtester.path / "report.html").read_text()
-    assert "<th aria-sort='none'>logged model</th>" in page
-    assert "<b class='registered'>registered churn-clf v1 @candidate</b>" in page
-    assert page.count(">1 model</span>") == 1
-
-    monkeypatch.chdir(ourtester.path)
-    capsys.readouterr()
-    assert cli.main(["runs", "--experiment", EXPERIMENT]) == 0
-    out = capsys.readouterr().out
-    header = next(line for line in out.splitlines() if line.startswith("RUN ID"))
-    assert header.split()[-1] == "MODEL"
-    rows = {line.split()[1]: line for line in out.splitlines()[2:]}
-    assert rows["experiment_clf[0.1]"].endswith("model -> churn-clf v1 @candidate")
-    assert rows["experiment_clf[0.001]"].endswith(" -")
 
 
 # -- a grid run in part -------------------------------------------------------------------------
