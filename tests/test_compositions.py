@@ -488,7 +488,7 @@ def experiment_pgrid(q):
 
 @pytest.mark.parametrize("C", [0.01, 1.0])
 def experiment_auto(C):
-    mlflow.sklearn.autolog(log_models=False, silent=True)
+    mlflow.autolog(log_models=False, silent=True)
     LogisticRegression(C=C).fit(X, y)
 """
 
