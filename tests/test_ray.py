@@ -78,6 +78,8 @@ class LocalCluster:
     worker: Node
     #: The tracking server beside the cluster (``mlflow_server``, started while the nodes boot).
     server_url: str
+    #: Each node's id by its custom resource (``node_a``, ``node_b``).
+    nodes: dict[str, str]
 
 
 def _ports(base: int) -> list[str]:
@@ -105,7 +107,8 @@ def _start(args: list[str], resource: str, env: dict[str, str], log: Path) -> No
     return Node(process, resource)
 
 
-def _wait_for_nodes(address: str, count: int, timeout: float = 90.0) -> None:
+def _wait_for_nodes(address: str, count: int, timeout: float = 90.0) -> dict[str, str]:
+    """Once ``count`` nodes are alive: each custom resource's node id (one connection for both)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ray.init(address=address, log_to_driver=False, configure_logging=False)
@@ -115,6 +118,12 @@ def _wait_for_nodes(address: str, count: int, timeout: float = 90.0) -> None:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the Ray cluster has not {count} nodes: {ray.nodes()}")
                 time.sleep(0.3)
+            return {
+                name: node["NodeID"]
+                for node in ray.nodes()
+                for name in node["Resources"]
+                if name.startswith("node_")
+            }
         finally:
             ray.shutdown()
 
@@ -156,29 +165,13 @@ def ray_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
     )  # fmt: skip
     try:
         server = request.getfixturevalue("mlflow_server")
-        _wait_for_nodes(address, 2)
-        yield LocalCluster(address, head, worker, server.url)
+        nodes = _wait_for_nodes(address, 2)
+        yield LocalCluster(address, head, worker, server.url, nodes)
     finally:
         worker.kill()
         head.kill()
         shutil.rmtree(temp_dir, ignore_errors=True)
         auth.__exit__(None, None, None)
-
-
-def _node_ids(address: str) -> dict[str, str]:
-    """Each custom resource's node id."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
-        try:
-            return {
-                name: node["NodeID"]
-                for node in ray.nodes()
-                for name in node["Resources"]
-                if name.startswith("node_")
-            }
-        finally:
-            ray.shutdown()
 
 
 EXPERIMENTS = """
@@ -328,7 +321,7 @@ def test_on_a_ray_cluster(
         f"{ON_DEMAND}:\n  score: 0.8\n  score.std: 0.002\n  score.n: 4\n"
     )
     gated = ("--mlexp-baseline-file", "b.yaml")
-    nodes = _node_ids(ray_cluster.address)
+    nodes = ray_cluster.nodes
     # A git project: the nodes get its files without .git, and its state from the controller.
     git(project, "init", "-q")
     git(project, "add", "experiment_cluster.py", "experiment_gpu.py", "b.yaml")  # clean
