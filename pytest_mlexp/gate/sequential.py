@@ -57,7 +57,7 @@ from .bounds import (
     welch,
 )
 
-#: The most looks a design may have (its per-look level is solved over all of them).
+#: The most looks a design may have (its levels are solved over all of them).
 MAX_LOOKS = 20
 
 
@@ -154,6 +154,9 @@ def _look_levels(alpha: float, looks: tuple[int, ...], n_baseline: int) -> tuple
     levels = []
     for weight in shape:
         level = float(special.ndtr(-boundary * weight))
+        if level <= 0:  # a boundary beyond floating point: that look cannot call regressed
+            levels.append(0.0)
+            continue
         digits = 3 - math.floor(math.log10(level))
         levels.append(math.floor(level * 10**digits) / 10**digits)
     return tuple(levels)
