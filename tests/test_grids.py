@@ -218,7 +218,7 @@ def _check_repeats_make_a_cell_run_with_mean_and_std(runs) -> None:  # type: ign
     assert runs["experiment_single[seed1]"].data.params == {"seed": "11"}
 
 
-def test_grids_and_repeats_serially_and_the_same_under_xdist_completed_by_the_controller(
+def test_xdist_gives_the_same_runs_parents_and_summary_completed_by_the_controller(
     ourtester, client, runs_of, monkeypatch, tmp_path
 ) -> None:
     """Grids' parents and repeats' cells; under xdist, the same runs, parents and summary.
