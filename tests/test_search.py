@@ -330,6 +330,7 @@ def test_without_optuna_a_search_names_the_extra(project) -> None:
 
 
 LOADED = """
+import sys
 
 def pytest_sessionfinish(session):
     names = ("optuna", "mlflow", "pytest_mlexp.search.plugin", "pytest_mlexp.search.collection")
