@@ -154,9 +154,11 @@ def test_printed_ui_command_opens_the_runs_table_and_figures_offline(ourtester, 
         page.get_by_text("curve.html", exact=True).first.click()
         deadline = time.monotonic() + 60
         points = 0
-        while time.monotonic() < deadline and points < 3:
-            page.wait_for_timeout(500)
+        while True:
             points = sum(f.locator(".scatterlayer .point").count() for f in page.frames)
+            if points >= 3 or time.monotonic() > deadline:
+                break
+            page.wait_for_timeout(200)
         assert points == 3
         page.screenshot(path=str(shots / "ui-figure.png"))
         assert blocked == []
