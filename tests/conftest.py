@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 import urllib.request
 import warnings
@@ -395,12 +396,19 @@ class MlflowServer:
     """A real ``mlflow server`` on 127.0.0.1, started and stopped by tests."""
 
     def __init__(
-        self, root: Path, backend_uri: str | None = None, *extra: str, template: Path | None = None
+        self,
+        root: Path,
+        backend_uri: str | None = None,
+        *extra: str,
+        template: Path | None = None,
+        stores: Path | None = None,
     ) -> None:
         self.root = root
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.backend_uri = backend_uri or f"sqlite:///{root / 'server.db'}"
+        # Its own sqlite store, in ``stores`` when given (see ``server_stores``), else in root.
+        self.store = Path(tempfile.mkdtemp(dir=stores)) if stores else root
+        self.backend_uri = backend_uri or f"sqlite:///{self.store / 'server.db'}"
         self.extra = extra
         # Its own sqlite store starts as a copy of ``template``, when given (see ``server_store``).
         self.template = None if backend_uri else template
@@ -408,8 +416,8 @@ class MlflowServer:
         self.log = root / "server.log"
 
     def start(self, timeout: float = 90.0) -> None:
-        if self.template is not None and not (self.root / "server.db").exists():
-            shutil.copy(self.template, self.root / "server.db")
+        if self.template is not None and not (self.store / "server.db").exists():
+            shutil.copy(self.template, self.store / "server.db")
         mlflow_cli = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or "mlflow"
         command = [
             mlflow_cli, "server",
@@ -442,14 +450,46 @@ class MlflowServer:
         )
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.process is not None:
+            stop_mlflow_server(self.process)
+
+
+def stop_mlflow_server(process: subprocess.Popen[bytes]) -> None:
+    """Stop an ``mlflow server`` / ``mlflow ui`` started in a process group of its own.
+
+    The server is the command's child (uvicorn), which SIGTERM shuts down as usual. The
+    command's own process only waits for it; once it is gone, that process would spend
+    seconds of CPU collecting its heap at exit, so it is killed then.
+    """
+    if process.poll() is not None:
+        return
+    servers = _children(process.pid)
+    os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while process.poll() is None and time.monotonic() < deadline:
+        if servers and not any(_running(pid) for pid in servers):
+            break
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _children(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [
+            int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        ]
+    return []
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.fixture(scope="session")
@@ -468,14 +508,35 @@ def server_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def server_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where the servers keep their sqlite stores: in memory (``/dev/shm``) where there is one.
+
+    A server commits each request's writes; on a disk, the commit's fsync is tens of
+    milliseconds of each request (their files, the artifacts, stay under ``tmp_path``).
+    """
+    if not os.access("/dev/shm", os.W_OK):
+        yield tmp_path_factory.mktemp("server-stores")
+        return
+    stores = Path(tempfile.mkdtemp(prefix="mlexp-test-stores-", dir="/dev/shm"))
+    yield stores
+    shutil.rmtree(stores, ignore_errors=True)
+
+
 @pytest.fixture
-def server_factory(tmp_path: Path, server_store: Path) -> Iterator[type[MlflowServer]]:
+def server_factory(
+    tmp_path: Path, server_store: Path, server_stores: Path
+) -> Iterator[type[MlflowServer]]:
     """Start extra servers (own backend, auth, restarts); all are stopped after the test."""
     started: list[MlflowServer] = []
 
     def make(backend_uri: str | None = None, *extra: str) -> MlflowServer:
         server = MlflowServer(
-            tmp_path / f"server{len(started)}", backend_uri, *extra, template=server_store
+            tmp_path / f"server{len(started)}",
+            backend_uri,
+            *extra,
+            template=server_store,
+            stores=server_stores,
         )
         server.root.mkdir()
         started.append(server)
@@ -646,10 +707,12 @@ def lose_server(
 
 @pytest.fixture(scope="session")
 def mlflow_server(
-    tmp_path_factory: pytest.TempPathFactory, server_store: Path
+    tmp_path_factory: pytest.TempPathFactory, server_store: Path, server_stores: Path
 ) -> Iterator[MlflowServer]:
     """One real tracking server for the whole test session."""
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"), template=server_store)
+    server = MlflowServer(
+        tmp_path_factory.mktemp("mlflow-server"), template=server_store, stores=server_stores
+    )
     server.start()
     yield server
     server.stop()
@@ -670,9 +733,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    """Headless Chromium; skipped when it is missing here, but never in CI."""
+    """Headless Chromium, started once per process; skipped when it is missing here, but never
+    in CI."""
     missing = []
     if not os.path.exists(CHROMIUM):
         missing.append(f"{CHROMIUM} (Debian/Ubuntu: sudo apt-get install chromium)")
