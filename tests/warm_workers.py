@@ -86,7 +86,7 @@ def client(address: str, command: list[str]) -> None:
     except (OSError, ValueError) as why:  # the cold start, as execnet would have made it
         try:
             with open(os.path.join(os.path.dirname(address), "cold.log"), "a") as log:
-                log.write(f"{os.getpid()}: cold, {why!r}\n")
+                log.write(f"{os.getpid()} of {os.getppid()}: cold, {why!r}\n")
         except OSError:
             pass
         os.execv(command[0], command)
@@ -463,10 +463,14 @@ class WarmStart:
         return self._address
 
     def cold_starts(self) -> int:
-        """How many workers started cold so far, though asked to be warm (each client says so)."""
+        """How many of this process's workers started cold so far, though asked to be warm.
+
+        Each client says so in the zygote's folder, with its parent: this process.
+        """
+        mine = f" of {os.getpid()}: "
         if self._folder:
             with contextlib.suppress(OSError), open(os.path.join(self._folder, "cold.log")) as f:
-                return sum(1 for _ in f)
+                return sum(mine in line for line in f)
         return 0
 
     def why_cold(self) -> str:
