@@ -41,9 +41,15 @@ def test_a_worker_is_forked_warm_with_this_sessions_process_state(ourtester, mon
     where = ourtester.path / "where.json"
     monkeypatch.setenv("WHERE", str(where))
     monkeypatch.setenv("PYTHONWARNINGS", "ignore::ResourceWarning")
+    zygote = warm_workers.warm_start
+    zygote.address()
+    child = os.fork()
+    if child == 0:  # a forked copy of this process that exits: the zygote is not its to end
+        zygote.stop()
+        os._exit(0)
+    os.waitpid(child, 0)
     ourtester.runpytest("-p", "no:randomly", "-n", "1").assert_outcomes(passed=1)
     seen = json.loads(where.read_text())
-    zygote = warm_workers.warm_start
     if zygote.cold_reason is not None:  # not this process's copy of the package: cold, by design
         pytest.skip(f"workers are cold here: {zygote.cold_reason}")
     assert seen["parent"] != os.getpid(), zygote.why_cold()  # the zygote's child

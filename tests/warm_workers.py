@@ -415,6 +415,7 @@ class WarmStart:
         self._folder = os.path.dirname(shared) if shared else ""
         self._address = shared or None
         self._failed = False
+        self._owner = os.getpid()
         #: Why workers stay cold, if the zygote was started and not used.
         self.cold_reason: str | None = None
 
@@ -445,6 +446,7 @@ class WarmStart:
                     env=env,
                     start_new_session=True,  # a Ctrl-C in the terminal is for the tests
                 )
+            self._owner = os.getpid()
             atexit.register(self.stop)
             assert self._process.stdout is not None
             selected = selectors.DefaultSelector()
@@ -504,7 +506,9 @@ class WarmStart:
     def stop(self) -> None:
         """End the zygote: its stdin closes, it ends any worker left and exits (else killed)."""
         process = self._process
-        if process is None:  # none started, or another process's (``shared``)
+        if process is None or os.getpid() != self._owner:
+            # None started, another process's (``shared``), or this is a forked copy of the
+            # process that started it, exiting (its atexit): the zygote and its socket stay.
             return
         self._process, self._address = None, None
         for stream in (process.stdin, process.stdout):  # its stdin's end: it ends its workers
