@@ -37,6 +37,8 @@ def test_a_worker_is_forked_warm_with_this_sessions_process_state(ourtester, mon
 
     The run's own zygote (a cold start by any other test fails that test: ``conftest.py``).
     """
+    if warm_workers._START_ENV.get("MLEXP_TESTS_COLD_WORKERS"):
+        pytest.skip("MLEXP_TESTS_COLD_WORKERS: every worker is cold, as asked")
     ourtester.makepyfile(test_where=WORKER)
     where = ourtester.path / "where.json"
     monkeypatch.setenv("WHERE", str(where))
