@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gc
 import importlib
 import os
@@ -19,16 +20,19 @@ import urllib.request
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import _pytest.pytester
-import mlflow
 import pytest
-from mlflow.entities import Metric, Param, Run
-from mlflow.tracking import MlflowClient
-from warm_workers import warm_workers
+from warm_workers import share_with_workers, warm_start, warm_workers
 
 import pytest_mlexp
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
+
+# mlflow is imported where used, not here: an xdist controller loads this file and runs no test.
 
 #: Environment that would leak the developer's own MLflow setup into tests.
 _LEAKY_ENV = (
@@ -104,10 +108,17 @@ def _inline_run_with_process_filters(self: pytest.Pytester, *args: Any, **kwargs
     test is marked ``cold_workers``.
     """
     cold = self._request.node.get_closest_marker("cold_workers") is not None
+    cold_before = warm_start.cold_starts()
     with warnings.catch_warnings(), contextlib.nullcontext() if cold else warm_workers():
         warnings.resetwarnings()
         warnings.filters.extend(_PROCESS_FILTERS)
-        return _inline_run(self, *args, **kwargs)
+        result = _inline_run(self, *args, **kwargs)
+    if not cold and warm_start.cold_starts() > cold_before:  # seconds of CPU, silently
+        pytest.fail(
+            "an inner xdist worker started cold (mark the test cold_workers if its subject "
+            f"is a fresh process):\n{warm_start.why_cold()}"
+        )
+    return result
 
 
 pytest.Pytester.inline_run = _inline_run_with_process_filters  # type: ignore[method-assign]
@@ -153,14 +164,18 @@ def _heap_frozen(_package_imported: None, _mlflow_fully_imported: None) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _mlflow_fully_imported(tmp_path_factory: pytest.TempPathFactory) -> None:
+def _mlflow_fully_imported(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> None:
     """Use a throwaway store once, before any test, so all of mlflow is imported.
 
     pytester drops the modules a test imported when the test ends; mlflow and
     SQLAlchemy modules imported lazily in one test and dropped would break
-    the next test's reads.
+    the next test's reads. The store is a copy of ``empty_store`` (its tables made once).
     """
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
     root = tmp_path_factory.mktemp("warmup")
+    shutil.copy(empty_store, root / "mlflow.db")
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     experiment_id = client.create_experiment("warmup", artifact_location=(root / "a").as_uri())
     run = client.create_run(experiment_id)
@@ -178,6 +193,8 @@ def _isolated_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in _LEAKY_ENV:
         monkeypatch.delenv(name, raising=False)
     yield
+    import mlflow
+
     assert mlflow.active_run() is None, "a test left a fluent MLflow run active"
 
 
@@ -208,6 +225,8 @@ def store_uri() -> Callable[[Path], str]:
 @pytest.fixture
 def client(ourtester: pytest.Pytester) -> MlflowClient:
     """An ``MlflowClient`` on the default embedded store of ``ourtester``'s project."""
+    from mlflow.tracking import MlflowClient
+
     return MlflowClient(tracking_uri=_store_uri(ourtester.path))
 
 
@@ -239,15 +258,46 @@ def runs_of() -> Callable[..., list[Run]]:
     return _runs_of
 
 
+def _once_per_run(
+    tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]
+) -> Path:
+    """``name``'s file in a folder the run's processes share, made by the first that asks.
+
+    Under ``-n`` every worker's temporary folder is in the controller's (one per run):
+    the first worker makes the file (``make(path)``) under a lock, the others wait for it.
+    """
+    basetemp = tmp_path_factory.getbasetemp()
+    shared = basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
+    target = shared / "once" / name / "mlflow.db"
+    target.parent.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent.parent / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not target.exists():
+            making = Path(tempfile.mkdtemp(prefix=name, dir=target.parent.parent))
+            make(making / "mlflow.db")
+            making.rename(target.parent)
+    return target
+
+
+def _make_empty_store(path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=_store_uri(path.parent)).search_experiments()
+
+
 @pytest.fixture(scope="session")
 def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty embedded store to copy: creating the tables costs seconds per test."""
-    path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
-    MlflowClient(tracking_uri=_store_uri(path.parent)).search_experiments()
-    return path
+    """An empty embedded store to copy: creating the tables costs seconds per test.
+
+    One for the whole run (both workers of ``-n 2``).
+    """
+    return _once_per_run(tmp_path_factory, "empty-store", _make_empty_store)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("numprocesses", None) and not hasattr(config, "workerinput"):
+        # The controller of ``-n``: its workers are forked from one warm zygote, theirs too.
+        config.add_cleanup(share_with_workers().close)
     config.addinivalue_line(
         "markers",
         "fresh_store: in a PREMADE_STORE module, the session creates its own default store",
@@ -328,6 +378,8 @@ def read_runs(ourtester: pytest.Pytester):  # type: ignore[no-untyped-def]
     """
 
     def read(experiment: str, uri: str | None = None, groups: bool = False) -> list:  # type: ignore[type-arg]
+        from mlflow.tracking import MlflowClient
+
         client = MlflowClient(uri or _store_uri(ourtester.path))
         return _runs_of(client, experiment, groups=groups)
 
@@ -500,12 +552,14 @@ def server_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     server); the schema and the Default experiment (its artifacts served by the
     server: ``mlflow-artifacts:/0``) are what the server itself would write.
     """
+    return _once_per_run(tmp_path_factory, "server-store", _make_server_store)
+
+
+def _make_server_store(path: Path) -> None:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    path = tmp_path_factory.mktemp("server-store") / "server.db"
     store = SqlAlchemyStore(f"sqlite:///{path}", "mlflow-artifacts:/")
     store.engine.dispose()
-    return path
 
 
 @pytest.fixture(scope="session")
