@@ -17,7 +17,6 @@ import signal
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -134,16 +133,6 @@ class MlexpSession:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     # -- collection --------------------------------------------------------------------------
-
-    def pytest_ignore_collect(self, collection_path: Path) -> bool | None:
-        # Logged code (code/experiment_*.py) must not be collected from the embedded store.
-        if collection_path.name != "mlruns":
-            return None
-        try:
-            store = self.settings.tracking.store_artifact_dir
-        except pytest.UsageError:
-            return None  # refused when a tracked item uses it; until then, pytest's own rules
-        return True if collection_path == store else None
 
     def track(self, items: Sequence[pytest.Item]) -> None:
         """Collection found tracked items: remember the collection order of ``items``."""
