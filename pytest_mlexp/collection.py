@@ -99,10 +99,6 @@ class ExperimentPlaces:
         return any(folder == absolute or folder in absolute.parents for folder in self._folders)
 
 
-#: Marker arguments whose presence means a search (``search.declaration.SEARCH_KWARGS``).
-_SEARCH_KWARGS = ("search", "trials", "objective", "sampler", "seed", "pruner", "study")
-
-
 class Collection(ExperimentPlaces):
     """Registered as ``mlexp-collection`` in every process: where experiments are collected,
     then what collection does to tracked functions; ``pipeline`` once tracked items are known.
@@ -159,25 +155,10 @@ class Collection(ExperimentPlaces):
             # Raised here it would be a module's collection error: pytest_collection_modifyitems
             # meets it again, outside any module, and stops the session with it (exit 4).
             return
-        file_search = None
-        if settings.params.enabled:
-            from .params.collection import parametrize_from_file, search_from_file
+        from .pipeline import parametrize
 
-            parametrize_from_file(metafunc, settings.params)
-            file_search = search_from_file(metafunc)
-        markers = list(metafunc.definition.iter_markers("mlexp"))
-        # Cheap: no search module is imported for functions that declare none.
-        if file_search is not None or any(
-            key in marker.kwargs for marker in markers for key in _SEARCH_KWARGS
-        ):
-            from .search.collection import parametrize_search
-
+        if parametrize(metafunc, settings):
             self.searches = True
-            parametrize_search(metafunc, settings, file_search)
-        if any("repeats" in marker.kwargs or "seeds" in marker.kwargs for marker in markers):
-            from .grids.repeats import parametrize_repeats
-
-            parametrize_repeats(metafunc)
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_make_collect_report(self, collector: pytest.Collector) -> Generator[None, Any, Any]:
@@ -198,20 +179,9 @@ class Collection(ExperimentPlaces):
             result = yield
             tracked = tracked_items(items)
             if tracked:
-                from .pipeline import activate, check_early
+                from .pipeline import start_tracking
 
-                settings = self.settings  # a setting refused stops the session here
-                check_early(settings)
-                if settings.params.enabled:
-                    from .params.collection import mark_resources
-
-                    mark_resources(self.config, tracked)
-                self.session.track(items)
-                activate(self.session, tracked, searches=self.searches)
-                from .grids.repeats import order_by_batch
-
-                # After pytest-randomly's shuffle: seeds on demand wait for earlier batches.
-                order_by_batch(items)
+                start_tracking(self.session, items, tracked, searches=self.searches)
         except BaseException:
             # pytest still calls pytest_collection_finish: don't open the store for nothing.
             if SESSION_KEY in self.config.stash:
