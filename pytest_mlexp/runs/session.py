@@ -1,7 +1,8 @@
 """The session object: the session's settings, its store, and the summaries its runs leave.
 
-Registered by ``plugin.py`` in every pytest run, so it stays light: until
-collection finds a tracked item it only looks. What acts on the items is
+Created and registered by ``plugin.py`` when collection finds a tracked item (on an
+xdist or cluster controller, at configure), so a session without experiments never
+loads this module. What acts on the items is
 composed elsewhere: ``pipeline`` registers the features once collection
 found tracked items (``item_runs.ItemRuns`` among them, which starts and ends
 a run around each tracked item; ``mlflow`` is imported only then), and the
