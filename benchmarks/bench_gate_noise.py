@@ -22,8 +22,8 @@ It prints two markdown tables:
   means of n seeds at the true noise: ``sigma * sqrt(2 / n)``.
 
 - **seeds on demand**: the sequential rule (``gate.sequential``, a seed budget
-  ``repeats=(5, 20)``: looks at 5, 10, 15 and 20 seeds, a constant per-look
-  level, Pocock) against the fixed five, at each noise level: the level at the
+  ``repeats=(5, 20)``: looks at 5, 10, 15 and 20 seeds, each at its level of
+  the Wang-Tsiatis boundary) against the fixed five, at each noise level: the level at the
   tolerance's edge (a true change of exactly -tolerance called regressed), the
   false failures with nothing changed, the detection of a regression of the
   tolerance + 3 standard errors of a 5 + 5 comparison, the share decided as

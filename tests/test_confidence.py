@@ -74,18 +74,24 @@ def test_the_bound_is_welchs() -> None:
 
 
 def test_the_sequential_rule_keeps_its_level_over_every_look_and_metric() -> None:
-    """Seeds on demand: a stricter constant level a look (Pocock), Holm over the metrics."""
+    """Seeds on demand: a level a look, strict first (Wang-Tsiatis), Holm over the metrics."""
     from pytest_mlexp.gate.rules import Rules, compare_cell
-    from pytest_mlexp.gate.sequential import Design, holm, per_look_level
+    from pytest_mlexp.gate.sequential import Design, holm, look_levels
 
     design = Design(5, 20)
     assert design.looks == (5, 10, 15, 20)
     assert [design.batch_of(i) for i in (0, 4, 5, 9, 10, 19)] == [0, 0, 1, 1, 2, 3]
-    assert per_look_level(0.05, (5,), 5) == 0.05
-    against_5 = per_look_level(0.05, design.looks, 5)
-    # Between Bonferroni over 4 looks and no correction; a bigger baseline shares less
-    # noise between the looks, so each look gets less.
-    assert 0.0125 < per_look_level(0.05, design.looks, 20) < against_5 < 0.05
+    assert look_levels(0.05, (5,), 5) == (0.05,)
+    against_5 = look_levels(0.05, design.looks, 5)
+    against_20 = look_levels(0.05, design.looks, 20)
+    # Strict at the first look, laxer at each later one, the last below 0.05 (the looks
+    # together keep 90% of it); more than Bonferroni's 0.0125 at the last looks, where
+    # the seeds can use it.
+    for levels in (against_5, against_20):
+        assert 0.002 < levels[0] < levels[1] < levels[2] < levels[3] < 0.045
+        assert levels[3] > 0.0125
+    # A bigger baseline shares less noise between the looks, so each look gets less.
+    assert all(big < small for big, small in zip(against_20, against_5, strict=True))
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     rules = Rules(directions={"accuracy": "up", "f1": "up"}, first_seeds=5, seed_budget=20)
     now = {"accuracy": 0.8, "accuracy.std": 0.002, "accuracy.n": 10, "f1": 0.7, "f1.std": 0.01}
@@ -93,7 +99,7 @@ def test_the_sequential_rule_keeps_its_level_over_every_look_and_metric() -> Non
     rows = compare_cell({**now, "f1.n": 10}, before, rules)
     assert [row.verdict for row in rows] == ["passed", "REGRESSED"]
     assert rows[0].interval_text.endswith(
-        f"n 10/5, look 2 of 4, Pocock {against_5:.4g} a look, Holm over 2 metrics"
+        f"n 10/5, look 2 of 4 at {against_5[1]:.4g} (Wang-Tsiatis), Holm over 2 metrics"
     )
     # Without a budget, today's single look at 95%.
     fixed = compare_cell({**now, "f1.n": 10}, before, Rules(directions=rules.directions))

@@ -265,7 +265,7 @@ def test_an_undecided_cell_runs_more_seeds_until_the_gate_decides(  # type: igno
     assert "skipped" not in result.stdout.str()
     result.stdout.fnmatch_lines(
         [
-            f"{escaped(NOISY)}  accuracy *, n 6/9, look 2 of 3, Pocock * a look * passed",
+            f"{escaped(NOISY)}  accuracy *, n 6/9, look 2 of 3 at * (Wang-Tsiatis) * passed",
             f"{escaped(NOISY)}: passed after 6 seeds (3 + 3: inconclusive at 3)",
             "*2 repeated cells by the confidence bound over seeds: 2 passed",
         ]

@@ -72,8 +72,8 @@ class Interval:
     needed: int | None = None
     #: Higher is better; else ``low``/``high`` bound the baseline - current difference.
     up: bool = True
-    #: The sequential rule's correction (``gate.sequential``), e.g. ``look 2 of 4, Pocock
-    #: 0.0267 a look, Holm over 2 metrics``; empty for a single look.
+    #: The sequential rule's correction (``gate.sequential``), e.g. ``look 2 of 4 at 0.0154
+    #: (Wang-Tsiatis), Holm over 2 metrics``; empty for a single look.
     correction: str = ""
     #: Whether no more seeds will come (a single look, or the budget's last look).
     final: bool = True
@@ -163,17 +163,17 @@ def seeds_needed(
     ``t(confidence, df) * sqrt((s1^2 + s2^2) / n) <= |difference + tolerance|``.
     ``None`` beyond ``MAX_SEEDS`` (the difference sits on the tolerance).
     """
-    from scipy import stats
+    from scipy import special  # the functions behind scipy.stats.t and .norm, per scalar
 
     distance = abs(difference + tolerance)
     spread = math.sqrt(std_current**2 + std_baseline**2)
     if distance == 0:
         return None
-    z = float(stats.norm.ppf(confidence))
+    z = float(special.ndtri(confidence))
     n = max(MIN_SEEDS, math.ceil((z * spread / distance) ** 2))
     while n <= MAX_SEEDS:
         se, df = welch(Sample(0, std_current, n), Sample(0, std_baseline, n))
-        if float(stats.t.ppf(confidence, df)) * se <= distance:
+        if float(special.stdtrit(df, confidence)) * se <= distance:
             return n
         n += 1
     return None

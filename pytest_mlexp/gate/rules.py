@@ -289,7 +289,7 @@ def compare_cell(
     and with the tolerance converted to the metric's units as ``compare`` does;
     else, or with ``rules.gate == "mean"``, by its means (``compare``). A cell
     with a seed budget (``Rules.design``) is judged by the sequential rule
-    (``gate.sequential``): at its per-look level, Holm's over its metrics.
+    (``gate.sequential``): at the look's level, Holm's over its metrics.
     """
     rows = compare(current, baseline, rules)
     if baseline is None:

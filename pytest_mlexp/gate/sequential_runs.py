@@ -15,7 +15,7 @@ Under ``--mlexp-update-baseline``, or against the store when the cell has no
 baseline there yet, a cell runs its whole budget: a baseline that stopped
 growing when its seeds happened to spread little would understate the noise
 of every later comparison (measured: the level at the tolerance's edge rose
-to 6.1%), and one that always holds the budget keeps the per-look level's
+to 6.1%), and one that always holds the budget keeps the looks' levels'
 calibration exact.
 """
 
