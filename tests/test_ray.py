@@ -6,7 +6,8 @@ different xdist workers, and two clusters would cost twice the start and
 clash on ports. Its nodes are ``ray start --block`` processes on 127.0.0.1,
 each in its own process group, ended by ``os.killpg`` (never ``ray stop``,
 which ends every Ray process of the machine); a real ``mlflow server`` runs
-beside them.
+beside them. The fixture does not wait for the nodes to boot (``nodes()`` does):
+the test runs its serial session meanwhile.
 """
 
 from __future__ import annotations
@@ -78,6 +79,16 @@ class LocalCluster:
     worker: Node
     #: The tracking server beside the cluster (``mlflow_server``, started while the nodes boot).
     server_url: str
+    _nodes: dict[str, str] | None = None
+
+    def nodes(self) -> dict[str, str]:
+        """Once both nodes are up: each one's id by its custom resource (``node_a``, ``node_b``).
+
+        The fixture does not wait for them: a test can do what needs no cluster meanwhile.
+        """
+        if self._nodes is None:
+            self._nodes = _wait_for_nodes(self.address, 2)
+        return self._nodes
 
 
 def _ports(base: int) -> list[str]:
@@ -105,7 +116,8 @@ def _start(args: list[str], resource: str, env: dict[str, str], log: Path) -> No
     return Node(process, resource)
 
 
-def _wait_for_nodes(address: str, count: int, timeout: float = 90.0) -> None:
+def _wait_for_nodes(address: str, count: int, timeout: float = 90.0) -> dict[str, str]:
+    """Once ``count`` nodes are alive: each custom resource's node id (one connection for both)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ray.init(address=address, log_to_driver=False, configure_logging=False)
@@ -115,13 +127,22 @@ def _wait_for_nodes(address: str, count: int, timeout: float = 90.0) -> None:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the Ray cluster has not {count} nodes: {ray.nodes()}")
                 time.sleep(0.3)
+            return {
+                name: node["NodeID"]
+                for node in ray.nodes()
+                for name in node["Resources"]
+                if name.startswith("node_")
+            }
         finally:
             ray.shutdown()
 
 
 @pytest.fixture(scope="module")
 def ray_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
-    """Two nodes on 127.0.0.1: the head with resource ``node_a``, a worker with ``node_b``."""
+    """Two nodes on 127.0.0.1: the head with resource ``node_a``, a worker with ``node_b``.
+
+    Started, not yet up: ``LocalCluster.nodes()`` waits for them.
+    """
     temp_dir = Path(tempfile.mkdtemp(prefix="mlexp-test-ray-", dir="/tmp"))
     # No token in ~/.ray: pytester gives each test a HOME of its own, the nodes keep theirs.
     auth = pytest.MonkeyPatch.context()
@@ -156,29 +177,12 @@ def ray_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
     )  # fmt: skip
     try:
         server = request.getfixturevalue("mlflow_server")
-        _wait_for_nodes(address, 2)
         yield LocalCluster(address, head, worker, server.url)
     finally:
         worker.kill()
         head.kill()
         shutil.rmtree(temp_dir, ignore_errors=True)
         auth.__exit__(None, None, None)
-
-
-def _node_ids(address: str) -> dict[str, str]:
-    """Each custom resource's node id."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
-        try:
-            return {
-                name: node["NodeID"]
-                for node in ray.nodes()
-                for name in node["Resources"]
-                if name.startswith("node_")
-            }
-        finally:
-            ray.shutdown()
 
 
 EXPERIMENTS = """
@@ -316,7 +320,6 @@ def test_on_a_ray_cluster(
     lost = ourtester.path / "lost"
     project = ourtester.path
     project.joinpath("experiment_cluster.py").write_text(f"LOST = {str(lost)!r}\n{EXPERIMENTS}")
-    project.joinpath("experiment_gpu.py").write_text(UNHOSTABLE)
     project.joinpath("params.yaml").write_text(
         "experiment_grid:\n  grid: {alpha: [1, 2, 3]}\n  resources: {node_b: 1}\n"
     )
@@ -328,7 +331,22 @@ def test_on_a_ray_cluster(
         f"{ON_DEMAND}:\n  score: 0.8\n  score.std: 0.002\n  score.n: 4\n"
     )
     gated = ("--mlexp-baseline-file", "b.yaml")
-    nodes = _node_ids(ray_cluster.address)
+    verdicts = [
+        f"{ON_DEMAND}: passed after 4 seeds (2 + 2: inconclusive at 2)",
+        "* items have a baseline (b.yaml); 4 repeats by their expect= bounds; 2 repeated cells "
+        "by the confidence bound over seeds: 2 regressed, 3 passed, 5 no-baseline",
+    ]
+
+    # The cells serially first, while the nodes boot (the fixture does not wait for them):
+    # the session on the cluster below must give the same grid parent, repeated cells and
+    # verdicts (the group runs carry no lineage but git's, left out of the comparison).
+    quick = ("--mlexp-lineage", "none", "--mlexp-artifacts", "off")
+    serial = ourtester.runpytest(*uri, *gated, "--mlexp-experiment", "serial", *quick)
+    serial.assert_outcomes(passed=10, failed=2)
+    serial.stdout.fnmatch_lines(verdicts)
+
+    project.joinpath("experiment_gpu.py").write_text(UNHOSTABLE)
+    nodes = ray_cluster.nodes()
     # A git project: the nodes get its files without .git, and its state from the controller.
     git(project, "init", "-q")
     git(project, "add", "experiment_cluster.py", "experiment_gpu.py", "b.yaml")  # clean
@@ -340,11 +358,6 @@ def test_on_a_ray_cluster(
     # extra seeds run on the cluster too.
     result = ourtester.runpytest(*uri, *gated, "-v", "--mlexp-experiment", "on-ray", *on_cluster)
     result.assert_outcomes(passed=10, failed=2, errors=1)
-    verdicts = [
-        f"{ON_DEMAND}: passed after 4 seeds (2 + 2: inconclusive at 2)",
-        "* items have a baseline (b.yaml); 4 repeats by their expect= bounds; 2 repeated cells "
-        "by the confidence bound over seeds: 2 regressed, 3 passed, 5 no-baseline",
-    ]
     result.stdout.fnmatch_lines(
         [
             "*experiment_cluster.py::experiment_grid?2? PASSED*",
@@ -383,15 +396,10 @@ def test_on_a_ray_cluster(
     assert {r.data.tags.get(T.GIT_COMMIT) for r in finished} == {commit}
     assert {r.data.tags.get(T.GIT_DIRTY) for r in finished} == {"false"}
 
-    # The same cells serially: the same grid parent, repeated cells and verdicts (the
-    # group runs carry no lineage but git's, left out of the comparison: none is made).
-    project.joinpath("experiment_gpu.py").unlink()
-    quick = ("--mlexp-lineage", "none", "--mlexp-artifacts", "off")
-    serial = ourtester.runpytest(*uri, *gated, "--mlexp-experiment", "serial", *quick)
-    serial.assert_outcomes(passed=10, failed=2)
-    serial.stdout.fnmatch_lines(verdicts)
+    # The same grid parent, repeated cells and verdicts as serially (above).
     assert _groups(on_ray) == _groups(_runs(client, "serial"))
     assert len(_groups(on_ray)) == 4  # the grid's parent and three repeated cells
+    project.joinpath("experiment_gpu.py").unlink()
 
     # Ray Client: a repeated cell and a search through the head's client server (ray://),
     # placed as before (on node_a, one worker for both: node_b is lost by now). In a

@@ -212,14 +212,15 @@ def experiment_repeated(mlflow_run, seed):
 def experiment_regressed(mlflow_run, seed):
     mlflow_run.log_metric("score", 0.5 + seed / 100)
 
-# A job of its own (its memory), on a node with no route to the server: only through a proxy
-# that is not there.
-@pytest.mark.mlexp(resources={"memory": "1MB", "slurm": {"export": NO_ROUTE}})
+# A job of its own (its memory; sbatch options submitit knows and does not), on a node with
+# no route to the server: only through a proxy that is not there.
+@pytest.mark.mlexp(resources={"memory": "1MB", "slurm": {"export": NO_ROUTE, "time": 10}})
 def experiment_offline(mlflow_run):
     mlflow_run.log_metric("before", 1.0)
     mlflow_run.log_metric("after", 2.0)
 
-@pytest.mark.mlexp(resources={"slurm": {"time": 10}})
+# The default shape's job, after the repeated cells (its queue's last item): cancelled
+# under it, it alone runs again in a new job.
 def experiment_cancelled(mlflow_run):
     mlflow_run.log_metric("score", 1.0)
     if "SLURM_JOB_ID" in os.environ and not os.path.exists(CANCELLED):
