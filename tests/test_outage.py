@@ -53,7 +53,6 @@ def pytest_unconfigure():
 #: The third cell stops the server half-way; the cells after it start without one.
 OUTAGE = f"""
 import mlflow
-import mlflow.sklearn
 import pytest
 from server_control import stop_server
 from sklearn.datasets import load_iris
@@ -63,7 +62,9 @@ from sklearn.linear_model import LogisticRegression
 @pytest.mark.parametrize("i", range({CELLS}))
 def experiment_cell(mlflow_run, i):
     # Autolog's values, not its model: logging one infers its requirements in a subprocess.
-    mlflow.sklearn.autolog(log_models=False, silent=True)
+    # The universal call, not mlflow.sklearn's: a flavor's own settings outlive the
+    # plugin's mlflow.autolog(disable=True) and would stay on in later in-process sessions.
+    mlflow.autolog(log_models=False, silent=True)
     mlflow_run.log_param("own_param", i)
     mlflow.log_param("fluent_param", i * 10)
     mlflow.set_tag("fluent_tag", f"tag{{i}}")
