@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .runs.markers import is_tracked
+from .runs.tracked import is_tracked
 
 if TYPE_CHECKING:
     from .runs.experiment_run import ExperimentRun

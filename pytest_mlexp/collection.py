@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .runs.markers import is_tracked, tracked_items
+from .keys import SESSION_KEY
+from .runs.tracked import is_tracked, tracked_items
 
 if TYPE_CHECKING:
     from .runs.session import MlexpSession
@@ -31,12 +32,15 @@ EXPERIMENT_FILES = "experiment_*.py"
 EXPERIMENT_FUNCTIONS = "experiment_*"
 
 
-def configure(session: MlexpSession) -> Collection:
+def configure(
+    config: pytest.Config, open_session: Callable[[pytest.Config], MlexpSession]
+) -> Collection:
     """Add the experiment patterns to pytest's; register the check of where they apply and
-    what collection does to tracked functions."""
-    config = session.config
+    what collection does to tracked functions. ``open_session`` gives the session object,
+    created on first use."""
     collection = Collection(
-        session,
+        config,
+        open_session,
         files=tuple(config.getini("python_files")),
         functions=tuple(config.getini("python_functions")),
     )
@@ -95,35 +99,49 @@ class ExperimentPlaces:
         return any(folder == absolute or folder in absolute.parents for folder in self._folders)
 
 
-#: Marker arguments whose presence means a search (``search.declaration.SEARCH_KWARGS``).
-_SEARCH_KWARGS = ("search", "trials", "objective", "sampler", "seed", "pruner", "study")
-
-
 class Collection(ExperimentPlaces):
     """Registered as ``mlexp-collection`` in every process: where experiments are collected,
     then what collection does to tracked functions; ``pipeline`` once tracked items are known.
 
-    One object, and ``pipeline`` unimported until then: the plugin loads in every pytest
-    run, and pytest loads each of the package's modules through its assertion rewriter.
+    One object, and the session object and ``pipeline`` unimported until then: the plugin
+    loads in every pytest run, and pytest loads each of the package's modules through its
+    assertion rewriter.
     """
 
     def __init__(
         self,
-        session: MlexpSession,
+        config: pytest.Config,
+        open_session: Callable[[pytest.Config], MlexpSession],
         *,
         files: tuple[str, ...],
         functions: tuple[str, ...],
     ) -> None:
-        super().__init__(session.config, files=files, functions=functions)
-        self.session = session
+        super().__init__(config, files=files, functions=functions)
+        self._open_session = open_session
         #: Collection met a search declaration (a trial was parametrized).
         self.searches = False
         #: Collection met a tracked function: modules' parametrizations are recorded from then on.
         self.tracked_functions = False
 
     @property
+    def session(self) -> MlexpSession:
+        """The session object, created on first use."""
+        return self._open_session(self.config)
+
+    @property
     def settings(self) -> Settings:
         return self.session.settings
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_ignore_collect(self, collection_path: Path) -> bool | None:
+        # Logged code (code/experiment_*.py) must not be collected from the embedded store.
+        if collection_path.name == "mlruns":
+            try:
+                store = self.settings.tracking.store_artifact_dir
+            except pytest.UsageError:
+                return None  # refused when a tracked item uses it; until then, pytest's rules
+            return True if collection_path == store else None
+        return super().pytest_ignore_collect(collection_path)
 
     @pytest.hookimpl(trylast=True)
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
@@ -137,25 +155,10 @@ class Collection(ExperimentPlaces):
             # Raised here it would be a module's collection error: pytest_collection_modifyitems
             # meets it again, outside any module, and stops the session with it (exit 4).
             return
-        file_search = None
-        if settings.params.enabled:
-            from .params.collection import parametrize_from_file, search_from_file
+        from .pipeline import parametrize
 
-            parametrize_from_file(metafunc, settings.params)
-            file_search = search_from_file(metafunc)
-        markers = list(metafunc.definition.iter_markers("mlexp"))
-        # Cheap: no search module is imported for functions that declare none.
-        if file_search is not None or any(
-            key in marker.kwargs for marker in markers for key in _SEARCH_KWARGS
-        ):
-            from .search.collection import parametrize_search
-
+        if parametrize(metafunc, settings):
             self.searches = True
-            parametrize_search(metafunc, settings, file_search)
-        if any("repeats" in marker.kwargs or "seeds" in marker.kwargs for marker in markers):
-            from .grids.repeats import parametrize_repeats
-
-            parametrize_repeats(metafunc)
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_make_collect_report(self, collector: pytest.Collector) -> Generator[None, Any, Any]:
@@ -167,7 +170,7 @@ class Collection(ExperimentPlaces):
         if report.passed and isinstance(collector, pytest.Module | pytest.Class):
             from .groups.collected import record
 
-            record(self.session.config, report.result)
+            record(self.config, report.result)
         return report
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -176,22 +179,12 @@ class Collection(ExperimentPlaces):
             result = yield
             tracked = tracked_items(items)
             if tracked:
-                from .pipeline import activate, check_early
+                from .pipeline import start_tracking
 
-                settings = self.settings  # a setting refused stops the session here
-                check_early(settings)
-                if settings.params.enabled:
-                    from .params.collection import mark_resources
-
-                    mark_resources(self.session.config, tracked)
-                self.session.track(items)
-                activate(self.session, tracked, searches=self.searches)
-                from .grids.repeats import order_by_batch
-
-                # After pytest-randomly's shuffle: seeds on demand wait for earlier batches.
-                order_by_batch(items)
+                start_tracking(self.session, items, tracked, searches=self.searches)
         except BaseException:
             # pytest still calls pytest_collection_finish: don't open the store for nothing.
-            self.session.collection_failed = True
+            if SESSION_KEY in self.config.stash:
+                self.session.collection_failed = True
             raise
         return result

@@ -7,8 +7,8 @@ ends the session (not in its workers), the way xdist registers its
 ``DSession`` only on the controller. A session without experiments registers
 no hook that looks at each of its reports.
 
-0. ``collection.Collection.pytest_generate_tests``: at collection, the params file, searches
-   and repeats parametrize the experiment functions that ask for it. The first
+0. ``parametrize`` (from ``collection.Collection.pytest_generate_tests``): at collection, the
+   params file, searches and repeats parametrize the experiment functions that ask for it. The first
    tracked function met resolves the session's settings (``MlexpSession.settings``);
    a suite without experiments resolves none.
 1. ``check_early``: once collection found tracked items, what must stop a broken
@@ -58,6 +58,55 @@ if TYPE_CHECKING:
     from .runs.summary import RunSummary
     from .settings import Settings
     from .workers import Given
+
+
+#: Marker arguments whose presence means a search (``search.declaration.SEARCH_KWARGS``).
+_SEARCH_KWARGS = ("search", "trials", "objective", "sampler", "seed", "pruner", "study")
+
+
+def parametrize(metafunc: pytest.Metafunc, settings: Settings) -> bool:
+    """Step 0: the params file, searches and repeats parametrize a tracked function that asks
+    for it; whether it declares a search."""
+    searches = False
+    file_search = None
+    if settings.params.enabled:
+        from .params.collection import parametrize_from_file, search_from_file
+
+        parametrize_from_file(metafunc, settings.params)
+        file_search = search_from_file(metafunc)
+    markers = list(metafunc.definition.iter_markers("mlexp"))
+    # Cheap: no search module is imported for functions that declare none.
+    if file_search is not None or any(
+        key in marker.kwargs for marker in markers for key in _SEARCH_KWARGS
+    ):
+        from .search.collection import parametrize_search
+
+        searches = True
+        parametrize_search(metafunc, settings, file_search)
+    if any("repeats" in marker.kwargs or "seeds" in marker.kwargs for marker in markers):
+        from .grids.repeats import parametrize_repeats
+
+        parametrize_repeats(metafunc)
+    return searches
+
+
+def start_tracking(
+    session: MlexpSession, items: list[pytest.Item], tracked: list[pytest.Item], *, searches: bool
+) -> None:
+    """Collection found ``tracked`` among ``items`` (after every other plugin's selection):
+    steps 1 and 2, then repeats' later seeds put after their first batch."""
+    settings = session.settings  # a setting refused stops the session here
+    check_early(settings)
+    if settings.params.enabled:
+        from .params.collection import mark_resources
+
+        mark_resources(session.config, tracked)
+    session.track(items)
+    activate(session, tracked, searches=searches)
+    from .grids.repeats import order_by_batch
+
+    # After pytest-randomly's shuffle: seeds on demand wait for earlier batches.
+    order_by_batch(items)
 
 
 def check_early(settings: Settings) -> None:

@@ -46,16 +46,13 @@ def pytest_configure(config: pytest.Config) -> None:
     # once tracked items are known (pipeline.on_tracked), so a plain suite pays for none.
     from . import collection
     from .process_state import ProcessState
-    from .runs.session import MlexpSession
 
     # A snapshot now; put back after every unconfigure hook (the last thing the session does).
     config.add_cleanup(ProcessState().pytest_unconfigure)
     config.addinivalue_line("markers", MARKER)
-    session = MlexpSession(config, _resolve_settings, _open_backend, _on_tracked)
-    config.stash[SESSION_KEY] = session
-    config.pluginmanager.register(session, SESSION_NAME)
-    # experiment_* files and functions, where the user put them; what collection does to them
-    collected = collection.configure(session)
+    # experiment_* files and functions, where the user put them; what collection does to them.
+    # The session object waits for a tracked item (open_session).
+    collected = collection.configure(config, open_session)
     # pytest-xdist's controller (its DSession runs: xdist's own test; its workers have no -n).
     distributed = config.getoption("dist", "no") != "no" and bool(config.getoption("tx", None))
     if distributed or hasattr(config, "workerinput"):
@@ -64,7 +61,8 @@ def pytest_configure(config: pytest.Config) -> None:
         # A setting refused in an xdist worker stops the session with its message.
         config.pluginmanager.register(WorkerRefusal(config), "mlexp-refusal")
     if distributed:
-        config.pluginmanager.register(XdistHooks(session), "mlexp-xdist")
+        # The controller looks at its workers' reports from the first one on.
+        config.pluginmanager.register(XdistHooks(open_session(config)), "mlexp-xdist")
     if _cluster_requested(config):
         from .cluster.controller import ClusterController
         from .pipeline import hand_to_workers
@@ -72,12 +70,28 @@ def pytest_configure(config: pytest.Config) -> None:
 
         if is_controller(config):
             # --mlexp-ray, --mlexp-slurm: the items run on the cluster's warm workers.
+            session = open_session(config)
             cluster = ClusterController(
                 session,
                 searches=lambda: collected.searches,
                 hand_to_workers=functools.partial(hand_to_workers, session),
             )
             config.pluginmanager.register(cluster, "mlexp-cluster")
+
+
+def open_session(config: pytest.Config) -> MlexpSession:
+    """The session object, created and registered on first use: when collection finds a
+    tracked item, on an xdist or cluster controller at configure. A plain session never
+    creates it: pytest loads each module of the package through its assertion rewriter,
+    and registering an object costs a look at each of its attributes."""
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None:
+        from .runs.session import MlexpSession
+
+        session = MlexpSession(config, _resolve_settings, _open_backend, _on_tracked)
+        config.stash[SESSION_KEY] = session
+        config.pluginmanager.register(session, SESSION_NAME)
+    return session
 
 
 def _open_backend(settings: Settings) -> Backend:
@@ -151,7 +165,7 @@ class XdistHooks:
 @pytest.fixture(scope="session")
 def tracking_config(pytestconfig: pytest.Config) -> TrackingConfig:
     """The resolved, frozen tracking configuration of this session."""
-    tracking: TrackingConfig = pytestconfig.stash[SESSION_KEY].settings.tracking
+    tracking: TrackingConfig = open_session(pytestconfig).settings.tracking
     return tracking
 
 
@@ -197,11 +211,8 @@ def _tracking_line(config: pytest.Config) -> str | None:
     """``mlexp: tracking <uri> (<source>), experiment '<name>', session <id>``."""
     from .settings.reports import describe_figures
 
-    session = config.stash.get(SESSION_KEY, None)
-    if session is None:
-        return None
     try:
-        resolved = session.settings
+        resolved = open_session(config).settings
     except pytest.UsageError:
         return None  # refused when a tracked item uses them, not for a line of -v
     tracking = resolved.tracking

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gc
 import importlib
 import os
@@ -13,21 +14,25 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 import urllib.request
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import _pytest.pytester
-import mlflow
 import pytest
-from mlflow.entities import Metric, Param, Run
-from mlflow.tracking import MlflowClient
-from warm_workers import warm_workers
+from warm_workers import share_with_workers, warm_start, warm_workers
 
 import pytest_mlexp
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
+
+# mlflow is imported where used, not here: an xdist controller loads this file and runs no test.
 
 #: Environment that would leak the developer's own MLflow setup into tests.
 _LEAKY_ENV = (
@@ -103,10 +108,17 @@ def _inline_run_with_process_filters(self: pytest.Pytester, *args: Any, **kwargs
     test is marked ``cold_workers``.
     """
     cold = self._request.node.get_closest_marker("cold_workers") is not None
+    cold_before = warm_start.cold_starts()
     with warnings.catch_warnings(), contextlib.nullcontext() if cold else warm_workers():
         warnings.resetwarnings()
         warnings.filters.extend(_PROCESS_FILTERS)
-        return _inline_run(self, *args, **kwargs)
+        result = _inline_run(self, *args, **kwargs)
+    if not cold and warm_start.cold_starts() > cold_before:  # seconds of CPU, silently
+        pytest.fail(
+            "an inner xdist worker started cold (mark the test cold_workers if its subject "
+            f"is a fresh process):\n{warm_start.why_cold()}"
+        )
+    return result
 
 
 pytest.Pytester.inline_run = _inline_run_with_process_filters  # type: ignore[method-assign]
@@ -152,14 +164,18 @@ def _heap_frozen(_package_imported: None, _mlflow_fully_imported: None) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _mlflow_fully_imported(tmp_path_factory: pytest.TempPathFactory) -> None:
+def _mlflow_fully_imported(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> None:
     """Use a throwaway store once, before any test, so all of mlflow is imported.
 
     pytester drops the modules a test imported when the test ends; mlflow and
     SQLAlchemy modules imported lazily in one test and dropped would break
-    the next test's reads.
+    the next test's reads. The store is a copy of ``empty_store`` (its tables made once).
     """
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
     root = tmp_path_factory.mktemp("warmup")
+    shutil.copy(empty_store, root / "mlflow.db")
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     experiment_id = client.create_experiment("warmup", artifact_location=(root / "a").as_uri())
     run = client.create_run(experiment_id)
@@ -177,6 +193,8 @@ def _isolated_mlflow_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in _LEAKY_ENV:
         monkeypatch.delenv(name, raising=False)
     yield
+    import mlflow
+
     assert mlflow.active_run() is None, "a test left a fluent MLflow run active"
 
 
@@ -207,6 +225,8 @@ def store_uri() -> Callable[[Path], str]:
 @pytest.fixture
 def client(ourtester: pytest.Pytester) -> MlflowClient:
     """An ``MlflowClient`` on the default embedded store of ``ourtester``'s project."""
+    from mlflow.tracking import MlflowClient
+
     return MlflowClient(tracking_uri=_store_uri(ourtester.path))
 
 
@@ -238,15 +258,46 @@ def runs_of() -> Callable[..., list[Run]]:
     return _runs_of
 
 
+def _once_per_run(
+    tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]
+) -> Path:
+    """``name``'s file in a folder the run's processes share, made by the first that asks.
+
+    Under ``-n`` every worker's temporary folder is in the controller's (one per run):
+    the first worker makes the file (``make(path)``) under a lock, the others wait for it.
+    """
+    basetemp = tmp_path_factory.getbasetemp()
+    shared = basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
+    target = shared / "once" / name / "mlflow.db"
+    target.parent.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent.parent / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not target.exists():
+            making = Path(tempfile.mkdtemp(prefix=name, dir=target.parent.parent))
+            make(making / "mlflow.db")
+            making.rename(target.parent)
+    return target
+
+
+def _make_empty_store(path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=_store_uri(path.parent)).search_experiments()
+
+
 @pytest.fixture(scope="session")
 def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty embedded store to copy: creating the tables costs seconds per test."""
-    path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
-    MlflowClient(tracking_uri=_store_uri(path.parent)).search_experiments()
-    return path
+    """An empty embedded store to copy: creating the tables costs seconds per test.
+
+    One for the whole run (both workers of ``-n 2``).
+    """
+    return _once_per_run(tmp_path_factory, "empty-store", _make_empty_store)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("numprocesses", None) and not hasattr(config, "workerinput"):
+        # The controller of ``-n``: its workers are forked from one warm zygote, theirs too.
+        config.add_cleanup(share_with_workers().close)
     config.addinivalue_line(
         "markers",
         "fresh_store: in a PREMADE_STORE module, the session creates its own default store",
@@ -327,6 +378,8 @@ def read_runs(ourtester: pytest.Pytester):  # type: ignore[no-untyped-def]
     """
 
     def read(experiment: str, uri: str | None = None, groups: bool = False) -> list:  # type: ignore[type-arg]
+        from mlflow.tracking import MlflowClient
+
         client = MlflowClient(uri or _store_uri(ourtester.path))
         return _runs_of(client, experiment, groups=groups)
 
@@ -395,12 +448,19 @@ class MlflowServer:
     """A real ``mlflow server`` on 127.0.0.1, started and stopped by tests."""
 
     def __init__(
-        self, root: Path, backend_uri: str | None = None, *extra: str, template: Path | None = None
+        self,
+        root: Path,
+        backend_uri: str | None = None,
+        *extra: str,
+        template: Path | None = None,
+        stores: Path | None = None,
     ) -> None:
         self.root = root
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.backend_uri = backend_uri or f"sqlite:///{root / 'server.db'}"
+        # Its own sqlite store, in ``stores`` when given (see ``server_stores``), else in root.
+        self.store = Path(tempfile.mkdtemp(dir=stores)) if stores else root
+        self.backend_uri = backend_uri or f"sqlite:///{self.store / 'server.db'}"
         self.extra = extra
         # Its own sqlite store starts as a copy of ``template``, when given (see ``server_store``).
         self.template = None if backend_uri else template
@@ -408,8 +468,8 @@ class MlflowServer:
         self.log = root / "server.log"
 
     def start(self, timeout: float = 90.0) -> None:
-        if self.template is not None and not (self.root / "server.db").exists():
-            shutil.copy(self.template, self.root / "server.db")
+        if self.template is not None and not (self.store / "server.db").exists():
+            shutil.copy(self.template, self.store / "server.db")
         mlflow_cli = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or "mlflow"
         command = [
             mlflow_cli, "server",
@@ -442,14 +502,46 @@ class MlflowServer:
         )
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.process is not None:
+            stop_mlflow_server(self.process)
+
+
+def stop_mlflow_server(process: subprocess.Popen[bytes]) -> None:
+    """Stop an ``mlflow server`` / ``mlflow ui`` started in a process group of its own.
+
+    The server is the command's child (uvicorn), which SIGTERM shuts down as usual. The
+    command's own process only waits for it; once it is gone, that process would spend
+    seconds of CPU collecting its heap at exit, so it is killed then.
+    """
+    if process.poll() is not None:
+        return
+    servers = _children(process.pid)
+    os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while process.poll() is None and time.monotonic() < deadline:
+        if servers and not any(_running(pid) for pid in servers):
+            break
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _children(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [
+            int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        ]
+    return []
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.fixture(scope="session")
@@ -460,22 +552,45 @@ def server_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     server); the schema and the Default experiment (its artifacts served by the
     server: ``mlflow-artifacts:/0``) are what the server itself would write.
     """
+    return _once_per_run(tmp_path_factory, "server-store", _make_server_store)
+
+
+def _make_server_store(path: Path) -> None:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    path = tmp_path_factory.mktemp("server-store") / "server.db"
     store = SqlAlchemyStore(f"sqlite:///{path}", "mlflow-artifacts:/")
     store.engine.dispose()
-    return path
+
+
+@pytest.fixture(scope="session")
+def server_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where the servers keep their sqlite stores: in memory (``/dev/shm``) where there is one.
+
+    A server commits each request's writes; on a disk, the commit's fsync is tens of
+    milliseconds of each request (their files, the artifacts, stay under ``tmp_path``).
+    """
+    if not os.access("/dev/shm", os.W_OK):
+        yield tmp_path_factory.mktemp("server-stores")
+        return
+    stores = Path(tempfile.mkdtemp(prefix="mlexp-test-stores-", dir="/dev/shm"))
+    yield stores
+    shutil.rmtree(stores, ignore_errors=True)
 
 
 @pytest.fixture
-def server_factory(tmp_path: Path, server_store: Path) -> Iterator[type[MlflowServer]]:
+def server_factory(
+    tmp_path: Path, server_store: Path, server_stores: Path
+) -> Iterator[type[MlflowServer]]:
     """Start extra servers (own backend, auth, restarts); all are stopped after the test."""
     started: list[MlflowServer] = []
 
     def make(backend_uri: str | None = None, *extra: str) -> MlflowServer:
         server = MlflowServer(
-            tmp_path / f"server{len(started)}", backend_uri, *extra, template=server_store
+            tmp_path / f"server{len(started)}",
+            backend_uri,
+            *extra,
+            template=server_store,
+            stores=server_stores,
         )
         server.root.mkdir()
         started.append(server)
@@ -646,10 +761,12 @@ def lose_server(
 
 @pytest.fixture(scope="session")
 def mlflow_server(
-    tmp_path_factory: pytest.TempPathFactory, server_store: Path
+    tmp_path_factory: pytest.TempPathFactory, server_store: Path, server_stores: Path
 ) -> Iterator[MlflowServer]:
     """One real tracking server for the whole test session."""
-    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"), template=server_store)
+    server = MlflowServer(
+        tmp_path_factory.mktemp("mlflow-server"), template=server_store, stores=server_stores
+    )
     server.start()
     yield server
     server.stop()
@@ -670,9 +787,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    """Headless Chromium; skipped when it is missing here, but never in CI."""
+    """Headless Chromium, started once per process; skipped when it is missing here, but never
+    in CI."""
     missing = []
     if not os.path.exists(CHROMIUM):
         missing.append(f"{CHROMIUM} (Debian/Ubuntu: sudo apt-get install chromium)")

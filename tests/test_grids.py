@@ -12,6 +12,8 @@ from conftest import logged_metrics
 
 #: The project's default store exists before each session (conftest ``_premade_store``).
 PREMADE_STORE = True
+#: Lineage and outputs are not what grids are about: sessions without them cost less.
+LIGHT = ("--mlexp-lineage", "none", "--mlexp-artifacts", "off")
 
 GRID = """
 import pytest
@@ -43,51 +45,6 @@ def by_name(runs):  # type: ignore[no-untyped-def]
     return {base_name(run): run for run in runs}
 
 
-def test_grid_gets_one_parent_with_counts_and_best_cell(ourtester, read_runs) -> None:
-    ourtester.makepyfile(experiment_grid=GRID)
-    result = ourtester.runpytest("-p", "no:randomly")
-    result.assert_outcomes(passed=7, failed=1)
-    runs = by_name(read_runs(ourtester.path.name, groups=True))
-    assert len(runs) == 2 + 3 + 4 + 1
-
-    parent = runs["experiment_ridge"]
-    assert parent.info.status == "FINISHED"
-    assert parent.data.tags["mlexp.kind"] == "grid"
-    assert parent.data.tags["mlexp.grid_size"] == "3"
-    assert parent.data.metrics["mlexp.passed"] == 3
-    # No best metric named: the first one returned, r2 (not rmse, logged first), is maximized.
-    assert parent.data.tags["mlexp.best_metric"] == "r2"
-    assert parent.data.tags["mlexp.best_direction"] == "max"
-    assert parent.data.tags["mlexp.best_run_id"] == runs["experiment_ridge[0.1]"].info.run_id
-    assert parent.data.params["best.alpha"] == "0.1"
-    assert parent.data.metrics["best.r2"] == pytest.approx(1 / 1.1)
-    for alpha in ("0.1", "1.0", "10.0"):
-        child = runs[f"experiment_ridge[{alpha}]"]
-        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
-
-    named = runs["experiment_named"]
-    assert named.info.status == "FAILED", "a failed cell fails the grid's parent"
-    assert named.data.tags["mlexp.passed"] == "3"
-    assert named.data.tags["mlexp.failed"] == "1"
-    assert named.data.tags["mlexp.best_metric"] == "r2"
-    assert named.data.tags["mlexp.best_direction"] == "max"
-    assert named.data.params == {"best.alpha": "1.0", "best.fit": "True"}
-    assert named.data.metrics["best.r2"] == 2.0
-
-    plain = runs["experiment_plain"]
-    assert "mlflow.parentRunId" not in plain.data.tags
-    assert not any(run.info.status == "RUNNING" for run in runs.values())
-    result.stdout.fnmatch_lines(
-        [
-            "mlexp grid experiment_grid.py::experiment_ridge: 3 cells, 3 passed, 0 failed; "
-            "best r2=0.9091 (max, guessed, returned) at experiment_ridge[[]0.1[]] "
-            "[[]alpha=0.1[]]; parent run *",
-            "mlexp grid experiment_grid.py::experiment_named: 4 cells, 3 passed, 1 failed; "
-            "best r2=2 (max, guessed, best= marker) at experiment_named[[]True-1.0[]]*",
-        ]
-    )
-
-
 def test_best_metric_from_ini_with_direction(ourtester, read_runs) -> None:
     ourtester.makeini("[pytest]\nmlexp_best_metric = score:min\n")
     ourtester.makepyfile(
@@ -99,7 +56,7 @@ def test_best_metric_from_ini_with_direction(ourtester, read_runs) -> None:
             return {"acc": k, "score": 10 - k}
         """
     )
-    ourtester.runpytest().assert_outcomes(passed=3)
+    ourtester.runpytest(*LIGHT).assert_outcomes(passed=3)
     parent = by_name(read_runs(ourtester.path.name, groups=True))["experiment_k"]
     assert parent.data.params == {"best.k": "3"}
     assert parent.data.tags["mlexp.best_direction"] == "min"
@@ -112,47 +69,6 @@ def test_bad_best_metric_is_a_usage_error(ourtester) -> None:
     result.stderr.fnmatch_lines(
         ["*bad best metric 'r2:up'; expected NAME, NAME:max or NAME:min, e.g. r2 or val_loss:min"]
     )
-
-
-def test_repeats_make_a_cell_run_with_mean_and_std(ourtester, read_runs) -> None:
-    ourtester.makepyfile(
-        experiment_rep="""
-        import pytest
-
-        @pytest.mark.mlexp(repeats=3)
-        @pytest.mark.parametrize("lr", [0.1, 0.2])
-        def experiment_rep(seed, lr):
-            return {"acc": lr + seed / 10}
-
-        @pytest.mark.mlexp(seeds=[7, 11])
-        def experiment_single(seed):
-            return {"loss": seed}
-        """
-    )
-    result = ourtester.runpytest("-p", "no:randomly")
-    result.assert_outcomes(passed=8)
-    runs = by_name(read_runs(ourtester.path.name, groups=True))
-    parent = runs["experiment_rep"]
-    cell = runs["experiment_rep[0.1]"]
-    assert cell.data.tags["mlexp.kind"] == "cell"
-    assert cell.data.tags["mlflow.parentRunId"] == parent.info.run_id
-    assert cell.data.tags["mlexp.repeats"] == "3"
-    assert cell.data.params == {"lr": "0.1"}
-    assert cell.data.metrics["acc"] == pytest.approx(0.2)
-    assert cell.data.metrics["acc.std"] == pytest.approx(0.1)
-    assert cell.info.status == "FINISHED"
-    for seed in range(3):
-        repeat = runs[f"experiment_rep[0.1-seed{seed}]"]
-        assert repeat.data.tags["mlflow.parentRunId"] == cell.info.run_id
-        assert repeat.data.params == {"lr": "0.1", "seed": str(seed)}
-    assert parent.data.tags["mlexp.grid_size"] == "2"
-    assert parent.data.params == {"best.lr": "0.2"}
-    assert parent.data.metrics["best.acc"] == pytest.approx(0.3)
-
-    single = runs["experiment_single"]
-    assert "mlflow.parentRunId" not in single.data.tags
-    assert single.data.metrics == {"loss": 9.0, "loss.std": pytest.approx(2.828427, rel=1e-5)}
-    assert runs["experiment_single[seed1]"].data.params == {"seed": "11"}
 
 
 @pytest.mark.parametrize(
@@ -215,27 +131,109 @@ def _durations(line: str) -> str:
     return re.sub(r"\b[0-9.]+ (s|min|h) (wall|CPU)\b", r"<time> \2", line)
 
 
+REPEATS = """
+import pytest
+
+@pytest.mark.mlexp(repeats=3)
+@pytest.mark.parametrize("lr", [0.1, 0.2])
+def experiment_rep(seed, lr):
+    return {"acc": lr + seed / 10}
+
+@pytest.mark.mlexp(seeds=[7, 11])
+def experiment_single(seed):
+    return {"loss": seed}
+"""
+
+
+def _check_grid_parents_counts_and_best_cells(runs, result) -> None:  # type: ignore[no-untyped-def]
+    """GRID's parents, counts and best cells, in the store and in the summary."""
+    runs = by_name(runs)
+    assert {name for name in runs if name.startswith(("experiment_ridge", "experiment_named"))} == {
+        "experiment_ridge",
+        *(f"experiment_ridge[{alpha}]" for alpha in ("0.1", "1.0", "10.0")),
+        "experiment_named",
+        *(f"experiment_named[{fit}-{alpha}]" for fit in (True, False) for alpha in ("0.1", "1.0")),
+    }
+    parent = runs["experiment_ridge"]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["mlexp.kind"] == "grid"
+    assert parent.data.tags["mlexp.grid_size"] == "3"
+    assert parent.data.metrics["mlexp.passed"] == 3
+    # No best metric named: the first one returned, r2 (not rmse, logged first), is maximized.
+    assert parent.data.tags["mlexp.best_metric"] == "r2"
+    assert parent.data.tags["mlexp.best_direction"] == "max"
+    assert parent.data.tags["mlexp.best_run_id"] == runs["experiment_ridge[0.1]"].info.run_id
+    assert parent.data.params == {"best.alpha": "0.1"}
+    assert parent.data.metrics["best.r2"] == pytest.approx(1 / 1.1)
+    for alpha in ("0.1", "1.0", "10.0"):
+        child = runs[f"experiment_ridge[{alpha}]"]
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+
+    named = runs["experiment_named"]
+    assert named.info.status == "FAILED", "a failed cell fails the grid's parent"
+    assert named.data.tags["mlexp.passed"] == "3"
+    assert named.data.tags["mlexp.failed"] == "1"
+    assert named.data.tags["mlexp.best_metric"] == "r2"
+    assert named.data.tags["mlexp.best_direction"] == "max"
+    assert named.data.params == {"best.alpha": "1.0", "best.fit": "True"}
+    assert named.data.metrics["best.r2"] == 2.0
+
+    plain = runs["experiment_plain"]
+    assert "mlflow.parentRunId" not in plain.data.tags
+    assert not any(run.info.status == "RUNNING" for run in runs.values())
+    result.stdout.fnmatch_lines(
+        [
+            "mlexp grid experiment_grid.py::experiment_ridge: 3 cells, 3 passed, 0 failed; "
+            "best r2=0.9091 (max, guessed, returned) at experiment_ridge[[]0.1[]] "
+            "[[]alpha=0.1[]]; parent run *",
+            "mlexp grid experiment_grid.py::experiment_named: 4 cells, 3 passed, 1 failed; "
+            "best r2=2 (max, guessed, best= marker) at experiment_named[[]True-1.0[]]*",
+        ]
+    )
+
+
+def _check_repeats_make_a_cell_run_with_mean_and_std(runs) -> None:  # type: ignore[no-untyped-def]
+    """REPEATS: a cell run per lr with the repeats' mean and std, under the grid's parent."""
+    runs = by_name(runs)
+    parent = runs["experiment_rep"]
+    cell = runs["experiment_rep[0.1]"]
+    assert cell.data.tags["mlexp.kind"] == "cell"
+    assert cell.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert cell.data.tags["mlexp.repeats"] == "3"
+    assert cell.data.params == {"lr": "0.1"}
+    assert cell.data.metrics["acc"] == pytest.approx(0.2)
+    assert cell.data.metrics["acc.std"] == pytest.approx(0.1)
+    assert cell.info.status == "FINISHED"
+    for seed in range(3):
+        repeat = runs[f"experiment_rep[0.1-seed{seed}]"]
+        assert repeat.data.tags["mlflow.parentRunId"] == cell.info.run_id
+        assert repeat.data.params == {"lr": "0.1", "seed": str(seed)}
+    assert parent.data.tags["mlexp.grid_size"] == "2"
+    assert parent.data.params == {"best.lr": "0.2"}
+    assert parent.data.metrics["best.acc"] == pytest.approx(0.3)
+
+    single = runs["experiment_single"]
+    assert "mlflow.parentRunId" not in single.data.tags
+    assert logged_metrics(single) == {"loss": 9.0, "loss.std": pytest.approx(2.828427, rel=1e-5)}
+    assert runs["experiment_single[seed1]"].data.params == {"seed": "11"}
+
+
 def test_xdist_gives_the_same_runs_parents_and_summary_completed_by_the_controller(
     ourtester, client, runs_of, monkeypatch, tmp_path
 ) -> None:
-    """Under xdist, the same runs, parents and summary as serially.
+    """Grids' parents and repeats' cells; under xdist, the same runs, parents and summary.
 
     The summaries reach the controller with the workers' reports, by no file: it
     completes the grids (no file is left in the system's temporary folder either).
     """
-    ourtester.makepyfile(
-        experiment_grid=GRID,
-        experiment_rep="""
-        import pytest
-
-        @pytest.mark.mlexp(repeats=2)
-        @pytest.mark.parametrize("lr", [0.1, 0.2, 0.3])
-        def experiment_rep(seed, lr):
-            return {"acc": lr + seed}
-        """,
-    )
-    serial = ourtester.runpytest("-p", "no:randomly", "-n", "0", "--mlexp-experiment", "serial")
-    serial.assert_outcomes(passed=13, failed=1)
+    ourtester.makepyfile(experiment_grid=GRID, experiment_rep=REPEATS)
+    serial = ourtester.runpytest(
+        "-p", "no:randomly", "-n", "0", "--mlexp-experiment", "serial", *LIGHT
+    )  # fmt: skip
+    serial.assert_outcomes(passed=15, failed=1)
+    serial_runs = runs_of(client, "serial", groups=True)
+    _check_grid_parents_counts_and_best_cells(serial_runs, serial)
+    _check_repeats_make_a_cell_run_with_mean_and_std(serial_runs)
     # The workers' (environment) and this controller's (in-process) temporary folder.
     system_tmp = tmp_path / "system-tmp"
     system_tmp.mkdir()
@@ -243,13 +241,13 @@ def test_xdist_gives_the_same_runs_parents_and_summary_completed_by_the_controll
         patched.setenv("TMPDIR", str(system_tmp))
         patched.setattr(tempfile, "tempdir", str(system_tmp))
         parallel = ourtester.runpytest(
-            "-p", "no:randomly", "-n", "2", "--mlexp-experiment", "xdist"
+            "-p", "no:randomly", "-n", "2", "--mlexp-experiment", "xdist", *LIGHT
         )  # fmt: skip
-    parallel.assert_outcomes(passed=13, failed=1)
+    parallel.assert_outcomes(passed=15, failed=1)
     # No second copy of the summaries through files (the artifacts' markers are removed).
     assert list(system_tmp.iterdir()) == []
     xdist_view = _store_view(runs_of(client, "xdist", groups=True))
-    assert xdist_view == _store_view(runs_of(client, "serial", groups=True))
+    assert xdist_view == _store_view(serial_runs)
     assert len([v for v in xdist_view if v[0] == "experiment_ridge"]) == 1
     serial_lines = _summary_lines(serial.stdout.str())
     assert serial_lines == [
@@ -276,25 +274,25 @@ def test_four_workers_share_a_new_sqlite_store(ourtester, client, runs_of) -> No
         experiment_many="""
         import pytest
 
-        @pytest.mark.parametrize("i", range(40))
+        @pytest.mark.parametrize("i", range(24))
         def experiment_many(mlflow_run, i):
             mlflow_run.log_params({f"p{j}": j for j in range(5)})
             return {"m": i}
 
         @pytest.mark.mlexp(experiment="second")
-        @pytest.mark.parametrize("i", range(20))
+        @pytest.mark.parametrize("i", range(12))
         def experiment_other(i):
             return {"m": i}
         """
     )
-    result = ourtester.runpytest("-n", "4")
-    result.assert_outcomes(passed=60)
+    result = ourtester.runpytest("-n", "4", *LIGHT)
+    result.assert_outcomes(passed=36)
     assert "database is locked" not in result.stdout.str() + result.stderr.str()
     runs = runs_of(client, ourtester.path.name, groups=True)
     names = [run.info.run_name for run in runs]
-    assert len(names) == len(set(names)) == 41
+    assert len(names) == len(set(names)) == 25
     assert all(run.info.status == "FINISHED" for run in runs)
-    assert len(runs_of(client, "second", groups=True)) == 21
+    assert len(runs_of(client, "second", groups=True)) == 13
     with sqlite3.connect(ourtester.path / "mlflow.db") as db:
         experiments = [row[0] for row in db.execute("select name from experiments")]
     assert sorted(experiments) == sorted({"Default", ourtester.path.name, "second"})
@@ -313,7 +311,7 @@ def experiment_crash(i, tmp_path_factory):
 
 def test_killed_worker_runs_are_marked_killed_by_the_controller(ourtester, read_runs) -> None:
     ourtester.makepyfile(experiment_crash=KILLER)
-    result = ourtester.runpytest("-p", "no:randomly", "-n", "2")
+    result = ourtester.runpytest("-p", "no:randomly", "-n", "2", *LIGHT)
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["mlexp: marked 1 run KILLED whose process had died: *"])
     runs = by_name(read_runs(ourtester.path.name, groups=True))
@@ -330,7 +328,7 @@ def test_killed_session_runs_are_marked_killed_by_the_next_session(
 ) -> None:
     ourtester.makepyfile(experiment_crash=KILLER)
     # A process of its own: the experiment kills the process pytest runs in (kill -9).
-    killed = ourtester.runpytest_subprocess("-p", "no:randomly")
+    killed = ourtester.runpytest_subprocess("-p", "no:randomly", *LIGHT)
     assert killed.ret == -9
     running = [
         r for r in runs_of(client, ourtester.path.name, groups=True) if r.info.status == "RUNNING"
@@ -338,7 +336,7 @@ def test_killed_session_runs_are_marked_killed_by_the_next_session(
     assert sorted(base_name(r) for r in running) == ["experiment_crash", "experiment_crash[2]"]
 
     ourtester.makepyfile(experiment_crash="def experiment_next():\n    return {'m': 1}\n")
-    result = ourtester.runpytest()
+    result = ourtester.runpytest(*LIGHT)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["mlexp: marked 2 runs KILLED whose process had died: *"])
     statuses = {
@@ -370,7 +368,7 @@ def test_sessions_started_in_the_same_minute_name_their_group_runs_apart(
     # Default session ids (start time, random suffix), 40 s apart in the same minute.
     for session in ("20261207-043201-0a1b2c3d", "20261207-043241-4e5f6a7b"):
         monkeypatch.setenv("MLEXP_SESSION_ID", session)
-        result = ourtester.runpytest("-p", "no:randomly", "--mlexp-lineage=none")
+        result = ourtester.runpytest("-p", "no:randomly", *LIGHT)
         result.assert_outcomes(passed=4)
     runs = read_runs(ourtester.path.name, groups=True)
     grids = sorted(r.info.run_name for r in runs if r.data.tags.get("mlexp.kind") == "grid")

@@ -42,8 +42,13 @@ def project(ourtester: pytest.Pytester, empty_store: Path):  # type: ignore[no-u
     return make
 
 
+#: Of lineage, only the part that logs the params file (``code``): git and the
+#: environment are not what the params file is about, and cost each session.
+LIGHT = ("--mlexp-lineage", "code", "--mlexp-artifacts", "off")
+
+
 def run(ourtester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return ourtester.runpytest("-p", "no:randomly", "experiments", *args)
+    return ourtester.runpytest("-p", "no:randomly", "experiments", *LIGHT, *args)
 
 
 def base_name(run) -> str:  # type: ignore[no-untyped-def]
@@ -492,7 +497,7 @@ def test_params_file_from_the_settings_file_or_switched_off(ourtester, read_runs
             return {"k": k}
         """
     )
-    ourtester.runpytest("-p", "no:randomly").assert_outcomes(passed=3)
+    ourtester.runpytest("-p", "no:randomly", *LIGHT).assert_outcomes(passed=3)
     assert {r.info.run_name for r in read_runs(ourtester.path.name)} == {
         "experiment_k[1]",
         "experiment_k[2]",

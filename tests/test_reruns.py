@@ -8,6 +8,8 @@ from conftest import logged_metrics
 
 #: The project's default store exists before each session (conftest ``_premade_store``).
 PREMADE_STORE = True
+#: Lineage and outputs are not what reruns are about: sessions without them cost less.
+LIGHT = ("--mlexp-lineage", "none", "--mlexp-artifacts", "off")
 
 #: Cell 1.0 fails its first attempt (after logging the grid's best score) and passes its rerun.
 FLAKY_GRID = """
@@ -38,7 +40,7 @@ def by_name_and_attempt(runs):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_a_rerun_cell_is_counted_once_by_its_last_attempt(ourtester, read_runs, workers) -> None:
     ourtester.makepyfile(experiment_flaky=FLAKY_GRID)
-    result = ourtester.runpytest("-p", "no:randomly", "--reruns", "1", *workers)
+    result = ourtester.runpytest("-p", "no:randomly", *LIGHT, "--reruns", "1", *workers)
     assert outcomes(result) == {"passed": 3, "rerun": 1}
     result.stdout.fnmatch_lines(
         [
@@ -97,7 +99,7 @@ def test_the_gate_judges_a_rerun_item_by_its_last_attempt(ourtester, read_runs) 
             mlflow_run.log_metric("accuracy", 0.1 if first else 0.9)
         """
     )
-    result = ourtester.runpytest("-p", "no:randomly", "--reruns", "2")
+    result = ourtester.runpytest("-p", "no:randomly", *LIGHT, "--reruns", "2")
     assert outcomes(result) == {"passed": 1, "rerun": 1}
     result.stdout.fnmatch_lines(["1 of 1 items judged by their expect= bounds * 1 passed"])
     runs = by_name_and_attempt(read_runs(ourtester.path.name))
@@ -117,7 +119,7 @@ def test_an_item_failing_every_attempt_counts_as_one_failure(ourtester, read_run
             assert k == 1, "always broken"
         """
     )
-    result = ourtester.runpytest("-p", "no:randomly", "--reruns", "2")
+    result = ourtester.runpytest("-p", "no:randomly", *LIGHT, "--reruns", "2")
     assert outcomes(result) == {"passed": 1, "failed": 1, "rerun": 2}
     result.stdout.fnmatch_lines(
         [

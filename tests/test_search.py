@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -593,7 +591,7 @@ def result_session(ourtester: pytest.Pytester, client: MlflowClient) -> str:
     return str(max(parents, key=lambda p: p.info.start_time).data.tags["mlexp.session_id"])
 
 
-def test_reports_show_the_trials_history_and_importances(project, client) -> None:
+def test_reports_show_the_trials_history_and_importances(project, client, mlexp) -> None:
     ourtester = project(experiment_bowl=bowl(8, "sampler='random', seed=0"))
     report = ourtester.path / "report.html"
     result = ourtester.runpytest(*QUIET, f"--mlexp-html={report}")
@@ -603,13 +601,7 @@ def test_reports_show_the_trials_history_and_importances(project, client) -> Non
     assert "Hyperparameter importances: experiment_bowl.py::experiment_bowl@" in page
 
     # `mlexp runs` lists the trials with their number in the study.
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest_mlexp", "runs"],
-        cwd=ourtester.path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = mlexp(ourtester.path, "runs")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[1].split()[:4] == ["RUN", "ID", "NAME", "TRIAL"]

@@ -11,6 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+#: The project's default store exists before the shards start (conftest ``_premade_store``):
+#: two processes creating its tables at once is not what shards are about.
+PREMADE_STORE = True
+
 #: ``signals.py`` in the shards' project: a shard waits for the other's signal file.
 SIGNALS = """
 import time
@@ -108,7 +112,10 @@ def run_two_shards(project: Path, tmp_path: Path, session_id: str) -> dict[str, 
     signals = tmp_path / "signals"
     signals.mkdir()
     (project / "signals.py").write_text(SIGNALS)
-    command = [sys.executable, "-m", "pytest", "-p", "no:randomly", "--mlexp-lineage=none"]
+    command = [
+        sys.executable, "-m", "pytest", "-p", "no:randomly",
+        "--mlexp-lineage=none", "--mlexp-artifacts=off",
+    ]  # fmt: skip
     shards = {}
     for shard in ("A", "B"):
         env = {

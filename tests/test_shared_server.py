@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -34,8 +37,48 @@ def pytest_collection_modifyitems(items):
 """
 
 
+def empty_database(uri: str, template: Path) -> None:
+    """Leave the database at ``uri`` as a fresh ``mlflow server`` would find it: empty.
+
+    When it holds the tables of this MLflow's schema (the same migration as ``template``, an
+    empty sqlite store), only their rows go: the rows the migrations wrote (the tables with
+    rows in ``template``) stay, and the server writes its Default experiment again. Migrating
+    a new schema is most of a PostgreSQL server's start. Else the schema is dropped.
+    """
+    import sqlalchemy
+
+    with contextlib.closing(sqlite3.connect(template)) as store:
+        head = store.execute("SELECT version_num FROM alembic_version").fetchall()
+        tables = [
+            name
+            for (name,) in store.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        seeded = {
+            name for name in tables if store.execute(f'SELECT 1 FROM "{name}" LIMIT 1').fetchone()
+        }
+    engine = sqlalchemy.create_engine(uri, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        inspector = sqlalchemy.inspect(connection)
+        existing = set(inspector.get_table_names())
+        version = (
+            connection.execute(
+                sqlalchemy.text("SELECT version_num FROM alembic_version")
+            ).fetchall()
+            if "alembic_version" in existing
+            else None
+        )
+        if version == head and existing == set(tables):
+            emptied = ", ".join(f'"{name}"' for name in sorted(existing - seeded | {"experiments"}))
+            connection.execute(sqlalchemy.text(f"TRUNCATE {emptied} RESTART IDENTITY CASCADE"))
+        else:
+            connection.execute(sqlalchemy.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+
+
 @pytest.fixture
-def postgres_server(server_factory):  # type: ignore[no-untyped-def]
+def postgres_server(server_factory, server_store):  # type: ignore[no-untyped-def]
     uri = os.environ.get(POSTGRES_ENV)
     if not uri:
         if os.environ.get("CI") == "true":
@@ -45,13 +88,7 @@ def postgres_server(server_factory):  # type: ignore[no-untyped-def]
             f'(as root, installs PostgreSQL if missing) with: export {POSTGRES_ENV}="$(bash '
             '.ci/postgres.sh /tmp/mlexp-pg)"'
         )
-    import sqlalchemy
-
-    # A fresh database for this test: drop what earlier tests left.
-    engine = sqlalchemy.create_engine(uri, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(sqlalchemy.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
+    empty_database(uri, server_store)
     server = server_factory(uri)
     server.start()
     return server

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
+from conftest import stop_mlflow_server
 from pytest_mlexp.backend import tags as T
 from pytest_mlexp.backend.client import Backend
 from pytest_mlexp.cli import main as mlexp_main
@@ -153,19 +154,17 @@ def test_printed_ui_command_opens_the_runs_table_and_figures_offline(ourtester, 
         page.get_by_text("curve.html", exact=True).first.click()
         deadline = time.monotonic() + 60
         points = 0
-        while time.monotonic() < deadline and points < 3:
-            page.wait_for_timeout(500)
+        while True:
             points = sum(f.locator(".scatterlayer .point").count() for f in page.frames)
+            if points >= 3 or time.monotonic() > deadline:
+                break
+            page.wait_for_timeout(200)
         assert points == 3
         page.screenshot(path=str(shots / "ui-figure.png"))
         assert blocked == []
     finally:
         page.close()
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_mlflow_server(process)
 
 
 def test_saved_view_shows_the_sessions_params_and_metrics(ourtester, client):

@@ -33,23 +33,29 @@ def test_where_i_run(tmp_path):
 
 
 def test_a_worker_is_forked_warm_with_this_sessions_process_state(ourtester, monkeypatch):
-    """The worker is the zygote's child, with mlflow loaded, and this test's cwd, env and path."""
+    """The worker is the zygote's child, with mlflow loaded, and this test's cwd, env and path.
+
+    The run's own zygote (a cold start by any other test fails that test: ``conftest.py``).
+    """
+    if warm_workers._START_ENV.get("MLEXP_TESTS_COLD_WORKERS"):
+        pytest.skip("MLEXP_TESTS_COLD_WORKERS: every worker is cold, as asked")
     ourtester.makepyfile(test_where=WORKER)
     where = ourtester.path / "where.json"
     monkeypatch.setenv("WHERE", str(where))
     monkeypatch.setenv("PYTHONWARNINGS", "ignore::ResourceWarning")
-    # A zygote of its own: what this process's earlier tests did to the shared one is not
-    # this test's subject (the shared one's silent cold starts show in its log).
-    zygote = warm_workers.WarmStart()
-    monkeypatch.setattr(warm_workers, "warm_start", zygote)
-    try:
-        ourtester.runpytest("-p", "no:randomly", "-n", "1").assert_outcomes(passed=1)
-        seen = json.loads(where.read_text())
-        if zygote.cold_reason is not None:  # a worktree first on PYTHONPATH: cold, by design
-            pytest.skip(f"workers are cold here: {zygote.cold_reason}")
-        assert seen["parent"] == zygote.pid != os.getpid(), zygote.why_cold()
-    finally:
+    zygote = warm_workers.warm_start
+    zygote.address()
+    child = os.fork()
+    if child == 0:  # a forked copy of this process that exits: the zygote is not its to end
         zygote.stop()
+        os._exit(0)
+    os.waitpid(child, 0)
+    ourtester.runpytest("-p", "no:randomly", "-n", "1").assert_outcomes(passed=1)
+    seen = json.loads(where.read_text())
+    if zygote.cold_reason is not None:  # not this process's copy of the package: cold, by design
+        pytest.skip(f"workers are cold here: {zygote.cold_reason}")
+    assert seen["parent"] != os.getpid(), zygote.why_cold()  # the zygote's child
+    assert seen["parent"] == (zygote.pid or seen["parent"])  # (a worker of -n: the run's zygote)
     assert seen["mlflow"]  # a warm library (a plain suite's cold worker never imports it)
     assert seen["plugin"]  # loaded by the worker's own pytest
     assert seen["package"] == os.path.dirname(pytest_mlexp.__file__)  # this process's copy

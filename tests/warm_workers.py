@@ -5,14 +5,17 @@ of its workers with execnet's popen gateway: a fresh ``python`` that imports pyt
 xdist, the plugin, then mlflow, SQLAlchemy, sklearn, Optuna... about 3.5 s of CPU a
 worker, most of it importing the same third-party libraries again and again.
 
-What is warm: a *zygote*, one process per test process (started on first use), has
-imported those third-party libraries once; every inner worker is forked from it.
+What is warm: a *zygote*, one process per run (started by the first test process that
+needs it; under ``-n`` by the controller, ``share_with_workers``), has imported those
+third-party libraries once; the run's own xdist workers and every inner worker are
+forked from it.
 What stays fresh: everything else. The zygote never imports the plugin
 (``pytest_mlexp.plugin``) nor any project module, so the plugin's import and its
 import-time behaviour happen in every worker as in a cold one. (Importing mlflow loads
 the package's spool store, its ``mlflow.tracking_store`` entry point, as in any process
-that imports mlflow; where that copy of the package is not the one this test process
-runs, a worktree first on ``PYTHONPATH``, workers stay cold.)
+that imports mlflow: the zygote has the test process's ``PYTHONPATH``, so that a
+worktree first on it is the copy it loads; where it still is not the one this test
+process runs, workers stay cold.)
 Each worker gets the client's stdin/stdout/stderr, cwd,
 environment (HOME, TMPDIR, MLFLOW_* as pytester set them), ``sys.path`` as a fresh
 ``python -c`` builds it, Python's default signal handlers, fresh warning filters
@@ -27,7 +30,9 @@ argv, cwd and environment to the zygote over a Unix socket, forwards SIGTERM/SIG
 to the forked worker and exits with its status. Whatever cannot be warm (the zygote
 did not start, a Python flag or ``PYTHON*`` variable a fork cannot change) falls back
 to the cold start: the client execs the original command. A test whose subject is a
-fresh process is marked ``cold_workers`` and keeps cold workers.
+fresh process is marked ``cold_workers`` and keeps cold workers. A worker started cold
+otherwise is said in the zygote's folder (``WarmStart.why_cold``), and fails the test
+whose session started it (``tests/conftest.py``): it costs seconds of CPU, silently.
 """
 
 from __future__ import annotations
@@ -81,7 +86,7 @@ def client(address: str, command: list[str]) -> None:
     except (OSError, ValueError) as why:  # the cold start, as execnet would have made it
         try:
             with open(os.path.join(os.path.dirname(address), "cold.log"), "a") as log:
-                log.write(f"{os.getpid()}: cold, {why!r}\n")
+                log.write(f"{os.getpid()} of {os.getppid()}: cold, {why!r}\n")
         except OSError:
             pass
         os.execv(command[0], command)
@@ -164,7 +169,11 @@ class _Zygote:
 
     def __init__(self, address: str) -> None:
         self.address = address
-        self.base_path = sys.path[1:]  # a fresh interpreter's, after its own script's folder
+        # A fresh interpreter's, after its own script's folder and PYTHONPATH's entries (the
+        # zygote has the test process's PYTHONPATH, so that it imports the same copy of the
+        # package; a worker puts its own in front).
+        python_path = os.environ.get("PYTHONPATH", "")
+        self.base_path = sys.path[1 + (len(python_path.split(os.pathsep)) if python_path else 0) :]
         self.start_env = _python_env(dict(os.environ))
         self.initial_filters = list(warnings.filters)
         with warnings.catch_warnings():
@@ -400,16 +409,21 @@ def _same_package(zygote_copy: str) -> bool:
 class WarmStart:
     """The zygote of this test process: started on first use, ended with the process."""
 
-    def __init__(self) -> None:
+    def __init__(self, shared: str | None = None) -> None:
+        """``shared``: the socket of a zygote another process started, to use (not to stop)."""
         self._process: subprocess.Popen[bytes] | None = None
-        self._folder = ""
-        self._address: str | None = None
+        self._folder = os.path.dirname(shared) if shared else ""
+        self._address = shared or None
         self._failed = False
+        self._owner = os.getpid()
         #: Why workers stay cold, if the zygote was started and not used.
         self.cold_reason: str | None = None
 
     def address(self) -> str | None:
-        """The zygote's socket, started now if need be; None if it cannot start (go cold)."""
+        """The zygote's socket, started now if need be; None if it cannot start (go cold).
+
+        A worker of a run that shares its zygote (``share_with_workers``) uses that one.
+        """
         if self._address is None and not self._failed:
             self._failed = True
             # In this process's own temporary folder, not a test's (TMPDIR, tempfile.tempdir
@@ -418,7 +432,10 @@ class WarmStart:
                 prefix="mlexp-zygote-", dir=_START_ENV.get("TMPDIR") or "/tmp"
             )
             address = os.path.join(folder, "socket")
-            env = {k: v for k, v in _START_ENV.items() if k not in _APPLIED_ENV}
+            # PYTHONPATH kept: importing mlflow imports the package (above), the same copy.
+            env = {
+                k: v for k, v in _START_ENV.items() if k not in _APPLIED_ENV or k == "PYTHONPATH"
+            }
             with open(os.path.join(folder, "log"), "wb") as log:
                 self._process = subprocess.Popen(
                     [sys.executable, __file__, "serve", address],
@@ -429,6 +446,7 @@ class WarmStart:
                     env=env,
                     start_new_session=True,  # a Ctrl-C in the terminal is for the tests
                 )
+            self._owner = os.getpid()
             atexit.register(self.stop)
             assert self._process.stdout is not None
             selected = selectors.DefaultSelector()
@@ -446,10 +464,21 @@ class WarmStart:
             selected.close()
         return self._address
 
+    def cold_starts(self) -> int:
+        """How many of this process's workers started cold so far, though asked to be warm.
+
+        Each client says so in the zygote's folder, with its parent: this process.
+        """
+        mine = f" of {os.getpid()}: "
+        if self._folder:
+            with contextlib.suppress(OSError), open(os.path.join(self._folder, "cold.log")) as f:
+                return sum(mine in line for line in f)
+        return 0
+
     def why_cold(self) -> str:
         """What the zygote and its clients said of workers started cold (their logs)."""
         said = []
-        for name in ("log", "cold.log"):
+        for name in ("log", "cold.log") if self._folder else ():
             with contextlib.suppress(OSError), open(os.path.join(self._folder, name)) as file:
                 said.append(file.read())
         return "".join(said)
@@ -476,9 +505,12 @@ class WarmStart:
 
     def stop(self) -> None:
         """End the zygote: its stdin closes, it ends any worker left and exits (else killed)."""
-        process, self._process, self._address = self._process, None, None
-        if process is None:
+        process = self._process
+        if process is None or os.getpid() != self._owner:
+            # None started, another process's (``shared``), or this is a forked copy of the
+            # process that started it, exiting (its atexit): the zygote and its socket stay.
             return
+        self._process, self._address = None, None
         for stream in (process.stdin, process.stdout):  # its stdin's end: it ends its workers
             if stream is not None:
                 stream.close()
@@ -497,8 +529,28 @@ class WarmStart:
             os.rmdir(folder)
 
 
-#: This process's zygote.
-warm_start = WarmStart()
+#: The environment variable that gives a run's processes one zygote: its socket's address.
+SHARED_ZYGOTE = "MLEXP_TESTS_ZYGOTE"
+
+#: This process's zygote: its own, or its run's (an xdist worker of ``share_with_workers``).
+warm_start = WarmStart(_START_ENV.get(SHARED_ZYGOTE))
+
+
+def share_with_workers() -> contextlib.ExitStack:
+    """In an xdist controller: its workers are forked warm, and use its zygote for theirs.
+
+    One zygote for the run (its imports paid once, not once per worker); close the
+    returned stack when the workers have ended.
+    """
+    stack = contextlib.ExitStack()
+    if _START_ENV.get("MLEXP_TESTS_COLD_WORKERS"):
+        return stack
+    address = warm_start.address()
+    if address is not None:
+        os.environ[SHARED_ZYGOTE] = address
+        stack.callback(os.environ.pop, SHARED_ZYGOTE, None)
+        stack.enter_context(warm_workers())
+    return stack
 
 
 @contextlib.contextmanager

@@ -59,13 +59,14 @@ class Relay:
         self.config = config
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
         from ..keys import SESSION_KEY
         from .offline import offline_when_unreachable
 
+        # The session object exists once collection found tracked items; before it opens
+        # the store (its own pytest_collection_finish): offline if the node has no route.
         mlexp = session.config.stash.get(SESSION_KEY, None)
         if mlexp is not None:
-            # Before collection, when the store may be opened: offline if the node has no route.
             mlexp._open_backend = offline_when_unreachable(mlexp._open_backend)
 
     def pytest_mlexp_run_tags(self, item: pytest.Item) -> dict[str, str]:

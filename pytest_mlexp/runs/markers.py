@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -59,52 +59,6 @@ MARKER_KWARGS: dict[str, str] = {
 #: Set on an item whose ``best=`` a params file gives (``params.collection``): the grid line
 #: names that source.
 BEST_FROM_FILE_KEY = pytest.StashKey[bool]()
-
-
-def is_tracked(item: pytest.Item) -> bool:
-    """An ``experiment_*`` function, an item marked ``mlexp``, or one using ``mlflow_run``."""
-    if not isinstance(item, pytest.Function):
-        return False
-    return (
-        item.originalname.startswith("experiment_")
-        or "mlflow_run" in item.fixturenames
-        or item.get_closest_marker("mlexp") is not None
-    )
-
-
-def tracked_items(items: Sequence[pytest.Item]) -> list[pytest.Item]:
-    """The tracked ones among ``items`` (``is_tracked``), in order.
-
-    Called on every session's items, with or without experiments: a collector's
-    markers are looked at once for all its items, not once per item.
-    """
-    marked: dict[int, bool] = {}  # by id(): a node's hash is a Python call
-
-    def is_marked(node: Any) -> bool:
-        found = marked.get(id(node))
-        if found is None:
-            found = _marks_mlexp(node.own_markers) or (
-                node.parent is not None and is_marked(node.parent)
-            )
-            marked[id(node)] = found
-        return found
-
-    tracked: list[pytest.Item] = []
-    for item in items:
-        if not isinstance(item, pytest.Function):
-            continue
-        if (
-            item.originalname.startswith("experiment_")
-            or "mlflow_run" in item.fixturenames
-            or _marks_mlexp(item.own_markers)
-            or (item.parent is not None and is_marked(item.parent))
-        ):
-            tracked.append(item)
-    return tracked
-
-
-def _marks_mlexp(marks: list[pytest.Mark]) -> bool:
-    return any(mark.name == "mlexp" for mark in marks)
 
 
 def marker_options(node: Any) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The session object: the session's settings, its store, and the summaries its runs leave.
 
-Registered by ``plugin.py`` in every pytest run, so it stays light: until
-collection finds a tracked item it only looks. What acts on the items is
+Created and registered by ``plugin.py`` when collection finds a tracked item (on an
+xdist or cluster controller, at configure), so a session without experiments never
+loads this module. What acts on the items is
 composed elsewhere: ``pipeline`` registers the features once collection
 found tracked items (``item_runs.ItemRuns`` among them, which starts and ends
 a run around each tracked item; ``mlflow`` is imported only then), and the
@@ -17,7 +18,6 @@ import signal
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -134,16 +134,6 @@ class MlexpSession:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     # -- collection --------------------------------------------------------------------------
-
-    def pytest_ignore_collect(self, collection_path: Path) -> bool | None:
-        # Logged code (code/experiment_*.py) must not be collected from the embedded store.
-        if collection_path.name != "mlruns":
-            return None
-        try:
-            store = self.settings.tracking.store_artifact_dir
-        except pytest.UsageError:
-            return None  # refused when a tracked item uses it; until then, pytest's own rules
-        return True if collection_path == store else None
 
     def track(self, items: Sequence[pytest.Item]) -> None:
         """Collection found tracked items: remember the collection order of ``items``."""
