@@ -63,7 +63,15 @@ WARM_LIBRARIES = (
 )
 
 #: ``PYTHON*`` variables a forked worker can honour; any other must match the zygote's.
-_APPLIED_ENV = ("PYTHONPATH", "PYTHONWARNINGS", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE")
+#: ``PYTHONBREAKPOINT`` is read by ``breakpoint()`` when called, not at start-up (and
+#: ``ray.init`` sets it in its driver's environment, so every test after a Ray one has it).
+_APPLIED_ENV = (
+    "PYTHONPATH",
+    "PYTHONWARNINGS",
+    "PYTHONUNBUFFERED",
+    "PYTHONDONTWRITEBYTECODE",
+    "PYTHONBREAKPOINT",
+)
 
 #: Flags of execnet's worker command a forked worker can honour (``-W`` takes a value).
 _APPLIED_FLAGS = ("-u", "-B", "-W")
@@ -82,6 +90,8 @@ def client(address: str, command: list[str]) -> None:
         connection.sendall(len(request).to_bytes(4, "big") + request)
         answers = connection.makefile("rb")
         first = answers.readline().strip()
+        if not first.isdigit():
+            raise ValueError(f"the zygote answered {first.decode(errors='replace')!r}")
         pid = int(first)
     except (OSError, ValueError) as why:  # the cold start, as execnet would have made it
         try:
