@@ -294,7 +294,35 @@ def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _once_per_run(tmp_path_factory, "empty-store", _make_empty_store)
 
 
+#: Where the suite's temporary files go when the machine has a memory-backed folder.
+MEMORY_TMP = Path("/dev/shm")
+#: The free room it needs (a whole run writes a few hundred MiB).
+MEMORY_TMP_ROOM = 4 * 2**30
+
+
+def _temporary_files_in_memory(config: pytest.Config) -> None:
+    """The suite's temporary files (``tmp_path``, its stores, servers', children's) in memory.
+
+    Most of the suite's sessions write small sqlite stores, and each commit waits for
+    its fsync on a disk: a core idles while it does. On a tmpfs (``/dev/shm``) it does
+    not. Only in the process pytest started (its workers and children inherit
+    ``TMPDIR``), and only if the user chose neither ``TMPDIR`` nor ``--basetemp``.
+    """
+    if hasattr(config, "workerinput") or "TMPDIR" in os.environ or config.option.basetemp:
+        return
+    if not (MEMORY_TMP.is_dir() and os.access(MEMORY_TMP, os.W_OK | os.X_OK)):
+        return
+    room = os.statvfs(MEMORY_TMP)
+    if room.f_bavail * room.f_frsize < MEMORY_TMP_ROOM:  # a container's 64 MiB /dev/shm
+        return
+    folder = MEMORY_TMP / f"suite-tmp-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    os.environ["TMPDIR"] = str(folder)
+    tempfile.tempdir = None  # read TMPDIR again
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _temporary_files_in_memory(config)
     if config.getoption("numprocesses", None) and not hasattr(config, "workerinput"):
         # The controller of ``-n``: its workers are forked from one warm zygote, theirs too.
         config.add_cleanup(share_with_workers().close)
