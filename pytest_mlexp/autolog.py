@@ -34,6 +34,8 @@ class Autolog:
 
     def __init__(self) -> None:
         self.active = False
+        #: The integrations on before this switched autolog on.
+        self.before: frozenset[str] = frozenset()
 
     def pytest_mlexp_run_start(self, item: pytest.Item, run: ExperimentRun) -> None:
         # pytest resets the warning filters after each item: autolog's own
@@ -44,6 +46,7 @@ class Autolog:
             return
         import mlflow
 
+        self.before = enabled_integrations()
         # exclusive=False: autolog writes into the active run, ours.
         mlflow.autolog(silent=True)
         self.active = True
@@ -61,6 +64,11 @@ class Autolog:
         import mlflow
 
         mlflow.autolog(disable=True, silent=True)
+        # An item's own ``mlflow.<flavor>.autolog()`` outlives the universal switch (MLflow
+        # keeps a flavor call's settings over the universal ones): off too, unless it was on
+        # before autolog was switched on.
+        for name in sorted(enabled_integrations() - self.before):
+            _disable(name)
         self.active = False
 
 

@@ -95,17 +95,19 @@ def test_plain_after():
 """
 
 
-def test_a_users_own_autolog_call_ends_with_its_item(ourtester, client):
+@pytest.mark.parametrize("autolog", ["off", "on"])
+def test_a_users_own_autolog_call_ends_with_its_item(ourtester, client, autolog):
     """``mlflow.sklearn.autolog()`` inside an experiment: the experiment's run, not a later test's.
 
-    Without the scope, the plain test after it makes a stray run in ``Default``.
+    Without the scope, the plain test after it makes a stray run in ``Default``; with
+    ``--mlexp-autolog=on`` too, although the flavor was on when the item started.
     """
     from mlflow.utils.autologging_utils import autologging_is_disabled
 
     ourtester.makepyfile(test_own=OWN_AUTOLOG)
     result = ourtester.runpytest(
         "--mlexp-experiment", EXPERIMENT, "-p", "no:randomly", "--mlexp-lineage=none",
-        "--mlexp-artifacts=off",
+        "--mlexp-artifacts=off", f"--mlexp-autolog={autolog}",
     )  # fmt: skip
     result.assert_outcomes(passed=2)
     (run,) = all_runs(client)  # none in Default from test_plain_after
